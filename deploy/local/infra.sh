@@ -1,0 +1,689 @@
+#!/usr/bin/env bash
+# Local infrastructure for the order management system, without Docker:
+# a real single-node Apache Kafka (KRaft), a private PostgreSQL cluster and Redis, all on 127.0.0.1.
+#
+#   deploy/local/infra.sh start [kafka|pg|redis ...]   start (all by default); idempotent
+#   deploy/local/infra.sh stop  [kafka|pg|redis ...]   stop (all by default); safe when nothing runs
+#   deploy/local/infra.sh status                       up/down per component (exit 0 only if all are up)
+#   deploy/local/infra.sh env [--export]               KEY=VALUE lines for the services
+#   deploy/local/infra.sh kafka-class CLASS [ARGS...]  run a Kafka tool class on the cached classpath,
+#                                                      e.g. org.apache.kafka.tools.TopicCommand --list ...
+#
+# State (jars, data, logs, pid files) lives in ${OMS_STATE_DIR:-<repo root>/.local}.
+# Ports: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), PG_PORT (5433), REDIS_PORT (6379).
+# See deploy/local/README.md.
+set -euo pipefail
+
+# ---------------------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------------------
+# The one place the Kafka version is pinned (deploy/local/kafka/pom.xml receives it as -Dkafka.version).
+KAFKA_VERSION="4.1.1"
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
+
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+PG_PORT="${PG_PORT:-5433}"
+REDIS_PORT="${REDIS_PORT:-6379}"
+
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
+KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
+PG_START_TIMEOUT="${PG_START_TIMEOUT:-60}"
+REDIS_START_TIMEOUT="${REDIS_START_TIMEOUT:-30}"
+KAFKA_STOP_TIMEOUT=30
+
+PG_APP_USER=oms
+PG_APP_PASSWORD=oms
+PG_APP_DB=oms
+
+KAFKA_POM="$SCRIPT_DIR/kafka/pom.xml"
+KAFKA_LOG4J="$SCRIPT_DIR/kafka/log4j2.xml"
+KAFKA_TOOLS_LOG4J="$SCRIPT_DIR/kafka/log4j2-tools.xml"
+
+# ---------------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------------
+say() { printf '[infra] %s\n' "$*" >&2; }
+die() { printf 'infra.sh: error: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+check_port_var() {
+  local name="$1" value="$2"
+  [[ "$value" =~ ^[0-9]+$ ]] && [ "$value" -ge 1 ] && [ "$value" -le 65535 ] \
+    || die "$name must be a TCP port number, got '$value'"
+}
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() {
+  timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+
+# True when process $1 is alive and its command line contains $2.
+pid_cmd_has() {
+  local pid="$1" needle="$2"
+  pid_alive "$pid" || return 1
+  [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$needle"
+}
+
+read_pidfile() { [ -s "$1" ] && head -n1 "$1" | tr -dc '0-9' || true; }
+
+# Print the last lines of each given log file that exists.
+show_logs() {
+  local f
+  for f in "$@"; do
+    [ -s "$f" ] || continue
+    printf -- '----- last 40 lines of %s -----\n' "$f" >&2
+    tail -n 40 "$f" >&2
+  done
+  printf -- '-----\n' >&2
+}
+
+APT_UPDATED=0
+apt_install() {
+  is_root || die "missing $*; install it (Debian/Ubuntu: apt-get install $*) or run this script as root"
+  command -v apt-get >/dev/null || die "missing $* and no apt-get to install it"
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    say "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    APT_UPDATED=1
+  fi
+  say "apt-get install -y $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+init_state_dir() {
+  STATE_DIR="${OMS_STATE_DIR:-$REPO_ROOT/.local}"
+  mkdir -p "$STATE_DIR"
+  STATE_DIR="$(cd "$STATE_DIR" && pwd)"
+
+  K_DIR="$STATE_DIR/kafka"
+  K_LIB="$K_DIR/lib/$KAFKA_VERSION"
+  K_DATA="$K_DIR/data"
+  K_LOGS="$K_DIR/logs"
+  K_CONF="$K_DIR/server.properties"
+  K_PIDFILE="$K_DIR/kafka.pid"
+  K_PORTS="$K_DIR/ports"
+  K_FORMATTED="$K_DIR/formatted.env"
+  K_OUT="$K_LOGS/kafka.out"
+  K_SERVER_LOG="$K_LOGS/server.log"
+
+  PG_DIR="$STATE_DIR/pg"
+  PG_DATA="$PG_DIR/data"
+  PG_SOCK="$PG_DIR/run"
+  PG_LOGDIR="$PG_DIR/log"
+  PG_LOG="$PG_LOGDIR/postgresql.log"
+
+  R_DIR="$STATE_DIR/redis"
+  R_PIDFILE="$R_DIR/redis.pid"
+  R_LOG="$R_DIR/redis.log"
+  R_PORTFILE="$R_DIR/port"
+}
+
+# Serialise start/stop runs that share one state dir.
+take_lock() {
+  exec 9>"$STATE_DIR/.infra.lock"
+  flock -w 300 9 || die "another infra.sh run holds $STATE_DIR/.infra.lock"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Java / Maven / Kafka jars
+# ---------------------------------------------------------------------------------------------------
+JAVA=""
+find_java() {
+  [ -n "$JAVA" ] && return 0
+  if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; then
+    JAVA="$JAVA_HOME/bin/java"
+  elif command -v java >/dev/null; then
+    JAVA="$(command -v java)"
+  else
+    apt_install openjdk-17-jre-headless
+    JAVA="$(command -v java)"
+  fi
+  local ver major
+  ver="$("$JAVA" -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')"
+  major="${ver%%.*}"
+  [[ "$major" =~ ^[0-9]+$ ]] && [ "$major" -ge 17 ] \
+    || die "Kafka $KAFKA_VERSION needs Java 17+, but $JAVA is '$ver' (set JAVA_HOME to a JDK 17+)"
+}
+
+kafka_fetch_jars() {
+  local stamp
+  stamp="kafka=$KAFKA_VERSION pom=$(sha256sum "$KAFKA_POM" | cut -c1-16)"
+  if [ -f "$K_LIB/.complete" ] && [ "$(cat "$K_LIB/.complete")" = "$stamp" ]; then
+    return 0
+  fi
+  command -v mvn >/dev/null || apt_install maven
+  say "kafka: fetching Kafka $KAFKA_VERSION jars with Maven (first run only)"
+  mkdir -p "$K_LOGS"
+  rm -rf "$K_LIB" "$K_LIB.tmp"
+  if ! mvn -q -B -f "$KAFKA_POM" dependency:copy-dependencies \
+        -Dkafka.version="$KAFKA_VERSION" -DoutputDirectory="$K_LIB.tmp" >"$K_LOGS/mvn.log" 2>&1; then
+    show_logs "$K_LOGS/mvn.log"
+    die "kafka: Maven could not fetch the Kafka $KAFKA_VERSION jars (full output: $K_LOGS/mvn.log)"
+  fi
+  [ -f "$K_LIB.tmp/kafka_2.13-$KAFKA_VERSION.jar" ] || die "kafka: Maven ran but kafka_2.13-$KAFKA_VERSION.jar is missing"
+  echo "$stamp" >"$K_LIB.tmp/.complete"
+  mv "$K_LIB.tmp" "$K_LIB"
+}
+
+# Command line to run a Kafka class (tool) on the cached classpath with small-JVM settings.
+KAFKA_TOOL=()
+kafka_tool_cmd() {
+  find_java
+  KAFKA_TOOL=("$JAVA" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
+    -Dlog4j2.configurationFile="$KAFKA_TOOLS_LOG4J" -cp "$K_LIB/*")
+}
+kafka_tool() {
+  kafka_tool_cmd
+  "${KAFKA_TOOL[@]}" "$@"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Kafka
+# ---------------------------------------------------------------------------------------------------
+kafka_pid() { read_pidfile "$K_PIDFILE"; }
+
+# Our broker process is alive (pid file + command line pointing at our config).
+kafka_alive() { pid_cmd_has "$(kafka_pid)" "$K_CONF"; }
+
+kafka_port() { if [ -s "$K_PORTS" ] && kafka_alive; then cut -d' ' -f1 "$K_PORTS"; else echo "$KAFKA_PORT"; fi; }
+kafka_controller_port() { if [ -s "$K_PORTS" ] && kafka_alive; then cut -d' ' -f2 "$K_PORTS"; else echo "$KAFKA_CONTROLLER_PORT"; fi; }
+
+kafka_write_config() {
+  mkdir -p "$K_DATA" "$K_LOGS"
+  cat >"$K_CONF" <<EOF
+# Generated by deploy/local/infra.sh on every start: edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$K_DATA
+
+# Single node: every internal topic has one replica.
+num.partitions=3
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+
+# Tests: no rebalance delay; the application creates its own topics.
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+EOF
+}
+
+kafka_format_if_needed() {
+  if [ -f "$K_DATA/meta.properties" ]; then
+    local formatted_cport=""
+    [ -f "$K_FORMATTED" ] && formatted_cport="$(sed -n 's/^controller_port=//p' "$K_FORMATTED")"
+    if [ -n "$formatted_cport" ] && [ "$formatted_cport" != "$KAFKA_CONTROLLER_PORT" ]; then
+      die "kafka: storage in $K_DATA was formatted with controller port $formatted_cport, not $KAFKA_CONTROLLER_PORT. Use KAFKA_CONTROLLER_PORT=$formatted_cport, or reset Kafka: $0 stop kafka && rm -rf '$K_DATA' '$K_FORMATTED'"
+    fi
+    return 0
+  fi
+  local cluster_id
+  cluster_id="$(kafka_tool kafka.tools.StorageTool random-uuid 2>>"$K_LOGS/format.log")" \
+    || { show_logs "$K_LOGS/format.log"; die "kafka: StorageTool random-uuid failed"; }
+  say "kafka: formatting storage (cluster id $cluster_id, standalone KRaft controller)"
+  if ! kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$K_CONF" --standalone \
+        >>"$K_LOGS/format.log" 2>&1; then
+    show_logs "$K_LOGS/format.log"
+    die "kafka: formatting the storage failed"
+  fi
+  printf 'cluster_id=%s\ncontroller_port=%s\nkafka_version=%s\n' \
+    "$cluster_id" "$KAFKA_CONTROLLER_PORT" "$KAFKA_VERSION" >"$K_FORMATTED"
+}
+
+KAFKA_LAUNCHED=0
+KAFKA_LOG_OFFSET=0
+
+# Start the broker process (does not wait for readiness; see kafka_wait).
+kafka_launch() {
+  KAFKA_LAUNCHED=0
+  if kafka_alive; then
+    return 0
+  fi
+  rm -f "$K_PIDFILE"
+  local p
+  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+    if port_open "$p"; then
+      die "kafka: port 127.0.0.1:$p is already in use by a process this script did not start. Stop it or choose other ports (KAFKA_PORT / KAFKA_CONTROLLER_PORT)."
+    fi
+  done
+  find_java
+  kafka_fetch_jars
+  kafka_write_config
+  kafka_format_if_needed
+
+  KAFKA_LOG_OFFSET="$(stat -c %s "$K_SERVER_LOG" 2>/dev/null || echo 0)"
+  local launcher=()
+  command -v setsid >/dev/null && launcher=(setsid)
+  say "kafka: starting Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (controller 127.0.0.1:$KAFKA_CONTROLLER_PORT)"
+  # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS is a list of JVM flags
+  nohup "${launcher[@]}" "$JAVA" $KAFKA_HEAP_OPTS \
+    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    -Dkafka.logs.dir="$K_LOGS" -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
+    -cp "$K_LIB/*" kafka.Kafka "$K_CONF" >"$K_OUT" 2>&1 </dev/null &
+  echo $! >"$K_PIDFILE"
+  echo "$KAFKA_PORT $KAFKA_CONTROLLER_PORT" >"$K_PORTS"
+  KAFKA_LAUNCHED=1
+}
+
+kafka_fail() {
+  show_logs "$K_SERVER_LOG" "$K_OUT"
+  die "kafka: $*"
+}
+
+# Wait until the broker answers a metadata request.
+kafka_wait() {
+  local port start deadline
+  port="$(kafka_port)"
+  start=$SECONDS
+  deadline=$((SECONDS + KAFKA_START_TIMEOUT))
+  if [ "$KAFKA_LAUNCHED" -eq 1 ]; then
+    # Fresh start: wait for the broker's own "started" line, then the port.
+    until [ -f "$K_SERVER_LOG" ] && tail -c +"$((KAFKA_LOG_OFFSET + 1))" "$K_SERVER_LOG" | grep -q 'Kafka Server started' \
+          && port_open "$port"; do
+      kafka_alive || kafka_fail "the broker process exited during startup"
+      [ $SECONDS -lt $deadline ] || kafka_fail "not started after ${KAFKA_START_TIMEOUT}s (KAFKA_START_TIMEOUT)"
+      sleep 0.5
+    done
+  else
+    until port_open "$port"; do
+      kafka_alive || kafka_fail "the broker process exited during startup"
+      [ $SECONDS -lt $deadline ] || kafka_fail "port $port not open after ${KAFKA_START_TIMEOUT}s"
+      sleep 0.5
+    done
+  fi
+  # A real metadata request (DescribeCluster) with Kafka's own admin client.
+  local remaining=$((deadline - SECONDS)) out
+  [ $remaining -gt 15 ] || remaining=15
+  kafka_tool_cmd
+  if ! out="$(timeout "$remaining" "${KAFKA_TOOL[@]}" org.apache.kafka.tools.ClusterTool cluster-id \
+                --bootstrap-server "127.0.0.1:$port" 2>&1)"; then
+    echo "$out" >&2
+    kafka_fail "the broker does not answer a metadata request on 127.0.0.1:$port"
+  fi
+  say "kafka: ready after $((SECONDS - start))s (${out//$'\n'/ })"
+}
+
+kafka_stop() {
+  local pid
+  pid="$(kafka_pid)"
+  if ! kafka_alive; then
+    rm -f "$K_PIDFILE"
+    say "kafka: not running"
+    return 0
+  fi
+  say "kafka: stopping (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+  while pid_alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.5; done
+  if pid_alive "$pid"; then
+    say "kafka: still running after ${KAFKA_STOP_TIMEOUT}s, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    while pid_alive "$pid"; do sleep 0.2; done
+  fi
+  rm -f "$K_PIDFILE"
+  say "kafka: stopped"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# PostgreSQL (a private cluster; PostgreSQL refuses to run as root, so as root it runs as 'postgres')
+# ---------------------------------------------------------------------------------------------------
+PG_BIN=""
+find_pg_bin() {
+  [ -n "$PG_BIN" ] && return 0
+  local cand="" d
+  # An existing cluster must be run by its own major version.
+  if [ -f "$PG_DATA/PG_VERSION" ]; then
+    d="/usr/lib/postgresql/$(cat "$PG_DATA/PG_VERSION")/bin"
+    [ -x "$d/initdb" ] && cand="$d"
+  fi
+  if [ -z "$cand" ] && command -v pg_config >/dev/null; then
+    d="$(pg_config --bindir 2>/dev/null || true)"
+    [ -n "$d" ] && [ -x "$d/initdb" ] && cand="$d"
+  fi
+  if [ -z "$cand" ]; then
+    d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)"
+    [ -n "$d" ] && [ -x "$d/initdb" ] && cand="$d"
+  fi
+  if [ -z "$cand" ]; then
+    apt_install postgresql
+    d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)"
+    [ -n "$d" ] && [ -x "$d/initdb" ] && cand="$d"
+  fi
+  [ -n "$cand" ] || die "pg: PostgreSQL server binaries (initdb, pg_ctl) not found"
+  if [ -f "$PG_DATA/PG_VERSION" ] && [ "$("$cand/postgres" --version | grep -oE '[0-9]+' | head -n1)" != "$(cat "$PG_DATA/PG_VERSION")" ]; then
+    die "pg: $PG_DATA was created by PostgreSQL $(cat "$PG_DATA/PG_VERSION") but only $cand is available. Reset it: $0 stop pg && rm -rf '$PG_DIR'"
+  fi
+  PG_BIN="$cand"
+}
+
+PG_OS_USER=""
+pg_os_user() {
+  [ -n "$PG_OS_USER" ] && return 0
+  if is_root; then
+    PG_OS_USER=postgres
+    if ! id -u postgres >/dev/null 2>&1; then
+      say "pg: creating system user 'postgres'"
+      useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin postgres
+    fi
+  else
+    PG_OS_USER="$(id -un)"
+  fi
+}
+
+# Run a PostgreSQL server command as the OS user that owns the cluster.
+pg_as_owner() {
+  if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_pid() { [ -s "$PG_DATA/postmaster.pid" ] && sed -n 1p "$PG_DATA/postmaster.pid" | tr -dc '0-9' || true; }
+pg_alive() { pid_cmd_has "$(pg_pid)" "$PG_DATA"; }
+pg_port() { if pg_alive; then sed -n 4p "$PG_DATA/postmaster.pid" | tr -dc '0-9'; else echo "$PG_PORT"; fi; }
+
+pg_init_if_needed() {
+  pg_os_user
+  mkdir -p "$PG_DIR" "$PG_SOCK" "$PG_LOGDIR"
+  if is_root; then
+    chown -R postgres:postgres "$PG_DIR"
+    runuser -u postgres -- test -w "$PG_DIR" \
+      || die "pg: the 'postgres' OS user cannot reach $PG_DIR (a parent directory is not searchable by others). Point OMS_STATE_DIR at a directory it can reach."
+  fi
+  chmod 700 "$PG_SOCK"
+  if [ ! -f "$PG_DATA/PG_VERSION" ]; then
+    find_pg_bin
+    say "pg: initdb into $PG_DATA"
+    rm -rf "$PG_DATA"
+    if ! pg_as_owner "$PG_BIN/initdb" -D "$PG_DATA" -U postgres -A trust -E UTF8 --locale=C \
+          >"$PG_LOGDIR/initdb.log" 2>&1; then
+      show_logs "$PG_LOGDIR/initdb.log"
+      die "pg: initdb failed"
+    fi
+    printf "\n# Local settings written by deploy/local/infra.sh on every start.\ninclude_if_exists = 'oms.conf'\n" \
+      | pg_as_owner tee -a "$PG_DATA/postgresql.conf" >/dev/null
+    pg_as_owner tee "$PG_DATA/pg_hba.conf" >/dev/null <<'EOF'
+# Local development cluster (deploy/local/infra.sh): no passwords, loopback and own socket only.
+# TYPE  DATABASE  USER  ADDRESS        METHOD
+local   all       all                  trust
+host    all       all   127.0.0.1/32   trust
+EOF
+  fi
+  find_pg_bin
+  pg_as_owner tee "$PG_DATA/oms.conf" >/dev/null <<EOF
+# Generated by deploy/local/infra.sh on every start.
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PG_SOCK'
+max_connections = 200
+shared_buffers = 128MB
+EOF
+}
+
+pg_psql() {
+  "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$(pg_port)" -U postgres -d postgres "$@"
+}
+
+pg_ensure_app_db() {
+  pg_psql -c "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_APP_USER') THEN
+        CREATE ROLE $PG_APP_USER LOGIN SUPERUSER PASSWORD '$PG_APP_PASSWORD';
+      END IF;
+    END \$\$;" >/dev/null
+  if [ "$(pg_psql -Atc "SELECT 1 FROM pg_database WHERE datname = '$PG_APP_DB'")" != "1" ]; then
+    say "pg: creating database $PG_APP_DB"
+    pg_psql -c "CREATE DATABASE $PG_APP_DB OWNER $PG_APP_USER" >/dev/null
+  fi
+}
+
+pg_wait() {
+  local port deadline
+  port="$(pg_port)"
+  deadline=$((SECONDS + PG_START_TIMEOUT))
+  until "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port"; do
+    pg_alive || { show_logs "$PG_LOG"; die "pg: the server exited during startup"; }
+    [ $SECONDS -lt $deadline ] || { show_logs "$PG_LOG"; die "pg: not ready after ${PG_START_TIMEOUT}s"; }
+    sleep 0.3
+  done
+}
+
+pg_start() {
+  if pg_alive; then
+    find_pg_bin
+    pg_wait
+    pg_ensure_app_db
+    say "pg: already running (pid $(pg_pid)) on 127.0.0.1:$(pg_port)"
+    return 0
+  fi
+  if port_open "$PG_PORT"; then
+    die "pg: port 127.0.0.1:$PG_PORT is already in use by a process this script did not start. Stop it or choose another PG_PORT."
+  fi
+  pg_init_if_needed
+  say "pg: starting PostgreSQL ($PG_BIN) on 127.0.0.1:$PG_PORT"
+  local start=$SECONDS
+  if ! pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t "$PG_START_TIMEOUT" -s start >/dev/null 2>&1; then
+    show_logs "$PG_LOG"
+    die "pg: pg_ctl start failed"
+  fi
+  pg_wait
+  pg_ensure_app_db
+  say "pg: ready after $((SECONDS - start))s"
+}
+
+pg_stop() {
+  if ! pg_alive; then
+    say "pg: not running"
+    return 0
+  fi
+  find_pg_bin
+  say "pg: stopping (pid $(pg_pid))"
+  if ! pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 -s stop; then
+    show_logs "$PG_LOG"
+    die "pg: pg_ctl stop failed"
+  fi
+  say "pg: stopped"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Redis
+# ---------------------------------------------------------------------------------------------------
+redis_pid() { read_pidfile "$R_PIDFILE"; }
+redis_alive() { pid_cmd_has "$(redis_pid)" "redis-server"; }
+redis_port() { if [ -s "$R_PORTFILE" ] && redis_alive; then cat "$R_PORTFILE"; else echo "$REDIS_PORT"; fi; }
+
+redis_wait() {
+  local port deadline
+  port="$(redis_port)"
+  deadline=$((SECONDS + REDIS_START_TIMEOUT))
+  until [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null || true)" = "PONG" ]; do
+    redis_alive || { show_logs "$R_LOG"; die "redis: the server exited during startup"; }
+    [ $SECONDS -lt $deadline ] || { show_logs "$R_LOG"; die "redis: no PONG after ${REDIS_START_TIMEOUT}s"; }
+    sleep 0.2
+  done
+}
+
+redis_start() {
+  if redis_alive; then
+    redis_wait
+    say "redis: already running (pid $(redis_pid)) on 127.0.0.1:$(redis_port)"
+    return 0
+  fi
+  rm -f "$R_PIDFILE"
+  if port_open "$REDIS_PORT"; then
+    die "redis: port 127.0.0.1:$REDIS_PORT is already in use by a process this script did not start. Stop it or choose another REDIS_PORT."
+  fi
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server
+  mkdir -p "$R_DIR"
+  say "redis: starting $(redis-server --version | awk '{print $3}' | tr -d 'v=') on 127.0.0.1:$REDIS_PORT"
+  local start=$SECONDS
+  if ! redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" \
+        --pidfile "$R_PIDFILE" --logfile "$R_LOG" --dir "$R_DIR" \
+        --save "" --appendonly no >/dev/null 2>&1; then
+    show_logs "$R_LOG"
+    die "redis: redis-server failed to start"
+  fi
+  echo "$REDIS_PORT" >"$R_PORTFILE"
+  # The daemon writes its pid file shortly after forking.
+  local deadline=$((SECONDS + REDIS_START_TIMEOUT))
+  until redis_alive; do
+    [ $SECONDS -lt $deadline ] || { show_logs "$R_LOG"; die "redis: no running redis-server with pid file $R_PIDFILE"; }
+    sleep 0.1
+  done
+  redis_wait
+  say "redis: ready after $((SECONDS - start))s"
+}
+
+redis_stop() {
+  local pid
+  pid="$(redis_pid)"
+  if ! redis_alive; then
+    rm -f "$R_PIDFILE"
+    say "redis: not running"
+    return 0
+  fi
+  say "redis: stopping (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 15))
+  while pid_alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$R_PIDFILE"
+  say "redis: stopped"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------------
+print_env() {
+  local prefix="${1:-}"
+  echo "${prefix}KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(kafka_port)"
+  echo "${prefix}DATABASE_URL=postgresql+asyncpg://$PG_APP_USER:$PG_APP_PASSWORD@127.0.0.1:$(pg_port)/$PG_APP_DB"
+  echo "${prefix}REDIS_URL=redis://127.0.0.1:$(redis_port)/0"
+}
+
+# Expand "" / "all" into the component list and validate names.
+COMPONENTS=()
+parse_components() {
+  COMPONENTS=()
+  local c
+  if [ $# -eq 0 ]; then set -- all; fi
+  for c in "$@"; do
+    case "$c" in
+      all) COMPONENTS+=(kafka pg redis) ;;
+      kafka) COMPONENTS+=(kafka) ;;
+      pg|postgres|postgresql) COMPONENTS+=(pg) ;;
+      redis) COMPONENTS+=(redis) ;;
+      *) die "unknown component '$c' (expected kafka, pg, redis or all)" ;;
+    esac
+  done
+}
+
+has_component() { local c; for c in "${COMPONENTS[@]}"; do [ "$c" = "$1" ] && return 0; done; return 1; }
+
+cmd_start() {
+  parse_components "$@"
+  take_lock
+  local t0=$SECONDS
+  # Kafka's JVM takes longest to boot: launch it first, bring up PostgreSQL and Redis meanwhile.
+  if has_component kafka; then kafka_launch; fi
+  if has_component pg; then pg_start; fi
+  if has_component redis; then redis_start; fi
+  if has_component kafka; then
+    if [ "$KAFKA_LAUNCHED" -eq 0 ] && port_open "$(kafka_port)"; then
+      say "kafka: already running (pid $(kafka_pid)) on 127.0.0.1:$(kafka_port)"
+    else
+      kafka_wait
+    fi
+  fi
+  echo "Local infrastructure is up ($((SECONDS - t0))s; state in $STATE_DIR):"
+  has_component kafka && echo "  kafka     127.0.0.1:$(kafka_port)  (Kafka $KAFKA_VERSION, KRaft controller 127.0.0.1:$(kafka_controller_port); log $K_SERVER_LOG)"
+  has_component pg    && echo "  postgres  127.0.0.1:$(pg_port)  (database $PG_APP_DB, user $PG_APP_USER/$PG_APP_PASSWORD; log $PG_LOG)"
+  has_component redis && echo "  redis     127.0.0.1:$(redis_port)  (log $R_LOG)"
+  echo "Environment (also: $0 env):"
+  print_env "  "
+}
+
+cmd_stop() {
+  parse_components "$@"
+  take_lock
+  # Reverse order of dependency: nothing here depends on anything else, stop Kafka first (slowest).
+  if has_component kafka; then kafka_stop; fi
+  if has_component pg; then pg_stop; fi
+  if has_component redis; then redis_stop; fi
+}
+
+cmd_status() {
+  local all_up=0 line
+  if kafka_alive && port_open "$(kafka_port)"; then
+    line="up    127.0.0.1:$(kafka_port)  pid $(kafka_pid), Kafka $KAFKA_VERSION"
+  elif kafka_alive; then
+    line="starting (pid $(kafka_pid), port $(kafka_port) not open yet)"; all_up=1
+  else
+    line="down"; all_up=1
+  fi
+  printf '%-9s %s\n' kafka "$line"
+  if pg_alive && find_pg_bin && "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$(pg_port)"; then
+    line="up    127.0.0.1:$(pg_port)  pid $(pg_pid)"
+  else
+    line="down"; all_up=1
+  fi
+  printf '%-9s %s\n' postgres "$line"
+  if redis_alive && [ "$(redis-cli -h 127.0.0.1 -p "$(redis_port)" ping 2>/dev/null || true)" = "PONG" ]; then
+    line="up    127.0.0.1:$(redis_port)  pid $(redis_pid)"
+  else
+    line="down"; all_up=1
+  fi
+  printf '%-9s %s\n' redis "$line"
+  return $all_up
+}
+
+cmd_kafka_class() {
+  [ $# -ge 1 ] || die "usage: $0 kafka-class MAIN_CLASS [ARGS...]"
+  find_java
+  kafka_fetch_jars
+  kafka_tool "$@"
+}
+
+usage() {
+  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+main() {
+  check_port_var KAFKA_PORT "$KAFKA_PORT"
+  check_port_var KAFKA_CONTROLLER_PORT "$KAFKA_CONTROLLER_PORT"
+  check_port_var PG_PORT "$PG_PORT"
+  check_port_var REDIS_PORT "$REDIS_PORT"
+  local cmd="${1:-}"
+  [ $# -gt 0 ] && shift
+  case "$cmd" in
+    start) init_state_dir; cmd_start "$@" ;;
+    stop) init_state_dir; cmd_stop "$@" ;;
+    status) init_state_dir; cmd_status ;;
+    env)
+      init_state_dir
+      case "${1:-}" in
+        "") print_env "" ;;
+        --export) print_env "export " ;;
+        *) die "usage: $0 env [--export]" ;;
+      esac ;;
+    kafka-class) init_state_dir; cmd_kafka_class "$@" ;;
+    -h|--help|help) usage ;;
+    *) usage >&2; exit 2 ;;
+  esac
+}
+
+main "$@"

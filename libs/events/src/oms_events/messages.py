@@ -1,0 +1,258 @@
+"""Events (past tense) and commands (imperative) of the order flow.
+
+Rules of the contract: fields are only added, never renamed or retyped. A breaking change is a new
+`schema_version` of the same type plus an upcaster in `oms_events.upcasters`. Consumers ignore
+fields they do not know.
+"""
+
+from datetime import date
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from oms_events import topics
+from oms_events.values import (
+    Address,
+    Allocation,
+    Channel,
+    CurrencyCode,
+    Customer,
+    DeliveryMethod,
+    MinorUnits,
+    OrderLine,
+    Shortage,
+    StockLine,
+)
+
+
+class Message(BaseModel):
+    """A message of the contract. Every message concerns one order."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    message_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+    topic: ClassVar[str]
+    message_kind: ClassVar[Literal["event", "command"]]
+
+    order_id: UUID
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "message_type" not in cls.__dict__ and cls.__name__ not in ("Event", "Command"):
+            cls.message_type = cls.__name__
+
+    @property
+    def key(self) -> str:
+        """The Kafka key: everything about one order goes to one partition."""
+        return str(self.order_id)
+
+
+class Event(Message):
+    message_kind: ClassVar[Literal["event", "command"]] = "event"
+
+
+class Command(Message):
+    message_kind: ClassVar[Literal["event", "command"]] = "command"
+
+
+# ---------------------------------------------------------------- orders (order-service)
+
+
+class OrderPlaced(Event):
+    """An order was accepted from a sales channel. The payment token is not part of it."""
+
+    topic = topics.ORDERS_EVENTS
+
+    channel: Channel
+    external_reference: str = Field(min_length=1, max_length=100)
+    customer: Customer
+    lines: list[OrderLine] = Field(min_length=1)
+    currency: CurrencyCode
+    total_minor: MinorUnits
+    shipping_address: Address
+    delivery_method: DeliveryMethod
+
+
+class OrderStockReserved(Event):
+    topic = topics.ORDERS_EVENTS
+
+    reservation_id: UUID
+    allocations: list[Allocation]
+
+
+class OrderConfirmed(Event):
+    """Stock is reserved and payment captured: the order will be fulfilled."""
+
+    topic = topics.ORDERS_EVENTS
+
+    payment_id: UUID
+    amount_minor: MinorUnits
+    currency: CurrencyCode
+
+
+class OrderPaymentDeclined(Event):
+    topic = topics.ORDERS_EVENTS
+
+    reason_code: str
+    reason: str
+
+
+class OrderStockReleased(Event):
+    topic = topics.ORDERS_EVENTS
+
+    reservation_id: UUID | None
+
+
+class OrderShipped(Event):
+    topic = topics.ORDERS_EVENTS
+
+    shipment_id: UUID
+    warehouse_id: str
+    carrier: str
+    tracking_number: str
+    tracking_url: str
+    estimated_delivery: date
+
+
+class OrderRejected(Event):
+    """The order cannot be fulfilled; `reason` is in plain words for the customer."""
+
+    topic = topics.ORDERS_EVENTS
+
+    reason_code: Literal["out_of_stock", "payment_declined"]
+    reason: str
+
+
+# ---------------------------------------------------------------- inventory
+
+
+class ReserveStock(Command):
+    topic = topics.INVENTORY_COMMANDS
+
+    lines: list[StockLine] = Field(min_length=1)
+
+
+class ReleaseStock(Command):
+    topic = topics.INVENTORY_COMMANDS
+
+    reason: str
+
+
+class StockReserved(Event):
+    """Every line of the order is reserved, atomically, with the warehouses chosen per line."""
+
+    topic = topics.INVENTORY_EVENTS
+
+    reservation_id: UUID
+    allocations: list[Allocation] = Field(min_length=1)
+
+
+class StockReservationFailed(Event):
+    """Nothing was reserved: at least one line could not be served."""
+
+    topic = topics.INVENTORY_EVENTS
+
+    reason: str
+    shortages: list[Shortage]
+
+
+class StockReleased(Event):
+    """The order's reservation is released (`reservation_id` is None when there was none)."""
+
+    topic = topics.INVENTORY_EVENTS
+
+    reservation_id: UUID | None
+
+
+# ---------------------------------------------------------------- payments
+
+
+class CapturePayment(Command):
+    topic = topics.PAYMENTS_COMMANDS
+
+    customer_id: str
+    amount_minor: MinorUnits
+    currency: CurrencyCode
+    payment_token: str = Field(min_length=1, max_length=128)
+
+
+class PaymentCaptured(Event):
+    topic = topics.PAYMENTS_EVENTS
+
+    payment_id: UUID
+    amount_minor: MinorUnits
+    currency: CurrencyCode
+    gateway_reference: str
+
+
+class PaymentDeclined(Event):
+    topic = topics.PAYMENTS_EVENTS
+
+    payment_id: UUID
+    reason_code: str
+    reason: str
+
+
+# ---------------------------------------------------------------- fulfilment
+
+
+class ShipOrder(Command):
+    topic = topics.FULFILMENT_COMMANDS
+
+    allocations: list[Allocation] = Field(min_length=1)
+    shipping_address: Address
+    delivery_method: DeliveryMethod
+
+
+class Shipped(Event):
+    topic = topics.FULFILMENT_EVENTS
+
+    shipment_id: UUID
+    warehouse_id: str
+    carrier: str
+    tracking_number: str
+    tracking_url: str
+    estimated_delivery: date
+
+
+# ---------------------------------------------------------------- notifications
+
+
+class NotificationSent(Event):
+    topic = topics.NOTIFICATIONS_EVENTS
+
+    notification_id: UUID
+    kind: str
+    channel: Literal["email", "sms"]
+    recipient_masked: str
+
+
+MESSAGE_TYPES: tuple[type[Message], ...] = (
+    OrderPlaced,
+    OrderStockReserved,
+    OrderConfirmed,
+    OrderPaymentDeclined,
+    OrderStockReleased,
+    OrderShipped,
+    OrderRejected,
+    ReserveStock,
+    ReleaseStock,
+    StockReserved,
+    StockReservationFailed,
+    StockReleased,
+    CapturePayment,
+    PaymentCaptured,
+    PaymentDeclined,
+    ShipOrder,
+    Shipped,
+    NotificationSent,
+)
+
+_BY_TYPE = {m.message_type: m for m in MESSAGE_TYPES}
+
+
+def message_class(message_type: str) -> type[Message] | None:
+    return _BY_TYPE.get(message_type)

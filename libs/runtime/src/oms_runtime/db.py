@@ -1,0 +1,54 @@
+"""PostgreSQL through SQLAlchemy async. Each service owns one schema of the database."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from oms_runtime.settings import ServiceSettings
+
+
+def schema_name(service: str) -> str:
+    """`order-service` -> `order_service`."""
+    return service.replace("-", "_")
+
+
+class Database:
+    """Engine and sessions bound to the service's schema (by search_path, so table names stay plain)."""
+
+    def __init__(self, url: str, schema: str, pool_size: int = 10) -> None:
+        self.schema = schema
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            connect_args={"server_settings": {"search_path": schema, "application_name": schema}},
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def for_service(cls, settings: ServiceSettings, service: str) -> "Database":
+        return cls(settings.database_url, schema_name(service), settings.db_pool_size)
+
+    async def create_schema(self, *metadatas: MetaData) -> None:
+        """Creates the schema and tables that do not exist yet; safe to run on every start."""
+        async with self.engine.begin() as conn:
+            # Several replicas may start at once: serialise DDL on a lock named after the schema.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": self.schema})
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+            for metadata in metadatas:
+                await conn.run_sync(metadata.create_all)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

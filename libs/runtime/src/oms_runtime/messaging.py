@@ -1,0 +1,204 @@
+"""Consuming messages: parse, dead-letter the poison, process once, commit, then ack.
+
+For every record a consumer receives:
+1. The bytes are parsed into an envelope and a typed message. Bad JSON, a bad envelope, an unknown
+   type or a payload that fails validation go to the service's dead-letter topic with the reason
+   and the original bytes; the consumer moves on.
+2. A message type the consumer has no handler for is skipped: topics carry many types.
+3. Otherwise the inbox record, the handler's state changes and its outgoing messages commit in one
+   database transaction. A message already in the inbox has no second effect.
+4. A handler that keeps failing is retried with backoff, then dead-lettered with the error.
+5. Only then does FastStream commit the offset (see `subscribe`).
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from oms_events import ContractViolationError, Envelope, Message, MessageRegistry
+from oms_runtime.db import Database
+from oms_runtime.inbox import Inbox
+from oms_runtime.logging import get_logger
+from oms_runtime.outbox import Outbox
+
+log = get_logger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+
+@dataclass
+class MessageContext:
+    """What a handler gets besides its message: the open transaction and a way to emit messages."""
+
+    session: AsyncSession
+    envelope: Envelope
+    producer_name: str
+    registry: MessageRegistry
+    outbox: Outbox
+    emitted: list[Envelope] = field(default_factory=list)
+
+    async def emit(self, message: Message) -> Envelope:
+        """Queue a message in the outbox; it is published only if this transaction commits."""
+        envelope = self.registry.wrap(message, producer=self.producer_name, causation=self.envelope)
+        await self.outbox.add(self.session, message.topic, message.key, envelope)
+        self.emitted.append(envelope)
+        return envelope
+
+
+Handler = Callable[[MessageContext, Any], Awaitable[None]]
+
+
+class HandlerMap:
+    """Message type -> handler, for one consumer."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def register(self, message_class: type[M], handler: Callable[[MessageContext, M], Awaitable[None]]) -> None:
+        if message_class.message_type in self._handlers:
+            raise ValueError(f"{message_class.message_type} already has a handler")
+        self._handlers[message_class.message_type] = handler
+
+    def get(self, message_type: str) -> Handler | None:
+        return self._handlers.get(message_type)
+
+    @property
+    def message_types(self) -> frozenset[str]:
+        return frozenset(self._handlers)
+
+
+class Outcome(StrEnum):
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"
+    SKIPPED = "skipped"
+    DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class DeadLetterPublisher:
+    """Sends a record to the dead-letter topic with its reason; waits for the broker's ack."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, consumer: str) -> None:
+        self._producer = producer
+        self.topic = topic
+        self._consumer = consumer
+
+    async def send(self, record: SourceRecord, reason: str) -> None:
+        headers = [
+            *record.headers,
+            ("dlq.reason", reason.encode()[:8000]),
+            ("dlq.consumer", self._consumer.encode()),
+            ("dlq.source_topic", record.topic.encode()),
+            ("dlq.source_partition", str(record.partition).encode()),
+            ("dlq.source_offset", str(record.offset).encode()),
+            ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
+        ]
+        await self._producer.send_and_wait(self.topic, value=record.value, key=record.key, headers=headers)
+        log.warning(
+            "message dead-lettered",
+            reason=reason,
+            dead_letter_topic=self.topic,
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+        )
+
+
+class MessageProcessor:
+    def __init__(
+        self,
+        *,
+        consumer: str,
+        producer_name: str,
+        db: Database,
+        registry: MessageRegistry,
+        handlers: HandlerMap,
+        dead_letters: DeadLetterPublisher,
+        on_commit: Callable[[], None] = lambda: None,
+        max_attempts: int = 5,
+        retry_backoff_s: float = 0.2,
+    ) -> None:
+        self.consumer = consumer
+        self._producer_name = producer_name
+        self._db = db
+        self._registry = registry
+        self._handlers = handlers
+        self._dead_letters = dead_letters
+        self._on_commit = on_commit
+        self._max_attempts = max_attempts
+        self._retry_backoff_s = retry_backoff_s
+        self._inbox = Inbox()
+        self._outbox = Outbox()
+
+    async def process(self, record: SourceRecord) -> Outcome:
+        try:
+            envelope = self._registry.parse_envelope(record.value)
+        except ContractViolationError as exc:
+            await self._dead_letters.send(record, exc.reason)
+            return Outcome.DEAD_LETTERED
+        handler = self._handlers.get(envelope.type)
+        if handler is None:
+            if self._registry.knows(envelope.type):
+                return Outcome.SKIPPED
+            await self._dead_letters.send(record, f"unknown message type {envelope.type!r}")
+            return Outcome.DEAD_LETTERED
+        with structlog.contextvars.bound_contextvars(
+            order_id=envelope.correlation_id,
+            correlation_id=envelope.correlation_id,
+            message_id=str(envelope.event_id),
+            message_type=envelope.type,
+        ):
+            try:
+                message = self._registry.decode(envelope)
+            except ContractViolationError as exc:
+                await self._dead_letters.send(record, exc.reason)
+                return Outcome.DEAD_LETTERED
+            return await self._handle(record, envelope, message, handler)
+
+    async def _handle(self, record: SourceRecord, envelope: Envelope, message: Message, handler: Handler) -> Outcome:
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                async with self._db.transaction() as session:
+                    if not await self._inbox.record(session, self.consumer, envelope):
+                        log.info("duplicate message ignored")
+                        return Outcome.DUPLICATE
+                    context = MessageContext(
+                        session=session,
+                        envelope=envelope,
+                        producer_name=self._producer_name,
+                        registry=self._registry,
+                        outbox=self._outbox,
+                    )
+                    await handler(context, message)
+                if context.emitted:
+                    self._on_commit()
+                log.debug("message processed", emitted=[e.type for e in context.emitted])
+                return Outcome.PROCESSED
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if attempt == self._max_attempts:
+                    log.exception("handler failed; dead-lettering", attempts=attempt)
+                    await self._dead_letters.send(
+                        record, f"handler failed after {attempt} attempts: {type(exc).__name__}: {exc}"
+                    )
+                    return Outcome.DEAD_LETTERED
+                log.warning("handler failed; retrying", attempt=attempt, error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(self._retry_backoff_s * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")

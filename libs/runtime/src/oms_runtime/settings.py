@@ -1,0 +1,23 @@
+"""Settings from the environment. Every service reads the same names."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Defaults match `deploy/local/infra.sh`, so a developer needs no environment at all."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", env_file=None)
+
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092")
+    database_url: str = Field(default="postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0")
+
+    log_level: str = "INFO"
+    log_format: str = Field(default="auto", description="json, console, or auto (console on a terminal)")
+
+    consumer_max_attempts: int = Field(default=5, ge=1, description="Handler attempts before dead-lettering")
+    consumer_retry_backoff_s: float = Field(default=0.2, gt=0)
+    outbox_poll_interval_s: float = Field(default=0.25, gt=0)
+    outbox_batch_size: int = Field(default=500, ge=1)
+    db_pool_size: int = Field(default=10, ge=1)
