@@ -93,6 +93,12 @@ class EventStore:
             raise
         return expected_version + len(envelopes)
 
+    async def current_version(self, session: AsyncSession, stream_id: str) -> int:
+        version = await session.scalar(
+            select(func.max(events_table.c.version)).where(events_table.c.stream_id == stream_id)
+        )
+        return int(version or 0)
+
     async def load(self, session: AsyncSession, stream_id: str) -> list[StoredEvent]:
         result = await session.execute(
             select(events_table.c.position, events_table.c.version, events_table.c.envelope)

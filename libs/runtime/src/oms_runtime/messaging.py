@@ -12,7 +12,7 @@ For every record a consumer receives:
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import ContractViolationError, Envelope, Message, MessageRegistry
 from oms_runtime.db import Database
+from oms_runtime.eventstore import EventStore
 from oms_runtime.inbox import Inbox
 from oms_runtime.logging import get_logger
 from oms_runtime.outbox import Outbox
@@ -50,6 +51,22 @@ class MessageContext:
         await self.outbox.add(self.session, message.topic, message.key, envelope)
         self.emitted.append(envelope)
         return envelope
+
+    async def record(
+        self,
+        store: EventStore,
+        stream_id: str,
+        stream_type: str,
+        expected_version: int,
+        events: Sequence[Message],
+    ) -> list[Envelope]:
+        """Append events to a stream and queue them for publishing, in this one transaction."""
+        envelopes = [self.registry.wrap(e, producer=self.producer_name, causation=self.envelope) for e in events]
+        await store.append(self.session, stream_id, stream_type, expected_version, envelopes)
+        for event, envelope in zip(events, envelopes, strict=True):
+            await self.outbox.add(self.session, event.topic, event.key, envelope)
+        self.emitted.extend(envelopes)
+        return envelopes
 
 
 Handler = Callable[[MessageContext, Any], Awaitable[None]]

@@ -1,0 +1,1 @@
+"""inventory-service: warehouses, stock per sku per warehouse, and atomic reservations."""

@@ -1,0 +1,44 @@
+"""Composition root of inventory-service: the one place where its parts are wired together."""
+
+import asyncio
+
+from inventory_service.adapters.stock_repository import StockRepository
+from inventory_service.adapters.tables import metadata
+from inventory_service.entrypoints.consumers import consumers
+from inventory_service.handlers import InventoryHandlers
+from inventory_service.seed import seed_demo_stock
+from oms_runtime.eventstore import EventStore
+from oms_runtime.host import ServiceHost
+from oms_runtime.logging import configure_logging
+from oms_runtime.settings import ServiceSettings
+
+SERVICE = "inventory-service"
+
+
+class InventorySettings(ServiceSettings):
+    seed_demo_stock: bool = True
+
+
+def build(settings: InventorySettings) -> ServiceHost:
+    host = ServiceHost(SERVICE, settings, metadata=[metadata])
+    repository = StockRepository()
+    handlers = InventoryHandlers(repository, EventStore())
+    for spec in consumers(handlers, group_id=SERVICE):
+        host.add_consumer(spec)
+    if settings.seed_demo_stock:
+        host.on_start(lambda: seed_demo_stock(host.db, repository))
+    return host
+
+
+async def serve(settings: InventorySettings) -> None:
+    await build(settings).run_until_signalled()
+
+
+def run() -> None:
+    settings = InventorySettings()
+    configure_logging(SERVICE, settings.log_level, settings.log_format)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    run()
