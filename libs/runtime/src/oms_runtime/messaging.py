@@ -36,10 +36,13 @@ M = TypeVar("M", bound=Message)
 
 @dataclass
 class MessageContext:
-    """What a handler gets besides its message: the open transaction and a way to emit messages."""
+    """What a handler gets besides its message: the open transaction and a way to emit messages.
+
+    `envelope` is the message being handled; it is None for work that starts at an API call.
+    """
 
     session: AsyncSession
-    envelope: Envelope
+    envelope: Envelope | None
     producer_name: str
     registry: MessageRegistry
     outbox: Outbox

@@ -1,0 +1,1 @@
+"""order-service: the order aggregate, intake, the order saga and order queries."""

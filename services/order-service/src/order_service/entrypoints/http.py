@@ -1,0 +1,167 @@
+"""The HTTP API of order-service (FastAPI). Every error is a structured body naming the field; never a 500."""
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import FastAPI, Header, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from oms_events.messages import OrderPlaced
+from oms_runtime.logging import get_logger
+from order_service.adapters.idempotency import IdempotencyStore
+from order_service.entrypoints.schemas import ErrorBody, FieldError, PlaceOrderRequest
+from order_service.handlers import OrderNotFoundError, OrderPlacement, OrderQueries, new_order_id
+from order_service.views import OrderView
+
+log = get_logger(__name__)
+
+Check = Callable[[], Awaitable[object]]
+
+
+def _error(status_code: int, error: str, message: str, fields: list[FieldError] | None = None) -> JSONResponse:
+    body = ErrorBody(error=error, message=message, fields=fields or [])
+    return JSONResponse(status_code=status_code, content=body.model_dump())
+
+
+def _field_name(location: tuple[int | str, ...] | list[int | str]) -> str:
+    parts = [str(p) for p in location]
+    if parts and parts[0] in ("body", "header", "path", "query"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _fingerprint(request: PlaceOrderRequest) -> str:
+    return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+
+
+class ReadinessCheck:
+    """Callable returning the list of dependencies that do not answer."""
+
+    def __init__(self, *checks: tuple[str, Check]) -> None:
+        self._checks = checks
+
+    async def __call__(self) -> list[str]:
+        problems = []
+        for name, check in self._checks:
+            try:
+                await check()
+            except Exception as exc:
+                problems.append(f"{name}: {type(exc).__name__}")
+        return problems
+
+
+def create_app(
+    placement: OrderPlacement,
+    queries: OrderQueries,
+    idempotency: IdempotencyStore,
+    readiness: ReadinessCheck,
+) -> FastAPI:
+    app = FastAPI(
+        title="OMS order-service",
+        version="1.0.0",
+        description="Places orders from every sales channel and reports their progress.",
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [FieldError(field=_field_name(e["loc"]), message=e["msg"], type=e["type"]) for e in exc.errors()]
+        names = ", ".join(f.field for f in fields)
+        return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, "validation_failed", f"Invalid fields: {names}", fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A dependency (database, cache) failing is the usual cause: the client may retry.
+        log.exception("request failed", path=request.url.path)
+        return _error(status.HTTP_503_SERVICE_UNAVAILABLE, "unavailable", "The service cannot answer now; retry later.")
+
+    @app.post(
+        "/orders",
+        status_code=status.HTTP_201_CREATED,
+        response_model=OrderView,
+        responses={
+            200: {"model": OrderView, "description": "The same order again (retry)"},
+            409: {"model": ErrorBody},
+            422: {"model": ErrorBody},
+        },
+    )
+    async def place_order(
+        body: PlaceOrderRequest,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> OrderView | JSONResponse:
+        """Places an order. Retrying with the same `Idempotency-Key` returns the same order; so does
+        resubmitting the same channel + external reference."""
+        fingerprint = _fingerprint(body)
+        scope = body.channel.value
+        if idempotency_key:
+            earlier = await idempotency.begin(scope, idempotency_key, fingerprint)
+            if earlier is not None:
+                if earlier.fingerprint != fingerprint:
+                    return _error(
+                        status.HTTP_422_UNPROCESSABLE_CONTENT,
+                        "idempotency_key_reused",
+                        "This Idempotency-Key was used for a different request.",
+                        [FieldError(field="Idempotency-Key", message="used with another body", type="conflict")],
+                    )
+                if earlier.state == "pending" or earlier.order_id is None:
+                    return _error(
+                        status.HTTP_409_CONFLICT,
+                        "request_in_progress",
+                        "The first request with this key is still running.",
+                    )
+                response.status_code = status.HTTP_200_OK
+                response.headers["Idempotent-Replayed"] = "true"
+                return await queries.order_view(earlier.order_id)
+        placed = OrderPlaced(
+            order_id=new_order_id(),
+            channel=body.channel,
+            external_reference=body.external_reference,
+            customer=body.customer,
+            lines=body.lines,
+            currency=body.currency,
+            total_minor=sum(line.quantity * line.unit_price_minor for line in body.lines),
+            shipping_address=body.shipping_address,
+            delivery_method=body.delivery_method,
+        )
+        try:
+            result = await placement.place_once(placed, body.payment_token)
+        except BaseException:
+            if idempotency_key:
+                await idempotency.abandon(scope, idempotency_key)
+            raise
+        if idempotency_key:
+            await idempotency.complete(scope, idempotency_key, fingerprint, result.order_id)
+        if not result.created:
+            response.status_code = status.HTTP_200_OK
+        response.headers["Location"] = f"/orders/{result.order_id}"
+        return await queries.order_view(result.order_id)
+
+    @app.get("/orders/{order_id}", response_model=OrderView, responses={404: {"model": ErrorBody}})
+    async def get_order(order_id: UUID) -> OrderView | JSONResponse:
+        """The order's status and the timeline of what happened to it."""
+        try:
+            return await queries.order_view(order_id)
+        except OrderNotFoundError:
+            return _error(status.HTTP_404_NOT_FOUND, "order_not_found", f"No order {order_id}.")
+
+    @app.get("/health/live", include_in_schema=False)
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/health/ready", include_in_schema=False)
+    async def ready() -> JSONResponse:
+        problems = await readiness()
+        code = status.HTTP_200_OK if not problems else status.HTTP_503_SERVICE_UNAVAILABLE
+        return JSONResponse(
+            status_code=code, content={"status": "ok" if not problems else "unready", "problems": problems}
+        )
+
+    return app

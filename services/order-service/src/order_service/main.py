@@ -1,0 +1,69 @@
+"""Composition root of order-service: the one place where its parts are wired together."""
+
+import asyncio
+from datetime import timedelta
+
+from pydantic import Field
+from redis.asyncio import Redis
+
+from oms_runtime.eventstore import EventStore
+from oms_runtime.host import ServiceHost
+from oms_runtime.logging import configure_logging
+from oms_runtime.settings import ServiceSettings
+from order_service.adapters.idempotency import IdempotencyStore
+from order_service.adapters.order_repository import OrderRepository
+from order_service.adapters.tables import metadata
+from order_service.entrypoints.consumers import consumers
+from order_service.entrypoints.http import ReadinessCheck, create_app
+from order_service.handlers import SERVICE, DeadlineSweeper, OrderPlacement, OrderQueries, OrderSaga
+
+
+class OrderSettings(ServiceSettings):
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    saga_step_timeout_s: float = Field(default=30.0, gt=0, description="Wait for a reply before re-sending")
+    saga_max_attempts: int = Field(default=3, ge=1, description="Sends of one command before the saga stalls")
+    saga_sweep_interval_s: float = Field(default=1.0, gt=0)
+    idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
+
+
+def build(settings: OrderSettings) -> ServiceHost:
+    host = ServiceHost(SERVICE, settings, metadata=[metadata])
+    step_timeout = timedelta(seconds=settings.saga_step_timeout_s)
+    repository = OrderRepository(EventStore(), host.registry, step_timeout)
+    for spec in consumers(OrderSaga(repository), group_id=SERVICE):
+        host.add_consumer(spec)
+
+    redis = Redis.from_url(settings.redis_url)
+    placement = OrderPlacement(host.db, repository, host.registry, notify=host.relay.notify)
+    queries = OrderQueries(host.db, repository, host.registry)
+    readiness = ReadinessCheck(("database", host.db.ping), ("redis", redis.ping))
+    app = create_app(placement, queries, IdempotencyStore(redis, settings.idempotency_ttl_s), readiness)
+    host.serve_http(app, settings.http_host, settings.http_port)
+
+    sweeper = DeadlineSweeper(
+        host.db,
+        host.registry,
+        step_timeout=step_timeout,
+        max_attempts=settings.saga_max_attempts,
+        interval_s=settings.saga_sweep_interval_s,
+        notify=host.relay.notify,
+    )
+    host.on_start(sweeper.start)
+    host.on_stop(sweeper.stop)
+    host.on_stop(redis.aclose)
+    return host
+
+
+async def serve(settings: OrderSettings) -> None:
+    await build(settings).run_until_signalled()
+
+
+def run() -> None:
+    settings = OrderSettings()
+    configure_logging(SERVICE, settings.log_level, settings.log_format)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,42 @@
+"""What the order queries return: the API's response bodies."""
+
+from datetime import date, datetime
+from uuid import UUID
+
+from pydantic import BaseModel
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    event: str
+    description: str
+
+
+class ShipmentView(BaseModel):
+    shipment_id: UUID
+    warehouse_id: str
+    carrier: str
+    tracking_number: str
+    tracking_url: str
+    estimated_delivery: date
+
+
+class OrderLineView(BaseModel):
+    sku: str
+    quantity: int
+    unit_price_minor: int
+
+
+class OrderView(BaseModel):
+    order_id: UUID
+    status: str
+    channel: str
+    external_reference: str
+    customer_id: str
+    lines: list[OrderLineView]
+    currency: str
+    total_minor: int
+    delivery_method: str
+    rejection_reason: str | None
+    shipments: list[ShipmentView]
+    timeline: list[TimelineEntry]
