@@ -1,0 +1,66 @@
+# The two commands of the README: `make run` and `make test`. Everything they need is installed here.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := $(PYTHON) -m uv
+INFRA := deploy/local/infra.sh
+SERVICES := deploy/local/services.sh
+PACKAGES := -p oms_events -p oms_runtime -p order_service -p inventory_service -p payment_service -p fulfilment_service -p notification_service
+TEST_DIRS := libs/events/tests libs/runtime/tests $(wildcard services/*/tests) tests/integration
+
+.PHONY: help install infra infra-down run demo down test lint types schemas unit integration bench logs
+
+help:
+	@echo "make run     install, start Kafka/PostgreSQL/Redis and the five services, place demo orders"
+	@echo "make test    install, start the infrastructure, run lint, types, unit and integration tests"
+	@echo "make bench   place N orders (N=2000) and print throughput and placed-to-shipped latency"
+	@echo "make down    stop what make run started"
+
+install:
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	@$(UV) sync --frozen --quiet
+
+infra:
+	@bash $(INFRA) start
+
+run: install infra
+	@bash $(SERVICES) start
+	@$(UV) run --frozen python deploy/local/demo.py
+
+demo:
+	@$(UV) run --frozen python deploy/local/demo.py
+
+down:
+	@bash $(SERVICES) stop || true
+	@bash $(INFRA) stop
+
+logs:
+	@tail -n 50 .local/logs/*.log
+
+lint:
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+types:
+	$(UV) run --frozen mypy $(PACKAGES)
+	@for dir in $(TEST_DIRS); do if [ -d $$dir ]; then echo "mypy $$dir"; $(UV) run --frozen mypy $$dir; fi; done
+
+schemas:
+	$(UV) run --frozen python -m oms_events.schema --write
+
+unit:
+	$(UV) run --frozen pytest libs services -q
+
+integration: infra
+	$(UV) run --frozen pytest tests/integration -q
+
+test: install infra lint types
+	$(UV) run --frozen python -m oms_events.schema --check
+	$(UV) run --frozen pytest libs services tests/integration -q -ra
+
+bench: install infra
+	@bash $(SERVICES) start
+	@$(UV) run --frozen python deploy/local/bench.py --orders $${N:-2000}

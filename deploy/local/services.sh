@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Starts, stops and shows the five OMS services (and a local SMTP sink) as background processes.
+#   deploy/local/services.sh start|stop|status
+# Logs: .local/logs/<service>.log (JSON lines). Settings come from the environment (see README).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+STATE="${OMS_STATE_DIR:-$ROOT/.local}"
+RUN="$STATE/run"
+LOGS="$STATE/logs"
+PYTHON="${PYTHON:-python3}"
+SERVICES=(order-service inventory-service payment-service fulfilment-service notification-service)
+SMTP_PORT="${SMTP_PORT:-1025}"
+export SMTP_PORT LOG_FORMAT="${LOG_FORMAT:-json}"
+
+mkdir -p "$RUN" "$LOGS"
+
+alive() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+launch() {  # name, command...
+  local name="$1"; shift
+  if alive "$name"; then echo "  $name already running (pid $(cat "$RUN/$name.pid"))"; return; fi
+  echo "===== $(date -u +%FT%TZ) start =====" >>"$LOGS/$name.log"
+  (cd "$ROOT" && nohup "$@" >>"$LOGS/$name.log" 2>&1 & echo $! >"$RUN/$name.pid")
+}
+
+started_count() { grep -c '"message": "service started"' "$LOGS/$1.log" 2>/dev/null || true; }
+
+start() {
+  echo "starting the OMS services (logs in ${LOGS#"$ROOT"/})"
+  launch mailsink "$PYTHON" -m uv run --frozen python deploy/local/mailsink.py --dir "$STATE/mail" --port "$SMTP_PORT"
+  declare -A before
+  for svc in "${SERVICES[@]}"; do
+    before[$svc]=$(started_count "$svc")
+    if alive "$svc"; then before[$svc]=-1; fi
+    launch "$svc" "$PYTHON" -m uv run --frozen "$svc"
+  done
+  for svc in "${SERVICES[@]}"; do
+    [[ ${before[$svc]} == -1 ]] && continue
+    local waited=0
+    until (( $(started_count "$svc") > ${before[$svc]} )); do
+      if ! alive "$svc"; then echo "  $svc exited; last lines of its log:"; tail -n 20 "$LOGS/$svc.log"; exit 1; fi
+      if (( waited > 120 )); then echo "  $svc not started after 60 s"; tail -n 20 "$LOGS/$svc.log"; exit 1; fi
+      sleep 0.5; waited=$((waited + 1))
+    done
+    echo "  $svc up (pid $(cat "$RUN/$svc.pid"))"
+  done
+  echo "  order-service API: http://${HTTP_HOST:-127.0.0.1}:${HTTP_PORT:-8000} (GET /docs for the OpenAPI page)"
+  echo "  emails land in ${STATE#"$ROOT"/}/mail"
+}
+
+stop() {
+  for name in "${SERVICES[@]}" mailsink; do
+    if alive "$name"; then
+      local pid; pid=$(cat "$RUN/$name.pid")
+      # uv run forwards SIGTERM to the service, which finishes in-flight messages and commits.
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+      echo "  $name stopped"
+    fi
+    rm -f "$RUN/$name.pid"
+  done
+}
+
+status() {
+  for name in "${SERVICES[@]}" mailsink; do
+    if alive "$name"; then echo "$name up (pid $(cat "$RUN/$name.pid"))"; else echo "$name down"; fi
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,29 @@
+"""Logs never carry card numbers, full email addresses or phone numbers."""
+
+import json
+
+import pytest
+
+from oms_runtime.logging import configure_logging, get_logger, mask_email, mask_text
+
+
+def test_masking_of_personal_data() -> None:
+    assert mask_email("jane.doe@example.com") == "j***@example.com"
+    text = "card 4111 1111 1111 1111 for jane.doe@example.com, call +49 30 1234567"
+    masked = mask_text(text)
+    assert "4111" not in masked
+    assert "jane.doe" not in masked
+    assert "1234567" not in masked
+    assert "example.com" in masked
+    assert mask_text("order 3f2b and 12 items") == "order 3f2b and 12 items"
+
+
+def test_json_log_lines_are_masked_and_carry_context(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("test-service", "INFO", "json")
+    get_logger("t").info("customer wrote", email="jane.doe@example.com", note="pan 5555555555554444", order_id="o-1")
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["service"] == "test-service"
+    assert line["order_id"] == "o-1"
+    assert line["email"] == "j***@example.com"
+    assert "5555555555554444" not in line["note"]
+    assert line["message"] == "customer wrote"

@@ -1,0 +1,105 @@
+"""Fixtures for the cross-service tests: one running system per test session, on real infrastructure."""
+
+import asyncio
+import email
+import email.policy
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+from aiokafka.admin import AIOKafkaAdminClient
+from aiosmtpd.controller import Controller
+from harness import SERVICES, Infra, ServiceProcess, System, free_port, recreate_database
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+TEST_DATABASE = "oms_integration"
+
+
+class MailCollector:
+    """An aiosmtpd handler that keeps every message it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        return "250 OK"
+
+
+async def _check_infra(infra: Infra) -> None:
+    problems = []
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka, request_timeout_ms=5000)
+    try:
+        await asyncio.wait_for(admin.start(), 10)
+        await admin.list_topics()
+    except Exception as exc:
+        problems.append(f"Kafka at {infra.kafka}: {exc!r}")
+    finally:
+        await admin.close()
+    engine = create_async_engine(infra.database_url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        problems.append(f"PostgreSQL: {exc!r}")
+    finally:
+        await engine.dispose()
+    client = redis.Redis.from_url(infra.redis_url)
+    try:
+        await client.ping()
+    except Exception as exc:
+        problems.append(f"Redis at {infra.redis_url}: {exc!r}")
+    finally:
+        await client.aclose()
+    if problems:
+        pytest.fail(
+            "integration tests need the real infrastructure (`make infra` or deploy/local/infra.sh start): "
+            + "; ".join(problems),
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+async def system() -> AsyncIterator[System]:
+    base = Infra.from_env()
+    await _check_infra(base)
+    await recreate_database(base, TEST_DATABASE)
+    infra = base.with_database(TEST_DATABASE)
+
+    mail = MailCollector()
+    smtp_port = free_port()
+    smtp = Controller(mail, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+
+    http_port = free_port()
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
+        "DATABASE_URL": infra.database_url,
+        "REDIS_URL": infra.redis_url,
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        "HTTP_PORT": str(http_port),
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "CONSUMER_MAX_ATTEMPTS": "3",
+        "CONSUMER_RETRY_BACKOFF_S": "0.1",
+        "SAGA_STEP_TIMEOUT_S": "20",
+    }
+    services = {name: ServiceProcess(name, module, env) for name, module in SERVICES.items()}
+    engine = create_async_engine(infra.database_url)
+    try:
+        for service in services.values():
+            service.start()
+        await asyncio.gather(*(s.wait_started() for s in services.values()))
+        yield System(infra, f"http://127.0.0.1:{http_port}", services, engine, mail.messages)
+    finally:
+        codes = {name: s.stop() for name, s in services.items()}
+        smtp.stop()
+        await engine.dispose()
+    unclean = {name: code for name, code in codes.items() if code not in (0, None)}
+    assert not unclean, f"services did not shut down cleanly on SIGTERM: {unclean}"

@@ -1,0 +1,301 @@
+"""The integration harness: real Kafka, PostgreSQL and Redis, and the five services as processes."""
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+REPO = Path(__file__).resolve().parents[2]
+LOG_DIR = REPO / ".local" / "test-logs"
+
+SERVICES = {
+    "order-service": "order_service.main",
+    "inventory-service": "inventory_service.main",
+    "payment-service": "payment_service.main",
+    "fulfilment-service": "fulfilment_service.main",
+    "notification-service": "notification_service.main",
+}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Infra:
+    kafka: str
+    database_url: str
+    redis_url: str
+
+    @classmethod
+    def from_env(cls) -> "Infra":
+        return cls(
+            kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            database_url=os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms"),
+            redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        )
+
+    def with_database(self, name: str) -> "Infra":
+        url = make_url(self.database_url).set(database=name)
+        return Infra(self.kafka, url.render_as_string(hide_password=False), self.redis_url)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def recreate_database(infra: Infra, name: str) -> None:
+    admin = create_async_engine(infra.database_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await admin.dispose()
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], until: Callable[[T], bool], timeout_s: float = 30.0, every_s: float = 0.2
+) -> T:
+    """Polls until the condition holds; fails with the last value seen."""
+    deadline = time.monotonic() + timeout_s
+    value = await probe()
+    while not until(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s; last value: {value!r}")
+        await asyncio.sleep(every_s)
+        value = await probe()
+    return value
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    module: str
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def log_path(self) -> Path:
+        return LOG_DIR / f"{self.name}.log"
+
+    def start(self) -> None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        log = self.log_path.open("ab")
+        log.write(f"\n===== start #{self.starts} =====\n".encode())
+        log.flush()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+
+    def _started_count(self) -> int:
+        return self.log_path.read_text(errors="replace").count('"message": "service started"')
+
+    async def wait_started(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self._started_count() < self.starts:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited during start; see {self.log_path}:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not start in {timeout_s}s:\n{self.tail()}")
+            await asyncio.sleep(0.2)
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no flush, no commit."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.returncode
+
+
+@dataclass
+class System:
+    infra: Infra
+    http_url: str
+    services: dict[str, ServiceProcess]
+    engine: AsyncEngine
+    mailbox: list[Any] = field(default_factory=list)
+
+    def http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.http_url, timeout=30.0)
+
+    # ------------------------------------------------------------- orders
+
+    async def place_order(
+        self,
+        lines: Iterable[tuple[str, int, int]],
+        *,
+        token: str = "tok_approve",
+        channel: str = "web",
+        reference: str | None = None,
+        email: str = "jane.doe@example.com",
+        idempotency_key: str | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> httpx.Response:
+        body = order_body(lines, token=token, channel=channel, reference=reference, email=email)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        if client is not None:
+            return await client.post("/orders", json=body, headers=headers)
+        async with self.http() as http:
+            return await http.post("/orders", json=body, headers=headers)
+
+    async def order(self, order_id: UUID | str, client: httpx.AsyncClient | None = None) -> dict[str, Any]:
+        if client is not None:
+            response = await client.get(f"/orders/{order_id}")
+        else:
+            async with self.http() as http:
+                response = await http.get(f"/orders/{order_id}")
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def wait_for_status(
+        self, order_id: UUID | str, statuses: Iterable[str], timeout_s: float = 60.0
+    ) -> dict[str, Any]:
+        wanted = set(statuses)
+        async with self.http() as http:
+            return await eventually(
+                lambda: self.order(order_id, http), lambda o: o["status"] in wanted, timeout_s=timeout_s, every_s=0.25
+            )
+
+    # ------------------------------------------------------------- stock
+
+    async def set_stock(self, sku: str, levels: dict[str, int]) -> None:
+        async with self.engine.begin() as conn:
+            for warehouse, on_hand in levels.items():
+                await conn.execute(
+                    text(
+                        "INSERT INTO inventory_service.stock_levels (sku, warehouse_id, on_hand, reserved) "
+                        "VALUES (:sku, :wh, :on_hand, 0) ON CONFLICT (sku, warehouse_id) "
+                        "DO UPDATE SET on_hand = :on_hand, reserved = 0"
+                    ),
+                    {"sku": sku, "wh": warehouse, "on_hand": on_hand},
+                )
+
+    async def stock(self, sku: str) -> dict[str, tuple[int, int]]:
+        """warehouse -> (on hand, reserved)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT warehouse_id, on_hand, reserved FROM inventory_service.stock_levels WHERE sku = :sku"),
+                {"sku": sku},
+            )
+            return {wh: (on_hand, reserved) for wh, on_hand, reserved in rows.all()}
+
+    # ------------------------------------------------------------- kafka
+
+    async def publish(self, topic: str, value: bytes, key: str | None = None) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.infra.kafka, enable_idempotence=True)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, value=value, key=key.encode() if key else None)
+        finally:
+            await producer.stop()
+
+    async def records(self, topic: str, key: str | None = None) -> list[Any]:
+        """Every record of a topic (optionally only one key), read from the start, without a group."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.infra.kafka, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            if not partitions:
+                await consumer._client.force_metadata_update()
+                partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            consumer.assign(partitions)
+            end = await consumer.end_offsets(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            found: list[Any] = []
+            remaining = {tp for tp in partitions if end[tp] > 0}
+            while remaining:
+                batch = await consumer.getmany(timeout_ms=1000)
+                for tp, records in batch.items():
+                    for record in records:
+                        if key is None or (record.key or b"").decode() == key:
+                            found.append(record)
+                    if await consumer.position(tp) >= end[tp]:
+                        remaining.discard(tp)
+                if not batch:
+                    for tp in list(remaining):
+                        if await consumer.position(tp) >= end[tp]:
+                            remaining.discard(tp)
+            return found
+        finally:
+            await consumer.stop()
+
+    async def envelopes(self, topic: str, order_id: UUID | str) -> list[dict[str, Any]]:
+        return [json.loads(r.value) for r in await self.records(topic, str(order_id))]
+
+
+def order_body(
+    lines: Iterable[tuple[str, int, int]],
+    *,
+    token: str = "tok_approve",
+    channel: str = "web",
+    reference: str | None = None,
+    email: str = "jane.doe@example.com",
+) -> dict[str, Any]:
+    return {
+        "channel": channel,
+        "external_reference": reference or f"EXT-{uuid4().hex[:12]}",
+        "customer": {"customer_id": "cust-42", "name": "Jane Doe", "email": email, "phone": "+49 30 1234567"},
+        "lines": [{"sku": sku, "quantity": qty, "unit_price_minor": price} for sku, qty, price in lines],
+        "currency": "EUR",
+        "shipping_address": {
+            "name": "Jane Doe",
+            "line1": "Invalidenstrasse 1",
+            "city": "Berlin",
+            "postal_code": "10115",
+            "country": "DE",
+        },
+        "delivery_method": "standard",
+        "payment_token": token,
+    }
+
+
+def unique_sku(prefix: str = "SKU-IT") -> str:
+    return f"{prefix}-{uuid4().hex[:10].upper()}"
+
+
+@contextlib.contextmanager
+def restarted(service: ServiceProcess) -> Any:
+    try:
+        yield service
+    finally:
+        if service.process is None or service.process.poll() is not None:
+            service.start()
