@@ -1,0 +1,243 @@
+"""CapturePayment end to end through the runtime's message processor, on a real PostgreSQL.
+
+Each test run uses a throwaway schema; Kafka is not involved (the outbox is read directly).
+"""
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+import pytest_asyncio
+import structlog
+from sqlalchemy import func, select, text
+from structlog.testing import LogCapture
+
+import oms_runtime.messaging
+import payment_service.adapters.simulated_gateway
+import payment_service.handlers
+from oms_events import Message, default_registry
+from oms_events.messages import CapturePayment, PaymentCaptured, PaymentDeclined
+from oms_runtime.db import Database
+from oms_runtime.eventstore import EventStore, events_table, runtime_metadata
+from oms_runtime.messaging import DeadLetterPublisher, MessageProcessor, Outcome, SourceRecord
+from oms_runtime.outbox import outbox_table
+from payment_service.adapters.simulated_gateway import SimulatedGateway
+from payment_service.adapters.tables import gateway_charges, metadata
+from payment_service.domain.gateway import GatewayResult, PaymentGateway
+from payment_service.domain.payment import payment_id_for
+from payment_service.handlers import PaymentHandlers
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
+REGISTRY = default_registry()
+
+
+class RecordingDeadLetters(DeadLetterPublisher):
+    def __init__(self) -> None:
+        super().__init__(producer=None, topic="oms.payment.dlq", consumer="payment-service")
+        self.sent: list[tuple[SourceRecord, str]] = []
+
+    async def send(self, record: SourceRecord, reason: str) -> None:
+        self.sent.append((record, reason))
+
+
+class CountingGateway:
+    """Wraps a gateway; counts calls and can fail once *after* the charge went through."""
+
+    def __init__(self, inner: PaymentGateway, *, fail_after_first_charge: bool = False) -> None:
+        self._inner = inner
+        self._fail = fail_after_first_charge
+        self.calls: list[str] = []
+        self.results: list[GatewayResult] = []
+
+    async def capture(self, idempotency_key: str, amount_minor: int, currency: str, token: str) -> GatewayResult:
+        self.calls.append(idempotency_key)
+        result = await self._inner.capture(idempotency_key, amount_minor, currency, token)
+        self.results.append(result)
+        if self._fail:
+            self._fail = False
+            raise ConnectionResetError("connection lost after the gateway answered")
+        return result
+
+
+@pytest_asyncio.fixture(scope="module")
+async def db() -> AsyncIterator[Database]:
+    schema = f"test_payment_{uuid4().hex[:12]}"
+    database = Database(DATABASE_URL, schema=schema, pool_size=4)
+    await database.create_schema(runtime_metadata, metadata)
+    try:
+        yield database
+    finally:
+        async with database.engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await database.dispose()
+
+
+class Harness:
+    def __init__(self, db: Database, gateway: CountingGateway) -> None:
+        self.db = db
+        self.gateway = gateway
+        self.dead_letters = RecordingDeadLetters()
+        self.processor = MessageProcessor(
+            consumer="payment-service",
+            producer_name="payment-service",
+            db=db,
+            registry=REGISTRY,
+            handlers=PaymentHandlers(gateway, EventStore()).handler_map(),
+            dead_letters=self.dead_letters,
+            max_attempts=3,
+            retry_backoff_s=0.01,
+        )
+        self._offset = 0
+
+    async def send(self, message: Message, raw: bytes | None = None) -> Outcome:
+        self._offset += 1
+        value = raw if raw is not None else REGISTRY.wrap(message, producer="test").to_bytes()
+        return await self.processor.process(SourceRecord(message.topic, 0, self._offset, message.key.encode(), value))
+
+    async def emitted(self, order_id: UUID) -> list[Message]:
+        async with self.db.transaction() as session:
+            values = await session.scalars(
+                select(outbox_table.c.value)
+                .where(outbox_table.c.message_key == str(order_id))
+                .order_by(outbox_table.c.id)
+            )
+            return [REGISTRY.parse(v)[1] for v in values]
+
+    async def stream_length(self, order_id: UUID) -> int:
+        async with self.db.transaction() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(events_table).where(events_table.c.stream_id == f"payment-{order_id}")
+            )
+        return int(count or 0)
+
+
+@pytest.fixture
+def harness(db: Database) -> Harness:
+    return Harness(db, CountingGateway(SimulatedGateway(db)))
+
+
+def capture(
+    order_id: UUID, token: str = "tok_approve", amount_minor: int = 12_990, currency: str = "EUR"
+) -> CapturePayment:
+    return CapturePayment(
+        order_id=order_id, customer_id="cust-1", amount_minor=amount_minor, currency=currency, payment_token=token
+    )
+
+
+async def test_an_approved_capture_is_recorded_and_published(harness: Harness) -> None:
+    order_id = uuid4()
+    assert await harness.send(capture(order_id)) is Outcome.PROCESSED
+    [event] = await harness.emitted(order_id)
+    assert isinstance(event, PaymentCaptured)
+    assert event.payment_id == payment_id_for(order_id)
+    assert (event.amount_minor, event.currency) == (12_990, "EUR")
+    assert event.gateway_reference == harness.gateway.results[0].reference
+    assert harness.gateway.calls == [f"capture-{order_id}"]
+    assert await harness.stream_length(order_id) == 1
+
+
+@pytest.mark.parametrize(
+    ("token", "reason_code"),
+    [
+        ("tok_decline_insufficient_funds", "insufficient_funds"),
+        ("tok_decline_fraud", "suspected_fraud"),
+        ("tok_no_such_card", "invalid_token"),
+    ],
+)
+async def test_declines_carry_the_reason(harness: Harness, token: str, reason_code: str) -> None:
+    order_id = uuid4()
+    await harness.send(capture(order_id, token))
+    [event] = await harness.emitted(order_id)
+    assert isinstance(event, PaymentDeclined)
+    assert event.reason_code == reason_code
+    assert event.payment_id == payment_id_for(order_id)
+    assert await harness.stream_length(order_id) == 1
+
+
+async def test_a_card_number_is_declined_without_calling_the_gateway(harness: Harness) -> None:
+    order_id = uuid4()
+    await harness.send(capture(order_id, "4111 1111 1111 1111"))
+    [event] = await harness.emitted(order_id)
+    assert isinstance(event, PaymentDeclined)
+    assert event.reason_code == "invalid_token"
+    assert harness.gateway.calls == []
+
+
+async def test_a_resent_command_is_answered_again_without_a_second_charge(harness: Harness) -> None:
+    order_id = uuid4()
+    await harness.send(capture(order_id))
+    # The saga's retry: a new message (new id) for the same order.
+    assert await harness.send(capture(order_id)) is Outcome.PROCESSED
+    first, second = await harness.emitted(order_id)
+    assert isinstance(second, PaymentCaptured)
+    assert second == first
+    assert len(harness.gateway.calls) == 1
+    assert await harness.stream_length(order_id) == 1
+
+
+async def test_a_resent_command_after_a_decline_is_declined_again(harness: Harness) -> None:
+    order_id = uuid4()
+    await harness.send(capture(order_id, "tok_decline_fraud"))
+    # Even with a good token now: the order's payment was decided.
+    await harness.send(capture(order_id, "tok_approve"))
+    first, second = await harness.emitted(order_id)
+    assert isinstance(second, PaymentDeclined)
+    assert second == first
+    assert len(harness.gateway.calls) == 1
+
+
+async def test_a_redelivered_message_has_no_second_effect(harness: Harness) -> None:
+    order_id = uuid4()
+    command = capture(order_id)
+    raw = REGISTRY.wrap(command, producer="test").to_bytes()
+    assert await harness.send(command, raw) is Outcome.PROCESSED
+    assert await harness.send(command, raw) is Outcome.DUPLICATE
+    assert len(await harness.emitted(order_id)) == 1
+    assert len(harness.gateway.calls) == 1
+
+
+async def test_a_crash_after_the_charge_does_not_charge_twice(db: Database) -> None:
+    gateway = CountingGateway(SimulatedGateway(db), fail_after_first_charge=True)
+    harness = Harness(db, gateway)
+    order_id = uuid4()
+    assert await harness.send(capture(order_id)) is Outcome.PROCESSED
+    # The first attempt's transaction rolled back after the gateway charged; the retry asked again.
+    assert len(gateway.calls) == 2
+    assert gateway.results[0] == gateway.results[1]
+    [event] = await harness.emitted(order_id)
+    assert isinstance(event, PaymentCaptured)
+    assert event.gateway_reference == gateway.results[0].reference
+    async with db.transaction() as session:
+        charges = await session.scalar(
+            select(func.count())
+            .select_from(gateway_charges)
+            .where(gateway_charges.c.idempotency_key == f"capture-{order_id}")
+        )
+    assert charges == 1
+
+
+async def test_an_invalid_command_is_dead_lettered(harness: Harness) -> None:
+    order_id = uuid4()
+    envelope = REGISTRY.wrap(capture(order_id), producer="test")
+    bad = envelope.model_copy(update={"payload": {**envelope.payload, "amount_minor": -1}})
+    assert await harness.send(capture(order_id), bad.to_bytes()) is Outcome.DEAD_LETTERED
+    [(_, reason)] = harness.dead_letters.sent
+    assert "amount_minor" in reason
+    assert await harness.emitted(order_id) == []
+
+
+async def test_tokens_never_reach_the_logs(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    captured = LogCapture()
+    logger: Any = structlog.wrap_logger(None, processors=[captured])
+    for module in (payment_service.handlers, payment_service.adapters.simulated_gateway, oms_runtime.messaging):
+        monkeypatch.setattr(module, "log", logger)
+    await harness.send(capture(uuid4(), "tok_approve"))
+    await harness.send(capture(uuid4(), "tok_decline_fraud"))
+    await harness.send(capture(uuid4(), "4111111111111111"))
+    logged = repr(captured.entries)
+    assert "payment captured" in logged
+    assert "payment declined" in logged
+    for secret in ("tok_approve", "tok_decline_fraud", "4111111111111111"):
+        assert secret not in logged
