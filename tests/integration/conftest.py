@@ -11,9 +11,10 @@ import pytest
 import redis.asyncio as redis
 from aiokafka.admin import AIOKafkaAdminClient
 from aiosmtpd.controller import Controller
-from harness import SERVICES, Infra, ServiceProcess, System, free_port, recreate_database
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from harness import SERVICES, Infra, ServiceProcess, System, free_port, recreate_database
 
 TEST_DATABASE = "oms_integration"
 

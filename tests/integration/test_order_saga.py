@@ -1,10 +1,10 @@
 """The order saga end to end, through all five services, on the real broker, database and cache."""
 
 import asyncio
+import itertools
 from typing import Any
 
 from harness import System, eventually, unique_sku
-
 from oms_events import topics
 
 PRICE = 1_999
@@ -53,7 +53,7 @@ async def test_happy_path_reaches_shipped_with_every_event_on_its_topic_in_causa
 
     # Causal order: each step names the message that caused it.
     chain = [reserve[0], inventory[0], capture[0], payments[0], ship[0], fulfilment[0]]
-    for cause, effect in zip(chain, chain[1:], strict=False):
+    for cause, effect in itertools.pairwise(chain):
         assert effect["causation_id"] == cause["event_id"], (cause["type"], effect["type"])
         assert effect["occurred_at"] >= cause["occurred_at"]
     assert all(e["correlation_id"] == order_id for e in [*orders, *chain])
