@@ -1,0 +1,1 @@
+"""notification-service: emails to customers about their orders, each sent at most once per event."""

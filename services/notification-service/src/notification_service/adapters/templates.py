@@ -1,0 +1,74 @@
+"""Email templates: Jinja2 files under `notification_service/templates/<locale>/<kind>.<part>`.
+
+Each kind has three parts: `subject.txt` (one line), `txt` (the plain-text body) and `html`. A
+locale without its own file for a part falls back to the language (`de` for `de-AT`), then to `en`.
+HTML is autoescaped; a variable the template needs but the context lacks is an error, not a blank.
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from notification_service.domain.notifications import DEFAULT_LOCALE, NotificationKind
+
+TEMPLATES_DIR: Final = Path(__file__).resolve().parent.parent / "templates"
+PARTS: Final = ("subject.txt", "txt", "html")
+
+_LOCALE = re.compile(r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+    locale: str
+    """The locale of the body templates actually used (after fallback)."""
+
+
+def locale_candidates(locale: str) -> list[str]:
+    """`de-AT` -> `["de-AT", "de", "en"]`; anything that does not look like a locale -> `["en"]`."""
+    candidates: list[str] = []
+    if _LOCALE.match(locale):
+        candidates.append(locale)
+        language = re.split(r"[-_]", locale, maxsplit=1)[0]
+        candidates.append(language)
+    candidates.append(DEFAULT_LOCALE)
+    return list(dict.fromkeys(candidates))
+
+
+class TemplateRenderer:
+    def __init__(self, templates_dir: Path = TEMPLATES_DIR) -> None:
+        self._env = Environment(
+            loader=FileSystemLoader(templates_dir),
+            autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+
+    def render(self, kind: NotificationKind, locale: str, context: Mapping[str, Any]) -> RenderedEmail:
+        candidates = locale_candidates(locale)
+        parts: dict[str, str] = {}
+        used = DEFAULT_LOCALE
+        for part in PARTS:
+            template = self._env.select_template([f"{c}/{kind.value}.{part}" for c in candidates])
+            parts[part] = template.render(context)
+            if part == "txt" and template.name:
+                used = template.name.split("/", 1)[0]
+        return RenderedEmail(
+            subject=one_line(parts["subject.txt"]),
+            text=parts["txt"].strip() + "\n",
+            html=parts["html"],
+            locale=used,
+        )
+
+
+def one_line(value: str) -> str:
+    """Whitespace (line breaks included) collapsed: a subject must never break the header."""
+    return " ".join(value.split())

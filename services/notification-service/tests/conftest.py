@@ -1,0 +1,58 @@
+"""Realistic order events for notification-service's tests (fixtures, so test modules stay independent)."""
+
+from datetime import date
+from uuid import uuid4
+
+import pytest
+
+from oms_events.messages import OrderConfirmed, OrderPlaced, OrderRejected, OrderShipped
+from oms_events.values import Address, Channel, Customer, DeliveryMethod, OrderLine
+
+
+@pytest.fixture
+def placed() -> OrderPlaced:
+    """A web order of two lines (2 x 19.90 + 1 x 12.50 = EUR 52.30), new order id every time."""
+    lines = [
+        OrderLine(sku="SKU-TSHIRT-RED-M", quantity=2, unit_price_minor=1990),
+        OrderLine(sku="SKU-MUG-BLUE", quantity=1, unit_price_minor=1250),
+    ]
+    return OrderPlaced(
+        order_id=uuid4(),
+        channel=Channel.WEB,
+        external_reference="WEB-100234",
+        customer=Customer(customer_id="C-4711", name="Jane Doe", email="jane.doe@example.com", phone="+49 30 1234567"),
+        lines=lines,
+        currency="EUR",
+        total_minor=sum(line.quantity * line.unit_price_minor for line in lines),
+        shipping_address=Address(
+            name="Jane Doe", line1="Invalidenstraße 117", city="Berlin", postal_code="10115", country="DE"
+        ),
+        delivery_method=DeliveryMethod.STANDARD,
+    )
+
+
+@pytest.fixture
+def confirmed(placed: OrderPlaced) -> OrderConfirmed:
+    return OrderConfirmed(order_id=placed.order_id, payment_id=uuid4(), amount_minor=5230, currency="EUR")
+
+
+@pytest.fixture
+def shipped(placed: OrderPlaced) -> OrderShipped:
+    return OrderShipped(
+        order_id=placed.order_id,
+        shipment_id=uuid4(),
+        warehouse_id="WH-BER",
+        carrier="DHL",
+        tracking_number="JJD000390007713",
+        tracking_url="https://tracking.example/track?id=JJD000390007713&lang=en",
+        estimated_delivery=date(2025, 3, 14),
+    )
+
+
+@pytest.fixture
+def rejected(placed: OrderPlaced) -> OrderRejected:
+    return OrderRejected(
+        order_id=placed.order_id,
+        reason_code="out_of_stock",
+        reason="We do not have enough SKU-LIMITED in stock right now.",
+    )
