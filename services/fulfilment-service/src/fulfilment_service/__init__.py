@@ -1,0 +1,1 @@
+"""fulfilment-service: ships an order's allocations, one shipment per warehouse, with carrier tracking."""

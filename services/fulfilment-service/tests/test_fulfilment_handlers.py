@@ -1,0 +1,216 @@
+"""ShipOrder end to end through the runtime's message processor, on a real PostgreSQL.
+
+Each test run uses a throwaway schema; Kafka is not involved (the outbox is read directly).
+"""
+
+import os
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
+
+import pytest
+import pytest_asyncio
+import structlog
+from sqlalchemy import func, select, text
+from structlog.testing import LogCapture
+
+import fulfilment_service.handlers
+from fulfilment_service.adapters.shipment_repository import ShipmentRepository
+from fulfilment_service.adapters.tables import metadata
+from fulfilment_service.domain.dispatch import DispatchCalendar, WarehouseCalendars
+from fulfilment_service.handlers import FulfilmentHandlers
+from oms_events import Message, default_registry
+from oms_events.messages import ShipOrder, Shipped
+from oms_events.values import Address, Allocation, DeliveryMethod
+from oms_runtime.db import Database
+from oms_runtime.eventstore import EventStore, events_table, runtime_metadata
+from oms_runtime.messaging import DeadLetterPublisher, MessageProcessor, Outcome, SourceRecord
+from oms_runtime.outbox import outbox_table
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
+REGISTRY = default_registry()
+CALENDARS = WarehouseCalendars(
+    default=DispatchCalendar(UTC),
+    by_warehouse={
+        "WH-BER": DispatchCalendar(ZoneInfo("Europe/Berlin")),
+        "WH-LON": DispatchCalendar(ZoneInfo("Europe/London")),
+    },
+)
+# Friday 2026-03-06, 14:30 UTC: 15:30 in Berlin (past the cut-off), 14:30 in London (before it).
+FRIDAY_AFTERNOON = datetime(2026, 3, 6, 14, 30, tzinfo=UTC)
+ADDRESS = Address(name="Jane Doe", line1="1 Example Street", city="Berlin", postal_code="10115", country="DE")
+
+
+class RecordingDeadLetters(DeadLetterPublisher):
+    def __init__(self) -> None:
+        super().__init__(producer=None, topic="oms.fulfilment.dlq", consumer="fulfilment-service")
+        self.sent: list[tuple[SourceRecord, str]] = []
+
+    async def send(self, record: SourceRecord, reason: str) -> None:
+        self.sent.append((record, reason))
+
+
+@pytest_asyncio.fixture(scope="module")
+async def db() -> AsyncIterator[Database]:
+    schema = f"test_fulfilment_{uuid4().hex[:12]}"
+    database = Database(DATABASE_URL, schema=schema, pool_size=4)
+    await database.create_schema(runtime_metadata, metadata)
+    try:
+        yield database
+    finally:
+        async with database.engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await database.dispose()
+
+
+class Harness:
+    def __init__(self, db: Database, entropy: Callable[[], int] | None = None) -> None:
+        self.db = db
+        self.dead_letters = RecordingDeadLetters()
+        handlers = FulfilmentHandlers(
+            ShipmentRepository(),
+            EventStore(),
+            CALENDARS,
+            clock=lambda: FRIDAY_AFTERNOON,
+            **({"entropy": entropy} if entropy else {}),
+        )
+        self.processor = MessageProcessor(
+            consumer="fulfilment-service",
+            producer_name="fulfilment-service",
+            db=db,
+            registry=REGISTRY,
+            handlers=handlers.handler_map(),
+            dead_letters=self.dead_letters,
+            max_attempts=3,
+            retry_backoff_s=0.01,
+        )
+        self._offset = 0
+
+    async def send(self, message: Message, raw: bytes | None = None) -> Outcome:
+        self._offset += 1
+        value = raw if raw is not None else REGISTRY.wrap(message, producer="test").to_bytes()
+        return await self.processor.process(SourceRecord(message.topic, 0, self._offset, message.key.encode(), value))
+
+    async def emitted(self, order_id: UUID) -> list[Shipped]:
+        async with self.db.transaction() as session:
+            values = await session.scalars(
+                select(outbox_table.c.value)
+                .where(outbox_table.c.message_key == str(order_id))
+                .order_by(outbox_table.c.id)
+            )
+            messages = [REGISTRY.parse(v)[1] for v in values]
+        assert all(isinstance(m, Shipped) for m in messages)
+        return [m for m in messages if isinstance(m, Shipped)]
+
+    async def stream_length(self, order_id: UUID) -> int:
+        async with self.db.transaction() as session:
+            n = await session.scalar(
+                select(func.count())
+                .select_from(events_table)
+                .where(events_table.c.stream_id == f"shipments-{order_id}")
+            )
+        return int(n or 0)
+
+    async def projection(self, order_id: UUID) -> list[Any]:
+        async with self.db.transaction() as session:
+            return await ShipmentRepository().of_order(session, order_id)
+
+
+@pytest.fixture
+def harness(db: Database) -> Harness:
+    return Harness(db)
+
+
+def ship_order(order_id: UUID, method: DeliveryMethod = DeliveryMethod.STANDARD) -> ShipOrder:
+    return ShipOrder(
+        order_id=order_id,
+        allocations=[
+            Allocation(sku="SKU-MUG-BLUE", warehouse_id="WH-LON", quantity=2),
+            Allocation(sku="SKU-TSHIRT-RED-M", warehouse_id="WH-BER", quantity=1),
+            Allocation(sku="SKU-HOODIE-GREY-L", warehouse_id="WH-BER", quantity=1),
+        ],
+        shipping_address=ADDRESS,
+        delivery_method=method,
+    )
+
+
+async def test_one_shipped_per_warehouse_is_recorded_and_published(harness: Harness) -> None:
+    order_id = uuid4()
+    assert await harness.send(ship_order(order_id)) is Outcome.PROCESSED
+    berlin, london = await harness.emitted(order_id)
+    assert (berlin.warehouse_id, london.warehouse_id) == ("WH-BER", "WH-LON")
+    assert {berlin.carrier, london.carrier} == {"DHL"}
+    assert berlin.tracking_number.startswith("JD")
+    assert berlin.tracking_number != london.tracking_number
+    assert berlin.shipment_id != london.shipment_id
+    # Berlin is past its cut-off on Friday: ships Monday, standard arrives Thursday.
+    assert berlin.estimated_delivery == date(2026, 3, 12)
+    # London ships on Friday: arrives Wednesday.
+    assert london.estimated_delivery == date(2026, 3, 11)
+    assert await harness.stream_length(order_id) == 2
+    rows = await harness.projection(order_id)
+    assert [(r.warehouse_id, r.tracking_number, r.status) for r in rows] == [
+        ("WH-BER", berlin.tracking_number, "shipped"),
+        ("WH-LON", london.tracking_number, "shipped"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "carrier", "prefix"),
+    [(DeliveryMethod.EXPEDITED, "UPS", "1Z"), (DeliveryMethod.NEXT_DAY, "DPD", "")],
+)
+async def test_the_delivery_method_picks_the_carrier(
+    harness: Harness, method: DeliveryMethod, carrier: str, prefix: str
+) -> None:
+    order_id = uuid4()
+    await harness.send(ship_order(order_id, method))
+    shipments = await harness.emitted(order_id)
+    assert {s.carrier for s in shipments} == {carrier}
+    assert all(s.tracking_number.startswith(prefix) for s in shipments)
+
+
+async def test_a_resent_command_re_emits_the_same_shipments(harness: Harness) -> None:
+    order_id = uuid4()
+    await harness.send(ship_order(order_id))
+    # The saga's retry: a new message (new id) for the same order, even with another method.
+    assert await harness.send(ship_order(order_id, DeliveryMethod.NEXT_DAY)) is Outcome.PROCESSED
+    emitted = await harness.emitted(order_id)
+    assert len(emitted) == 4
+    assert emitted[2:] == emitted[:2]
+    assert await harness.stream_length(order_id) == 2
+    assert len(await harness.projection(order_id)) == 2
+
+
+async def test_a_redelivered_message_has_no_second_effect(harness: Harness) -> None:
+    order_id = uuid4()
+    command = ship_order(order_id)
+    raw = REGISTRY.wrap(command, producer="test").to_bytes()
+    assert await harness.send(command, raw) is Outcome.PROCESSED
+    assert await harness.send(command, raw) is Outcome.DUPLICATE
+    assert len(await harness.emitted(order_id)) == 2
+
+
+async def test_a_tracking_number_collision_is_retried_with_new_numbers(db: Database) -> None:
+    # The first order takes numbers 1 and 2; the second draws 2 (taken) and 3, is rolled back, then draws 4 and 5.
+    entropy = iter([1, 2, 2, 3, 4, 5, 6])
+    harness = Harness(db, entropy=lambda: next(entropy))
+    first, second = uuid4(), uuid4()
+    await harness.send(ship_order(first))
+    assert await harness.send(ship_order(second)) is Outcome.PROCESSED
+    numbers = [s.tracking_number for s in await harness.emitted(first) + await harness.emitted(second)]
+    assert len(set(numbers)) == 4
+    assert next(entropy) == 6, "the colliding attempt should have been rolled back and retried"
+    assert harness.dead_letters.sent == []
+
+
+async def test_the_address_never_reaches_the_logs(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    captured = LogCapture()
+    logger: Any = structlog.wrap_logger(None, processors=[captured])
+    monkeypatch.setattr(fulfilment_service.handlers, "log", logger)
+    await harness.send(ship_order(uuid4()))
+    logged = repr(captured.entries)
+    assert "shipment handed to carrier" in logged
+    for personal in ("Jane Doe", "Example Street", "10115"):
+        assert personal not in logged
