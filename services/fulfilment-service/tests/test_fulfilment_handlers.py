@@ -3,33 +3,29 @@
 Each test run uses a throwaway schema; Kafka is not involved (the outbox is read directly).
 """
 
-import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
-import pytest_asyncio
 import structlog
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from structlog.testing import LogCapture
 
 import fulfilment_service.handlers
 from fulfilment_service.adapters.shipment_repository import ShipmentRepository
-from fulfilment_service.adapters.tables import metadata
 from fulfilment_service.domain.dispatch import DispatchCalendar, WarehouseCalendars
 from fulfilment_service.handlers import FulfilmentHandlers
 from oms_events import Message, default_registry
 from oms_events.messages import ShipOrder, Shipped
 from oms_events.values import Address, Allocation, DeliveryMethod
 from oms_runtime.db import Database
-from oms_runtime.eventstore import EventStore, events_table, runtime_metadata
+from oms_runtime.eventstore import EventStore, events_table
 from oms_runtime.messaging import DeadLetterPublisher, MessageProcessor, Outcome, SourceRecord
 from oms_runtime.outbox import outbox_table
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
 REGISTRY = default_registry()
 CALENDARS = WarehouseCalendars(
     default=DispatchCalendar(UTC),
@@ -50,19 +46,6 @@ class RecordingDeadLetters(DeadLetterPublisher):
 
     async def send(self, record: SourceRecord, reason: str) -> None:
         self.sent.append((record, reason))
-
-
-@pytest_asyncio.fixture(scope="module")
-async def db() -> AsyncIterator[Database]:
-    schema = f"test_fulfilment_{uuid4().hex[:12]}"
-    database = Database(DATABASE_URL, schema=schema, pool_size=4)
-    await database.create_schema(runtime_metadata, metadata)
-    try:
-        yield database
-    finally:
-        async with database.engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await database.dispose()
 
 
 class Harness:

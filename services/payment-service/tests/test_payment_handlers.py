@@ -3,15 +3,12 @@
 Each test run uses a throwaway schema; Kafka is not involved (the outbox is read directly).
 """
 
-import os
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-import pytest_asyncio
 import structlog
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from structlog.testing import LogCapture
 
 import oms_runtime.messaging
@@ -20,16 +17,15 @@ import payment_service.handlers
 from oms_events import Message, default_registry
 from oms_events.messages import CapturePayment, PaymentCaptured, PaymentDeclined
 from oms_runtime.db import Database
-from oms_runtime.eventstore import EventStore, events_table, runtime_metadata
+from oms_runtime.eventstore import EventStore, events_table
 from oms_runtime.messaging import DeadLetterPublisher, MessageProcessor, Outcome, SourceRecord
 from oms_runtime.outbox import outbox_table
 from payment_service.adapters.simulated_gateway import SimulatedGateway
-from payment_service.adapters.tables import gateway_charges, metadata
+from payment_service.adapters.tables import gateway_charges
 from payment_service.domain.gateway import GatewayResult, PaymentGateway
 from payment_service.domain.payment import payment_id_for
 from payment_service.handlers import PaymentHandlers
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
 REGISTRY = default_registry()
 
 
@@ -59,19 +55,6 @@ class CountingGateway:
             self._fail = False
             raise ConnectionResetError("connection lost after the gateway answered")
         return result
-
-
-@pytest_asyncio.fixture(scope="module")
-async def db() -> AsyncIterator[Database]:
-    schema = f"test_payment_{uuid4().hex[:12]}"
-    database = Database(DATABASE_URL, schema=schema, pool_size=4)
-    await database.create_schema(runtime_metadata, metadata)
-    try:
-        yield database
-    finally:
-        async with database.engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await database.dispose()
 
 
 class Harness:

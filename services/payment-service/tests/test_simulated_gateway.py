@@ -1,20 +1,14 @@
 """The simulated gateway: answers by token, and its ledger in PostgreSQL makes captures idempotent."""
 
 import asyncio
-import os
-from collections.abc import AsyncIterator
 from uuid import uuid4
 
 import pytest
-import pytest_asyncio
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from oms_runtime.db import Database
-from oms_runtime.eventstore import runtime_metadata
 from payment_service.adapters.simulated_gateway import IdempotencyKeyReusedError, SimulatedGateway, simulated_answer
-from payment_service.adapters.tables import gateway_charges, metadata
-
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
+from payment_service.adapters.tables import gateway_charges
 
 
 @pytest.mark.parametrize("token", ["tok_approve", "tok_visa", "tok_mastercard"])
@@ -37,19 +31,6 @@ def test_declining_tokens(token: str, reason_code: str) -> None:
     assert not answer.approved
     assert answer.reason_code == reason_code
     assert answer.reason
-
-
-@pytest_asyncio.fixture(scope="module")
-async def db() -> AsyncIterator[Database]:
-    schema = f"test_payment_{uuid4().hex[:12]}"
-    database = Database(DATABASE_URL, schema=schema, pool_size=4)
-    await database.create_schema(runtime_metadata, metadata)
-    try:
-        yield database
-    finally:
-        async with database.engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await database.dispose()
 
 
 async def _charges(db: Database, key: str) -> int:

@@ -1,0 +1,45 @@
+"""fulfilment-service's test fixtures: a throwaway PostgreSQL schema, and loggers independent of other tests."""
+
+import os
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+import structlog
+from sqlalchemy import text
+
+import fulfilment_service.handlers
+import oms_runtime.messaging
+from fulfilment_service.adapters.tables import metadata
+from oms_runtime.db import Database
+from oms_runtime.eventstore import runtime_metadata
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
+
+LOGGING_MODULES = (fulfilment_service.handlers, oms_runtime.messaging)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def db() -> AsyncIterator[Database]:
+    """The service's tables in a schema of their own, dropped after the module; never the real schema."""
+    database = Database(DATABASE_URL, schema=f"test_fulfilment_{os.urandom(6).hex()}", pool_size=4)
+    await database.create_schema(runtime_metadata, metadata)
+    try:
+        yield database
+    finally:
+        async with database.engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{database.schema}" CASCADE'))
+        await database.dispose()
+
+
+@pytest.fixture(autouse=True)
+def fresh_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test logs to its own stderr, whatever another test did to structlog's global configuration
+    (a cached logger bound to a closed capture stream would fail every log call)."""
+    logger = structlog.wrap_logger(
+        structlog.PrintLogger(sys.stderr),
+        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
+    )
+    for module in LOGGING_MODULES:
+        monkeypatch.setattr(module, "log", logger)
