@@ -18,6 +18,7 @@ from uuid import uuid4
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -95,9 +96,13 @@ async def main(n: int, concurrency: int, url: str, timeout_s: float) -> int:
     database_url = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
     await stock_up(database_url, n)
 
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    [described] = await admin.describe_topics([ORDERS_TOPIC])
+    await admin.close()
+    partitions = [TopicPartition(ORDERS_TOPIC, p["partition"]) for p in described["partitions"]]
     probe = AIOKafkaConsumer(bootstrap_servers=kafka)
     await probe.start()
-    partitions = [TopicPartition(ORDERS_TOPIC, p) for p in sorted(probe.partitions_for_topic(ORDERS_TOPIC) or ())]
     start = await probe.end_offsets(partitions)
     await probe.stop()
 

@@ -52,8 +52,9 @@ is_root() { [ "$(id -u)" -eq 0 ]; }
 
 check_port_var() {
   local name="$1" value="$2"
-  [[ "$value" =~ ^[0-9]+$ ]] && [ "$value" -ge 1 ] && [ "$value" -le 65535 ] \
-    || die "$name must be a TCP port number, got '$value'"
+  if ! [[ "$value" =~ ^[0-9]+$ ]] || [ "$value" -lt 1 ] || [ "$value" -gt 65535 ]; then
+    die "$name must be a TCP port number, got '$value'"
+  fi
 }
 
 # True when something accepts TCP connections on 127.0.0.1:$1.
@@ -71,7 +72,7 @@ pid_cmd_has() {
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$needle"
 }
 
-read_pidfile() { [ -s "$1" ] && head -n1 "$1" | tr -dc '0-9' || true; }
+read_pidfile() { if [ -s "$1" ]; then head -n1 "$1" | tr -dc '0-9'; fi; }
 
 # Print the last lines of each given log file that exists.
 show_logs() {
@@ -114,10 +115,9 @@ init_state_dir() {
   K_SERVER_LOG="$K_LOGS/server.log"
 
   PG_DIR="$STATE_DIR/pg"
-  PG_DATA="$PG_DIR/data"
-  PG_SOCK="$PG_DIR/run"
-  PG_LOGDIR="$PG_DIR/log"
-  PG_LOG="$PG_LOGDIR/postgresql.log"
+  # A symlink when the cluster had to live elsewhere (see pg_relocate_if_unreachable).
+  if [ -L "$PG_DIR" ]; then PG_DIR="$(readlink -f "$PG_DIR")"; fi
+  set_pg_paths
 
   R_DIR="$STATE_DIR/redis"
   R_PIDFILE="$R_DIR/redis.pid"
@@ -125,7 +125,15 @@ init_state_dir() {
   R_PORTFILE="$R_DIR/port"
 }
 
-# Serialise start/stop runs that share one state dir.
+set_pg_paths() {
+  PG_DATA="$PG_DIR/data"
+  PG_SOCK="$PG_DIR/run"
+  PG_LOGDIR="$PG_DIR/log"
+  PG_LOG="$PG_LOGDIR/postgresql.log"
+}
+
+# Serialise start/stop runs that share one state dir. Every daemon is launched with fd 9 closed
+# (`9>&-`): a daemon that inherited it would hold the lock for as long as it runs.
 take_lock() {
   exec 9>"$STATE_DIR/.infra.lock"
   flock -w 300 9 || die "another infra.sh run holds $STATE_DIR/.infra.lock"
@@ -148,14 +156,19 @@ find_java() {
   local ver major
   ver="$("$JAVA" -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')"
   major="${ver%%.*}"
-  [[ "$major" =~ ^[0-9]+$ ]] && [ "$major" -ge 17 ] \
-    || die "Kafka $KAFKA_VERSION needs Java 17+, but $JAVA is '$ver' (set JAVA_HOME to a JDK 17+)"
+  if ! [[ "$major" =~ ^[0-9]+$ ]] || [ "$major" -lt 17 ]; then
+    die "Kafka $KAFKA_VERSION needs Java 17+, but $JAVA is '$ver' (set JAVA_HOME to a JDK 17+)"
+  fi
 }
 
 kafka_fetch_jars() {
   local stamp
   stamp="kafka=$KAFKA_VERSION pom=$(sha256sum "$KAFKA_POM" | cut -c1-16)"
   if [ -f "$K_LIB/.complete" ] && [ "$(cat "$K_LIB/.complete")" = "$stamp" ]; then
+    return 0
+  fi
+  # Never swap the jars under a running broker; they are refreshed at its next start.
+  if [ -f "$K_LIB/.complete" ] && kafka_alive; then
     return 0
   fi
   command -v mvn >/dev/null || apt_install maven
@@ -277,14 +290,21 @@ kafka_launch() {
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
     -Dkafka.logs.dir="$K_LOGS" -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
-    -cp "$K_LIB/*" kafka.Kafka "$K_CONF" >"$K_OUT" 2>&1 </dev/null &
+    -cp "$K_LIB/*" kafka.Kafka "$K_CONF" >"$K_OUT" 2>&1 </dev/null 9>&- &
   echo $! >"$K_PIDFILE"
   echo "$KAFKA_PORT $KAFKA_CONTROLLER_PORT" >"$K_PORTS"
   KAFKA_LAUNCHED=1
 }
 
 kafka_fail() {
-  show_logs "$K_SERVER_LOG" "$K_OUT"
+  if [ "$KAFKA_LAUNCHED" -eq 1 ]; then
+    # Only what this launch wrote: server.log also holds earlier runs.
+    printf -- '----- last 40 lines of %s written by this start -----\n' "$K_SERVER_LOG" >&2
+    tail -c +"$((KAFKA_LOG_OFFSET + 1))" "$K_SERVER_LOG" 2>/dev/null | tail -n 40 >&2 || true
+    show_logs "$K_OUT"
+  else
+    show_logs "$K_SERVER_LOG" "$K_OUT"
+  fi
   die "kafka: $*"
 }
 
@@ -299,7 +319,7 @@ kafka_wait() {
     until [ -f "$K_SERVER_LOG" ] && tail -c +"$((KAFKA_LOG_OFFSET + 1))" "$K_SERVER_LOG" | grep -q 'Kafka Server started' \
           && port_open "$port"; do
       kafka_alive || kafka_fail "the broker process exited during startup"
-      [ $SECONDS -lt $deadline ] || kafka_fail "not started after ${KAFKA_START_TIMEOUT}s (KAFKA_START_TIMEOUT)"
+      [ $SECONDS -lt $deadline ] || kafka_fail "not started after ${KAFKA_START_TIMEOUT}s (KAFKA_START_TIMEOUT); the process (pid $(kafka_pid)) is left running: '$0 start kafka' waits for it again, '$0 stop kafka' stops it"
       sleep 0.5
     done
   else
@@ -345,6 +365,18 @@ kafka_stop() {
 # ---------------------------------------------------------------------------------------------------
 # PostgreSQL (a private cluster; PostgreSQL refuses to run as root, so as root it runs as 'postgres')
 # ---------------------------------------------------------------------------------------------------
+# Highest /usr/lib/postgresql/<major>/bin that has initdb (Debian layout), or nothing.
+newest_pg_bindir() {
+  local d best=""
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] || continue
+    if [ -z "$best" ] || [ "$(basename "$(dirname "$d")")" -gt "$(basename "$(dirname "$best")")" ] 2>/dev/null; then
+      best="$d"
+    fi
+  done
+  echo "$best"
+}
+
 PG_BIN=""
 find_pg_bin() {
   [ -n "$PG_BIN" ] && return 0
@@ -359,12 +391,12 @@ find_pg_bin() {
     [ -n "$d" ] && [ -x "$d/initdb" ] && cand="$d"
   fi
   if [ -z "$cand" ]; then
-    d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)"
+    d="$(newest_pg_bindir)"
     [ -n "$d" ] && [ -x "$d/initdb" ] && cand="$d"
   fi
   if [ -z "$cand" ]; then
     apt_install postgresql
-    d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)"
+    d="$(newest_pg_bindir)"
     [ -n "$d" ] && [ -x "$d/initdb" ] && cand="$d"
   fi
   [ -n "$cand" ] || die "pg: PostgreSQL server binaries (initdb, pg_ctl) not found"
@@ -393,17 +425,40 @@ pg_as_owner() {
   if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-pg_pid() { [ -s "$PG_DATA/postmaster.pid" ] && sed -n 1p "$PG_DATA/postmaster.pid" | tr -dc '0-9' || true; }
+pg_pid() { read_pidfile "$PG_DATA/postmaster.pid"; }
 pg_alive() { pid_cmd_has "$(pg_pid)" "$PG_DATA"; }
 pg_port() { if pg_alive; then sed -n 4p "$PG_DATA/postmaster.pid" | tr -dc '0-9'; else echo "$PG_PORT"; fi; }
 
+# As root the cluster runs as 'postgres', which must be able to reach the data directory. When the state
+# dir sits below a directory it cannot search (a private home such as a root-only checkout), the cluster
+# lives in a per-state-dir folder under ${TMPDIR:-/tmp} instead, linked from <state>/pg.
+pg_relocate_if_unreachable() {
+  is_root || return 0
+  [ ! -e "$STATE_DIR/pg" ] || return 0
+  runuser -u postgres -- test -x "$STATE_DIR" 2>/dev/null && return 0
+  local alt
+  alt="${TMPDIR:-/tmp}/oms-pg-$(printf '%s' "$STATE_DIR" | sha256sum | cut -c1-12)"
+  if [ -d "$alt" ]; then
+    # Left over from an earlier state dir of the same path that was reset: start afresh.
+    PG_DIR="$alt"; set_pg_paths
+    pg_alive && die "pg: an old cluster from $alt is still running (pid $(pg_pid)); stop it first"
+    rm -rf "$alt"
+  fi
+  say "pg: the 'postgres' OS user cannot reach $STATE_DIR; the cluster lives in $alt (linked from $STATE_DIR/pg)"
+  mkdir -p "$alt"
+  ln -s "$alt" "$STATE_DIR/pg"
+  PG_DIR="$alt"
+  set_pg_paths
+}
+
 pg_init_if_needed() {
   pg_os_user
+  pg_relocate_if_unreachable
   mkdir -p "$PG_DIR" "$PG_SOCK" "$PG_LOGDIR"
   if is_root; then
     chown -R postgres:postgres "$PG_DIR"
     runuser -u postgres -- test -w "$PG_DIR" \
-      || die "pg: the 'postgres' OS user cannot reach $PG_DIR (a parent directory is not searchable by others). Point OMS_STATE_DIR at a directory it can reach."
+      || die "pg: the 'postgres' OS user cannot write to $PG_DIR. Point OMS_STATE_DIR at a directory it can reach."
   fi
   chmod 700 "$PG_SOCK"
   if [ ! -f "$PG_DATA/PG_VERSION" ]; then
@@ -468,6 +523,7 @@ pg_start() {
     pg_wait
     pg_ensure_app_db
     say "pg: already running (pid $(pg_pid)) on 127.0.0.1:$(pg_port)"
+    warn_port_differs pg PG_PORT "$(pg_port)" "$PG_PORT"
     return 0
   fi
   if port_open "$PG_PORT"; then
@@ -476,7 +532,7 @@ pg_start() {
   pg_init_if_needed
   say "pg: starting PostgreSQL ($PG_BIN) on 127.0.0.1:$PG_PORT"
   local start=$SECONDS
-  if ! pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t "$PG_START_TIMEOUT" -s start >/dev/null 2>&1; then
+  if ! pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t "$PG_START_TIMEOUT" -s start >/dev/null 2>&1 9>&-; then
     show_logs "$PG_LOG"
     die "pg: pg_ctl start failed"
   fi
@@ -521,19 +577,22 @@ redis_start() {
   if redis_alive; then
     redis_wait
     say "redis: already running (pid $(redis_pid)) on 127.0.0.1:$(redis_port)"
+    warn_port_differs redis REDIS_PORT "$(redis_port)" "$REDIS_PORT"
     return 0
   fi
   rm -f "$R_PIDFILE"
   if port_open "$REDIS_PORT"; then
     die "redis: port 127.0.0.1:$REDIS_PORT is already in use by a process this script did not start. Stop it or choose another REDIS_PORT."
   fi
-  command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    apt_install redis-server
+  fi
   mkdir -p "$R_DIR"
   say "redis: starting $(redis-server --version | awk '{print $3}' | tr -d 'v=') on 127.0.0.1:$REDIS_PORT"
   local start=$SECONDS
   if ! redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" \
         --pidfile "$R_PIDFILE" --logfile "$R_LOG" --dir "$R_DIR" \
-        --save "" --appendonly no >/dev/null 2>&1; then
+        --save "" --appendonly no >/dev/null 2>&1 9>&-; then
     show_logs "$R_LOG"
     die "redis: redis-server failed to start"
   fi
@@ -560,7 +619,7 @@ redis_stop() {
   kill -TERM "$pid" 2>/dev/null || true
   local deadline=$((SECONDS + 15))
   while pid_alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
-  pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+  if pid_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
   rm -f "$R_PIDFILE"
   say "redis: stopped"
 }
@@ -592,6 +651,12 @@ parse_components() {
   done
 }
 
+# Warn when a component is already running on another port than the one asked for now.
+warn_port_differs() {
+  local name="$1" var="$2" running="$3" wanted="$4"
+  [ "$running" = "$wanted" ] || say "$name: already running on port $running; $var=$wanted is ignored until it is stopped"
+}
+
 has_component() { local c; for c in "${COMPONENTS[@]}"; do [ "$c" = "$1" ] && return 0; done; return 1; }
 
 cmd_start() {
@@ -605,6 +670,8 @@ cmd_start() {
   if has_component kafka; then
     if [ "$KAFKA_LAUNCHED" -eq 0 ] && port_open "$(kafka_port)"; then
       say "kafka: already running (pid $(kafka_pid)) on 127.0.0.1:$(kafka_port)"
+      warn_port_differs kafka KAFKA_PORT "$(kafka_port)" "$KAFKA_PORT"
+      warn_port_differs kafka KAFKA_CONTROLLER_PORT "$(kafka_controller_port)" "$KAFKA_CONTROLLER_PORT"
     else
       kafka_wait
     fi

@@ -17,6 +17,7 @@ from uuid import UUID, uuid4
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -92,6 +93,7 @@ class ServiceProcess:
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    _started_before: int = 0
 
     @property
     def log_path(self) -> Path:
@@ -100,6 +102,7 @@ class ServiceProcess:
     def start(self) -> None:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.starts += 1
+        self._started_before = self._started_count() if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         log.write(f"\n===== start #{self.starts} =====\n".encode())
         log.flush()
@@ -116,7 +119,7 @@ class ServiceProcess:
 
     async def wait_started(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
-        while self._started_count() < self.starts:
+        while self._started_count() <= self._started_before:
             if self.process is None or self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited during start; see {self.log_path}:\n{self.tail()}")
             if time.monotonic() > deadline:
@@ -228,18 +231,29 @@ class System:
         finally:
             await producer.stop()
 
+    async def partitions(self, topic: str) -> list[TopicPartition]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.infra.kafka)
+        await admin.start()
+        try:
+            [described] = await admin.describe_topics([topic])
+        finally:
+            await admin.close()
+        assert described["error_code"] == 0, f"topic {topic}: error {described['error_code']}"
+        return [TopicPartition(topic, p["partition"]) for p in sorted(described["partitions"], key=lambda p: p["partition"])]
+
     async def records(self, topic: str, key: str | None = None) -> list[Any]:
         """Every record of a topic (optionally only one key), read from the start, without a group."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.infra.kafka, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.infra.kafka, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
         await consumer.start()
         try:
-            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            if not partitions:
-                await consumer._client.force_metadata_update()
-                partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            partitions = await self.partitions(topic)
             consumer.assign(partitions)
             end = await consumer.end_offsets(partitions)
-            await consumer.seek_to_beginning(*partitions)
+            # An explicit seek: seek_to_beginning() can race the reset that assign() starts.
+            for tp, offset in (await consumer.beginning_offsets(partitions)).items():
+                consumer.seek(tp, offset)
             found: list[Any] = []
             remaining = {tp for tp in partitions if end[tp] > 0}
             while remaining:

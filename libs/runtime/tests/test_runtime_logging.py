@@ -1,8 +1,10 @@
 """Logs never carry card numbers, full email addresses or phone numbers."""
 
 import json
+from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from oms_runtime.logging import configure_logging, get_logger, mask_email, mask_text
 
@@ -18,6 +20,15 @@ def test_masking_of_personal_data() -> None:
     assert mask_text("order 3f2b and 12 items") == "order 3f2b and 12 items"
 
 
+@pytest.fixture
+def fresh_logging() -> Iterator[None]:
+    """configure_logging binds a stream and context; later tests must not inherit them."""
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+@pytest.mark.usefixtures("fresh_logging")
 def test_json_log_lines_are_masked_and_carry_context(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("test-service", "INFO", "json")
     get_logger("t").info("customer wrote", email="jane.doe@example.com", note="pan 5555555555554444", order_id="o-1")

@@ -111,12 +111,12 @@ async def test_relay_publishes_committed_rows_in_order_and_never_the_rolled_back
     async with db.transaction() as session:
         assert await session.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL")) == 0
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
+        consumer.seek(tp, 0)
         records: list[Any] = []
         while len(records) < 50:
             batch = await consumer.getmany(tp, timeout_ms=5000)
