@@ -239,7 +239,9 @@ class System:
         finally:
             await admin.close()
         assert described["error_code"] == 0, f"topic {topic}: error {described['error_code']}"
-        return [TopicPartition(topic, p["partition"]) for p in sorted(described["partitions"], key=lambda p: p["partition"])]
+        return [
+            TopicPartition(topic, p["partition"]) for p in sorted(described["partitions"], key=lambda p: p["partition"])
+        ]
 
     async def records(self, topic: str, key: str | None = None) -> list[Any]:
         """Every record of a topic (optionally only one key), read from the start, without a group."""

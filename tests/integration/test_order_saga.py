@@ -64,7 +64,7 @@ async def test_happy_path_reaches_shipped_with_every_event_on_its_topic_in_causa
 
     # The customer heard about it: a confirmation and a shipped email.
     def mails() -> list[str]:
-        return [m["Subject"] for m in system.mailbox if order_id[:8] in m["Subject"]]
+        return [m["Subject"] for m in system.mailbox if order_id[:8].lower() in m["Subject"].lower()]
 
     subjects = await eventually(lambda: asyncio.sleep(0, mails()), lambda s: len(s) >= 2, timeout_s=30)
     assert len(subjects) == 2, subjects
