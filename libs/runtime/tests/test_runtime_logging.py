@@ -18,6 +18,11 @@ def test_masking_of_personal_data() -> None:
     assert "1234567" not in masked
     assert "example.com" in masked
     assert mask_text("order 3f2b and 12 items") == "order 3f2b and 12 items"
+    # Dates, amounts and ids are not personal data and stay readable.
+    assert (
+        mask_text("arrives 2026-12-01, 5297 EUR, ref 20261126130514")
+        == "arrives 2026-12-01, 5297 EUR, ref 20261126130514"
+    )
 
 
 @pytest.fixture
@@ -31,10 +36,19 @@ def fresh_logging() -> Iterator[None]:
 @pytest.mark.usefixtures("fresh_logging")
 def test_json_log_lines_are_masked_and_carry_context(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("test-service", "INFO", "json")
-    get_logger("t").info("customer wrote", email="jane.doe@example.com", note="pan 5555555555554444", order_id="o-1")
+    get_logger("t").info(
+        "customer wrote",
+        email="jane.doe@example.com",
+        customer_phone="030 1234567",
+        note="pan 5555555555554444",
+        order_id="o-1",
+        estimated_delivery="2026-12-01",
+    )
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["service"] == "test-service"
     assert line["order_id"] == "o-1"
     assert line["email"] == "j***@example.com"
     assert "5555555555554444" not in line["note"]
     assert line["message"] == "customer wrote"
+    assert line["customer_phone"] == "***67"
+    assert line["estimated_delivery"] == "2026-12-01"

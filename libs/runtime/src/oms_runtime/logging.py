@@ -10,7 +10,9 @@ import structlog
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 _PAN = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
-_PHONE = re.compile(r"(?<![\w-])\+?\d[\d ()-]{6,}(\d{2})\b")
+# Only international numbers (+CC ...): a bare digit run could be a date, an amount or an id.
+_PHONE = re.compile(r"(?<![\w+])\+\d[\d ()-]{5,}(\d{2})\b")
+_PERSONAL_KEYS = ("phone", "email", "mobile")
 
 
 def mask_email(value: str) -> str:
@@ -18,9 +20,25 @@ def mask_email(value: str) -> str:
     return _EMAIL.sub(r"\1***@\2", value)
 
 
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _redact_pan(match: re.Match[str]) -> str:
+    # Only digit runs that pass the card checksum: order refs and timestamps stay readable.
+    digits = re.sub(r"\D", "", match.group(0))
+    return "[card-number-redacted]" if 13 <= len(digits) <= 19 and luhn_valid(digits) else match.group(0)
+
+
 def mask_text(value: str) -> str:
     """Masks card numbers, email addresses and phone numbers anywhere in a string."""
-    value = _PAN.sub("[card-number-redacted]", value)
+    value = _PAN.sub(_redact_pan, value)
     value = mask_email(value)
     return _PHONE.sub(r"***\1", value)
 
@@ -38,6 +56,9 @@ def _mask(value: Any) -> Any:
 def _mask_personal_data(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event_dict.items()):
         if key in ("timestamp", "level", "logger"):
+            continue
+        if isinstance(value, str) and any(k in key.lower() for k in _PERSONAL_KEYS) and "@" not in value:
+            event_dict[key] = f"***{value[-2:]}" if len(value) > 4 else "***"
             continue
         event_dict[key] = _mask(value)
     return event_dict
