@@ -72,6 +72,8 @@ class ServiceHost:
             logger=logging.getLogger(f"{service}.faststream"),
             log_level=logging.DEBUG,
             graceful_timeout=20.0,
+            # A safety net: a topic a consumer missed at start is picked up within this time.
+            metadata_max_age_ms=30_000,
         )
         self.dead_letters = DeadLetterPublisher(self.producer, dead_letter_topic(service), consumer=service)
         self._metadata = [runtime_metadata, *metadata]

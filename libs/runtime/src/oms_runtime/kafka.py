@@ -1,5 +1,6 @@
 """Kafka plumbing: topic creation and the idempotent producer."""
 
+import asyncio
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
@@ -13,32 +14,62 @@ log = get_logger(__name__)
 _TOPIC_ALREADY_EXISTS = 36
 
 
-async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec], replication_factor: int = 1) -> None:
-    """Creates the topics that do not exist yet. The broker does not auto-create topics."""
+async def ensure_topics(
+    bootstrap_servers: str, specs: Iterable[TopicSpec], replication_factor: int = 1, timeout_s: float = 60.0
+) -> None:
+    """Creates the topics that do not exist yet and waits until every partition has a leader.
+
+    The broker does not auto-create topics. Waiting matters: a consumer that subscribes before its
+    topics' metadata is complete gets no partitions of them until its next metadata refresh.
+    """
+    specs = list(specs)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="oms-topic-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
-        if not missing:
-            return
-        response = await admin.create_topics(
-            [
-                NewTopic(
-                    name=s.name,
-                    num_partitions=s.partitions,
-                    replication_factor=replication_factor,
-                    topic_configs={"retention.ms": str(s.retention_ms)},
-                )
-                for s in missing
-            ]
-        )
-        for topic, code, *_ in response.topic_errors:
-            if code not in (0, _TOPIC_ALREADY_EXISTS):
-                raise RuntimeError(f"could not create topic {topic}: error code {code}")
-        log.info("topics created", topics=[s.name for s in missing])
+        if missing:
+            await _create(admin, missing, replication_factor)
+        await _wait_until_ready(admin, specs, timeout_s)
     finally:
         await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, missing: list[TopicSpec], replication_factor: int) -> None:
+    response = await admin.create_topics(
+        [
+            NewTopic(
+                name=s.name,
+                num_partitions=s.partitions,
+                replication_factor=replication_factor,
+                topic_configs={"retention.ms": str(s.retention_ms)},
+            )
+            for s in missing
+        ]
+    )
+    for topic, code, *_ in response.topic_errors:
+        if code not in (0, _TOPIC_ALREADY_EXISTS):
+            raise RuntimeError(f"could not create topic {topic}: error code {code}")
+    log.info("topics created", topics=[s.name for s in missing])
+
+
+async def _wait_until_ready(admin: AIOKafkaAdminClient, specs: list[TopicSpec], timeout_s: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    wanted = {s.name: s.partitions for s in specs}
+    while True:
+        described = await admin.describe_topics(list(wanted))
+        not_ready = [
+            d["topic"]
+            for d in described
+            if d["error_code"] != 0
+            or len(d["partitions"]) < wanted[d["topic"]]
+            or any(p["leader"] < 0 for p in d["partitions"])
+        ]
+        if not not_ready:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"topics not ready after {timeout_s}s: {sorted(not_ready)}")
+        await asyncio.sleep(0.2)
 
 
 def idempotent_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
