@@ -8,7 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATE="${OMS_STATE_DIR:-$ROOT/.local}"
 RUN="$STATE/run"
 LOGS="$STATE/logs"
-PYTHON="${PYTHON:-python3}"
+VENV="$ROOT/.venv/bin"
 SERVICES=(order-service inventory-service payment-service fulfilment-service notification-service)
 SMTP_PORT="${SMTP_PORT:-1025}"
 export SMTP_PORT LOG_FORMAT="${LOG_FORMAT:-json}"
@@ -28,12 +28,13 @@ started_count() { grep -c '"message": "service started"' "$LOGS/$1.log" 2>/dev/n
 
 start() {
   echo "starting the OMS services (logs in ${LOGS#"$ROOT"/})"
-  launch mailsink "$PYTHON" -m uv run --frozen python deploy/local/mailsink.py --dir "$STATE/mail" --port "$SMTP_PORT"
+  # The venv's programs directly (not `uv run`), so the pid file holds the process that gets SIGTERM.
+  launch mailsink "$VENV/python" deploy/local/mailsink.py --dir "$STATE/mail" --port "$SMTP_PORT"
   declare -A before
   for svc in "${SERVICES[@]}"; do
     before[$svc]=$(started_count "$svc")
     if alive "$svc"; then before[$svc]=-1; fi
-    launch "$svc" "$PYTHON" -m uv run --frozen "$svc"
+    launch "$svc" "$VENV/$svc"
   done
   for svc in "${SERVICES[@]}"; do
     [[ ${before[$svc]} == -1 ]] && continue
@@ -53,11 +54,15 @@ stop() {
   for name in "${SERVICES[@]}" mailsink; do
     if alive "$name"; then
       local pid; pid=$(cat "$RUN/$name.pid")
-      # uv run forwards SIGTERM to the service, which finishes in-flight messages and commits.
+      # On SIGTERM a service finishes the message in hand, commits, and exits.
       kill -TERM "$pid" 2>/dev/null || true
       for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-      echo "  $name stopped"
+      if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null || true
+        echo "  $name did not stop within 30 s: killed"
+      else
+        echo "  $name stopped"
+      fi
     fi
     rm -f "$RUN/$name.pid"
   done
