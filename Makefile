@@ -55,9 +55,12 @@ unit:
 	$(UV) run --frozen pytest libs services -q
 
 integration: infra
+	@bash $(SERVICES) stop >/dev/null 2>&1 || true
 	$(UV) run --frozen pytest tests/integration -q
 
 test: install infra lint types
+	@# The tests run their own copies of the services on the same topics: make run's would compete.
+	@bash $(SERVICES) stop >/dev/null 2>&1 || true
 	$(UV) run --frozen python -m oms_events.schema --check
 	$(UV) run --frozen pytest libs services tests/integration -q -ra
 

@@ -221,6 +221,10 @@ class System:
             )
             return {wh: (on_hand, reserved) for wh, on_hand, reserved in rows.all()}
 
+    async def wait_for_stock(self, sku: str, expected: dict[str, tuple[int, int]], timeout_s: float = 30.0) -> None:
+        """Stock settles after the order's last event: inventory takes shipped units out on Shipped."""
+        await eventually(lambda: self.stock(sku), lambda levels: levels == expected, timeout_s=timeout_s)
+
     # ------------------------------------------------------------- kafka
 
     async def publish(self, topic: str, value: bytes, key: str | None = None) -> None:

@@ -20,7 +20,7 @@ async def test_a_command_delivered_twice_has_exactly_one_effect(system: System) 
     await system.set_stock(sku, {"WH-BER": 10})
     order_id = (await system.place_order([(sku, 3, PRICE)])).json()["order_id"]
     await system.wait_for_status(order_id, FINAL)
-    assert await system.stock(sku) == {"WH-BER": (7, 0)}
+    await system.wait_for_stock(sku, {"WH-BER": (7, 0)})
 
     # The very same ReserveStock record, delivered again (e.g. after a lost offset commit).
     [original] = await system.records(topics.INVENTORY_COMMANDS, order_id)
@@ -92,8 +92,7 @@ async def test_twenty_concurrent_orders_for_five_units_sell_exactly_five(system:
     statuses = [o["status"] for o in finals]
     assert statuses.count("shipped") == 5, statuses
     assert statuses.count("rejected") == 15, statuses
-    levels = await system.stock(sku)
-    assert levels == {"WH-BER": (0, 0), "WH-LON": (0, 0)}, levels
+    await system.wait_for_stock(sku, {"WH-BER": (0, 0), "WH-LON": (0, 0)})
 
 
 async def test_orders_in_flight_survive_kill_9_of_order_and_inventory_services(system: System) -> None:
@@ -121,7 +120,7 @@ async def test_orders_in_flight_survive_kill_9_of_order_and_inventory_services(s
             "OrderConfirmed",
             "OrderShipped",
         ]
-    assert await system.stock(sku) == {"WH-BER": (40, 0)}
+    await system.wait_for_stock(sku, {"WH-BER": (40, 0)})
 
 
 async def test_http_idempotency_key_and_channel_reference_return_the_same_order(system: System) -> None:
@@ -147,7 +146,7 @@ async def test_http_idempotency_key_and_channel_reference_return_the_same_order(
     assert other.json()["error"] == "idempotency_key_reused"
 
     await system.wait_for_status(first.json()["order_id"], FINAL)
-    assert await system.stock(sku) == {"WH-BER": (4, 0)}
+    await system.wait_for_stock(sku, {"WH-BER": (4, 0)})
 
 
 async def test_bad_input_gets_a_structured_error_naming_each_field(system: System) -> None:

@@ -60,7 +60,7 @@ async def test_happy_path_reaches_shipped_with_every_event_on_its_topic_in_causa
     assert orders[-1]["causation_id"] == fulfilment[0]["event_id"]
 
     # The stock left the warehouse: on hand down by two, nothing left reserved.
-    assert await system.stock(sku) == {"WH-BER": (8, 0)}
+    await system.wait_for_stock(sku, {"WH-BER": (8, 0)})
 
     # The customer heard about it: a confirmation and a shipped email.
     def mails() -> list[str]:
@@ -83,7 +83,7 @@ async def test_out_of_stock_is_rejected_and_no_payment_is_attempted(system: Syst
     assert _types(await system.envelopes(topics.INVENTORY_EVENTS, order_id)) == ["StockReservationFailed"]
     assert await system.envelopes(topics.PAYMENTS_COMMANDS, order_id) == []
     assert await system.envelopes(topics.PAYMENTS_EVENTS, order_id) == []
-    assert await system.stock(sku) == {"WH-BER": (1, 0), "WH-LON": (1, 0)}
+    await system.wait_for_stock(sku, {"WH-BER": (1, 0), "WH-LON": (1, 0)})
 
 
 async def test_payment_declined_releases_the_stock_and_rejects(system: System) -> None:
@@ -105,4 +105,4 @@ async def test_payment_declined_releases_the_stock_and_rejects(system: System) -
     assert _types(await system.envelopes(topics.INVENTORY_EVENTS, order_id)) == ["StockReserved", "StockReleased"]
     assert _types(await system.envelopes(topics.PAYMENTS_EVENTS, order_id)) == ["PaymentDeclined"]
     assert await system.envelopes(topics.FULFILMENT_COMMANDS, order_id) == []
-    assert await system.stock(sku) == {"WH-LON": (4, 0)}
+    await system.wait_for_stock(sku, {"WH-LON": (4, 0)})

@@ -100,26 +100,32 @@ class ServiceHost:
         subscriber = self.broker.subscriber(
             *spec.topics,
             group_id=spec.group_id,
-            # Commit the offset only after the handler's transaction committed; on an unexpected
-            # error (e.g. the dead-letter topic unreachable) seek back and process the record again.
+            # Records come in batches (one offset commit per batch, not per record); each record
+            # still gets its own transaction. The offsets are committed only after every record of
+            # the batch committed; on an unexpected error (e.g. the dead-letter topic unreachable)
+            # the consumer seeks back to the batch's first records and the inbox skips the ones
+            # already done.
+            batch=True,
+            max_records=self.settings.consumer_batch_size,
+            batch_timeout_ms=100,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             decoder=_raw_body,
         )
 
-        async def consume(body: bytes, message: KafkaMessage) -> None:
-            record = message.raw_message
-            assert not isinstance(record, tuple), "batch subscribers are not used"
-            await processor.process(
-                SourceRecord(
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    key=record.key,
-                    value=body,
-                    headers=tuple(record.headers or ()),
+        async def consume(body: Any, message: KafkaMessage) -> None:
+            records = message.raw_message
+            for record in records if isinstance(records, tuple) else (records,):
+                await processor.process(
+                    SourceRecord(
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                        key=record.key,
+                        value=record.value,
+                        headers=tuple(record.headers or ()),
+                    )
                 )
-            )
 
         subscriber(consume)
         self.processors[spec.group_id] = processor

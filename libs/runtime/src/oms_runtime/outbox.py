@@ -95,7 +95,9 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval_s: float = 0.25,
         keep_published: timedelta = timedelta(hours=24),
+        linger_s: float = 0.005,
     ) -> None:
+        self._linger_s = linger_s
         self._db = db
         self._producer = producer
         self._batch_size = batch_size
@@ -144,6 +146,8 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
             self._wake.clear()
+            # Let commits that land together go out in one batch rather than one round each.
+            await asyncio.sleep(self._linger_s)
 
     async def publish_batch(self) -> int:
         """Publishes up to one batch; returns how many rows it published."""
