@@ -21,10 +21,19 @@ launch() {  # name, command...
   local name="$1"; shift
   if alive "$name"; then echo "  $name already running (pid $(cat "$RUN/$name.pid"))"; return; fi
   echo "===== $(date -u +%FT%TZ) start =====" >>"$LOGS/$name.log"
-  (cd "$ROOT" && nohup "$@" >>"$LOGS/$name.log" 2>&1 & echo $! >"$RUN/$name.pid")
+  # `&` on the command alone (not on a `cd && ...` list), so $! is the service itself.
+  (
+    cd "$ROOT" || exit 1
+    nohup "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+    echo $! >"$RUN/$name.pid"
+  )
 }
 
-started_count() { grep -c '"message": "service started"' "$LOGS/$1.log" 2>/dev/null || true; }
+started_count() {
+  local n
+  n=$(grep -c '"message": "service started"' "$LOGS/$1.log" 2>/dev/null) || true
+  echo "${n:-0}"
+}
 
 start() {
   echo "starting the OMS services (logs in ${LOGS#"$ROOT"/})"
