@@ -122,8 +122,53 @@ class OrderRejected(Event):
 
     topic = topics.ORDERS_EVENTS
 
-    reason_code: Literal["out_of_stock", "payment_declined"]
+    reason_code: str = Field(description="out_of_stock, payment_declined or no_reply (a step timed out)")
     reason: str
+
+
+class OrderCancellationRequested(Event):
+    """A cancel was accepted; what was done is being undone, in reverse order."""
+
+    topic = topics.ORDERS_EVENTS
+
+    reason: str
+    requested_by: str
+
+
+class OrderPaymentRefunded(Event):
+    topic = topics.ORDERS_EVENTS
+
+    refund_id: UUID
+    amount_minor: MinorUnits
+    currency: CurrencyCode
+
+
+class OrderCancelled(Event):
+    """Every step done for the order was undone: stock released and any payment refunded."""
+
+    topic = topics.ORDERS_EVENTS
+
+    reason: str
+    requested_by: str
+
+
+class OrderNeedsAttention(Event):
+    """The saga cannot go on by itself (a compensation keeps failing): an operator must act."""
+
+    topic = topics.ORDERS_EVENTS
+
+    step: str
+    reason: str
+
+
+class OrderOperatorActionTaken(Event):
+    """An operator retried, skipped or resolved the step an order was parked on."""
+
+    topic = topics.ORDERS_EVENTS
+
+    action: Literal["retry", "skip", "resolve"]
+    operator: str
+    note: str
 
 
 # ---------------------------------------------------------------- inventory
@@ -196,6 +241,34 @@ class PaymentDeclined(Event):
     reason: str
 
 
+class RefundPayment(Command):
+    """Refund (part of) a captured payment. Never more than was captured, in total."""
+
+    topic = topics.PAYMENTS_COMMANDS
+
+    payment_id: UUID
+    amount_minor: MinorUnits
+    currency: CurrencyCode
+    reason: str
+
+
+class PaymentRefunded(Event):
+    topic = topics.PAYMENTS_EVENTS
+
+    payment_id: UUID
+    refund_id: UUID
+    amount_minor: MinorUnits
+    currency: CurrencyCode
+
+
+class PaymentRefundFailed(Event):
+    topic = topics.PAYMENTS_EVENTS
+
+    payment_id: UUID
+    reason_code: str
+    reason: str
+
+
 # ---------------------------------------------------------------- fulfilment
 
 
@@ -238,6 +311,11 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     OrderStockReleased,
     OrderShipped,
     OrderRejected,
+    OrderCancellationRequested,
+    OrderPaymentRefunded,
+    OrderCancelled,
+    OrderNeedsAttention,
+    OrderOperatorActionTaken,
     ReserveStock,
     ReleaseStock,
     StockReserved,
@@ -246,6 +324,9 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     CapturePayment,
     PaymentCaptured,
     PaymentDeclined,
+    RefundPayment,
+    PaymentRefunded,
+    PaymentRefundFailed,
     ShipOrder,
     Shipped,
     NotificationSent,
