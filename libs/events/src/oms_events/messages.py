@@ -143,6 +143,25 @@ class OrderPaymentRefunded(Event):
     currency: CurrencyCode
 
 
+class OrderPaymentCaptured(Event):
+    """Payment was captured for an order that is being cancelled: it will be refunded."""
+
+    topic = topics.ORDERS_EVENTS
+
+    payment_id: UUID
+    amount_minor: MinorUnits
+    currency: CurrencyCode
+
+
+class OrderStepTimedOut(Event):
+    """A saga step got no reply after every re-send; the saga compensates or asks for an operator."""
+
+    topic = topics.ORDERS_EVENTS
+
+    step: str
+    attempts: int
+
+
 class OrderCancelled(Event):
     """Every step done for the order was undone: stock released and any payment refunded."""
 
@@ -313,6 +332,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     OrderRejected,
     OrderCancellationRequested,
     OrderPaymentRefunded,
+    OrderPaymentCaptured,
+    OrderStepTimedOut,
     OrderCancelled,
     OrderNeedsAttention,
     OrderOperatorActionTaken,
