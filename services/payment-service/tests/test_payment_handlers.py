@@ -22,7 +22,7 @@ from oms_runtime.messaging import DeadLetterPublisher, MessageProcessor, Outcome
 from oms_runtime.outbox import outbox_table
 from payment_service.adapters.simulated_gateway import SimulatedGateway
 from payment_service.adapters.tables import gateway_charges
-from payment_service.domain.gateway import GatewayResult, PaymentGateway
+from payment_service.domain.gateway import GatewayError, GatewayResult, PaymentGateway
 from payment_service.domain.payment import payment_id_for
 from payment_service.handlers import PaymentHandlers
 
@@ -39,13 +39,24 @@ class RecordingDeadLetters(DeadLetterPublisher):
 
 
 class CountingGateway:
-    """Wraps a gateway; counts calls and can fail once *after* the charge went through."""
+    """Wraps a gateway; counts calls and can fail once *after* the charge (or refund) went through."""
 
-    def __init__(self, inner: PaymentGateway, *, fail_after_first_charge: bool = False) -> None:
+    def __init__(
+        self,
+        inner: PaymentGateway,
+        *,
+        fail_after_first_charge: bool = False,
+        fail_after_first_refund: bool = False,
+        unreachable_for_refunds: int = 0,
+    ) -> None:
         self._inner = inner
         self._fail = fail_after_first_charge
+        self._fail_refund = fail_after_first_refund
+        self._unreachable = unreachable_for_refunds
         self.calls: list[str] = []
         self.results: list[GatewayResult] = []
+        self.refund_calls: list[str] = []
+        self.refund_results: list[GatewayResult] = []
 
     async def capture(self, idempotency_key: str, amount_minor: int, currency: str, token: str) -> GatewayResult:
         self.calls.append(idempotency_key)
@@ -54,6 +65,20 @@ class CountingGateway:
         if self._fail:
             self._fail = False
             raise ConnectionResetError("connection lost after the gateway answered")
+        return result
+
+    async def refund(
+        self, idempotency_key: str, gateway_reference: str, amount_minor: int, currency: str
+    ) -> GatewayResult:
+        self.refund_calls.append(idempotency_key)
+        if self._unreachable:
+            self._unreachable -= 1
+            raise GatewayError("gateway timed out")
+        result = await self._inner.refund(idempotency_key, gateway_reference, amount_minor, currency)
+        self.refund_results.append(result)
+        if self._fail_refund:
+            self._fail_refund = False
+            raise ConnectionResetError("connection lost after the gateway refunded")
         return result
 
 
