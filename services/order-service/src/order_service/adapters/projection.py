@@ -1,0 +1,292 @@
+"""The order read model: one row per order in `order_summaries`, for searches, ops and tracking.
+
+The row is a projection of the order's stream. It is written in the same transaction as the events
+it reflects (`OrderProjection.apply`), so it is never ahead of or behind a committed order, and it
+can be thrown away and rebuilt from the event store at any time (`rebuild`): replay only writes this
+table, never commands, outbox rows or anything else with a side effect.
+
+Idempotent by stream version: an event at or below the row's `version` was already applied and is
+skipped, so re-applying a batch or replaying the whole store is safe.
+
+The order's status is not derived here: the caller passes the status the Order aggregate has after
+applying the events, so the read model can never disagree with the aggregate's rules.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    delete,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from oms_events import Envelope, Message, MessageRegistry
+from oms_events.messages import OrderPlaced, OrderShipped, OrderStockReserved
+from oms_runtime.db import Database
+from oms_runtime.eventstore import EventStore
+from oms_runtime.logging import get_logger
+from order_service.domain.order import Order
+
+log = get_logger(__name__)
+
+projection_metadata = MetaData()
+
+FINAL_STATUSES = ("shipped", "rejected", "cancelled")
+"""Statuses after which nothing more happens to an order (not stuck, whatever its age)."""
+
+# Literal SQL, not bound parameters, so that the planner can match the partial index below.
+OPEN_ORDER = text("status NOT IN ('shipped', 'rejected', 'cancelled')")
+
+order_summaries = Table(
+    "order_summaries",
+    projection_metadata,
+    Column("order_id", Uuid, primary_key=True),
+    Column("channel", String(20), nullable=False),
+    Column("external_reference", String(100), nullable=False),
+    Column("customer_id", String(64), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("total_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("placed_at", DateTime(timezone=True), nullable=False),
+    Column("last_event_at", DateTime(timezone=True), nullable=False),
+    Column("last_event_type", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    # Tracking: the warehouses the stock was reserved in, every shipment, and the latest one's details.
+    Column("warehouses", ARRAY(String(100)), nullable=False, server_default="{}"),
+    Column("shipments", JSONB, nullable=False, server_default="[]"),
+    Column("shipment_status", String(20), nullable=False, server_default="not_shipped"),
+    Column("carrier", String(100)),
+    Column("tracking_number", String(100)),
+    Column("tracking_url", String(500)),
+    Column("estimated_delivery", Date),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Keyset pagination on (placed_at, order_id), alone or after an equality filter.
+    Index("ix_order_summaries_placed", "placed_at", "order_id"),
+    Index("ix_order_summaries_customer", "customer_id", "placed_at", "order_id"),
+    Index("ix_order_summaries_status", "status", "placed_at", "order_id"),
+    Index("ix_order_summaries_channel", "channel", "placed_at", "order_id"),
+    # Stuck orders: only open orders, oldest last event first.
+    Index("ix_order_summaries_open_by_last_event", "last_event_at", postgresql_where=OPEN_ORDER),
+)
+
+
+def shipment_status(warehouses: Sequence[str], shipments: Sequence[dict[str, Any]]) -> str:
+    """`not_shipped`, `partially_shipped` (some warehouses shipped) or `shipped` (all of them)."""
+    if not shipments:
+        return "not_shipped"
+    shipped = {s["warehouse_id"] for s in shipments}
+    return "shipped" if set(warehouses) <= shipped else "partially_shipped"
+
+
+def fold(
+    row: dict[str, Any] | None,
+    order_id: UUID,
+    status: str,
+    events: Sequence[tuple[int, Envelope, Message]],
+) -> dict[str, Any] | None:
+    """The row after `(version, envelope, event)` triples already filtered to new versions.
+
+    Pure. None when there is no row and the events do not start the order (nothing to project).
+    """
+    new = dict(row) if row is not None else None
+    for version, envelope, event in events:
+        if isinstance(event, OrderPlaced):
+            new = {
+                "order_id": order_id,
+                "channel": event.channel.value,
+                "external_reference": event.external_reference,
+                "customer_id": event.customer.customer_id,
+                "total_minor": event.total_minor,
+                "currency": event.currency,
+                "placed_at": envelope.occurred_at,
+                "warehouses": [],
+                "shipments": [],
+                "shipment_status": "not_shipped",
+                "carrier": None,
+                "tracking_number": None,
+                "tracking_url": None,
+                "estimated_delivery": None,
+            }
+        if new is None:
+            return None
+        if isinstance(event, OrderStockReserved):
+            new["warehouses"] = sorted({a.warehouse_id for a in event.allocations})
+        elif isinstance(event, OrderShipped):
+            shipments = [s for s in new["shipments"] if s["shipment_id"] != str(event.shipment_id)]
+            shipments.append(
+                {
+                    "shipment_id": str(event.shipment_id),
+                    "warehouse_id": event.warehouse_id,
+                    "carrier": event.carrier,
+                    "tracking_number": event.tracking_number,
+                    "tracking_url": event.tracking_url,
+                    "estimated_delivery": event.estimated_delivery.isoformat(),
+                    "shipped_at": envelope.occurred_at.isoformat(),
+                }
+            )
+            new["shipments"] = shipments
+            new["carrier"] = event.carrier
+            new["tracking_number"] = event.tracking_number
+            new["tracking_url"] = event.tracking_url
+            new["estimated_delivery"] = event.estimated_delivery
+        new["shipment_status"] = shipment_status(new["warehouses"], new["shipments"])
+        new["last_event_at"] = envelope.occurred_at
+        new["last_event_type"] = envelope.type
+        new["version"] = version
+    if new is not None:
+        new["status"] = str(status)
+    return new
+
+
+_COLUMNS = [c.name for c in order_summaries.columns if c.name != "updated_at"]
+
+
+class OrderProjection:
+    """Keeps `order_summaries` in step with the order streams, inside the caller's transaction."""
+
+    async def apply(
+        self,
+        session: AsyncSession,
+        order_id: UUID,
+        status: str,
+        events: Sequence[tuple[Envelope, Message]],
+        *,
+        version: int,
+    ) -> None:
+        """Projects newly recorded events.
+
+        `status` is the aggregate's status after the events; `version` is the stream's version after
+        them (the last event's version), so the events are versions `version - len(events) + 1 ..
+        version`. Events at or below the row's version are skipped.
+        """
+        if not events:
+            return
+        first = version - len(events) + 1
+        if first < 1:
+            raise ValueError(f"version {version} is too low for {len(events)} events")
+        # The lock orders concurrent writers of one order (the event store's unique version already
+        # lets only one of them commit) and a rebuild, which locks the whole table.
+        result = await session.execute(
+            select(order_summaries).where(order_summaries.c.order_id == order_id).with_for_update()
+        )
+        found = result.mappings().first()
+        row = {k: found[k] for k in _COLUMNS} if found is not None else None
+        stored = row["version"] if row is not None else 0
+        fresh = [(v, e, m) for v, (e, m) in enumerate(events, start=first) if v > stored]
+        if not fresh:
+            return
+        if fresh[0][0] != stored + 1:
+            log.warning(
+                "order summary has a gap; rebuild the projection",
+                order_id=str(order_id),
+                stored_version=stored,
+                first_new_version=fresh[0][0],
+            )
+        new = fold(row, order_id, status, fresh)
+        if new is None:
+            log.warning("no order summary to update; rebuild the projection", order_id=str(order_id))
+            return
+        values = {**new, "updated_at": func.now()}
+        statement = insert(order_summaries).values(values)
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[order_summaries.c.order_id],
+                set_={k: statement.excluded[k] for k in values if k != "order_id"},
+                where=order_summaries.c.version < statement.excluded.version,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    events: int
+    orders: int
+    skipped: int
+    """Events of other streams (order-service's store only has order streams today)."""
+
+
+ORDER_STREAM_PREFIX = "order-"
+
+
+async def rebuild(
+    db: Database,
+    store: EventStore,
+    registry: MessageRegistry,
+    *,
+    batch_size: int = 1000,
+    projection: OrderProjection | None = None,
+) -> RebuildResult:
+    """Empties `order_summaries` and replays every order stream into it, in one transaction.
+
+    Only the read model is written. The table is locked against writers for the duration (readers
+    keep seeing the old rows until the commit); a writer that appends order events meanwhile waits
+    and then applies its events on top of the rebuilt row, so nothing is lost.
+    """
+    projection = projection or OrderProjection()
+    aggregates: dict[UUID, Order] = {}
+    events = orders = skipped = 0
+    async with db.transaction() as session:
+        await session.execute(text("LOCK TABLE order_summaries IN EXCLUSIVE MODE"))
+        await session.execute(delete(order_summaries))
+        position = 0
+        while True:
+            batch = await store.read_all(session, after_position=position, limit=batch_size)
+            if not batch:
+                break
+            position = batch[-1].position
+            # Per order, in stream order: all of one order's events in this batch are applied together.
+            pending: dict[UUID, list[tuple[Envelope, Message]]] = {}
+            last_version: dict[UUID, int] = {}
+            for stored in batch:
+                if not stored.stream_id.startswith(ORDER_STREAM_PREFIX):
+                    skipped += 1
+                    continue
+                message = registry.decode(stored.envelope)
+                order_id = message.order_id
+                order = aggregates.get(order_id)
+                if order is None:
+                    order = await _aggregate_before(
+                        session, store, registry, stored.stream_id, order_id, stored.version
+                    )
+                    aggregates[order_id] = order
+                order.apply(message)
+                pending.setdefault(order_id, []).append((stored.envelope, message))
+                last_version[order_id] = stored.version
+                events += 1
+                orders += stored.version == 1
+            for order_id, order_events in pending.items():
+                order = aggregates[order_id]
+                assert order.status is not None
+                await projection.apply(
+                    session, order_id, order.status.value, order_events, version=last_version[order_id]
+                )
+                if order.status.value in FINAL_STATUSES:
+                    del aggregates[order_id]  # keeps memory to the orders still in flight
+    log.info("order projection rebuilt", events=events, orders=orders, skipped=skipped)
+    return RebuildResult(events=events, orders=orders, skipped=skipped)
+
+
+async def _aggregate_before(
+    session: AsyncSession, store: EventStore, registry: MessageRegistry, stream_id: str, order_id: UUID, version: int
+) -> Order:
+    """The order as it was before `version`: empty for a new stream, else reloaded (it was evicted)."""
+    if version == 1:
+        return Order(order_id)
+    history = [s for s in await store.load(session, stream_id) if s.version < version]
+    return Order.from_history(order_id, (registry.decode(s.envelope) for s in history))
