@@ -1,1 +1,1 @@
-"""payment-service: captures an order's payment through a gateway port, once per order."""
+"""payment-service: captures an order's payment through a gateway port, once per order, and refunds it."""
