@@ -5,6 +5,7 @@ are appended to the event store, and the projection is applied with the aggregat
 version after the events, in the same transaction.
 """
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -16,6 +17,7 @@ import pytest
 import pytest_asyncio
 import structlog
 from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import order_service.adapters.projection
 from oms_events import Envelope, Message, default_registry
@@ -342,6 +344,45 @@ async def test_rebuild_replays_the_store_into_the_same_rows_without_side_effects
     row = await summary(db, orders[2].order_id)
     assert row is not None
     assert (row["status"], row["tracking_number"]) == ("shipped", "T-live")
+
+
+class PausingProjection(OrderProjection):
+    """Holds the rebuild (and its table lock) open until released."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def apply(
+        self,
+        session: AsyncSession,
+        order_id: UUID,
+        status: str,
+        events: Sequence[tuple[Envelope, Message]],
+        *,
+        version: int,
+    ) -> None:
+        self.entered.set()
+        await self.release.wait()
+        await super().apply(session, order_id, status, events, version=version)
+
+
+async def test_events_recorded_during_a_rebuild_are_not_lost(db: Database) -> None:
+    rec = Recorder(db)
+    order = await place(rec)
+    await reserve(rec, order)
+    pausing = PausingProjection()
+    rebuilding = asyncio.create_task(rebuild(db, STORE, REGISTRY, projection=pausing))
+    await asyncio.wait_for(pausing.entered.wait(), 10)
+    live = asyncio.create_task(capture(rec, order))  # appends, then waits for the rebuild's table lock
+    await asyncio.sleep(0.3)
+    assert not live.done()
+    pausing.release.set()
+    await asyncio.wait_for(rebuilding, 10)
+    await asyncio.wait_for(live, 10)
+    row = await summary(db, order.order_id)
+    assert row is not None
+    assert (row["status"], row["version"], row["last_event_type"]) == ("confirmed", 3, "OrderConfirmed")
 
 
 async def test_rebuild_of_an_empty_store_empties_the_table(db: Database) -> None:
