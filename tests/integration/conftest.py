@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiosmtpd.controller import Controller
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from harness import SERVICES, Infra, ServiceProcess, System, free_port, recreate_database
+from oms_events.topics import ALL_TOPICS
+from oms_runtime.kafka import ensure_topics
 
 TEST_DATABASE = "oms_integration"
 
@@ -65,11 +68,34 @@ async def _check_infra(infra: Infra) -> None:
         )
 
 
+async def _skip_earlier_messages(infra: Infra) -> None:
+    """The test database starts empty, so the services' consumer groups must start at the end of
+    every topic: messages left by earlier runs (or by `make run`) belong to another database."""
+    await ensure_topics(infra.kafka, ALL_TOPICS)
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([t.name for t in ALL_TOPICS])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+    for group in SERVICES:
+        consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign(partitions)
+            ends = await consumer.end_offsets(partitions)
+            await consumer.commit({tp: offset for tp, offset in ends.items()})
+        finally:
+            await consumer.stop()
+
+
 @pytest.fixture(scope="session")
 async def system() -> AsyncIterator[System]:
     base = Infra.from_env()
     await _check_infra(base)
     await recreate_database(base, TEST_DATABASE)
+    await _skip_earlier_messages(base)
     infra = base.with_database(TEST_DATABASE)
 
     mail = MailCollector()

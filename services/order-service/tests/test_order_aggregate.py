@@ -1,93 +1,22 @@
 """The Order aggregate and the saga's decisions, without I/O."""
 
-from datetime import date
 from uuid import uuid4
 
 import pytest
+from order_test_builders import captured, placed_order, reserved_order, run, shipped, status
 
 from oms_events.messages import (
-    CapturePayment,
     Event,
-    OrderPlaced,
-    PaymentCaptured,
     PaymentDeclined,
     ReleaseStock,
     ReserveStock,
     ShipOrder,
-    Shipped,
     StockReleased,
     StockReservationFailed,
     StockReserved,
 )
-from oms_events.values import Address, Allocation, Channel, Customer, DeliveryMethod, OrderLine, Shortage
-from order_service.domain.order import NOTHING, Decision, Order, OrderStateError, OrderStatus
-
-
-def placed_order(order_id: object = None) -> OrderPlaced:
-    return OrderPlaced(
-        order_id=order_id or uuid4(),
-        channel=Channel.MARKETPLACE,
-        external_reference="MP-1",
-        customer=Customer(customer_id="c-1", name="Jane", email="jane@example.com"),
-        lines=[
-            OrderLine(sku="SKU-A", quantity=2, unit_price_minor=500),
-            OrderLine(sku="SKU-B", quantity=1, unit_price_minor=1000),
-        ],
-        currency="EUR",
-        total_minor=2000,
-        shipping_address=Address(name="Jane", line1="Main 1", city="Berlin", postal_code="10115", country="DE"),
-        delivery_method=DeliveryMethod.EXPEDITED,
-    )
-
-
-def status(order: Order) -> OrderStatus | None:
-    return order.status
-
-
-def run(order: Order, decision: Decision) -> Decision:
-    for event in decision.events:
-        order.apply(event)
-    return decision
-
-
-def shipped(order: Order, warehouse: str) -> Shipped:
-    return Shipped(
-        order_id=order.order_id,
-        shipment_id=uuid4(),
-        warehouse_id=warehouse,
-        carrier="DHL",
-        tracking_number="JD000",
-        tracking_url="https://track.example/JD000",
-        estimated_delivery=date(2026, 12, 1),
-    )
-
-
-def reserved_order(allocations: list[Allocation] | None = None) -> tuple[Order, StockReserved]:
-    placed = placed_order()
-    order = Order(placed.order_id)
-    run(order, Order.place(placed))
-    reply = StockReserved(
-        order_id=order.order_id,
-        reservation_id=uuid4(),
-        allocations=allocations
-        or [
-            Allocation(sku="SKU-A", warehouse_id="WH-1", quantity=2),
-            Allocation(sku="SKU-B", warehouse_id="WH-1", quantity=1),
-        ],
-    )
-    decision = run(order, order.on_stock_reserved(reply, "tok_approve"))
-    assert status(order) is OrderStatus.AWAITING_PAYMENT
-    [capture] = decision.commands
-    assert isinstance(capture, CapturePayment)
-    assert capture.amount_minor == 2000
-    assert capture.payment_token == "tok_approve"
-    return order, reply
-
-
-def captured(order: Order) -> PaymentCaptured:
-    return PaymentCaptured(
-        order_id=order.order_id, payment_id=uuid4(), amount_minor=2000, currency="EUR", gateway_reference="g"
-    )
+from oms_events.values import Allocation, DeliveryMethod, Shortage
+from order_service.domain.order import NOTHING, Order, OrderStateError, OrderStatus
 
 
 def test_placing_records_the_order_and_asks_for_stock() -> None:

@@ -2,12 +2,13 @@
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import MessageRegistry
@@ -16,18 +17,21 @@ from oms_events.messages import (
     OrderPlaced,
     PaymentCaptured,
     PaymentDeclined,
+    PaymentRefunded,
+    PaymentRefundFailed,
     Shipped,
     StockReleased,
     StockReservationFailed,
     StockReserved,
 )
 from oms_runtime.db import Database
+from oms_runtime.eventstore import ConcurrencyError
 from oms_runtime.logging import get_logger
 from oms_runtime.messaging import HandlerMap, MessageContext
 from oms_runtime.outbox import Outbox
 from order_service.adapters.order_repository import OrderRepository
 from order_service.adapters.tables import saga_steps
-from order_service.domain.order import Order, OrderStateError
+from order_service.domain.order import Decision, Order, OrderStateError, Step
 from order_service.domain.saga import next_deadline_s
 from order_service.domain.timeline import describe
 from order_service.views import OrderLineView, OrderView, ShipmentView, TimelineEntry
@@ -65,6 +69,8 @@ class OrderSaga:
         handlers.register(PaymentDeclined, self.on_payment_declined)
         handlers.register(StockReleased, self.on_stock_released)
         handlers.register(Shipped, self.on_shipped)
+        handlers.register(PaymentRefunded, self.on_payment_refunded)
+        handlers.register(PaymentRefundFailed, self.on_payment_refund_failed)
         return handlers
 
     async def _order(self, ctx: MessageContext, order_id: UUID) -> Order:
@@ -101,6 +107,65 @@ class OrderSaga:
     async def on_shipped(self, ctx: MessageContext, reply: Shipped) -> None:
         order = await self._order(ctx, reply.order_id)
         await self._repo.save(ctx, order, order.on_shipped(reply), _now())
+
+    async def on_payment_refunded(self, ctx: MessageContext, reply: PaymentRefunded) -> None:
+        order = await self._order(ctx, reply.order_id)
+        await self._repo.save(ctx, order, order.on_payment_refunded(reply), _now())
+
+    async def on_payment_refund_failed(self, ctx: MessageContext, reply: PaymentRefundFailed) -> None:
+        order = await self._order(ctx, reply.order_id)
+        await self._repo.save(ctx, order, order.on_payment_refund_failed(reply), _now())
+
+
+class OrderCommands:
+    """Cancels and operator actions from the API, each one transaction like a saga reply."""
+
+    _ATTEMPTS = 5
+
+    def __init__(self, db: Database, repository: OrderRepository, registry: MessageRegistry, notify: Any) -> None:
+        self._db = db
+        self._repo = repository
+        self._registry = registry
+        self._outbox = Outbox()
+        self._notify = notify
+
+    async def _act(self, order_id: UUID, decide: Callable[[Order, AsyncSession], Awaitable[Decision]]) -> None:
+        # A saga reply for the same order may commit first: then decide again on the new state.
+        for attempt in range(1, self._ATTEMPTS + 1):
+            try:
+                async with self._db.transaction() as session:
+                    order = await self._repo.load(session, order_id)
+                    if not order.exists:
+                        raise OrderNotFoundError(str(order_id))
+                    decision = await decide(order, session)
+                    ctx = MessageContext(
+                        session=session,
+                        envelope=None,
+                        producer_name=SERVICE,
+                        registry=self._registry,
+                        outbox=self._outbox,
+                    )
+                    await self._repo.save(ctx, order, decision, _now())
+                self._notify()
+                return
+            except ConcurrencyError:
+                if attempt == self._ATTEMPTS:
+                    raise
+
+    async def cancel(self, order_id: UUID, reason: str, requested_by: str) -> None:
+        async def decide(order: Order, _: AsyncSession) -> Decision:
+            return order.request_cancel(reason, requested_by)
+
+        await self._act(order_id, decide)
+        log.info("order cancellation requested", order_id=str(order_id), requested_by=requested_by)
+
+    async def operator_action(self, order_id: UUID, action: str, operator: str, note: str) -> None:
+        async def decide(order: Order, session: AsyncSession) -> Decision:
+            parked = await self._repo.parked_command(session, order_id) if action == "retry" else None
+            return order.operator_action(action, operator, note, parked)
+
+        await self._act(order_id, decide)
+        log.info("operator action", order_id=str(order_id), action=action, operator=operator)
 
 
 class OrderPlacement:
@@ -157,6 +222,7 @@ class DeadlineSweeper:
     def __init__(
         self,
         db: Database,
+        repository: OrderRepository,
         registry: MessageRegistry,
         *,
         step_timeout: timedelta,
@@ -165,6 +231,7 @@ class DeadlineSweeper:
         notify: Any,
     ) -> None:
         self._db = db
+        self._repo = repository
         self._registry = registry
         self._step_timeout = step_timeout
         self._max_attempts = max_attempts
@@ -195,40 +262,67 @@ class DeadlineSweeper:
     async def sweep(self) -> int:
         now = _now()
         async with self._db.transaction() as session:
-            rows = (
-                await session.execute(
-                    select(saga_steps)
+            overdue = (
+                await session.scalars(
+                    select(saga_steps.c.order_id)
                     .where(saga_steps.c.state == "waiting", saga_steps.c.deadline_at < now)
                     .order_by(saga_steps.c.deadline_at)
                     .limit(100)
-                    .with_for_update(skip_locked=True)
                 )
-            ).mappings()
-            count = 0
-            for row in rows.all():
-                count += 1
-                await self._overdue(session, row, now)
-        if count:
+            ).all()
+        handled = 0
+        for order_id in overdue:
+            try:
+                async with self._db.transaction() as session:
+                    row = (
+                        (
+                            await session.execute(
+                                select(saga_steps)
+                                .where(
+                                    saga_steps.c.order_id == order_id,
+                                    saga_steps.c.state == "waiting",
+                                    saga_steps.c.deadline_at < now,
+                                )
+                                .with_for_update(skip_locked=True)
+                            )
+                        )
+                        .mappings()
+                        .first()
+                    )
+                    if row is not None:
+                        await self._overdue(session, row, now)
+                        handled += 1
+            except ConcurrencyError:
+                continue  # a reply for this order just committed: the next sweep sees the new state
+        if handled:
             self._notify()
-        return count
+        return handled
 
     async def _overdue(self, session: AsyncSession, row: Any, now: datetime) -> None:
         order_id: UUID = row["order_id"]
         attempts: int = row["attempts"]
-        if attempts >= self._max_attempts:
-            await session.execute(
-                update(saga_steps).where(saga_steps.c.order_id == order_id).values(state="stalled", updated_at=now)
-            )
-            log.error(
-                "saga stalled: no reply after re-sending",
-                order_id=str(order_id),
-                awaiting=row["awaiting"],
-                attempts=attempts,
-            )
-            return
         command_cls = self._registry.message_class(row["command_type"])
         command = command_cls.model_validate(row["command"])
         assert isinstance(command, Command)
+        if attempts >= self._max_attempts:
+            # Every re-send went unanswered: compensate, or park the order for an operator.
+            order = await self._repo.load(session, order_id)
+            ctx = MessageContext(
+                session=session, envelope=None, producer_name=SERVICE, registry=self._registry, outbox=self._outbox
+            )
+            decision = order.on_step_timed_out(Step(row["command_type"]), attempts)
+            if decision.empty:
+                await session.execute(delete(saga_steps).where(saga_steps.c.order_id == order_id))
+                return
+            await self._repo.save(ctx, order, decision, now)
+            log.error(
+                "saga step timed out",
+                order_id=str(order_id),
+                step=row["command_type"],
+                attempts=attempts,
+                status=str(order.status),
+            )
+            return
         envelope = self._registry.wrap(command, producer=SERVICE)
         await self._outbox.add(session, command.topic, command.key, envelope)
         timeout_s = next_deadline_s(self._step_timeout.total_seconds(), attempts)
@@ -276,6 +370,9 @@ class OrderQueries:
             total_minor=placed.total_minor,
             delivery_method=placed.delivery_method.value,
             rejection_reason=order.rejection_reason,
+            cancel_reason=order.cancel_reason,
+            attention_step=order.attention_step.value if order.attention_step else None,
+            attention_reason=order.attention_reason,
             shipments=[ShipmentView(**vars(s)) for s in order.shipments],
             timeline=[
                 TimelineEntry(at=s.envelope.occurred_at, event=s.envelope.type, description=describe(e))

@@ -15,7 +15,14 @@ from order_service.adapters.order_repository import OrderRepository
 from order_service.adapters.tables import metadata
 from order_service.entrypoints.consumers import consumers
 from order_service.entrypoints.http import ReadinessCheck, create_app
-from order_service.handlers import SERVICE, DeadlineSweeper, OrderPlacement, OrderQueries, OrderSaga
+from order_service.handlers import (
+    SERVICE,
+    DeadlineSweeper,
+    OrderCommands,
+    OrderPlacement,
+    OrderQueries,
+    OrderSaga,
+)
 
 
 class OrderSettings(ServiceSettings):
@@ -38,11 +45,13 @@ def build(settings: OrderSettings) -> ServiceHost:
     placement = OrderPlacement(host.db, repository, host.registry, notify=host.relay.notify)
     queries = OrderQueries(host.db, repository, host.registry)
     readiness = ReadinessCheck(("database", host.db.ping), ("redis", redis.ping))
-    app = create_app(placement, queries, IdempotencyStore(redis, settings.idempotency_ttl_s), readiness)
+    commands = OrderCommands(host.db, repository, host.registry, notify=host.relay.notify)
+    app = create_app(placement, queries, commands, IdempotencyStore(redis, settings.idempotency_ttl_s), readiness)
     host.serve_http(app, settings.http_host, settings.http_port)
 
     sweeper = DeadlineSweeper(
         host.db,
+        repository,
         host.registry,
         step_timeout=step_timeout,
         max_attempts=settings.saga_max_attempts,

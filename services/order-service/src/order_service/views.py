@@ -38,5 +38,8 @@ class OrderView(BaseModel):
     total_minor: int
     delivery_method: str
     rejection_reason: str | None
+    cancel_reason: str | None = None
+    attention_step: str | None = None
+    attention_reason: str | None = None
     shipments: list[ShipmentView]
     timeline: list[TimelineEntry]

@@ -12,7 +12,7 @@ from oms_events.messages import Command, OrderPlaced
 from oms_runtime.eventstore import EventStore, StoredEvent
 from oms_runtime.messaging import MessageContext
 from order_service.adapters.tables import order_references, payment_tokens, saga_steps
-from order_service.domain.order import Decision, Order
+from order_service.domain.order import Decision, Order, OrderStatus
 from order_service.domain.saga import awaited_reply
 
 STREAM_TYPE = "order"
@@ -49,6 +49,11 @@ class OrderRepository:
         elif order.status is not None and order.status.terminal:
             await ctx.session.execute(delete(saga_steps).where(saga_steps.c.order_id == order.order_id))
             await ctx.session.execute(delete(payment_tokens).where(payment_tokens.c.order_id == order.order_id))
+        elif order.status is OrderStatus.NEEDS_ATTENTION:
+            # Parked: no more automatic re-sends until an operator acts.
+            await ctx.session.execute(
+                update(saga_steps).where(saga_steps.c.order_id == order.order_id).values(state="parked", updated_at=now)
+            )
         else:
             await ctx.session.execute(
                 update(saga_steps)
@@ -105,3 +110,15 @@ class OrderRepository:
     async def saga_step(self, session: AsyncSession, order_id: UUID) -> dict[str, object] | None:
         row = (await session.execute(select(saga_steps).where(saga_steps.c.order_id == order_id))).mappings().first()
         return dict(row) if row else None
+
+    async def parked_command(self, session: AsyncSession, order_id: UUID) -> Command | None:
+        """The command of the step an order waits on, as it was sent, to send again."""
+        row = (
+            await session.execute(
+                select(saga_steps.c.command_type, saga_steps.c.command).where(saga_steps.c.order_id == order_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        command = self._registry.message_class(row.command_type).model_validate(row.command)
+        return command if isinstance(command, Command) else None

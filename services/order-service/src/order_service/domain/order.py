@@ -9,6 +9,13 @@ order's current state (a duplicate, or one that arrives late) decides nothing.
        | StockReservationFailed   | PaymentDeclined: ReleaseStock
        v                          v
     rejected <--StockReleased-- releasing_stock
+
+A cancel (before fulfilment starts) undoes what was done in reverse order: the payment is refunded
+if it was captured, then the stock is released, then the order is `cancelled`. A reply that was in
+flight when the cancel came (StockReserved, PaymentCaptured) is taken into account, never lost.
+A step without a reply after every re-send is compensated (no stock answer: release and reject) or,
+where the outcome is unknown or a compensation fails, parks the order in `needs_attention` until an
+operator retries, skips or resolves it.
 """
 
 from collections.abc import Iterable
@@ -22,15 +29,25 @@ from oms_events.messages import (
     Command,
     Event,
     Message,
+    OrderCancellationRequested,
+    OrderCancelled,
     OrderConfirmed,
+    OrderNeedsAttention,
+    OrderOperatorActionTaken,
+    OrderPaymentCaptured,
     OrderPaymentDeclined,
+    OrderPaymentRefunded,
     OrderPlaced,
     OrderRejected,
     OrderShipped,
+    OrderStepTimedOut,
     OrderStockReleased,
     OrderStockReserved,
     PaymentCaptured,
     PaymentDeclined,
+    PaymentRefunded,
+    PaymentRefundFailed,
+    RefundPayment,
     ReleaseStock,
     ReserveStock,
     ShipOrder,
@@ -50,14 +67,35 @@ class OrderStatus(StrEnum):
     SHIPPED = "shipped"
     RELEASING_STOCK = "releasing_stock"
     REJECTED = "rejected"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+    NEEDS_ATTENTION = "needs_attention"
 
     @property
     def terminal(self) -> bool:
-        return self in (OrderStatus.SHIPPED, OrderStatus.REJECTED)
+        return self in (OrderStatus.SHIPPED, OrderStatus.REJECTED, OrderStatus.CANCELLED)
+
+
+class Step(StrEnum):
+    """The saga's steps, named after the command each one sends."""
+
+    RESERVE_STOCK = "ReserveStock"
+    CAPTURE_PAYMENT = "CapturePayment"
+    SHIP_ORDER = "ShipOrder"
+    RELEASE_STOCK = "ReleaseStock"
+    REFUND_PAYMENT = "RefundPayment"
+
+    @property
+    def compensation(self) -> bool:
+        return self in (Step.RELEASE_STOCK, Step.REFUND_PAYMENT)
 
 
 class OrderStateError(Exception):
     """A decision was asked of an order that cannot take it."""
+
+
+class ActionNotAllowedError(Exception):
+    """A cancel or operator action that the order's current state does not allow; says why."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +132,15 @@ class Order:
     payment_id: UUID | None = None
     shipments: list[ShipmentInfo] = field(default_factory=list)
     rejection_reason: str | None = None
+    compensating: str | None = None  # "cancel" or "reject" while undoing
+    payment_amount: int = 0
+    refunded: bool = False
+    stock_released: bool = False
+    cancel_reason: str | None = None
+    cancel_requested_by: str | None = None
+    attention_step: Step | None = None
+    attention_reason: str | None = None
+    status_before_attention: OrderStatus | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -119,12 +166,44 @@ class Order:
                 self.status = OrderStatus.AWAITING_PAYMENT
             case OrderConfirmed():
                 self.payment_id = event.payment_id
+                self.payment_amount = event.amount_minor
                 self.status = OrderStatus.CONFIRMED
             case OrderPaymentDeclined():
+                if self.compensating == "cancel":
+                    return self._bump()
                 self.rejection_reason = event.reason
+                self.compensating = "reject"
                 self.status = OrderStatus.RELEASING_STOCK
             case OrderStockReleased():
-                pass
+                self.stock_released = True
+            case OrderCancellationRequested():
+                self.compensating = "cancel"
+                self.cancel_reason = event.reason
+                self.cancel_requested_by = event.requested_by
+                self.status = OrderStatus.CANCELLING
+            case OrderPaymentCaptured():
+                self.payment_id = event.payment_id
+                self.payment_amount = event.amount_minor
+            case OrderPaymentRefunded():
+                self.refunded = True
+            case OrderCancelled():
+                self.cancel_reason = event.reason
+                self.status = OrderStatus.CANCELLED
+            case OrderStepTimedOut():
+                if event.step == Step.RESERVE_STOCK:
+                    self.compensating = self.compensating or "reject"
+                    self.rejection_reason = "no answer from inventory"
+                    if self.status is not OrderStatus.CANCELLING:
+                        self.status = OrderStatus.RELEASING_STOCK
+            case OrderNeedsAttention():
+                self.status_before_attention = self.status
+                self.attention_step = Step(event.step)
+                self.attention_reason = event.reason
+                self.status = OrderStatus.NEEDS_ATTENTION
+            case OrderOperatorActionTaken():
+                self.status = self.status_before_attention
+                self.attention_step = None
+                self.attention_reason = None
             case OrderShipped():
                 self.shipments.append(
                     ShipmentInfo(
@@ -142,6 +221,9 @@ class Order:
                 self.status = OrderStatus.REJECTED
             case _:
                 raise OrderStateError(f"{type(event).__name__} is not an order event")
+        self._bump()
+
+    def _bump(self) -> None:
         self.version += 1
 
     @property
@@ -206,6 +288,27 @@ class Order:
 
     def on_payment_captured(self, reply: PaymentCaptured) -> Decision:
         placed = self._require()
+        if self.status is OrderStatus.CANCELLING and self.payment_id is None:
+            # The capture was in flight when the customer cancelled: refund it, then release.
+            return Decision(
+                events=(
+                    OrderPaymentCaptured(
+                        order_id=self.order_id,
+                        payment_id=reply.payment_id,
+                        amount_minor=reply.amount_minor,
+                        currency=reply.currency,
+                    ),
+                ),
+                commands=(
+                    RefundPayment(
+                        order_id=self.order_id,
+                        payment_id=reply.payment_id,
+                        amount_minor=reply.amount_minor,
+                        currency=reply.currency,
+                        reason=f"order cancelled: {self.cancel_reason}",
+                    ),
+                ),
+            )
         if self.status is not OrderStatus.AWAITING_PAYMENT:
             return NOTHING
         return Decision(
@@ -229,6 +332,13 @@ class Order:
 
     def on_payment_declined(self, reply: PaymentDeclined) -> Decision:
         self._require()
+        if self.status is OrderStatus.CANCELLING and self.payment_id is None:
+            return Decision(
+                events=(
+                    OrderPaymentDeclined(order_id=self.order_id, reason_code=reply.reason_code, reason=reply.reason),
+                ),
+                commands=(ReleaseStock(order_id=self.order_id, reason="order cancelled"),),
+            )
         if self.status is not OrderStatus.AWAITING_PAYMENT:
             return NOTHING
         return Decision(
@@ -238,18 +348,144 @@ class Order:
 
     def on_stock_released(self, reply: StockReleased) -> Decision:
         self._require()
+        released = OrderStockReleased(order_id=self.order_id, reservation_id=reply.reservation_id)
+        if self.status is OrderStatus.CANCELLING and not self.stock_released:
+            return Decision(events=(released, self._cancelled()))
         if self.status is not OrderStatus.RELEASING_STOCK:
+            return NOTHING
+        return Decision(events=(released, self._rejected()))
+
+    def _cancelled(self, reason: str | None = None, by: str | None = None) -> OrderCancelled:
+        return OrderCancelled(
+            order_id=self.order_id,
+            reason=reason or self.cancel_reason or "cancelled",
+            requested_by=by or self.cancel_requested_by or "unknown",
+        )
+
+    def _rejected(self) -> OrderRejected:
+        if self.rejection_reason == "no answer from inventory":
+            return OrderRejected(
+                order_id=self.order_id,
+                reason_code="no_reply",
+                reason="We could not confirm stock for your order in time, so it was not completed.",
+            )
+        return OrderRejected(
+            order_id=self.order_id,
+            reason_code="payment_declined",
+            reason="Your payment was declined, so we could not complete your order.",
+        )
+
+    # ------------------------------------------------------------------ cancel
+
+    def request_cancel(self, reason: str, requested_by: str) -> Decision:
+        self._require()
+        requested = OrderCancellationRequested(order_id=self.order_id, reason=reason, requested_by=requested_by)
+        if self.status is OrderStatus.PLACED:
+            # The reservation may be in flight: inventory handles the release after it, or
+            # remembers the release so that a late reservation reserves nothing.
+            return Decision(
+                events=(requested,), commands=(ReleaseStock(order_id=self.order_id, reason="order cancelled"),)
+            )
+        if self.status is OrderStatus.AWAITING_PAYMENT:
+            # The capture is in flight: its answer decides between refund-then-release and release.
+            return Decision(events=(requested,))
+        raise ActionNotAllowedError(
+            {
+                OrderStatus.CONFIRMED: "fulfilment has started; cancelling a shipment in progress is not supported",
+                OrderStatus.PARTIALLY_SHIPPED: "the order has shipped in part",
+                OrderStatus.SHIPPED: "the order has shipped",
+                OrderStatus.CANCELLING: "the order is being cancelled already",
+                OrderStatus.CANCELLED: "the order is cancelled already",
+                OrderStatus.REJECTED: "the order was rejected",
+                OrderStatus.RELEASING_STOCK: "the order is being rejected",
+                OrderStatus.NEEDS_ATTENTION: "the order waits for an operator",
+            }.get(self.status or OrderStatus.PLACED, f"status {self.status}")
+        )
+
+    def on_payment_refunded(self, reply: PaymentRefunded) -> Decision:
+        self._require()
+        if self.status is not OrderStatus.CANCELLING or self.refunded:
             return NOTHING
         return Decision(
             events=(
-                OrderStockReleased(order_id=self.order_id, reservation_id=reply.reservation_id),
-                OrderRejected(
+                OrderPaymentRefunded(
                     order_id=self.order_id,
-                    reason_code="payment_declined",
-                    reason="Your payment was declined, so we could not complete your order.",
+                    refund_id=reply.refund_id,
+                    amount_minor=reply.amount_minor,
+                    currency=reply.currency,
                 ),
-            )
+            ),
+            commands=(ReleaseStock(order_id=self.order_id, reason="order cancelled"),),
         )
+
+    def on_payment_refund_failed(self, reply: PaymentRefundFailed) -> Decision:
+        self._require()
+        if self.status is not OrderStatus.CANCELLING or self.refunded:
+            return NOTHING
+        return self._park(Step.REFUND_PAYMENT, f"refund failed: {reply.reason_code}: {reply.reason}")
+
+    # ------------------------------------------------------------------ deadlines and operators
+
+    def _park(self, step: Step, reason: str, *before: Event) -> Decision:
+        return Decision(events=(*before, OrderNeedsAttention(order_id=self.order_id, step=step.value, reason=reason)))
+
+    def on_step_timed_out(self, step: Step, attempts: int) -> Decision:
+        """Every re-send of `step` went unanswered."""
+        self._require()
+        if self.status is None or self.status.terminal or self.status is OrderStatus.NEEDS_ATTENTION:
+            return NOTHING
+        timed_out = OrderStepTimedOut(order_id=self.order_id, step=step.value, attempts=attempts)
+        if step is Step.RESERVE_STOCK and self.status is OrderStatus.PLACED:
+            # Whether or not inventory reserved, releasing is safe: then the order is rejected.
+            return Decision(
+                events=(timed_out,),
+                commands=(ReleaseStock(order_id=self.order_id, reason="no answer to the reservation"),),
+            )
+        service = {
+            Step.RESERVE_STOCK: "inventory",
+            Step.RELEASE_STOCK: "inventory",
+            Step.CAPTURE_PAYMENT: "payment",
+            Step.REFUND_PAYMENT: "payment",
+            Step.SHIP_ORDER: "fulfilment",
+        }[step]
+        outcome = " (the payment may or may not have been captured)" if step is Step.CAPTURE_PAYMENT else ""
+        return self._park(
+            step, f"no answer from {service} to {step.value} after {attempts} attempts{outcome}", timed_out
+        )
+
+    def operator_action(self, action: str, operator: str, note: str, parked_command: Command | None) -> Decision:
+        """retry: send the parked step's command again; skip: treat a compensation as done and go on;
+        resolve: the operator settled the order outside the system, which closes it."""
+        self._require()
+        if self.status is not OrderStatus.NEEDS_ATTENTION or self.attention_step is None:
+            raise ActionNotAllowedError("the order is not waiting for an operator")
+        step = self.attention_step
+        if action not in ("retry", "skip", "resolve"):
+            raise ActionNotAllowedError(f"unknown action {action!r}; use retry, skip or resolve")
+        taken = OrderOperatorActionTaken(order_id=self.order_id, action=action, operator=operator, note=note)
+        if action == "retry":
+            if parked_command is None:
+                raise ActionNotAllowedError("there is no command to re-send for this step")
+            return Decision(events=(taken,), commands=(parked_command,))
+        if action == "skip":
+            if not step.compensation:
+                raise ActionNotAllowedError(f"{step.value} is not a compensation; retry or resolve it")
+            if step is Step.REFUND_PAYMENT:
+                return Decision(
+                    events=(taken,), commands=(ReleaseStock(order_id=self.order_id, reason="order cancelled"),)
+                )
+            final: Event = self._cancelled() if self.compensating == "cancel" else self._rejected()
+            return Decision(events=(taken, final))
+        if action == "resolve":
+            if self.compensating == "cancel":
+                return Decision(events=(taken, self._cancelled(f"resolved by an operator: {note}", operator)))
+            return Decision(
+                events=(
+                    taken,
+                    OrderRejected(order_id=self.order_id, reason_code="resolved_by_operator", reason=note),
+                )
+            )
+        raise AssertionError("unreachable")
 
     def on_shipped(self, reply: Shipped) -> Decision:
         self._require()

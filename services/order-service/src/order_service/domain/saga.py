@@ -1,12 +1,13 @@
 """The saga's timing rules: which reply each command waits for, and what to do when none comes."""
 
-from oms_events.messages import CapturePayment, Command, ReleaseStock, ReserveStock, ShipOrder
+from oms_events.messages import CapturePayment, Command, RefundPayment, ReleaseStock, ReserveStock, ShipOrder
 
 _AWAITED = {
     ReserveStock: "StockReserved|StockReservationFailed",
     CapturePayment: "PaymentCaptured|PaymentDeclined",
     ReleaseStock: "StockReleased",
     ShipOrder: "Shipped",
+    RefundPayment: "PaymentRefunded|PaymentRefundFailed",
 }
 
 

@@ -2,11 +2,18 @@
 
 from oms_events.messages import (
     Message,
+    OrderCancellationRequested,
+    OrderCancelled,
     OrderConfirmed,
+    OrderNeedsAttention,
+    OrderOperatorActionTaken,
+    OrderPaymentCaptured,
     OrderPaymentDeclined,
+    OrderPaymentRefunded,
     OrderPlaced,
     OrderRejected,
     OrderShipped,
+    OrderStepTimedOut,
     OrderStockReleased,
     OrderStockReserved,
 )
@@ -30,5 +37,19 @@ def describe(event: Message) -> str:
             return f"Shipped from {event.warehouse_id} with {event.carrier}, tracking {event.tracking_number}, expected {event.estimated_delivery.isoformat()}"
         case OrderRejected():
             return f"Order rejected: {event.reason}"
+        case OrderCancellationRequested():
+            return f"Cancellation requested by {event.requested_by}: {event.reason}"
+        case OrderPaymentCaptured():
+            return f"Payment of {event.amount_minor} {event.currency} (minor units) captured during the cancel; to be refunded"
+        case OrderPaymentRefunded():
+            return f"Refunded {event.amount_minor} {event.currency} (minor units)"
+        case OrderCancelled():
+            return f"Order cancelled: {event.reason}"
+        case OrderStepTimedOut():
+            return f"No reply to {event.step} after {event.attempts} attempts"
+        case OrderNeedsAttention():
+            return f"Needs an operator ({event.step}): {event.reason}"
+        case OrderOperatorActionTaken():
+            return f"Operator {event.operator} chose {event.action}: {event.note}"
         case _:
             return type(event).__name__

@@ -13,8 +13,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from oms_events.messages import OrderPlaced
 from oms_runtime.logging import get_logger
 from order_service.adapters.idempotency import IdempotencyStore
-from order_service.entrypoints.schemas import ErrorBody, FieldError, PlaceOrderRequest
-from order_service.handlers import OrderNotFoundError, OrderPlacement, OrderQueries, new_order_id
+from order_service.domain.order import ActionNotAllowedError
+from order_service.entrypoints.schemas import (
+    CancelOrderRequest,
+    ErrorBody,
+    FieldError,
+    OperatorActionRequest,
+    PlaceOrderRequest,
+)
+from order_service.handlers import OrderCommands, OrderNotFoundError, OrderPlacement, OrderQueries, new_order_id
 from order_service.views import OrderView
 
 log = get_logger(__name__)
@@ -57,6 +64,7 @@ class ReadinessCheck:
 def create_app(
     placement: OrderPlacement,
     queries: OrderQueries,
+    commands: OrderCommands,
     idempotency: IdempotencyStore,
     readiness: ReadinessCheck,
 ) -> FastAPI:
@@ -151,6 +159,40 @@ def create_app(
             return await queries.order_view(order_id)
         except OrderNotFoundError:
             return _error(status.HTTP_404_NOT_FOUND, "order_not_found", f"No order {order_id}.")
+
+    @app.post(
+        "/orders/{order_id}/cancel",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=OrderView,
+        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    )
+    async def cancel_order(order_id: UUID, body: CancelOrderRequest) -> OrderView | JSONResponse:
+        """Cancels an order before fulfilment starts. What was done is undone in reverse order
+        (refund, then stock release); the order ends `cancelled`. 409 when it is too late."""
+        try:
+            await commands.cancel(order_id, body.reason, body.requested_by)
+        except OrderNotFoundError:
+            return _error(status.HTTP_404_NOT_FOUND, "order_not_found", f"No order {order_id}.")
+        except ActionNotAllowedError as exc:
+            return _error(status.HTTP_409_CONFLICT, "cancel_not_allowed", f"The order cannot be cancelled: {exc}.")
+        return await queries.order_view(order_id)
+
+    @app.post(
+        "/orders/{order_id}/actions",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=OrderView,
+        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    )
+    async def operator_action(order_id: UUID, body: OperatorActionRequest) -> OrderView | JSONResponse:
+        """For an order in `needs_attention`: retry the parked step, skip a failed compensation, or
+        resolve the order by hand. The action is recorded in the order's timeline."""
+        try:
+            await commands.operator_action(order_id, body.action, body.operator, body.note)
+        except OrderNotFoundError:
+            return _error(status.HTTP_404_NOT_FOUND, "order_not_found", f"No order {order_id}.")
+        except ActionNotAllowedError as exc:
+            return _error(status.HTTP_409_CONFLICT, "action_not_allowed", str(exc))
+        return await queries.order_view(order_id)
 
     @app.get("/health/live", include_in_schema=False)
     async def live() -> dict[str, str]:

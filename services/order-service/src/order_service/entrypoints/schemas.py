@@ -1,5 +1,7 @@
 """The HTTP API's request and response bodies."""
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from oms_events.values import Address, Channel, CurrencyCode, Customer, DeliveryMethod, OrderLine
@@ -30,3 +32,21 @@ class ErrorBody(BaseModel):
     error: str
     message: str
     fields: list[FieldError] = []
+
+
+class CancelOrderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: str = Field(min_length=1, max_length=500)
+    requested_by: str = Field(default="customer", min_length=1, max_length=100)
+
+
+class OperatorActionRequest(BaseModel):
+    """retry: send the parked step's command again; skip: treat a failed compensation as done and
+    continue; resolve: the order was settled outside the system, close it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["retry", "skip", "resolve"]
+    operator: str = Field(min_length=1, max_length=100)
+    note: str = Field(min_length=1, max_length=1000)
