@@ -12,9 +12,11 @@ from oms_runtime.logging import configure_logging
 from oms_runtime.settings import ServiceSettings
 from order_service.adapters.idempotency import IdempotencyStore
 from order_service.adapters.order_repository import OrderRepository
+from order_service.adapters.projection import OrderProjection, projection_metadata
 from order_service.adapters.tables import metadata
 from order_service.entrypoints.consumers import consumers
 from order_service.entrypoints.http import ReadinessCheck, create_app
+from order_service.entrypoints.query_routes import query_router
 from order_service.handlers import (
     SERVICE,
     DeadlineSweeper,
@@ -23,6 +25,7 @@ from order_service.handlers import (
     OrderQueries,
     OrderSaga,
 )
+from order_service.queries import OrderSearch
 
 
 class OrderSettings(ServiceSettings):
@@ -35,9 +38,9 @@ class OrderSettings(ServiceSettings):
 
 
 def build(settings: OrderSettings) -> ServiceHost:
-    host = ServiceHost(SERVICE, settings, metadata=[metadata])
+    host = ServiceHost(SERVICE, settings, metadata=[metadata, projection_metadata])
     step_timeout = timedelta(seconds=settings.saga_step_timeout_s)
-    repository = OrderRepository(EventStore(), host.registry, step_timeout)
+    repository = OrderRepository(EventStore(), host.registry, step_timeout, OrderProjection())
     for spec in consumers(OrderSaga(repository), group_id=SERVICE):
         host.add_consumer(spec)
 
@@ -46,7 +49,14 @@ def build(settings: OrderSettings) -> ServiceHost:
     queries = OrderQueries(host.db, repository, host.registry)
     readiness = ReadinessCheck(("database", host.db.ping), ("redis", redis.ping))
     commands = OrderCommands(host.db, repository, host.registry, notify=host.relay.notify)
-    app = create_app(placement, queries, commands, IdempotencyStore(redis, settings.idempotency_ttl_s), readiness)
+    app = create_app(
+        placement,
+        queries,
+        commands,
+        IdempotencyStore(redis, settings.idempotency_ttl_s),
+        readiness,
+        routers=[query_router(OrderSearch(host.db))],
+    )
     host.serve_http(app, settings.http_host, settings.http_port)
 
     sweeper = DeadlineSweeper(

@@ -11,6 +11,7 @@ from oms_events import MessageRegistry
 from oms_events.messages import Command, OrderPlaced
 from oms_runtime.eventstore import EventStore, StoredEvent
 from oms_runtime.messaging import MessageContext
+from order_service.adapters.projection import OrderProjection
 from order_service.adapters.tables import order_references, payment_tokens, saga_steps
 from order_service.domain.order import Decision, Order, OrderStatus
 from order_service.domain.saga import awaited_reply
@@ -23,10 +24,13 @@ def stream_id(order_id: UUID) -> str:
 
 
 class OrderRepository:
-    def __init__(self, store: EventStore, registry: MessageRegistry, step_timeout: timedelta) -> None:
+    def __init__(
+        self, store: EventStore, registry: MessageRegistry, step_timeout: timedelta, projection: OrderProjection
+    ) -> None:
         self._store = store
         self._registry = registry
         self._step_timeout = step_timeout
+        self._projection = projection
 
     async def history(self, session: AsyncSession, order_id: UUID) -> list[StoredEvent]:
         return await self._store.load(session, stream_id(order_id))
@@ -39,9 +43,21 @@ class OrderRepository:
         """Records the decision's events, sends its commands and moves the saga's deadline, atomically."""
         if decision.empty:
             return
-        await ctx.record(self._store, stream_id(order.order_id), STREAM_TYPE, order.version, decision.events)
+        envelopes = await ctx.record(
+            self._store, stream_id(order.order_id), STREAM_TYPE, order.version, decision.events
+        )
         for event in decision.events:
             order.apply(event)
+        if decision.events:
+            assert order.status is not None
+            # The read model changes in the same transaction as the events it is built from.
+            await self._projection.apply(
+                ctx.session,
+                order.order_id,
+                order.status.value,
+                list(zip(envelopes, decision.events, strict=True)),
+                version=order.version,
+            )
         for command in decision.commands:
             await ctx.emit(command)
         if decision.commands:

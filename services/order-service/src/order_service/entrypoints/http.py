@@ -1,11 +1,11 @@
 """The HTTP API of order-service (FastAPI). Every error is a structured body naming the field; never a 500."""
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import FastAPI, Header, Request, Response, status
+from fastapi import APIRouter, FastAPI, Header, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -67,6 +67,7 @@ def create_app(
     commands: OrderCommands,
     idempotency: IdempotencyStore,
     readiness: ReadinessCheck,
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     app = FastAPI(
         title="OMS order-service",
@@ -89,6 +90,10 @@ def create_app(
         # A dependency (database, cache) failing is the usual cause: the client may retry.
         log.exception("request failed", path=request.url.path)
         return _error(status.HTTP_503_SERVICE_UNAVAILABLE, "unavailable", "The service cannot answer now; retry later.")
+
+    # Before the routes below, so that /orders/stuck is not taken for an order id.
+    for router in routers:
+        app.include_router(router)
 
     @app.post(
         "/orders",
