@@ -1,0 +1,108 @@
+"""Cancels that race in-flight replies, and the order queries, end to end."""
+
+from typing import Any
+
+from harness import System, eventually, unique_sku
+from oms_events import topics
+
+PRICE = 2_500
+FINAL = {"shipped", "rejected", "cancelled", "needs_attention"}
+
+
+def _events(order: dict[str, Any]) -> list[str]:
+    return [t["event"] for t in order["timeline"]]
+
+
+async def test_a_cancel_that_overtakes_the_reservation_releases_it_and_cancels(system: System) -> None:
+    sku = unique_sku()
+    await system.set_stock(sku, {"WH-BER": 10})
+    inventory = system.services["inventory-service"]
+    inventory.stop()
+    try:
+        order_id = (await system.place_order([(sku, 4, PRICE)])).json()["order_id"]
+        async with system.http() as http:
+            response = await http.post(f"/orders/{order_id}/cancel", json={"reason": "ordered twice"})
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "cancelling"
+    finally:
+        inventory.start()
+        await inventory.wait_started()
+
+    order = await system.wait_for_status(order_id, FINAL)
+    assert order["status"] == "cancelled"
+    assert order["cancel_reason"] == "ordered twice"
+    assert _events(order) == ["OrderPlaced", "OrderCancellationRequested", "OrderStockReleased", "OrderCancelled"]
+    # Inventory reserved (the command was first in line), then released: the late StockReserved changed nothing.
+    replies = [e["type"] for e in await system.envelopes(topics.INVENTORY_EVENTS, order_id)]
+    assert replies == ["StockReserved", "StockReleased"]
+    assert await system.envelopes(topics.PAYMENTS_COMMANDS, order_id) == []
+    await system.wait_for_stock(sku, {"WH-BER": (10, 0)})
+
+
+async def test_a_capture_that_lands_after_the_cancel_is_refunded_before_the_stock_is_released(system: System) -> None:
+    sku = unique_sku()
+    await system.set_stock(sku, {"WH-LON": 5})
+    payment = system.services["payment-service"]
+    payment.stop()
+    try:
+        order_id = (await system.place_order([(sku, 2, PRICE)])).json()["order_id"]
+        await system.wait_for_status(order_id, {"awaiting_payment"})
+        async with system.http() as http:
+            stuck = (await http.get("/orders/stuck", params={"older_than_s": 0})).json()
+            assert order_id in {o["order_id"] for o in stuck["orders"]}
+            response = await http.post(
+                f"/orders/{order_id}/cancel", json={"reason": "found it cheaper", "requested_by": "phone-desk"}
+            )
+        assert response.status_code == 202, response.text
+    finally:
+        payment.start()
+        await payment.wait_started()
+
+    order = await system.wait_for_status(order_id, FINAL)
+    assert order["status"] == "cancelled"
+    assert _events(order) == [
+        "OrderPlaced",
+        "OrderStockReserved",
+        "OrderCancellationRequested",
+        "OrderPaymentCaptured",
+        "OrderPaymentRefunded",
+        "OrderStockReleased",
+        "OrderCancelled",
+    ]
+    payments = await system.envelopes(topics.PAYMENTS_EVENTS, order_id)
+    assert [e["type"] for e in payments] == ["PaymentCaptured", "PaymentRefunded"]
+    assert payments[0]["payload"]["amount_minor"] == payments[1]["payload"]["amount_minor"] == 2 * PRICE
+    assert await system.envelopes(topics.FULFILMENT_COMMANDS, order_id) == []
+    await system.wait_for_stock(sku, {"WH-LON": (5, 0)})
+
+
+async def test_cancel_is_refused_once_shipped_and_queries_find_the_order(system: System) -> None:
+    sku = unique_sku()
+    await system.set_stock(sku, {"WH-BER": 3})
+    order_id = (await system.place_order([(sku, 1, PRICE)], channel="marketplace")).json()["order_id"]
+    order = await system.wait_for_status(order_id, FINAL)
+    assert order["status"] == "shipped"
+
+    async with system.http() as http:
+        refused = await http.post(f"/orders/{order_id}/cancel", json={"reason": "too late"})
+        assert refused.status_code == 409
+        assert refused.json()["error"] == "cancel_not_allowed"
+
+        tracking = (await http.get(f"/orders/{order_id}/tracking")).json()
+        assert tracking["status"] == "shipped"
+        assert tracking["tracking_number"] == order["shipments"][0]["tracking_number"]
+
+        page = (await http.get("/orders", params={"channel": "marketplace", "status": "shipped", "limit": 200})).json()
+        assert order_id in {o["order_id"] for o in page["orders"]}
+        bad = await http.get("/orders", params={"status": "lost"})
+        assert bad.status_code == 422
+        assert bad.json()["fields"][0]["field"] == "status"
+
+        not_waiting = await http.post(
+            f"/orders/{order_id}/actions", json={"action": "retry", "operator": "ops", "note": "n"}
+        )
+        assert not_waiting.status_code == 409
+        assert not_waiting.json()["error"] == "action_not_allowed"
+
+    still = await eventually(lambda: system.order(order_id), lambda o: o["status"] == "shipped")
+    assert "OrderCancellationRequested" not in _events(still)
