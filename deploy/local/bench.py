@@ -126,7 +126,8 @@ async def main(n: int, concurrency: int, url: str, timeout_s: float) -> int:
     print(f"placing {n} orders with {concurrency} concurrent clients at {url}")
     began = time.monotonic()
     limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+    headers = {"X-API-Key": os.environ.get("OMS_API_KEY", "local-ops-key-0123456789")}
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits, headers=headers) as http:
         await asyncio.gather(*(client(http) for _ in range(concurrency)))
     placing_s = time.monotonic() - began
     print(

@@ -5,6 +5,7 @@ uv run python deploy/local/demo.py [--url http://127.0.0.1:8000]
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from typing import Any
@@ -103,7 +104,8 @@ DEMO_ORDERS: list[tuple[str, dict[str, Any]]] = [
 
 async def main(url: str, timeout_s: float) -> int:
     run_id = uuid4().hex[:6].upper()
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+    headers = {"X-API-Key": os.environ.get("OMS_API_KEY", "local-ops-key-0123456789")}
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as http:
         orders: dict[str, str] = {}
         print(f"placing {len(DEMO_ORDERS)} demo orders at {url}")
         for title, body in DEMO_ORDERS:

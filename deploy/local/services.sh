@@ -12,6 +12,15 @@ VENV="$ROOT/.venv/bin"
 SERVICES=(order-service inventory-service payment-service fulfilment-service notification-service)
 SMTP_PORT="${SMTP_PORT:-1025}"
 export SMTP_PORT LOG_FORMAT="${LOG_FORMAT:-json}"
+# Local-only credentials (never use these anywhere else): an ops key for the demo, bench and you,
+# and one key per sales channel.
+OMS_API_KEY="${OMS_API_KEY:-local-ops-key-0123456789}"
+export OMS_API_KEY
+if [[ -z "${API_KEYS:-}" ]]; then
+  API_KEYS=$(printf '[{"name": "local-ops", "key": "%s", "role": "ops"}, {"name": "local-web", "key": "local-web-key-0123456789", "role": "channel", "channel": "web"}, {"name": "local-marketplace", "key": "local-marketplace-key-0123456789", "role": "channel", "channel": "marketplace"}]' "$OMS_API_KEY")
+fi
+export API_KEYS
+export TRACKING_TOKEN_SECRET="${TRACKING_TOKEN_SECRET:-local-tracking-secret-0123456789}"
 
 mkdir -p "$RUN" "$LOGS"
 

@@ -15,9 +15,10 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from harness import SERVICES, Infra, ServiceProcess, System, free_port, recreate_database
+from harness import API_KEYS, SERVICES, Infra, ServiceProcess, System, free_port, recreate_database
 from oms_events.topics import ALL_TOPICS
 from oms_runtime.kafka import ensure_topics
+from order_service.entrypoints.consumers import INTAKE_GROUP
 
 TEST_DATABASE = "oms_integration"
 
@@ -79,7 +80,7 @@ async def _skip_earlier_messages(infra: Infra) -> None:
     finally:
         await admin.close()
     partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
-    for group in SERVICES:
+    for group in (*SERVICES, INTAKE_GROUP):
         consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka, group_id=group, enable_auto_commit=False)
         await consumer.start()
         try:
@@ -116,6 +117,8 @@ async def system() -> AsyncIterator[System]:
         "CONSUMER_MAX_ATTEMPTS": "3",
         "CONSUMER_RETRY_BACKOFF_S": "0.1",
         "SAGA_STEP_TIMEOUT_S": "20",
+        "API_KEYS": API_KEYS,
+        "TRACKING_TOKEN_SECRET": "integration-tracking-secret-0123456789",
     }
     services = {name: ServiceProcess(name, module, env) for name, module in SERVICES.items()}
     engine = create_async_engine(infra.database_url)

@@ -23,6 +23,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 REPO = Path(__file__).resolve().parents[2]
+
+OPS_KEY = "it-ops-key-0123456789abcdef"
+CHANNEL_KEYS = {c: f"it-{c}-key-0123456789abcdef" for c in ("web", "marketplace", "phone", "store")}
+API_KEYS = json.dumps(
+    [{"name": "it-ops", "key": OPS_KEY, "role": "ops"}]
+    + [{"name": f"it-{c}", "key": k, "role": "channel", "channel": c} for c, k in CHANNEL_KEYS.items()]
+)
 LOG_DIR = REPO / ".local" / "test-logs"
 
 SERVICES = {
@@ -156,8 +163,10 @@ class System:
     engine: AsyncEngine
     mailbox: list[Any] = field(default_factory=list)
 
-    def http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.http_url, timeout=30.0)
+    def http(self, key: str | None = OPS_KEY) -> httpx.AsyncClient:
+        """A client of order-service, with the ops key unless told otherwise (None: no key)."""
+        headers = {"X-API-Key": key} if key else {}
+        return httpx.AsyncClient(base_url=self.http_url, timeout=30.0, headers=headers)
 
     # ------------------------------------------------------------- orders
 

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from harness import System, eventually, unique_sku
+from harness import CHANNEL_KEYS, System, eventually, unique_sku
 from oms_events import topics
 
 PRICE = 2_500
@@ -106,3 +106,38 @@ async def test_cancel_is_refused_once_shipped_and_queries_find_the_order(system:
 
     still = await eventually(lambda: system.order(order_id), lambda o: o["status"] == "shipped")
     assert "OrderCancellationRequested" not in _events(still)
+
+
+async def test_api_keys_roles_and_tracking_tokens(system: System) -> None:
+    sku = unique_sku()
+    await system.set_stock(sku, {"WH-BER": 5})
+    async with system.http(CHANNEL_KEYS["web"]) as web, system.http(CHANNEL_KEYS["store"]) as store:
+        placed = await system.place_order([(sku, 1, PRICE)], channel="web", client=web)
+        assert placed.status_code == 201
+        order_id = placed.json()["order_id"]
+        token = placed.json()["tracking_token"]
+        assert token
+
+        # A channel key places and reads its own channel's orders only.
+        wrong_channel = await system.place_order([(sku, 1, PRICE)], channel="marketplace", client=web)
+        assert wrong_channel.status_code == 403
+        assert wrong_channel.json()["error"] == "forbidden"
+        assert (await web.get(f"/orders/{order_id}")).status_code == 200
+        hidden = await store.get(f"/orders/{order_id}")
+        assert hidden.status_code == 404, "another channel's order does not even exist for this key"
+        assert (await store.post(f"/orders/{order_id}/cancel", json={"reason": "x"})).status_code == 404
+        # Ops-only routes.
+        assert (await web.get("/orders/stuck")).status_code == 403
+        action = await web.post(f"/orders/{order_id}/actions", json={"action": "retry", "operator": "x", "note": "x"})
+        assert action.status_code == 403
+
+    await system.wait_for_status(order_id, FINAL)
+    async with system.http(None) as anonymous, system.http("not-a-real-key-0000000000") as stranger:
+        assert (await anonymous.get(f"/orders/{order_id}")).status_code == 401
+        assert (await stranger.get(f"/orders/{order_id}")).json()["error"] == "unauthenticated"
+        customer = await anonymous.get(f"/orders/{order_id}/tracking", params={"token": token})
+        assert customer.status_code == 200
+        assert customer.json()["status"] == "shipped"
+        assert customer.json()["tracking_number"]
+        forged = await anonymous.get(f"/orders/{order_id}/tracking", params={"token": "A" * len(token)})
+        assert forged.status_code == 404

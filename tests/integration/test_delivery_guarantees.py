@@ -4,8 +4,6 @@ import asyncio
 import json
 from uuid import uuid4
 
-import httpx
-
 from harness import System, eventually, unique_sku
 from oms_events import default_registry, topics
 from oms_events.messages import ReserveStock
@@ -150,7 +148,7 @@ async def test_http_idempotency_key_and_channel_reference_return_the_same_order(
 
 
 async def test_bad_input_gets_a_structured_error_naming_each_field(system: System) -> None:
-    async with httpx.AsyncClient(base_url=system.http_url) as http:
+    async with system.http() as http:
         response = await http.post(
             "/orders",
             json={

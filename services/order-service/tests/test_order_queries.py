@@ -33,6 +33,7 @@ from oms_runtime.db import Database
 from oms_runtime.eventstore import runtime_metadata
 from order_service.adapters.projection import OrderProjection, projection_metadata
 from order_service.adapters.tables import metadata
+from order_service.entrypoints.auth import API_KEYS_ADAPTER, Authenticator
 from order_service.entrypoints.query_routes import query_router
 from order_service.queries import InvalidQueryError, OrderSearch, decode_cursor, encode_cursor
 from order_service.query_views import OrderSummaryView
@@ -340,10 +341,23 @@ async def test_tracking_shows_the_shipment_without_the_history(db: Database, sea
 # ---------------------------------------------------------------- HTTP
 
 
+OPS_KEY = "test-ops-key-0123456789"
+WEB_KEY = "test-web-key-0123456789"
+AUTH = Authenticator(
+    API_KEYS_ADAPTER.validate_python(
+        [
+            {"name": "ops", "key": OPS_KEY, "role": "ops"},
+            {"name": "web-shop", "key": WEB_KEY, "role": "channel", "channel": "web"},
+        ]
+    ),
+    tracking_secret="test-tracking-secret-0123456789",
+)
+
+
 def app_for(search: OrderSearch) -> FastAPI:
     """The router first, then a catch-all order route like the service's, as the wiring must be."""
     app = FastAPI()
-    app.include_router(query_router(search))
+    app.include_router(query_router(search, AUTH))
 
     @app.get("/orders/{order_id}")
     async def get_order(order_id: UUID) -> dict[str, str]:
@@ -355,7 +369,7 @@ def app_for(search: OrderSearch) -> FastAPI:
 @pytest_asyncio.fixture
 async def client(search: OrderSearch) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app_for(search))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", headers={"X-API-Key": OPS_KEY}) as http:
         yield http
 
 
@@ -450,8 +464,37 @@ async def test_http_tracking(db: Database, client: httpx.AsyncClient) -> None:
 async def test_http_a_failing_database_is_a_503_not_a_500() -> None:
     unreachable = Database("postgresql+asyncpg://oms:oms@127.0.0.1:1/none", schema="none", pool_size=1)
     transport = httpx.ASGITransport(app=app_for(OrderSearch(unreachable)))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", headers={"X-API-Key": OPS_KEY}) as http:
         response = await http.get("/orders")
     await unreachable.dispose()
     assert response.status_code == 503
     assert response.json()["error"] == "unavailable"
+
+
+async def test_http_keys_and_tracking_tokens(db: Database, client: httpx.AsyncClient) -> None:
+    order_id = await shipped_order(db)
+    tracking = (await client.get(f"/orders/{order_id}/tracking")).json()
+    anonymous = httpx.AsyncClient(transport=client._transport, base_url="http://test")
+    web = httpx.AsyncClient(transport=client._transport, base_url="http://test", headers={"X-API-Key": WEB_KEY})
+    async with anonymous, web:
+        # No key: searching is refused, naming the cause; a customer's token opens the tracking view.
+        refused = await anonymous.get("/orders")
+        assert refused.status_code == 401
+        assert refused.json()["error"] == "unauthenticated"
+        token = AUTH.tracking_token(order_id)
+        assert (await anonymous.get(f"/orders/{order_id}/tracking", params={"token": token})).json() == tracking
+        wrong = await anonymous.get(f"/orders/{order_id}/tracking", params={"token": token[:-2] + "xx"})
+        assert wrong.status_code == 404
+        assert (await anonymous.get(f"/orders/{order_id}/tracking")).status_code == 404
+
+        # A channel key sees its own channel only, and no ops views.
+        own = (await web.get("/orders")).json()
+        assert {o["channel"] for o in own["orders"]} <= {"web"}
+        other = await web.get("/orders", params={"channel": "marketplace"})
+        assert other.status_code == 403
+        assert other.json()["error"] == "forbidden"
+        stuck = await web.get("/orders/stuck")
+        assert stuck.status_code == 403
+        channel = tracking["channel"]
+        expected = 200 if channel == "web" else 404
+        assert (await web.get(f"/orders/{order_id}/tracking")).status_code == expected

@@ -3,7 +3,7 @@
 import asyncio
 from datetime import timedelta
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from redis.asyncio import Redis
 
 from oms_runtime.eventstore import EventStore
@@ -14,6 +14,7 @@ from order_service.adapters.idempotency import IdempotencyStore
 from order_service.adapters.order_repository import OrderRepository
 from order_service.adapters.projection import OrderProjection, projection_metadata
 from order_service.adapters.tables import metadata
+from order_service.entrypoints.auth import API_KEYS_ADAPTER, Authenticator
 from order_service.entrypoints.consumers import consumers
 from order_service.entrypoints.http import ReadinessCheck, create_app
 from order_service.entrypoints.query_routes import query_router
@@ -35,6 +36,17 @@ class OrderSettings(ServiceSettings):
     saga_max_attempts: int = Field(default=3, ge=1, description="Sends of one command before the saga stalls")
     saga_sweep_interval_s: float = Field(default=1.0, gt=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
+    api_keys: str = Field(default="[]", description="JSON list of {name, key, role: ops|channel, channel}")
+    tracking_token_secret: SecretStr = Field(
+        default=SecretStr(""), description="HMAC secret of the customers' tracking tokens (required)"
+    )
+
+
+def authenticator(settings: OrderSettings) -> Authenticator:
+    secret = settings.tracking_token_secret.get_secret_value()
+    if len(secret) < 16:
+        raise ValueError("TRACKING_TOKEN_SECRET must be set (16 characters or more)")
+    return Authenticator(API_KEYS_ADAPTER.validate_json(settings.api_keys), secret)
 
 
 def build(settings: OrderSettings) -> ServiceHost:
@@ -49,13 +61,15 @@ def build(settings: OrderSettings) -> ServiceHost:
     queries = OrderQueries(host.db, repository, host.registry)
     readiness = ReadinessCheck(("database", host.db.ping), ("redis", redis.ping))
     commands = OrderCommands(host.db, repository, host.registry, notify=host.relay.notify)
+    auth = authenticator(settings)
     app = create_app(
         placement,
         queries,
         commands,
         IdempotencyStore(redis, settings.idempotency_ttl_s),
         readiness,
-        routers=[query_router(OrderSearch(host.db))],
+        auth,
+        routers=[query_router(OrderSearch(host.db), auth)],
     )
     host.serve_http(app, settings.http_host, settings.http_port)
 

@@ -173,6 +173,7 @@ class OrderSearch:
             return None
         return TrackingView(
             order_id=row.order_id,
+            channel=row.channel,
             status=row.status,
             shipment_status=row.shipment_status,
             carrier=row.carrier,

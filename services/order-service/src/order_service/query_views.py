@@ -76,6 +76,7 @@ class TrackingView(BaseModel):
     """Where the order is, without its history: for customers and support."""
 
     order_id: UUID
+    channel: str
     status: str
     shipment_status: ShipmentStatusName
     carrier: str | None = Field(description="The latest shipment's carrier")

@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class TimelineEntry(BaseModel):
@@ -41,5 +41,8 @@ class OrderView(BaseModel):
     cancel_reason: str | None = None
     attention_step: str | None = None
     attention_reason: str | None = None
+    tracking_token: str | None = Field(
+        default=None, description="Give it to the customer: GET /orders/{id}/tracking?token="
+    )
     shipments: list[ShipmentView]
     timeline: list[TimelineEntry]

@@ -5,7 +5,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, FastAPI, Header, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -14,6 +14,8 @@ from oms_events.messages import OrderPlaced
 from oms_runtime.logging import get_logger
 from order_service.adapters.idempotency import IdempotencyStore
 from order_service.domain.order import ActionNotAllowedError
+from order_service.entrypoints.auth import Authenticator, AuthError, Principal, forbidden
+from order_service.entrypoints.errors import error_response, field_name
 from order_service.entrypoints.schemas import (
     CancelOrderRequest,
     ErrorBody,
@@ -27,18 +29,6 @@ from order_service.views import OrderView
 log = get_logger(__name__)
 
 Check = Callable[[], Awaitable[object]]
-
-
-def _error(status_code: int, error: str, message: str, fields: list[FieldError] | None = None) -> JSONResponse:
-    body = ErrorBody(error=error, message=message, fields=fields or [])
-    return JSONResponse(status_code=status_code, content=body.model_dump())
-
-
-def _field_name(location: tuple[int | str, ...] | list[int | str]) -> str:
-    parts = [str(p) for p in location]
-    if parts and parts[0] in ("body", "header", "path", "query"):
-        parts = parts[1:]
-    return ".".join(parts) or "body"
 
 
 def _fingerprint(request: PlaceOrderRequest) -> str:
@@ -67,6 +57,7 @@ def create_app(
     commands: OrderCommands,
     idempotency: IdempotencyStore,
     readiness: ReadinessCheck,
+    auth: Authenticator,
     routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     app = FastAPI(
@@ -77,19 +68,40 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [FieldError(field=_field_name(e["loc"]), message=e["msg"], type=e["type"]) for e in exc.errors()]
+        fields = [FieldError(field=field_name(e["loc"]), message=e["msg"], type=e["type"]) for e in exc.errors()]
         names = ", ".join(f.field for f in fields)
-        return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, "validation_failed", f"Invalid fields: {names}", fields)
+        return error_response(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "validation_failed", f"Invalid fields: {names}", fields
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "http_error", str(exc.detail))
+        code = exc.error if isinstance(exc, AuthError) else "http_error"
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    any_key = auth.dependency()
+    ops_key = auth.dependency(ops_only=True)
+
+    async def visible_view(order_id: UUID, principal: Principal) -> OrderView | None:
+        """The order as this key may see it (with its customer tracking token), or None."""
+        try:
+            view = await queries.order_view(order_id)
+        except OrderNotFoundError:
+            return None
+        if not principal.may_see(view.channel):
+            return None
+        return view.model_copy(update={"tracking_token": auth.tracking_token(order_id)})
+
+    def not_found(order_id: UUID) -> JSONResponse:
+        return error_response(status.HTTP_404_NOT_FOUND, "order_not_found", f"No order {order_id}.")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # A dependency (database, cache) failing is the usual cause: the client may retry.
         log.exception("request failed", path=request.url.path)
-        return _error(status.HTTP_503_SERVICE_UNAVAILABLE, "unavailable", "The service cannot answer now; retry later.")
+        return error_response(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "unavailable", "The service cannot answer now; retry later."
+        )
 
     # Before the routes below, so that /orders/stuck is not taken for an order id.
     for router in routers:
@@ -108,31 +120,35 @@ def create_app(
     async def place_order(
         body: PlaceOrderRequest,
         response: Response,
+        principal: Annotated[Principal, Depends(any_key)],
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     ) -> OrderView | JSONResponse:
         """Places an order. Retrying with the same `Idempotency-Key` returns the same order; so does
-        resubmitting the same channel + external reference."""
+        resubmitting the same channel + external reference. A channel key places its own channel's
+        orders only. The answer carries the order's `tracking_token` for the customer."""
+        if not principal.may_see(body.channel.value):
+            raise forbidden(f"This key places {principal.channel} orders only.")
         fingerprint = _fingerprint(body)
         scope = body.channel.value
         if idempotency_key:
             earlier = await idempotency.begin(scope, idempotency_key, fingerprint)
             if earlier is not None:
                 if earlier.fingerprint != fingerprint:
-                    return _error(
+                    return error_response(
                         status.HTTP_422_UNPROCESSABLE_CONTENT,
                         "idempotency_key_reused",
                         "This Idempotency-Key was used for a different request.",
                         [FieldError(field="Idempotency-Key", message="used with another body", type="conflict")],
                     )
                 if earlier.state == "pending" or earlier.order_id is None:
-                    return _error(
+                    return error_response(
                         status.HTTP_409_CONFLICT,
                         "request_in_progress",
                         "The first request with this key is still running.",
                     )
                 response.status_code = status.HTTP_200_OK
                 response.headers["Idempotent-Replayed"] = "true"
-                return await queries.order_view(earlier.order_id)
+                return await visible_view(earlier.order_id, principal) or not_found(earlier.order_id)
         placed = OrderPlaced(
             order_id=new_order_id(),
             channel=body.channel,
@@ -155,15 +171,12 @@ def create_app(
         if not result.created:
             response.status_code = status.HTTP_200_OK
         response.headers["Location"] = f"/orders/{result.order_id}"
-        return await queries.order_view(result.order_id)
+        return await visible_view(result.order_id, principal) or not_found(result.order_id)
 
     @app.get("/orders/{order_id}", response_model=OrderView, responses={404: {"model": ErrorBody}})
-    async def get_order(order_id: UUID) -> OrderView | JSONResponse:
+    async def get_order(order_id: UUID, principal: Annotated[Principal, Depends(any_key)]) -> OrderView | JSONResponse:
         """The order's status and the timeline of what happened to it."""
-        try:
-            return await queries.order_view(order_id)
-        except OrderNotFoundError:
-            return _error(status.HTTP_404_NOT_FOUND, "order_not_found", f"No order {order_id}.")
+        return await visible_view(order_id, principal) or not_found(order_id)
 
     @app.post(
         "/orders/{order_id}/cancel",
@@ -171,16 +184,22 @@ def create_app(
         response_model=OrderView,
         responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
     )
-    async def cancel_order(order_id: UUID, body: CancelOrderRequest) -> OrderView | JSONResponse:
+    async def cancel_order(
+        order_id: UUID, body: CancelOrderRequest, principal: Annotated[Principal, Depends(any_key)]
+    ) -> OrderView | JSONResponse:
         """Cancels an order before fulfilment starts. What was done is undone in reverse order
         (refund, then stock release); the order ends `cancelled`. 409 when it is too late."""
+        if await visible_view(order_id, principal) is None:
+            return not_found(order_id)
         try:
             await commands.cancel(order_id, body.reason, body.requested_by)
         except OrderNotFoundError:
-            return _error(status.HTTP_404_NOT_FOUND, "order_not_found", f"No order {order_id}.")
+            return error_response(status.HTTP_404_NOT_FOUND, "order_not_found", f"No order {order_id}.")
         except ActionNotAllowedError as exc:
-            return _error(status.HTTP_409_CONFLICT, "cancel_not_allowed", f"The order cannot be cancelled: {exc}.")
-        return await queries.order_view(order_id)
+            return error_response(
+                status.HTTP_409_CONFLICT, "cancel_not_allowed", f"The order cannot be cancelled: {exc}."
+            )
+        return await visible_view(order_id, principal) or not_found(order_id)
 
     @app.post(
         "/orders/{order_id}/actions",
@@ -188,16 +207,18 @@ def create_app(
         response_model=OrderView,
         responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
     )
-    async def operator_action(order_id: UUID, body: OperatorActionRequest) -> OrderView | JSONResponse:
+    async def operator_action(
+        order_id: UUID, body: OperatorActionRequest, principal: Annotated[Principal, Depends(ops_key)]
+    ) -> OrderView | JSONResponse:
         """For an order in `needs_attention`: retry the parked step, skip a failed compensation, or
         resolve the order by hand. The action is recorded in the order's timeline."""
         try:
             await commands.operator_action(order_id, body.action, body.operator, body.note)
         except OrderNotFoundError:
-            return _error(status.HTTP_404_NOT_FOUND, "order_not_found", f"No order {order_id}.")
+            return error_response(status.HTTP_404_NOT_FOUND, "order_not_found", f"No order {order_id}.")
         except ActionNotAllowedError as exc:
-            return _error(status.HTTP_409_CONFLICT, "action_not_allowed", str(exc))
-        return await queries.order_view(order_id)
+            return error_response(status.HTTP_409_CONFLICT, "action_not_allowed", str(exc))
+        return await visible_view(order_id, principal) or not_found(order_id)
 
     @app.get("/health/live", include_in_schema=False)
     async def live() -> dict[str, str]:
