@@ -7,13 +7,12 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 import structlog
-from sqlalchemy import text
 
 import fulfilment_service.handlers
 import oms_runtime.messaging
 from fulfilment_service.adapters.tables import metadata
 from oms_runtime.db import Database
-from oms_runtime.eventstore import runtime_metadata
+from oms_runtime.testing import throwaway_schema
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
 
@@ -23,14 +22,8 @@ LOGGING_MODULES = (fulfilment_service.handlers, oms_runtime.messaging)
 @pytest_asyncio.fixture(scope="module")
 async def db() -> AsyncIterator[Database]:
     """The service's tables in a schema of their own, dropped after the module; never the real schema."""
-    database = Database(DATABASE_URL, schema=f"test_fulfilment_{os.urandom(6).hex()}", pool_size=4)
-    await database.create_schema(runtime_metadata, metadata)
-    try:
+    async with throwaway_schema("test_fulfilment", metadata) as database:
         yield database
-    finally:
-        async with database.engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{database.schema}" CASCADE'))
-        await database.dispose()
 
 
 @pytest.fixture(autouse=True)

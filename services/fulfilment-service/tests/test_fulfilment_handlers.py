@@ -11,20 +11,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import structlog
-from sqlalchemy import func, select
 from structlog.testing import LogCapture
 
 import fulfilment_service.handlers
 from fulfilment_service.adapters.shipment_repository import ShipmentRepository
 from fulfilment_service.domain.dispatch import DispatchCalendar, WarehouseCalendars
 from fulfilment_service.handlers import FulfilmentHandlers
-from oms_events import Message, default_registry
+from oms_events import default_registry
 from oms_events.messages import ShipOrder, Shipped
 from oms_events.values import Address, Allocation, DeliveryMethod
 from oms_runtime.db import Database
-from oms_runtime.eventstore import EventStore, events_table
-from oms_runtime.messaging import DeadLetterPublisher, MessageProcessor, Outcome, SourceRecord
-from oms_runtime.outbox import outbox_table
+from oms_runtime.eventstore import EventStore
+from oms_runtime.messaging import Outcome
+from oms_runtime.testing import HandlerHarness
 
 REGISTRY = default_registry()
 CALENDARS = WarehouseCalendars(
@@ -39,19 +38,8 @@ FRIDAY_AFTERNOON = datetime(2026, 3, 6, 14, 30, tzinfo=UTC)
 ADDRESS = Address(name="Jane Doe", line1="1 Example Street", city="Berlin", postal_code="10115", country="DE")
 
 
-class RecordingDeadLetters(DeadLetterPublisher):
-    def __init__(self) -> None:
-        super().__init__(producer=None, topic="oms.fulfilment.dlq", consumer="fulfilment-service")
-        self.sent: list[tuple[SourceRecord, str]] = []
-
-    async def send(self, record: SourceRecord, reason: str) -> None:
-        self.sent.append((record, reason))
-
-
-class Harness:
+class Harness(HandlerHarness):
     def __init__(self, db: Database, entropy: Callable[[], int] | None = None) -> None:
-        self.db = db
-        self.dead_letters = RecordingDeadLetters()
         handlers = FulfilmentHandlers(
             ShipmentRepository(),
             EventStore(),
@@ -59,42 +47,15 @@ class Harness:
             clock=lambda: FRIDAY_AFTERNOON,
             **({"entropy": entropy} if entropy else {}),
         )
-        self.processor = MessageProcessor(
-            consumer="fulfilment-service",
-            producer_name="fulfilment-service",
-            db=db,
-            registry=REGISTRY,
-            handlers=handlers.handler_map(),
-            dead_letters=self.dead_letters,
-            max_attempts=3,
-            retry_backoff_s=0.01,
-        )
-        self._offset = 0
+        super().__init__(db, "fulfilment-service", handlers.handler_map(), REGISTRY)
 
-    async def send(self, message: Message, raw: bytes | None = None) -> Outcome:
-        self._offset += 1
-        value = raw if raw is not None else REGISTRY.wrap(message, producer="test").to_bytes()
-        return await self.processor.process(SourceRecord(message.topic, 0, self._offset, message.key.encode(), value))
-
-    async def emitted(self, order_id: UUID) -> list[Shipped]:
-        async with self.db.transaction() as session:
-            values = await session.scalars(
-                select(outbox_table.c.value)
-                .where(outbox_table.c.message_key == str(order_id))
-                .order_by(outbox_table.c.id)
-            )
-            messages = [REGISTRY.parse(v)[1] for v in values]
+    async def shipped(self, order_id: UUID) -> list[Shipped]:
+        messages = await self.emitted(order_id)
         assert all(isinstance(m, Shipped) for m in messages)
         return [m for m in messages if isinstance(m, Shipped)]
 
-    async def stream_length(self, order_id: UUID) -> int:
-        async with self.db.transaction() as session:
-            n = await session.scalar(
-                select(func.count())
-                .select_from(events_table)
-                .where(events_table.c.stream_id == f"shipments-{order_id}")
-            )
-        return int(n or 0)
+    async def order_stream_length(self, order_id: UUID) -> int:
+        return await self.stream_length(f"shipments-{order_id}")
 
     async def projection(self, order_id: UUID) -> list[Any]:
         async with self.db.transaction() as session:
@@ -122,7 +83,7 @@ def ship_order(order_id: UUID, method: DeliveryMethod = DeliveryMethod.STANDARD)
 async def test_one_shipped_per_warehouse_is_recorded_and_published(harness: Harness) -> None:
     order_id = uuid4()
     assert await harness.send(ship_order(order_id)) is Outcome.PROCESSED
-    berlin, london = await harness.emitted(order_id)
+    berlin, london = await harness.shipped(order_id)
     assert (berlin.warehouse_id, london.warehouse_id) == ("WH-BER", "WH-LON")
     assert {berlin.carrier, london.carrier} == {"DHL"}
     assert berlin.tracking_number.startswith("JD")
@@ -132,7 +93,7 @@ async def test_one_shipped_per_warehouse_is_recorded_and_published(harness: Harn
     assert berlin.estimated_delivery == date(2026, 3, 12)
     # London ships on Friday: arrives Wednesday.
     assert london.estimated_delivery == date(2026, 3, 11)
-    assert await harness.stream_length(order_id) == 2
+    assert await harness.order_stream_length(order_id) == 2
     rows = await harness.projection(order_id)
     assert [(r.warehouse_id, r.tracking_number, r.status) for r in rows] == [
         ("WH-BER", berlin.tracking_number, "shipped"),
@@ -149,7 +110,7 @@ async def test_the_delivery_method_picks_the_carrier(
 ) -> None:
     order_id = uuid4()
     await harness.send(ship_order(order_id, method))
-    shipments = await harness.emitted(order_id)
+    shipments = await harness.shipped(order_id)
     assert {s.carrier for s in shipments} == {carrier}
     assert all(s.tracking_number.startswith(prefix) for s in shipments)
 
@@ -159,10 +120,10 @@ async def test_a_resent_command_re_emits_the_same_shipments(harness: Harness) ->
     await harness.send(ship_order(order_id))
     # The saga's retry: a new message (new id) for the same order, even with another method.
     assert await harness.send(ship_order(order_id, DeliveryMethod.NEXT_DAY)) is Outcome.PROCESSED
-    emitted = await harness.emitted(order_id)
+    emitted = await harness.shipped(order_id)
     assert len(emitted) == 4
     assert emitted[2:] == emitted[:2]
-    assert await harness.stream_length(order_id) == 2
+    assert await harness.order_stream_length(order_id) == 2
     assert len(await harness.projection(order_id)) == 2
 
 
@@ -172,7 +133,7 @@ async def test_a_redelivered_message_has_no_second_effect(harness: Harness) -> N
     raw = REGISTRY.wrap(command, producer="test").to_bytes()
     assert await harness.send(command, raw) is Outcome.PROCESSED
     assert await harness.send(command, raw) is Outcome.DUPLICATE
-    assert len(await harness.emitted(order_id)) == 2
+    assert len(await harness.shipped(order_id)) == 2
 
 
 async def test_a_tracking_number_collision_is_retried_with_new_numbers(db: Database) -> None:
@@ -182,7 +143,7 @@ async def test_a_tracking_number_collision_is_retried_with_new_numbers(db: Datab
     first, second = uuid4(), uuid4()
     await harness.send(ship_order(first))
     assert await harness.send(ship_order(second)) is Outcome.PROCESSED
-    numbers = [s.tracking_number for s in await harness.emitted(first) + await harness.emitted(second)]
+    numbers = [s.tracking_number for s in await harness.shipped(first) + await harness.shipped(second)]
     assert len(set(numbers)) == 4
     assert next(entropy) == 6, "the colliding attempt should have been rolled back and retried"
     assert harness.dead_letters.sent == []

@@ -7,13 +7,12 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 import structlog
-from sqlalchemy import text
 
 import oms_runtime.messaging
 import payment_service.adapters.simulated_gateway
 import payment_service.handlers
 from oms_runtime.db import Database
-from oms_runtime.eventstore import runtime_metadata
+from oms_runtime.testing import throwaway_schema
 from payment_service.adapters.tables import metadata
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
@@ -24,14 +23,8 @@ LOGGING_MODULES = (payment_service.handlers, payment_service.adapters.simulated_
 @pytest_asyncio.fixture(scope="module")
 async def db() -> AsyncIterator[Database]:
     """The service's tables in a schema of their own, dropped after the module; never the real schema."""
-    database = Database(DATABASE_URL, schema=f"test_payment_{os.urandom(6).hex()}", pool_size=4)
-    await database.create_schema(runtime_metadata, metadata)
-    try:
+    async with throwaway_schema("test_payment", metadata) as database:
         yield database
-    finally:
-        async with database.engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{database.schema}" CASCADE'))
-        await database.dispose()
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from structlog.testing import LogCapture
 import oms_runtime.messaging
 import payment_service.adapters.simulated_gateway
 import payment_service.handlers
-from oms_events import Message, default_registry
+from oms_events import default_registry
 from oms_events.messages import (
     CapturePayment,
     PaymentCaptured,
@@ -24,9 +24,9 @@ from oms_events.messages import (
     RefundPayment,
 )
 from oms_runtime.db import Database
-from oms_runtime.eventstore import EventStore, events_table
-from oms_runtime.messaging import DeadLetterPublisher, MessageProcessor, Outcome, SourceRecord
-from oms_runtime.outbox import outbox_table
+from oms_runtime.eventstore import EventStore
+from oms_runtime.messaging import Outcome
+from oms_runtime.testing import HandlerHarness
 from payment_service.adapters.simulated_gateway import SimulatedGateway
 from payment_service.adapters.tables import gateway_charges, gateway_refunds
 from payment_service.domain.gateway import GatewayError, GatewayResult, PaymentGateway
@@ -34,15 +34,6 @@ from payment_service.domain.payment import payment_id_for, refund_id_for, refund
 from payment_service.handlers import PaymentHandlers
 
 REGISTRY = default_registry()
-
-
-class RecordingDeadLetters(DeadLetterPublisher):
-    def __init__(self) -> None:
-        super().__init__(producer=None, topic="oms.payment.dlq", consumer="payment-service")
-        self.sent: list[tuple[SourceRecord, str]] = []
-
-    async def send(self, record: SourceRecord, reason: str) -> None:
-        self.sent.append((record, reason))
 
 
 class CountingGateway:
@@ -89,43 +80,13 @@ class CountingGateway:
         return result
 
 
-class Harness:
+class Harness(HandlerHarness):
     def __init__(self, db: Database, gateway: CountingGateway) -> None:
-        self.db = db
+        super().__init__(db, "payment-service", PaymentHandlers(gateway, EventStore()).handler_map(), REGISTRY)
         self.gateway = gateway
-        self.dead_letters = RecordingDeadLetters()
-        self.processor = MessageProcessor(
-            consumer="payment-service",
-            producer_name="payment-service",
-            db=db,
-            registry=REGISTRY,
-            handlers=PaymentHandlers(gateway, EventStore()).handler_map(),
-            dead_letters=self.dead_letters,
-            max_attempts=3,
-            retry_backoff_s=0.01,
-        )
-        self._offset = 0
 
-    async def send(self, message: Message, raw: bytes | None = None) -> Outcome:
-        self._offset += 1
-        value = raw if raw is not None else REGISTRY.wrap(message, producer="test").to_bytes()
-        return await self.processor.process(SourceRecord(message.topic, 0, self._offset, message.key.encode(), value))
-
-    async def emitted(self, order_id: UUID) -> list[Message]:
-        async with self.db.transaction() as session:
-            values = await session.scalars(
-                select(outbox_table.c.value)
-                .where(outbox_table.c.message_key == str(order_id))
-                .order_by(outbox_table.c.id)
-            )
-            return [REGISTRY.parse(v)[1] for v in values]
-
-    async def stream_length(self, order_id: UUID) -> int:
-        async with self.db.transaction() as session:
-            count = await session.scalar(
-                select(func.count()).select_from(events_table).where(events_table.c.stream_id == f"payment-{order_id}")
-            )
-        return int(count or 0)
+    async def order_stream_length(self, order_id: UUID) -> int:
+        return await self.stream_length(f"payment-{order_id}")
 
 
 @pytest.fixture
@@ -150,7 +111,7 @@ async def test_an_approved_capture_is_recorded_and_published(harness: Harness) -
     assert (event.amount_minor, event.currency) == (12_990, "EUR")
     assert event.gateway_reference == harness.gateway.results[0].reference
     assert harness.gateway.calls == [f"capture-{order_id}"]
-    assert await harness.stream_length(order_id) == 1
+    assert await harness.order_stream_length(order_id) == 1
 
 
 @pytest.mark.parametrize(
@@ -168,7 +129,7 @@ async def test_declines_carry_the_reason(harness: Harness, token: str, reason_co
     assert isinstance(event, PaymentDeclined)
     assert event.reason_code == reason_code
     assert event.payment_id == payment_id_for(order_id)
-    assert await harness.stream_length(order_id) == 1
+    assert await harness.order_stream_length(order_id) == 1
 
 
 async def test_a_card_number_is_declined_without_calling_the_gateway(harness: Harness) -> None:
@@ -189,7 +150,7 @@ async def test_a_resent_command_is_answered_again_without_a_second_charge(harnes
     assert isinstance(second, PaymentCaptured)
     assert second == first
     assert len(harness.gateway.calls) == 1
-    assert await harness.stream_length(order_id) == 1
+    assert await harness.order_stream_length(order_id) == 1
 
 
 async def test_a_resent_command_after_a_decline_is_declined_again(harness: Harness) -> None:
@@ -297,7 +258,7 @@ async def test_a_full_refund_is_recorded_and_published(harness: Harness) -> None
     assert (event.payment_id, event.amount_minor, event.currency) == (payment_id_for(order_id), 12_990, "EUR")
     assert harness.gateway.refund_calls == [refund_idempotency_key(refund(order_id))]
     assert event.refund_id == refund_id_for(harness.gateway.refund_calls[0])
-    assert await harness.stream_length(order_id) == 2
+    assert await harness.order_stream_length(order_id) == 2
     assert await ledger_refunds(harness.db, order_id) == [(12_990, True)]
 
 
@@ -316,7 +277,7 @@ async def test_two_partial_refunds_then_no_more(harness: Harness) -> None:
     assert third.reason_code == "exceeds_captured"
     assert len(harness.gateway.refund_calls) == 2
     assert await ledger_refunds(harness.db, order_id) == [(4_000, True), (8_990, True)]
-    assert await harness.stream_length(order_id) == 4
+    assert await harness.order_stream_length(order_id) == 4
 
 
 async def test_an_over_refund_is_refused_without_calling_the_gateway(harness: Harness) -> None:
@@ -341,7 +302,7 @@ async def test_a_resent_refund_is_answered_with_the_same_refund(harness: Harness
     assert isinstance(second, PaymentRefunded)
     assert second == first
     assert len(harness.gateway.refund_calls) == 1
-    assert await harness.stream_length(order_id) == 2
+    assert await harness.order_stream_length(order_id) == 2
     assert await ledger_refunds(harness.db, order_id) == [(12_990, True)]
 
 
@@ -377,7 +338,7 @@ async def test_a_payment_never_captured_is_not_refunded(harness: Harness) -> Non
     # The refusal is on the stream; a capture afterwards still works.
     await harness.send(capture(order_id))
     assert isinstance((await harness.emitted(order_id))[-1], PaymentCaptured)
-    assert await harness.stream_length(order_id) == 2
+    assert await harness.order_stream_length(order_id) == 2
 
 
 async def test_a_refund_in_another_currency_is_refused(harness: Harness) -> None:
@@ -403,7 +364,7 @@ async def test_a_crash_after_the_refund_does_not_refund_twice(db: Database) -> N
     [event] = await refunds_answered(harness, order_id)
     assert isinstance(event, PaymentRefunded)
     assert await ledger_refunds(db, order_id) == [(12_990, True)]
-    assert await harness.stream_length(order_id) == 2
+    assert await harness.order_stream_length(order_id) == 2
 
 
 async def test_a_crash_then_dead_letter_then_resend_still_refunds_once(db: Database) -> None:
@@ -446,4 +407,4 @@ async def test_a_gateway_refusal_is_answered_with_payment_refund_failed(harness:
     assert isinstance(event, PaymentRefundFailed)
     assert event.reason_code == "exceeds_captured"
     assert harness.dead_letters.sent == []
-    assert await harness.stream_length(order_id) == 2
+    assert await harness.order_stream_length(order_id) == 2
