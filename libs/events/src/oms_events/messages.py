@@ -9,7 +9,7 @@ from datetime import date
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from oms_events import topics
 from oms_events.values import (
@@ -19,10 +19,13 @@ from oms_events.values import (
     CurrencyCode,
     Customer,
     DeliveryMethod,
+    FieldProblem,
     MinorUnits,
     OrderLine,
+    OrderSubmission,
     Shortage,
     StockLine,
+    order_id_for,
 )
 
 
@@ -190,6 +193,41 @@ class OrderOperatorActionTaken(Event):
     note: str
 
 
+class SubmitOrder(Command, OrderSubmission):
+    """An upstream system places an order on the intake topic: exactly what `POST /orders` takes.
+
+    The submitter has no order id of its own: `order_id` must be
+    `oms_events.values.order_id_for(channel, external_reference)`, and it is the Kafka key. The same
+    channel + external reference submitted again (by either path) refers to the first order.
+    """
+
+    topic = topics.ORDERS_INTAKE
+
+    # Declared in Message, validated after the submission's fields (they come first in the MRO), so
+    # `info.data` holds the channel and reference when they are valid.
+    @field_validator("order_id")
+    @classmethod
+    def _derived_order_id(cls, order_id: UUID, info: ValidationInfo) -> UUID:
+        channel, reference = info.data.get("channel"), info.data.get("external_reference")
+        if channel is not None and reference is not None:
+            expected = order_id_for(channel, reference)
+            if order_id != expected:
+                raise ValueError(f"must be order_id_for(channel, external_reference) = {expected}")
+        return order_id
+
+
+class OrderIntakeRejected(Event):
+    """A submission on the intake topic failed validation; nothing was placed. `channel` and
+    `external_reference` are copied from the submission when it had them; `errors` names every bad field
+    (dotted paths, e.g. `lines.0.quantity`). The submission itself went to the dead-letter topic."""
+
+    topic = topics.ORDERS_EVENTS
+
+    channel: str | None = None
+    external_reference: str | None = None
+    errors: list[FieldProblem]
+
+
 # ---------------------------------------------------------------- inventory
 
 
@@ -337,6 +375,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     OrderCancelled,
     OrderNeedsAttention,
     OrderOperatorActionTaken,
+    SubmitOrder,
+    OrderIntakeRejected,
     ReserveStock,
     ReleaseStock,
     StockReserved,

@@ -1,23 +1,28 @@
 """Reading and writing messages: envelope <-> typed message, with upcasting of old versions."""
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
 from oms_events.envelope import Envelope, TraceContext
 from oms_events.messages import MESSAGE_TYPES, Message
+from oms_events.values import FieldProblem, field_problems
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 """Turns the payload of version N of a type into the payload of version N+1."""
 
 
 class ContractViolationError(ValueError):
-    """A message does not follow the contract; `reason` says how, naming the fields."""
+    """A message does not follow the contract; `reason` says how, naming the fields.
 
-    def __init__(self, reason: str) -> None:
+    `errors` lists the bad fields one by one when a payload failed validation (empty otherwise).
+    """
+
+    def __init__(self, reason: str, errors: Sequence[FieldProblem] = ()) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.errors = list(errors)
 
 
 class UnknownMessageTypeError(ContractViolationError):
@@ -94,7 +99,9 @@ class MessageRegistry:
         try:
             return cls.model_validate(payload)
         except ValidationError as exc:
-            raise ContractViolationError(f"invalid {envelope.type} payload: {describe_validation_error(exc)}") from exc
+            raise ContractViolationError(
+                f"invalid {envelope.type} payload: {describe_validation_error(exc)}", field_problems(exc)
+            ) from exc
 
     def parse(self, raw: bytes) -> tuple[Envelope, Message]:
         envelope = self.parse_envelope(raw)

@@ -2,9 +2,10 @@
 
 from datetime import date
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Final
+from uuid import UUID, uuid5
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -77,3 +78,55 @@ class ShipmentTracking(ValueObject):
     tracking_number: str
     tracking_url: str
     estimated_delivery: date
+
+
+# ---------------------------------------------------------------- order submissions (HTTP and intake topic)
+
+MAX_ORDER_LINES: Final = 200
+
+ORDER_ID_NAMESPACE: Final = UUID("dcaf0e4d-0ba8-4773-a935-3dd597191203")
+"""The uuid5 namespace of order ids derived from a channel and its external reference. Never changes."""
+
+
+def order_id_for(channel: "Channel | str", external_reference: str) -> UUID:
+    """The order id of a submission on the intake topic: uuid5 of `"{channel}:{external_reference}"`.
+
+    A submitter computes it itself (it is the message's `order_id` and Kafka key); the same channel
+    and reference always give the same id.
+    """
+    return uuid5(ORDER_ID_NAMESPACE, f"{Channel(channel).value}:{external_reference}")
+
+
+class OrderSubmission(BaseModel):
+    """An order as a sales channel submits it, over HTTP (`POST /orders`) or on the intake topic
+    (`SubmitOrder`). The one validation of both paths. Amounts are integers in the currency's minor units."""
+
+    model_config = ConfigDict(frozen=True)
+
+    channel: Channel
+    external_reference: str = Field(min_length=1, max_length=100, description="The channel's own order number")
+    customer: Customer
+    lines: list[OrderLine] = Field(min_length=1, max_length=MAX_ORDER_LINES)
+    currency: CurrencyCode
+    shipping_address: Address
+    delivery_method: DeliveryMethod
+    payment_token: str = Field(min_length=1, max_length=128, description="A payment token, never card data")
+
+    @property
+    def total_minor(self) -> int:
+        return sum(line.quantity * line.unit_price_minor for line in self.lines)
+
+
+class FieldProblem(ValueObject):
+    """One bad field of a submission: `field` is its dotted path, e.g. `lines.0.quantity`."""
+
+    field: str
+    message: str
+
+
+def field_problems(error: ValidationError) -> list[FieldProblem]:
+    """Every bad field of a validation error, named by its dotted path (`(root)` for the whole body)."""
+    return [
+        FieldProblem(field=".".join(str(p) for p in item["loc"]) or "(root)", message=item["msg"])
+        for item in error.errors()
+    ]
