@@ -25,7 +25,7 @@ from oms_runtime.db import Database
 from oms_runtime.eventstore import runtime_metadata
 from oms_runtime.kafka import ensure_topics, idempotent_producer
 from oms_runtime.logging import get_logger
-from oms_runtime.messaging import DeadLetterPublisher, HandlerMap, MessageProcessor, SourceRecord
+from oms_runtime.messaging import DeadLetterPublisher, HandlerMap, MessageProcessor, RejectionHandler, SourceRecord
 from oms_runtime.outbox import OutboxRelay
 from oms_runtime.settings import ServiceSettings
 
@@ -34,11 +34,16 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """One consumer group: the topics it reads and its handlers."""
+    """One consumer group: the topics it reads and its handlers.
+
+    `rejection_handler` (optional) answers a message of a handled type whose payload fails validation,
+    e.g. with a rejection event for its sender; the message is dead-lettered all the same.
+    """
 
     group_id: str
     topics: Sequence[str]
     handlers: HandlerMap
+    rejection_handler: RejectionHandler | None = None
 
 
 async def _raw_body(message: StreamMessage[Any]) -> Any:
@@ -96,6 +101,7 @@ class ServiceHost:
             on_commit=self.relay.notify,
             max_attempts=self.settings.consumer_max_attempts,
             retry_backoff_s=self.settings.consumer_retry_backoff_s,
+            rejection_handler=spec.rejection_handler,
         )
         subscriber = self.broker.subscriber(
             *spec.topics,

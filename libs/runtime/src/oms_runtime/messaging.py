@@ -3,7 +3,9 @@
 For every record a consumer receives:
 1. The bytes are parsed into an envelope and a typed message. Bad JSON, a bad envelope, an unknown
    type or a payload that fails validation go to the service's dead-letter topic with the reason
-   and the original bytes; the consumer moves on.
+   and the original bytes; the consumer moves on. A consumer may also answer a payload that fails
+   validation (its envelope is readable, so there is someone to answer): its `RejectionHandler`
+   emits messages in one transaction with an inbox record, before the dead-lettering.
 2. A message type the consumer has no handler for is skipped: topics carry many types.
 3. Otherwise the inbox record, the handler's state changes and its outgoing messages commit in one
    database transaction. A message already in the inbox has no second effect.
@@ -73,6 +75,11 @@ class MessageContext:
 
 
 Handler = Callable[[MessageContext, Any], Awaitable[None]]
+
+RejectionHandler = Callable[[MessageContext, Envelope, ContractViolationError], Awaitable[None]]
+"""Called for a message of a handled type whose payload fails validation, inside a transaction: it may
+emit messages (e.g. a rejection for the sender). `error.errors` names the bad fields; the raw payload
+is `envelope.payload`. The message is dead-lettered all the same."""
 
 
 class HandlerMap:
@@ -153,6 +160,7 @@ class MessageProcessor:
         on_commit: Callable[[], None] = lambda: None,
         max_attempts: int = 5,
         retry_backoff_s: float = 0.2,
+        rejection_handler: RejectionHandler | None = None,
     ) -> None:
         self.consumer = consumer
         self._producer_name = producer_name
@@ -163,6 +171,7 @@ class MessageProcessor:
         self._on_commit = on_commit
         self._max_attempts = max_attempts
         self._retry_backoff_s = retry_backoff_s
+        self._rejection_handler = rejection_handler
         self._inbox = Inbox()
         self._outbox = Outbox()
 
@@ -187,9 +196,50 @@ class MessageProcessor:
             try:
                 message = self._registry.decode(envelope)
             except ContractViolationError as exc:
-                await self._dead_letters.send(record, exc.reason)
+                reason = exc.reason
+                if self._rejection_handler is not None:
+                    failure = await self._reject(envelope, exc, self._rejection_handler)
+                    if failure is not None:
+                        reason = f"{reason}; rejection not sent: {failure}"
+                await self._dead_letters.send(record, reason)
                 return Outcome.DEAD_LETTERED
             return await self._handle(record, envelope, message, handler)
+
+    async def _reject(
+        self, envelope: Envelope, error: ContractViolationError, rejection_handler: RejectionHandler
+    ) -> str | None:
+        """Runs the rejection handler once per message (inbox), retrying like a handler; None when done.
+
+        A rejection handler that keeps failing does not stop the consumer: the failure is returned so
+        that it goes into the dead letter's reason.
+        """
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                async with self._db.transaction() as session:
+                    if not await self._inbox.record(session, self.consumer, envelope):
+                        log.info("invalid message already answered")
+                        return None
+                    context = MessageContext(
+                        session=session,
+                        envelope=envelope,
+                        producer_name=self._producer_name,
+                        registry=self._registry,
+                        outbox=self._outbox,
+                    )
+                    await rejection_handler(context, envelope, error)
+                if context.emitted:
+                    self._on_commit()
+                log.info("invalid message answered", emitted=[e.type for e in context.emitted])
+                return None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if attempt == self._max_attempts:
+                    log.exception("rejection handler failed", attempts=attempt)
+                    return f"rejection handler failed after {attempt} attempts: {type(exc).__name__}: {exc}"
+                log.warning("rejection handler failed; retrying", attempt=attempt, error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(self._retry_backoff_s * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
 
     async def _handle(self, record: SourceRecord, envelope: Envelope, message: Message, handler: Handler) -> Outcome:
         for attempt in range(1, self._max_attempts + 1):

@@ -1,0 +1,138 @@
+"""A consumer's rejection handler: an invalid message is answered (once) through the outbox and still dead-lettered."""
+
+import json
+from uuid import UUID, uuid4
+
+from sqlalchemy import text
+
+from oms_events import ContractViolationError, Envelope, default_registry
+from oms_events.messages import ReleaseStock
+from oms_runtime.db import Database
+from oms_runtime.messaging import (
+    DeadLetterPublisher,
+    HandlerMap,
+    MessageContext,
+    MessageProcessor,
+    Outcome,
+    RejectionHandler,
+    SourceRecord,
+)
+
+registry = default_registry()
+
+
+class RecordingDeadLetters(DeadLetterPublisher):
+    def __init__(self) -> None:
+        super().__init__(producer=None, topic="oms.test.dlq", consumer="test")
+        self.sent: list[tuple[SourceRecord, str]] = []
+
+    async def send(self, record: SourceRecord, reason: str) -> None:
+        self.sent.append((record, reason))
+
+
+class Answers:
+    """A rejection handler that answers with a ReleaseStock naming the bad fields (any message would do)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls: list[list[str]] = []
+
+    async def __call__(self, ctx: MessageContext, envelope: Envelope, error: ContractViolationError) -> None:
+        self.calls.append([e.field for e in error.errors])
+        await ctx.emit(ReleaseStock(order_id=UUID(envelope.correlation_id), reason=",".join(self.calls[-1])))
+        if self.fail:
+            raise RuntimeError("rejection store down")
+
+
+def processor(db: Database, rejection_handler: RejectionHandler | None) -> tuple[MessageProcessor, list[str]]:
+    handled: list[str] = []
+
+    async def on_release(ctx: MessageContext, message: ReleaseStock) -> None:
+        handled.append(message.reason)
+
+    handlers = HandlerMap()
+    handlers.register(ReleaseStock, on_release)
+    return (
+        MessageProcessor(
+            consumer="test",
+            producer_name="test",
+            db=db,
+            registry=registry,
+            handlers=handlers,
+            dead_letters=RecordingDeadLetters(),
+            max_attempts=2,
+            retry_backoff_s=0.0,
+            rejection_handler=rejection_handler,
+        ),
+        handled,
+    )
+
+
+def record(value: bytes, offset: int = 0) -> SourceRecord:
+    return SourceRecord(topic="oms.test", partition=0, offset=offset, key=b"k", value=value)
+
+
+def invalid(order_id: UUID) -> bytes:
+    envelope = registry.wrap(ReleaseStock(order_id=order_id, reason="x"), producer="t")
+    data = json.loads(envelope.to_bytes())
+    data["payload"] = {"order_id": "not-a-uuid"}  # and no reason
+    return json.dumps(data).encode()
+
+
+async def outbox_reasons(db: Database) -> list[str]:
+    async with db.transaction() as session:
+        rows = await session.execute(text("SELECT value FROM outbox ORDER BY id"))
+        return [json.loads(v)["payload"]["reason"] for (v,) in rows.all()]
+
+
+async def test_an_invalid_message_is_answered_once_and_dead_lettered_each_time(db: Database) -> None:
+    answers = Answers()
+    proc, handled = processor(db, answers)
+    raw = invalid(uuid4())
+    assert await proc.process(record(raw)) is Outcome.DEAD_LETTERED
+    assert await outbox_reasons(db) == ["order_id,reason"]
+    dead = proc._dead_letters
+    assert isinstance(dead, RecordingDeadLetters)
+    [(sent, reason)] = dead.sent
+    assert sent.value == raw
+    assert "order_id" in reason
+    assert "reason" in reason
+
+    # Redelivered: dead-lettered again (nothing is dropped), answered only once (inbox).
+    assert await proc.process(record(raw)) is Outcome.DEAD_LETTERED
+    assert len(dead.sent) == 2
+    assert await outbox_reasons(db) == ["order_id,reason"]
+    assert len(answers.calls) == 1
+
+    # The consumer goes on.
+    valid = registry.wrap(ReleaseStock(order_id=uuid4(), reason="ok"), producer="t")
+    assert await proc.process(record(valid.to_bytes(), 1)) is Outcome.PROCESSED
+    assert handled == ["ok"]
+
+
+async def test_unreadable_bytes_are_only_dead_lettered(db: Database) -> None:
+    answers = Answers()
+    proc, _ = processor(db, answers)
+    unknown = json.dumps({"type": "Nope", "schema_version": 1, "producer": "t", "correlation_id": "c", "payload": {}})
+    for raw in (b"{not json", unknown.encode()):
+        assert await proc.process(record(raw)) is Outcome.DEAD_LETTERED
+    assert answers.calls == []
+    assert await outbox_reasons(db) == []
+
+
+async def test_a_failing_rejection_handler_rolls_back_and_the_message_is_still_dead_lettered(db: Database) -> None:
+    answers = Answers(fail=True)
+    proc, _ = processor(db, answers)
+    assert await proc.process(record(invalid(uuid4()))) is Outcome.DEAD_LETTERED
+    assert len(answers.calls) == 2, "retried like a handler"
+    assert await outbox_reasons(db) == [], "the failed answer's outbox row rolled back"
+    dead = proc._dead_letters
+    assert isinstance(dead, RecordingDeadLetters)
+    [(_, reason)] = dead.sent
+    assert "rejection not sent: rejection handler failed after 2 attempts: RuntimeError" in reason
+
+
+async def test_without_a_rejection_handler_nothing_is_answered(db: Database) -> None:
+    proc, _ = processor(db, None)
+    assert await proc.process(record(invalid(uuid4()))) is Outcome.DEAD_LETTERED
+    assert await outbox_reasons(db) == []
