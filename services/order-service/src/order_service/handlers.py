@@ -11,9 +11,10 @@ from uuid import UUID, uuid4
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms_events import MessageRegistry
+from oms_events import ContractViolationError, Envelope, MessageRegistry
 from oms_events.messages import (
     Command,
+    OrderIntakeRejected,
     OrderPlaced,
     PaymentCaptured,
     PaymentDeclined,
@@ -23,7 +24,9 @@ from oms_events.messages import (
     StockReleased,
     StockReservationFailed,
     StockReserved,
+    SubmitOrder,
 )
+from oms_events.values import Channel, FieldProblem, OrderSubmission, order_id_for
 from oms_runtime.db import Database
 from oms_runtime.eventstore import ConcurrencyError
 from oms_runtime.logging import get_logger
@@ -60,6 +63,10 @@ class OrderSaga:
 
     def __init__(self, repository: OrderRepository) -> None:
         self._repo = repository
+
+    @property
+    def repository(self) -> OrderRepository:
+        return self._repo
 
     def handler_map(self) -> HandlerMap:
         handlers = HandlerMap()
@@ -168,8 +175,50 @@ class OrderCommands:
         log.info("operator action", order_id=str(order_id), action=action, operator=operator)
 
 
+def order_placed(submission: OrderSubmission, order_id: UUID) -> OrderPlaced:
+    """The first event of an order, from a submission that passed the shared validation."""
+    return OrderPlaced(
+        order_id=order_id,
+        channel=submission.channel,
+        external_reference=submission.external_reference,
+        customer=submission.customer,
+        lines=submission.lines,
+        currency=submission.currency,
+        total_minor=submission.total_minor,
+        shipping_address=submission.shipping_address,
+        delivery_method=submission.delivery_method,
+    )
+
+
+class PlacementRecorder:
+    """Places an order inside the caller's transaction; the one placement logic of HTTP and intake.
+
+    A channel + external reference that already has an order (placed by either path) refers to that
+    order and places nothing.
+    """
+
+    def __init__(self, repository: OrderRepository) -> None:
+        self._repo = repository
+
+    async def place(self, ctx: MessageContext, placed: OrderPlaced, payment_token: str) -> PlacementResult:
+        channel, reference = placed.channel.value, placed.external_reference
+        existing = await self._repo.find_by_reference(ctx.session, channel, reference)
+        if existing is not None:
+            return PlacementResult(existing, created=False)
+        if not await self._repo.claim_reference(ctx.session, placed):
+            # Lost a race with the same submission: the winner's order is the order. Under READ
+            # COMMITTED the claim waited for the winner's commit, so a new read sees its row.
+            existing = await self._repo.find_by_reference(ctx.session, channel, reference)
+            if existing is None:
+                raise _ReferenceTakenError
+            return PlacementResult(existing, created=False)
+        await self._repo.keep_payment_token(ctx.session, placed.order_id, payment_token)
+        await self._repo.save(ctx, Order(placed.order_id), Order.place(placed), _now())
+        return PlacementResult(placed.order_id, created=True)
+
+
 class OrderPlacement:
-    """Places orders from the API: one transaction records the order and its first command."""
+    """Places orders from the API: one transaction of its own records the order and its first command."""
 
     def __init__(self, db: Database, repository: OrderRepository, registry: MessageRegistry, notify: Any) -> None:
         self._db = db
@@ -177,21 +226,15 @@ class OrderPlacement:
         self._registry = registry
         self._outbox = Outbox()
         self._notify = notify
+        self._recorder = PlacementRecorder(repository)
 
     async def place(self, placed: OrderPlaced, payment_token: str) -> PlacementResult:
         async with self._db.transaction() as session:
-            existing = await self._repo.find_by_reference(session, placed.channel.value, placed.external_reference)
-            if existing is not None:
-                return PlacementResult(existing, created=False)
-            if not await self._repo.claim_reference(session, placed):
-                # Lost a race with the same submission: the winner's order is the order.
-                raise _ReferenceTakenError
-            await self._repo.keep_payment_token(session, placed.order_id, payment_token)
-            ctx = self._context(session)
-            await self._repo.save(ctx, Order(placed.order_id), Order.place(placed), _now())
-        self._notify()
-        log.info("order placed", order_id=str(placed.order_id), channel=placed.channel.value)
-        return PlacementResult(placed.order_id, created=True)
+            result = await self._recorder.place(self._context(session), placed, payment_token)
+        if result.created:
+            self._notify()
+            log.info("order placed", order_id=str(placed.order_id), channel=placed.channel.value)
+        return result
 
     async def place_once(self, placed: OrderPlaced, payment_token: str) -> PlacementResult:
         try:
@@ -210,6 +253,82 @@ class OrderPlacement:
 
 class _ReferenceTakenError(Exception):
     pass
+
+
+class OrderIntake:
+    """Orders submitted on the intake topic (`SubmitOrder`), placed in the consumer's transaction.
+
+    Submissions that fail validation never reach `on_submit_order`: the runtime calls
+    `on_invalid_submission`, which answers the sender with `OrderIntakeRejected`, and dead-letters them.
+    """
+
+    def __init__(self, repository: OrderRepository) -> None:
+        self._recorder = PlacementRecorder(repository)
+
+    def handler_map(self) -> HandlerMap:
+        handlers = HandlerMap()
+        handlers.register(SubmitOrder, self.on_submit_order)
+        return handlers
+
+    async def on_submit_order(self, ctx: MessageContext, submission: SubmitOrder) -> None:
+        result = await self._recorder.place(
+            ctx, order_placed(submission, submission.order_id), submission.payment_token
+        )
+        if result.created:
+            log.info("order placed from intake", order_id=str(result.order_id), channel=submission.channel.value)
+        else:
+            log.info(
+                "intake submission refers to an existing order; nothing placed",
+                order_id=str(result.order_id),
+                submitted_order_id=str(submission.order_id),
+                channel=submission.channel.value,
+                external_reference=submission.external_reference,
+            )
+
+    async def on_invalid_submission(
+        self, ctx: MessageContext, envelope: Envelope, error: ContractViolationError
+    ) -> None:
+        payload = envelope.payload
+        channel = _text(payload.get("channel"))
+        reference = _text(payload.get("external_reference"))
+        order_id = _rejection_order_id(payload, channel, reference, envelope.correlation_id)
+        if order_id is None:
+            log.warning("invalid intake submission without an order id to answer to", reason=error.reason)
+            return
+        errors = error.errors or [FieldProblem(field="(root)", message=error.reason)]
+        await ctx.emit(
+            OrderIntakeRejected(order_id=order_id, channel=channel, external_reference=reference, errors=errors)
+        )
+        log.warning(
+            "intake submission rejected",
+            order_id=str(order_id),
+            channel=channel,
+            external_reference=reference,
+            fields=[e.field for e in errors],
+        )
+
+
+def _text(value: object, limit: int = 200) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def _uuid(value: object) -> UUID | None:
+    try:
+        return UUID(str(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _rejection_order_id(
+    payload: dict[str, Any], channel: str | None, reference: str | None, correlation_id: str
+) -> UUID | None:
+    """The id the sender keyed its submission by; else the one it should have; else the envelope's."""
+    submitted = _uuid(payload.get("order_id"))
+    if submitted is not None:
+        return submitted
+    if channel in {c.value for c in Channel} and reference is not None:
+        return order_id_for(channel, reference)
+    return _uuid(correlation_id)
 
 
 class DeadlineSweeper:

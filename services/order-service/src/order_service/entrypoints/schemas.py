@@ -4,22 +4,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oms_events.values import Address, Channel, CurrencyCode, Customer, DeliveryMethod, OrderLine
+from oms_events.values import OrderSubmission
 
 
-class PlaceOrderRequest(BaseModel):
-    """An order from a sales channel. Amounts are integers in the currency's minor units."""
+class PlaceOrderRequest(OrderSubmission):
+    """An order from a sales channel. Amounts are integers in the currency's minor units.
+
+    The fields and their rules are `OrderSubmission`'s, shared with `SubmitOrder` on the intake topic,
+    so both paths accept and refuse the same orders; HTTP also refuses unknown fields."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    channel: Channel
-    external_reference: str = Field(min_length=1, max_length=100, description="The channel's own order number")
-    customer: Customer
-    lines: list[OrderLine] = Field(min_length=1, max_length=200)
-    currency: CurrencyCode
-    shipping_address: Address
-    delivery_method: DeliveryMethod
-    payment_token: str = Field(min_length=1, max_length=128, description="A payment token, never card data")
 
 
 class FieldError(BaseModel):
