@@ -99,14 +99,13 @@ async def test_an_order_placed_over_http_first_is_not_placed_again_from_intake(s
     )
     assert response.status_code == 201, response.text
     http_order_id = response.json()["order_id"]
+    assert http_order_id == envelope.correlation_id, "both paths derive the same id from channel + reference"
     await submit(system, envelope, envelope.correlation_id)
 
     # A valid submission after it, on the same partition, proves the first one was consumed.
     marker = submission(sku)
     await submit(system, marker, envelope.correlation_id)
     await placed(system, marker.correlation_id, {"shipped"})
-    async with system.http() as http:
-        assert (await http.get(f"/orders/{envelope.correlation_id}")).status_code == 404
     assert order_placed_count(await system.envelopes(topics.ORDERS_EVENTS, http_order_id)) == 1
 
 

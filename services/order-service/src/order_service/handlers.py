@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -456,10 +456,6 @@ class DeadlineSweeper:
             command=row["command_type"],
             attempt=attempts + 1,
         )
-
-
-def new_order_id() -> UUID:
-    return uuid4()
 
 
 class OrderQueries:

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from oms_events.messages import OrderPlaced
+from oms_events.values import order_id_for
 from oms_runtime.logging import get_logger
 from order_service.adapters.idempotency import IdempotencyStore
 from order_service.domain.order import ActionNotAllowedError
@@ -23,7 +23,13 @@ from order_service.entrypoints.schemas import (
     OperatorActionRequest,
     PlaceOrderRequest,
 )
-from order_service.handlers import OrderCommands, OrderNotFoundError, OrderPlacement, OrderQueries, new_order_id
+from order_service.handlers import (
+    OrderCommands,
+    OrderNotFoundError,
+    OrderPlacement,
+    OrderQueries,
+    order_placed,
+)
 from order_service.views import OrderView
 
 log = get_logger(__name__)
@@ -149,17 +155,8 @@ def create_app(
                 response.status_code = status.HTTP_200_OK
                 response.headers["Idempotent-Replayed"] = "true"
                 return await visible_view(earlier.order_id, principal) or not_found(earlier.order_id)
-        placed = OrderPlaced(
-            order_id=new_order_id(),
-            channel=body.channel,
-            external_reference=body.external_reference,
-            customer=body.customer,
-            lines=body.lines,
-            currency=body.currency,
-            total_minor=sum(line.quantity * line.unit_price_minor for line in body.lines),
-            shipping_address=body.shipping_address,
-            delivery_method=body.delivery_method,
-        )
+        # The same id whichever way the order comes in (HTTP or the intake topic).
+        placed = order_placed(body, order_id_for(body.channel, body.external_reference))
         try:
             result = await placement.place_once(placed, body.payment_token)
         except BaseException:
