@@ -1,0 +1,135 @@
+"""Saga deadlines on the real PostgreSQL: overdue commands are re-sent, then compensated or parked,
+the state lives in the database (a new sweeper, as after a restart, carries on), and an operator's
+retry puts a parked order back on its way."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest_asyncio
+from order_test_builders import placed_order
+from sqlalchemy import select
+
+from oms_events import Message, default_registry
+from oms_events.messages import CapturePayment, Command, ReleaseStock, ReserveStock, StockReserved
+from oms_events.values import Allocation
+from oms_runtime.db import Database
+from oms_runtime.eventstore import EventStore
+from oms_runtime.testing import HandlerHarness, throwaway_schema
+from order_service.adapters.order_repository import OrderRepository
+from order_service.adapters.projection import OrderProjection, projection_metadata
+from order_service.adapters.tables import metadata, saga_steps
+from order_service.domain.order import Order, OrderStatus
+from order_service.handlers import DeadlineSweeper, OrderCommands, OrderPlacement, OrderSaga
+
+REGISTRY = default_registry()
+STEP = timedelta(milliseconds=100)
+
+
+@pytest_asyncio.fixture
+async def db() -> AsyncIterator[Database]:
+    async with throwaway_schema("test_deadlines", metadata, projection_metadata) as database:
+        yield database
+
+
+def repository() -> OrderRepository:
+    return OrderRepository(EventStore(), REGISTRY, STEP, OrderProjection())
+
+
+def sweeper(db: Database) -> DeadlineSweeper:
+    """A new sweeper each time: nothing is remembered in memory between sweeps, as after a restart."""
+    return DeadlineSweeper(
+        db, repository(), REGISTRY, step_timeout=STEP, max_attempts=2, interval_s=60, notify=lambda: None
+    )
+
+
+async def sweep_when_due(db: Database, waits: int = 1) -> int:
+    await asyncio.sleep(STEP.total_seconds() * (waits + 1) + 0.05)
+    return await sweeper(db).sweep()
+
+
+async def order(db: Database, order_id: UUID) -> Order:
+    async with db.transaction() as session:
+        return await repository().load(session, order_id)
+
+
+async def saga_row(db: Database, order_id: UUID) -> dict[str, Any] | None:
+    async with db.transaction() as session:
+        row = (await session.execute(select(saga_steps).where(saga_steps.c.order_id == order_id))).mappings().first()
+        return dict(row) if row else None
+
+
+async def commands(harness: HandlerHarness, order_id: UUID) -> list[type[Message]]:
+    """The commands sent for the order, in order (the outbox also holds its events)."""
+    return [type(m) for m in await harness.emitted(order_id) if isinstance(m, Command)]
+
+
+async def place(db: Database) -> UUID:
+    placed = placed_order()
+    await OrderPlacement(db, repository(), REGISTRY, notify=lambda: None).place(placed, "tok_approve")
+    return placed.order_id
+
+
+async def test_no_reply_to_the_reservation_is_re_sent_then_compensated(db: Database) -> None:
+    harness = HandlerHarness(db, "order-service", OrderSaga(repository()).handler_map())
+    order_id = await place(db)
+    assert await sweeper(db).sweep() == 0, "nothing is due before the deadline"
+
+    assert await sweep_when_due(db) == 1
+    assert (await saga_row(db, order_id) or {})["attempts"] == 2
+    assert await commands(harness, order_id) == [ReserveStock, ReserveStock]
+    assert (await order(db, order_id)).status is OrderStatus.PLACED
+
+    # The second send went unanswered too: release whatever may have been reserved, then reject.
+    assert await sweep_when_due(db, waits=2) == 1
+    assert (await order(db, order_id)).status is OrderStatus.RELEASING_STOCK
+    emitted = await commands(harness, order_id)
+    assert emitted[-1] is ReleaseStock
+    assert (await saga_row(db, order_id) or {})["command_type"] == "ReleaseStock"
+
+
+async def test_an_unknown_capture_outcome_parks_the_order_until_an_operator_retries(db: Database) -> None:
+    saga = OrderSaga(repository())
+    harness = HandlerHarness(db, "order-service", saga.handler_map())
+    order_id = await place(db)
+    reserved = StockReserved(
+        order_id=order_id,
+        reservation_id=uuid4(),
+        allocations=[Allocation(sku="SKU-A", warehouse_id="WH-1", quantity=2)],
+    )
+    await harness.send(reserved)
+    assert (await order(db, order_id)).status is OrderStatus.AWAITING_PAYMENT
+
+    await sweep_when_due(db)
+    await sweep_when_due(db, waits=2)
+    parked = await order(db, order_id)
+    assert parked.status is OrderStatus.NEEDS_ATTENTION
+    assert "payment may or may not have been captured" in (parked.attention_reason or "")
+    row = await saga_row(db, order_id)
+    assert row is not None
+    assert row["state"] == "parked"
+    captures_before = (await commands(harness, order_id)).count(CapturePayment)
+    assert captures_before == 2
+
+    # Parked means parked: no more automatic re-sends, however long it waits.
+    assert await sweep_when_due(db, waits=3) == 0
+    assert (await commands(harness, order_id)).count(CapturePayment) == captures_before
+
+    await OrderCommands(db, repository(), REGISTRY, notify=lambda: None).operator_action(
+        order_id, "retry", "ops-ana", "payment-service is back"
+    )
+    assert (await order(db, order_id)).status is OrderStatus.AWAITING_PAYMENT
+    assert (await commands(harness, order_id)).count(CapturePayment) == captures_before + 1
+    row = await saga_row(db, order_id)
+    assert row is not None
+    assert (row["state"], row["attempts"]) == ("waiting", 1)
+    timeline = [type(e).__name__ for e in await harness_history(db, order_id)]
+    assert timeline[-3:] == ["OrderStepTimedOut", "OrderNeedsAttention", "OrderOperatorActionTaken"]
+
+
+async def harness_history(db: Database, order_id: UUID) -> list[Message]:
+    async with db.transaction() as session:
+        stored = await repository().history(session, order_id)
+    return [REGISTRY.decode(s.envelope) for s in stored]
