@@ -193,6 +193,26 @@ class OrderOperatorActionTaken(Event):
     note: str
 
 
+class OrderPutOnHold(Event):
+    """The order was put on hold before its payment: by an operator (`held_by` names them) or by a risk
+    rule (`held_by` is `risk-rule`). Nothing more happens to it until the hold is released or the order
+    is cancelled."""
+
+    topic = topics.ORDERS_EVENTS
+
+    reason: str
+    held_by: str
+
+
+class OrderHoldReleased(Event):
+    """An operator released the order's hold; the saga goes on (its payment is captured)."""
+
+    topic = topics.ORDERS_EVENTS
+
+    released_by: str
+    note: str
+
+
 class SubmitOrder(Command, OrderSubmission):
     """An upstream system places an order on the intake topic: exactly what `POST /orders` takes.
 
@@ -375,6 +395,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     OrderCancelled,
     OrderNeedsAttention,
     OrderOperatorActionTaken,
+    OrderPutOnHold,
+    OrderHoldReleased,
     SubmitOrder,
     OrderIntakeRejected,
     ReserveStock,
