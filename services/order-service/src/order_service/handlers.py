@@ -61,8 +61,9 @@ class OrderNotFoundError(Exception):
 class OrderSaga:
     """Reacts to the participants' replies: each one moves the order and sends the next command."""
 
-    def __init__(self, repository: OrderRepository) -> None:
+    def __init__(self, repository: OrderRepository, hold_above_minor: int = 0) -> None:
         self._repo = repository
+        self._hold_above_minor = hold_above_minor
 
     @property
     def repository(self) -> OrderRepository:
@@ -93,7 +94,7 @@ class OrderSaga:
         if token is None:
             log.info("stock reserved for an order past payment; ignored", status=str(order.status))
             return
-        await self._repo.save(ctx, order, order.on_stock_reserved(reply, token), _now())
+        await self._repo.save(ctx, order, order.on_stock_reserved(reply, token, self._hold_above_minor), _now())
 
     async def on_stock_reservation_failed(self, ctx: MessageContext, reply: StockReservationFailed) -> None:
         order = await self._order(ctx, reply.order_id)
@@ -173,6 +174,22 @@ class OrderCommands:
 
         await self._act(order_id, decide)
         log.info("operator action", order_id=str(order_id), action=action, operator=operator)
+
+    async def put_on_hold(self, order_id: UUID, reason: str, held_by: str) -> None:
+        async def decide(order: Order, _: AsyncSession) -> Decision:
+            return order.put_on_hold(reason, held_by)
+
+        await self._act(order_id, decide)
+        log.info("order put on hold", order_id=str(order_id), held_by=held_by)
+
+    async def release_hold(self, order_id: UUID, released_by: str, note: str) -> None:
+        async def decide(order: Order, session: AsyncSession) -> Decision:
+            # Kept until the order is final, for the capture that the release sends.
+            token = await self._repo.payment_token(session, order_id)
+            return order.release_hold(released_by, note, token)
+
+        await self._act(order_id, decide)
+        log.info("order hold released", order_id=str(order_id), released_by=released_by)
 
 
 def order_placed(submission: OrderSubmission, order_id: UUID) -> OrderPlaced:
@@ -488,6 +505,8 @@ class OrderQueries:
             cancel_reason=order.cancel_reason,
             attention_step=order.attention_step.value if order.attention_step else None,
             attention_reason=order.attention_reason,
+            hold_reason=order.hold_reason if order.held else None,
+            held_by=order.held_by if order.held else None,
             shipments=[ShipmentView(**vars(s)) for s in order.shipments],
             timeline=[
                 TimelineEntry(at=s.envelope.occurred_at, event=s.envelope.type, description=describe(e))

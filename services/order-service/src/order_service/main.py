@@ -37,6 +37,12 @@ class OrderSettings(ServiceSettings):
     saga_sweep_interval_s: float = Field(default=1.0, gt=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
     api_keys: str = Field(default="[]", description="JSON list of {name, key, role: ops|channel, channel}")
+    hold_above_minor: int = Field(
+        default=500_000,
+        ge=0,
+        description="Risk rule: an order whose total (minor units) is above this goes on hold when its stock "
+        "is reserved, until an operator releases it; 0 disables the rule",
+    )
     tracking_token_secret: SecretStr = Field(
         default=SecretStr(""), description="HMAC secret of the customers' tracking tokens (required)"
     )
@@ -53,7 +59,7 @@ def build(settings: OrderSettings) -> ServiceHost:
     host = ServiceHost(SERVICE, settings, metadata=[metadata, projection_metadata])
     step_timeout = timedelta(seconds=settings.saga_step_timeout_s)
     repository = OrderRepository(EventStore(), host.registry, step_timeout, OrderProjection())
-    for spec in consumers(OrderSaga(repository), group_id=SERVICE):
+    for spec in consumers(OrderSaga(repository, settings.hold_above_minor), group_id=SERVICE):
         host.add_consumer(spec)
 
     redis = Redis.from_url(settings.redis_url)

@@ -13,7 +13,7 @@ import binascii
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from sqlalchemy import Select, or_, select, tuple_
@@ -32,6 +32,15 @@ from order_service.query_views import (
 MAX_PAGE = 200
 MAX_STUCK = 1000
 NEEDS_ATTENTION = "needs_attention"
+ON_HOLD = "on_hold"
+
+
+def _stuck_reason(status: str) -> Literal["needs_attention", "no_progress", "on_hold"]:
+    if status == NEEDS_ATTENTION:
+        return "needs_attention"
+    if status == ON_HOLD:
+        return "on_hold"  # waits for an operator to release or cancel it
+    return "no_progress"
 
 
 class InvalidQueryError(ValueError):
@@ -159,7 +168,7 @@ class OrderSearch:
                     last_event_at=row.last_event_at,
                     last_event_type=row.last_event_type,
                     stuck_for_s=max((now - row.last_event_at).total_seconds(), 0.0),
-                    reason="needs_attention" if row.status == NEEDS_ATTENTION else "no_progress",
+                    reason=_stuck_reason(row.status),
                 )
                 for row in rows
             ],

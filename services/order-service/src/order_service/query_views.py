@@ -17,6 +17,7 @@ OrderStatusName = Literal[
     "cancelling",
     "cancelled",
     "needs_attention",
+    "on_hold",
 ]
 ShipmentStatusName = Literal["not_shipped", "partially_shipped", "shipped"]
 
@@ -53,7 +54,7 @@ class StuckOrderView(BaseModel):
     last_event_at: datetime
     last_event_type: str
     stuck_for_s: float = Field(description="Seconds since the order's latest event")
-    reason: Literal["needs_attention", "no_progress"]
+    reason: Literal["needs_attention", "no_progress", "on_hold"]
 
 
 class StuckOrders(BaseModel):

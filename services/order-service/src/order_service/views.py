@@ -41,6 +41,10 @@ class OrderView(BaseModel):
     cancel_reason: str | None = None
     attention_step: str | None = None
     attention_reason: str | None = None
+    hold_reason: str | None = Field(
+        default=None, description="Set while the order is on hold, or held until its stock is reserved"
+    )
+    held_by: str | None = None
     tracking_token: str | None = Field(
         default=None, description="Give it to the customer: GET /orders/{id}/tracking?token="
     )

@@ -16,6 +16,18 @@ flight when the cancel came (StockReserved, PaymentCaptured) is taken into accou
 A step without a reply after every re-send is compensated (no stock answer: release and reject) or,
 where the outcome is unknown or a compensation fails, parks the order in `needs_attention` until an
 operator retries, skips or resolves it.
+
+Holds stop an order before its payment. A risk rule (an amount threshold) puts the order `on_hold`
+when its stock is reserved, instead of capturing; an operator may hold an order while it is `placed`
+(the hold waits for the reservation's answer, then the order goes `on_hold` instead of capturing).
+Once CapturePayment is sent a hold can no longer stop it, so later holds are refused. An order on
+hold waits for a human, with no deadline: a release captures the payment, a cancel releases the stock.
+
+    placed --StockReserved [held, or total above the threshold]--> on_hold --release--> awaiting_payment
+                                                                       |
+                                                                       | cancel: ReleaseStock
+                                                                       v
+                                                                   cancelling --StockReleased--> cancelled
 """
 
 from collections.abc import Iterable
@@ -32,12 +44,14 @@ from oms_events.messages import (
     OrderCancellationRequested,
     OrderCancelled,
     OrderConfirmed,
+    OrderHoldReleased,
     OrderNeedsAttention,
     OrderOperatorActionTaken,
     OrderPaymentCaptured,
     OrderPaymentDeclined,
     OrderPaymentRefunded,
     OrderPlaced,
+    OrderPutOnHold,
     OrderRejected,
     OrderShipped,
     OrderStepTimedOut,
@@ -70,6 +84,7 @@ class OrderStatus(StrEnum):
     CANCELLING = "cancelling"
     CANCELLED = "cancelled"
     NEEDS_ATTENTION = "needs_attention"
+    ON_HOLD = "on_hold"
 
     @property
     def terminal(self) -> bool:
@@ -110,6 +125,9 @@ class Decision:
 
 NOTHING = Decision()
 
+RISK_RULE = "risk-rule"
+"""`held_by` of the holds the amount threshold puts on orders."""
+
 
 @dataclass(frozen=True)
 class ShipmentInfo:
@@ -141,6 +159,14 @@ class Order:
     attention_step: Step | None = None
     attention_reason: str | None = None
     status_before_attention: OrderStatus | None = None
+    hold_pending: bool = False  # held while `placed`: goes on hold when the stock is reserved
+    hold_reason: str | None = None
+    held_by: str | None = None
+
+    @property
+    def held(self) -> bool:
+        """On hold, or to be put on hold when the reservation answers."""
+        return self.status is OrderStatus.ON_HOLD or (self.status is OrderStatus.PLACED and self.hold_pending)
 
     # ------------------------------------------------------------------ state
 
@@ -163,7 +189,21 @@ class Order:
             case OrderStockReserved():
                 self.reservation_id = event.reservation_id
                 self.allocations = tuple(event.allocations)
-                self.status = OrderStatus.AWAITING_PAYMENT
+                self.status = OrderStatus.ON_HOLD if self.hold_pending else OrderStatus.AWAITING_PAYMENT
+                self.hold_pending = False
+            case OrderPutOnHold():
+                self.hold_reason = event.reason
+                self.held_by = event.held_by
+                if self.status is OrderStatus.PLACED:
+                    self.hold_pending = True
+                else:
+                    self.status = OrderStatus.ON_HOLD
+            case OrderHoldReleased():
+                self.hold_pending = False
+                self.hold_reason = None
+                self.held_by = None
+                if self.status is OrderStatus.ON_HOLD:
+                    self.status = OrderStatus.AWAITING_PAYMENT
             case OrderConfirmed():
                 self.payment_id = event.payment_id
                 self.payment_amount = event.amount_minor
@@ -250,25 +290,39 @@ class Order:
             ),
         )
 
-    def on_stock_reserved(self, reply: StockReserved, payment_token: str) -> Decision:
+    def on_stock_reserved(self, reply: StockReserved, payment_token: str, hold_above_minor: int = 0) -> Decision:
+        """Capture the payment, unless the order is held or its total is above `hold_above_minor`
+        (the risk rule; 0 disables it): then it goes on hold and nothing is sent."""
         placed = self._require()
         if self.status is not OrderStatus.PLACED:
             return NOTHING
-        return Decision(
-            events=(
-                OrderStockReserved(
-                    order_id=self.order_id, reservation_id=reply.reservation_id, allocations=reply.allocations
-                ),
-            ),
-            commands=(
-                CapturePayment(
-                    order_id=self.order_id,
-                    customer_id=placed.customer.customer_id,
-                    amount_minor=placed.total_minor,
-                    currency=placed.currency,
-                    payment_token=payment_token,
-                ),
-            ),
+        reserved = OrderStockReserved(
+            order_id=self.order_id, reservation_id=reply.reservation_id, allocations=reply.allocations
+        )
+        if self.hold_pending:
+            return Decision(events=(reserved,))
+        if 0 < hold_above_minor < placed.total_minor:
+            return Decision(
+                events=(
+                    reserved,
+                    OrderPutOnHold(
+                        order_id=self.order_id,
+                        reason=f"order total {placed.total_minor} {placed.currency} (minor units) is above the "
+                        f"risk threshold {hold_above_minor}",
+                        held_by=RISK_RULE,
+                    ),
+                )
+            )
+        return Decision(events=(reserved,), commands=(self._capture(payment_token),))
+
+    def _capture(self, payment_token: str) -> CapturePayment:
+        placed = self._require()
+        return CapturePayment(
+            order_id=self.order_id,
+            customer_id=placed.customer.customer_id,
+            amount_minor=placed.total_minor,
+            currency=placed.currency,
+            payment_token=payment_token,
         )
 
     def on_stock_reservation_failed(self, reply: StockReservationFailed) -> Decision:
@@ -389,6 +443,11 @@ class Order:
         if self.status is OrderStatus.AWAITING_PAYMENT:
             # The capture is in flight: its answer decides between refund-then-release and release.
             return Decision(events=(requested,))
+        if self.status is OrderStatus.ON_HOLD:
+            # The payment was never attempted: release the stock.
+            return Decision(
+                events=(requested,), commands=(ReleaseStock(order_id=self.order_id, reason="order cancelled"),)
+            )
         raise ActionNotAllowedError(
             {
                 OrderStatus.CONFIRMED: "fulfilment has started; cancelling a shipment in progress is not supported",
@@ -424,6 +483,43 @@ class Order:
             return NOTHING
         return self._park(Step.REFUND_PAYMENT, f"refund failed: {reply.reason_code}: {reply.reason}")
 
+    # ------------------------------------------------------------------ holds
+
+    def put_on_hold(self, reason: str, held_by: str) -> Decision:
+        """An operator holds the order. Only while `placed`: once CapturePayment is sent, a hold
+        cannot stop it."""
+        self._require()
+        if self.status is OrderStatus.PLACED and not self.hold_pending:
+            return Decision(events=(OrderPutOnHold(order_id=self.order_id, reason=reason, held_by=held_by),))
+        if self.held:
+            raise ActionNotAllowedError(f"the order is on hold already (held by {self.held_by}: {self.hold_reason})")
+        raise ActionNotAllowedError(
+            {
+                OrderStatus.AWAITING_PAYMENT: "its payment capture has been sent; a hold can no longer stop it",
+                OrderStatus.CONFIRMED: "the order is paid and being fulfilled",
+                OrderStatus.PARTIALLY_SHIPPED: "the order has shipped in part",
+                OrderStatus.SHIPPED: "the order has shipped",
+                OrderStatus.CANCELLING: "the order is being cancelled",
+                OrderStatus.CANCELLED: "the order is cancelled",
+                OrderStatus.REJECTED: "the order was rejected",
+                OrderStatus.RELEASING_STOCK: "the order is being rejected",
+                OrderStatus.NEEDS_ATTENTION: "the order waits for an operator action",
+            }.get(self.status or OrderStatus.PLACED, f"status {self.status}")
+        )
+
+    def release_hold(self, released_by: str, note: str, payment_token: str | None) -> Decision:
+        """On hold: capture the payment (the saga goes on). Held while `placed`: clear the pending
+        hold, so that the reservation's answer captures as usual."""
+        self._require()
+        released = OrderHoldReleased(order_id=self.order_id, released_by=released_by, note=note)
+        if self.status is OrderStatus.PLACED and self.hold_pending:
+            return Decision(events=(released,))
+        if self.status is not OrderStatus.ON_HOLD:
+            raise ActionNotAllowedError("the order is not on hold")
+        if payment_token is None:
+            raise ActionNotAllowedError("the order's payment token is no longer kept; cancel the order instead")
+        return Decision(events=(released,), commands=(self._capture(payment_token),))
+
     # ------------------------------------------------------------------ deadlines and operators
 
     def _park(self, step: Step, reason: str, *before: Event) -> Decision:
@@ -432,7 +528,11 @@ class Order:
     def on_step_timed_out(self, step: Step, attempts: int) -> Decision:
         """Every re-send of `step` went unanswered."""
         self._require()
-        if self.status is None or self.status.terminal or self.status is OrderStatus.NEEDS_ATTENTION:
+        if (
+            self.status is None
+            or self.status.terminal
+            or self.status in (OrderStatus.NEEDS_ATTENTION, OrderStatus.ON_HOLD)
+        ):
             return NOTHING
         timed_out = OrderStepTimedOut(order_id=self.order_id, step=step.value, attempts=attempts)
         if step is Step.RESERVE_STOCK and self.status is OrderStatus.PLACED:

@@ -5,12 +5,14 @@ from oms_events.messages import (
     OrderCancellationRequested,
     OrderCancelled,
     OrderConfirmed,
+    OrderHoldReleased,
     OrderNeedsAttention,
     OrderOperatorActionTaken,
     OrderPaymentCaptured,
     OrderPaymentDeclined,
     OrderPaymentRefunded,
     OrderPlaced,
+    OrderPutOnHold,
     OrderRejected,
     OrderShipped,
     OrderStepTimedOut,
@@ -51,5 +53,9 @@ def describe(event: Message) -> str:
             return f"Needs an operator ({event.step}): {event.reason}"
         case OrderOperatorActionTaken():
             return f"Operator {event.operator} chose {event.action}: {event.note}"
+        case OrderPutOnHold():
+            return f"Put on hold by {event.held_by}: {event.reason}"
+        case OrderHoldReleased():
+            return f"Hold released by {event.released_by}: {event.note}"
         case _:
             return type(event).__name__
