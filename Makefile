@@ -11,7 +11,7 @@ SERVICES := deploy/local/services.sh
 PACKAGES := -p oms_events -p oms_runtime -p order_service -p inventory_service -p payment_service -p fulfilment_service -p notification_service
 TEST_DIRS := libs/events/tests libs/runtime/tests $(wildcard services/*/tests) tests/integration
 
-.PHONY: help install infra infra-down run demo down test lint types schemas unit integration bench logs
+.PHONY: help install infra infra-down run demo down test lint types schemas openapi unit integration bench logs
 
 help:
 	@echo "make run     install, start Kafka/PostgreSQL/Redis and the five services, place demo orders"
@@ -50,6 +50,9 @@ types:
 
 schemas:
 	$(UV) run --frozen python -m oms_events.schema --write
+
+openapi:
+	$(UV) run --frozen python -m order_service.openapi --write
 
 unit:
 	$(UV) run --frozen pytest libs services -q
