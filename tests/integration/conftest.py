@@ -117,6 +117,8 @@ async def system() -> AsyncIterator[System]:
         "CONSUMER_MAX_ATTEMPTS": "3",
         "CONSUMER_RETRY_BACKOFF_S": "0.1",
         "SAGA_STEP_TIMEOUT_S": "20",
+        # Far above the other tests' totals: only test_order_holds.py places orders that big.
+        "HOLD_ABOVE_MINOR": "1000000",
         "API_KEYS": API_KEYS,
         "TRACKING_TOKEN_SECRET": "integration-tracking-secret-0123456789",
     }

@@ -20,8 +20,10 @@ from order_service.entrypoints.schemas import (
     CancelOrderRequest,
     ErrorBody,
     FieldError,
+    HoldRequest,
     OperatorActionRequest,
     PlaceOrderRequest,
+    ReleaseHoldRequest,
 )
 from order_service.handlers import (
     OrderCommands,
@@ -215,6 +217,48 @@ def create_app(
             return error_response(status.HTTP_404_NOT_FOUND, "order_not_found", f"No order {order_id}.")
         except ActionNotAllowedError as exc:
             return error_response(status.HTTP_409_CONFLICT, "action_not_allowed", str(exc))
+        return await visible_view(order_id, principal) or not_found(order_id)
+
+    @app.post(
+        "/orders/{order_id}/hold",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=OrderView,
+        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    )
+    async def hold_order(
+        order_id: UUID, body: HoldRequest, principal: Annotated[Principal, Depends(ops_key)]
+    ) -> OrderView | JSONResponse:
+        """Puts an order on hold before its payment: allowed while it is `placed` (it goes `on_hold`
+        when its stock is reserved, instead of capturing). 409 once the capture is sent."""
+        try:
+            await commands.put_on_hold(order_id, body.reason, body.held_by)
+        except OrderNotFoundError:
+            return not_found(order_id)
+        except ActionNotAllowedError as exc:
+            return error_response(
+                status.HTTP_409_CONFLICT, "hold_not_allowed", f"The order cannot be put on hold: {exc}."
+            )
+        return await visible_view(order_id, principal) or not_found(order_id)
+
+    @app.post(
+        "/orders/{order_id}/release-hold",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=OrderView,
+        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    )
+    async def release_hold(
+        order_id: UUID, body: ReleaseHoldRequest, principal: Annotated[Principal, Depends(ops_key)]
+    ) -> OrderView | JSONResponse:
+        """Releases an order's hold: an order `on_hold` has its payment captured and goes on; a hold
+        placed before the stock was reserved is simply cleared. 409 when the order is not held."""
+        try:
+            await commands.release_hold(order_id, body.released_by, body.note)
+        except OrderNotFoundError:
+            return not_found(order_id)
+        except ActionNotAllowedError as exc:
+            return error_response(
+                status.HTTP_409_CONFLICT, "release_not_allowed", f"The hold cannot be released: {exc}."
+            )
         return await visible_view(order_id, principal) or not_found(order_id)
 
     @app.get("/health/live", include_in_schema=False)

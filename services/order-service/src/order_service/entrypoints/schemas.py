@@ -35,6 +35,24 @@ class CancelOrderRequest(BaseModel):
     requested_by: str = Field(default="customer", min_length=1, max_length=100)
 
 
+class HoldRequest(BaseModel):
+    """Put an order on hold before its payment (ops)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: str = Field(min_length=1, max_length=500)
+    held_by: str = Field(min_length=1, max_length=100)
+
+
+class ReleaseHoldRequest(BaseModel):
+    """Release an order's hold: its payment is captured and the saga goes on (ops)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    released_by: str = Field(min_length=1, max_length=100)
+    note: str = Field(min_length=1, max_length=1000)
+
+
 class OperatorActionRequest(BaseModel):
     """retry: send the parked step's command again; skip: treat a failed compensation as done and
     continue; resolve: the order was settled outside the system, close it."""
