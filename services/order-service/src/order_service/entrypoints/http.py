@@ -103,6 +103,18 @@ def create_app(
     def not_found(order_id: UUID) -> JSONResponse:
         return error_response(status.HTTP_404_NOT_FOUND, "order_not_found", f"No order {order_id}.")
 
+    async def after_command(
+        order_id: UUID, principal: Principal, command: Awaitable[None], conflict: str, explain: str
+    ) -> OrderView | JSONResponse:
+        """Runs a command on an order; the order as it is then, or 404, or 409 saying why not."""
+        try:
+            await command
+        except OrderNotFoundError:
+            return not_found(order_id)
+        except ActionNotAllowedError as exc:
+            return error_response(status.HTTP_409_CONFLICT, conflict, explain.format(exc))
+        return await visible_view(order_id, principal) or not_found(order_id)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # A dependency (database, cache) failing is the usual cause: the client may retry.
@@ -190,15 +202,13 @@ def create_app(
         (refund, then stock release); the order ends `cancelled`. 409 when it is too late."""
         if await visible_view(order_id, principal) is None:
             return not_found(order_id)
-        try:
-            await commands.cancel(order_id, body.reason, body.requested_by)
-        except OrderNotFoundError:
-            return error_response(status.HTTP_404_NOT_FOUND, "order_not_found", f"No order {order_id}.")
-        except ActionNotAllowedError as exc:
-            return error_response(
-                status.HTTP_409_CONFLICT, "cancel_not_allowed", f"The order cannot be cancelled: {exc}."
-            )
-        return await visible_view(order_id, principal) or not_found(order_id)
+        return await after_command(
+            order_id,
+            principal,
+            commands.cancel(order_id, body.reason, body.requested_by),
+            "cancel_not_allowed",
+            "The order cannot be cancelled: {}.",
+        )
 
     @app.post(
         "/orders/{order_id}/actions",
@@ -211,13 +221,13 @@ def create_app(
     ) -> OrderView | JSONResponse:
         """For an order in `needs_attention`: retry the parked step, skip a failed compensation, or
         resolve the order by hand. The action is recorded in the order's timeline."""
-        try:
-            await commands.operator_action(order_id, body.action, body.operator, body.note)
-        except OrderNotFoundError:
-            return error_response(status.HTTP_404_NOT_FOUND, "order_not_found", f"No order {order_id}.")
-        except ActionNotAllowedError as exc:
-            return error_response(status.HTTP_409_CONFLICT, "action_not_allowed", str(exc))
-        return await visible_view(order_id, principal) or not_found(order_id)
+        return await after_command(
+            order_id,
+            principal,
+            commands.operator_action(order_id, body.action, body.operator, body.note),
+            "action_not_allowed",
+            "{}",
+        )
 
     @app.post(
         "/orders/{order_id}/hold",
@@ -230,15 +240,13 @@ def create_app(
     ) -> OrderView | JSONResponse:
         """Puts an order on hold before its payment: allowed while it is `placed` (it goes `on_hold`
         when its stock is reserved, instead of capturing). 409 once the capture is sent."""
-        try:
-            await commands.put_on_hold(order_id, body.reason, body.held_by)
-        except OrderNotFoundError:
-            return not_found(order_id)
-        except ActionNotAllowedError as exc:
-            return error_response(
-                status.HTTP_409_CONFLICT, "hold_not_allowed", f"The order cannot be put on hold: {exc}."
-            )
-        return await visible_view(order_id, principal) or not_found(order_id)
+        return await after_command(
+            order_id,
+            principal,
+            commands.put_on_hold(order_id, body.reason, body.held_by),
+            "hold_not_allowed",
+            "The order cannot be put on hold: {}.",
+        )
 
     @app.post(
         "/orders/{order_id}/release-hold",
@@ -251,15 +259,13 @@ def create_app(
     ) -> OrderView | JSONResponse:
         """Releases an order's hold: an order `on_hold` has its payment captured and goes on; a hold
         placed before the stock was reserved is simply cleared. 409 when the order is not held."""
-        try:
-            await commands.release_hold(order_id, body.released_by, body.note)
-        except OrderNotFoundError:
-            return not_found(order_id)
-        except ActionNotAllowedError as exc:
-            return error_response(
-                status.HTTP_409_CONFLICT, "release_not_allowed", f"The hold cannot be released: {exc}."
-            )
-        return await visible_view(order_id, principal) or not_found(order_id)
+        return await after_command(
+            order_id,
+            principal,
+            commands.release_hold(order_id, body.released_by, body.note),
+            "release_not_allowed",
+            "The hold cannot be released: {}.",
+        )
 
     @app.get("/health/live", include_in_schema=False)
     async def live() -> dict[str, str]:
