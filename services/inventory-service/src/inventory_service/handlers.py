@@ -136,6 +136,9 @@ class InventoryHandlers:
 
     async def commit_shipped(self, ctx: MessageContext, event: Shipped) -> None:
         reservation = await self._repo.reservation(ctx.session, event.order_id, lock=True)
+        if reservation is not None and reservation.status == "committed":
+            log.info("shipment already taken out of stock")  # the same shipment again: nothing to do
+            return
         if reservation is None or reservation.status != "reserved":
             log.warning("shipment for an order without a live reservation", status=getattr(reservation, "status", None))
             return

@@ -32,7 +32,9 @@ from order_service.queries import OrderSearch
 class OrderSettings(ServiceSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
-    saga_step_timeout_s: float = Field(default=30.0, gt=0, description="Wait for a reply before re-sending")
+    # Longer than the worst queueing delay expected under load: a re-send to a participant that is
+    # merely behind adds work to the very queue that is late (see docs/benchmarks.md).
+    saga_step_timeout_s: float = Field(default=120.0, gt=0, description="Wait for a reply before re-sending")
     saga_max_attempts: int = Field(default=3, ge=1, description="Sends of one command before the saga stalls")
     saga_sweep_interval_s: float = Field(default=1.0, gt=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
