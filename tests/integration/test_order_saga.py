@@ -106,3 +106,21 @@ async def test_payment_declined_releases_the_stock_and_rejects(system: System) -
     assert _types(await system.envelopes(topics.PAYMENTS_EVENTS, order_id)) == ["PaymentDeclined"]
     assert await system.envelopes(topics.FULFILMENT_COMMANDS, order_id) == []
     await system.wait_for_stock(sku, {"WH-LON": (4, 0)})
+
+
+async def test_an_order_no_single_warehouse_can_serve_ships_in_two_shipments(system: System) -> None:
+    sku = unique_sku()
+    await system.set_stock(sku, {"WH-BER": 3, "WH-LON": 2})
+
+    order_id = (await system.place_order([(sku, 5, PRICE)])).json()["order_id"]
+    order = await system.wait_for_status(order_id, {"shipped", "rejected"})
+
+    assert order["status"] == "shipped"
+    assert sorted(s["warehouse_id"] for s in order["shipments"]) == ["WH-BER", "WH-LON"]
+    events = [t["event"] for t in order["timeline"]]
+    assert events == ["OrderPlaced", "OrderStockReserved", "OrderConfirmed", "OrderShipped", "OrderShipped"]
+    [reserved] = [e for e in await system.envelopes(topics.INVENTORY_EVENTS, order_id) if e["type"] == "StockReserved"]
+    split = {(a["warehouse_id"], a["quantity"]) for a in reserved["payload"]["allocations"]}
+    assert split == {("WH-BER", 3), ("WH-LON", 2)}
+    assert len(await system.envelopes(topics.FULFILMENT_EVENTS, order_id)) == 2
+    await system.wait_for_stock(sku, {"WH-BER": (0, 0), "WH-LON": (0, 0)})
