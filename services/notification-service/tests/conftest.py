@@ -5,7 +5,14 @@ from uuid import uuid4
 
 import pytest
 
-from oms_events.messages import OrderConfirmed, OrderPlaced, OrderRejected, OrderShipped
+from oms_events.messages import (
+    OrderCancelled,
+    OrderConfirmed,
+    OrderPaymentRefunded,
+    OrderPlaced,
+    OrderRejected,
+    OrderShipped,
+)
 from oms_events.values import Address, Channel, Customer, DeliveryMethod, OrderLine
 
 
@@ -56,3 +63,17 @@ def rejected(placed: OrderPlaced) -> OrderRejected:
         reason_code="out_of_stock",
         reason="We do not have enough SKU-LIMITED in stock right now.",
     )
+
+
+@pytest.fixture
+def cancelled(placed: OrderPlaced) -> OrderCancelled:
+    return OrderCancelled(
+        order_id=placed.order_id,
+        reason="You asked us to cancel the order before it was shipped.",
+        requested_by="customer",
+    )
+
+
+@pytest.fixture
+def refunded(placed: OrderPlaced) -> OrderPaymentRefunded:
+    return OrderPaymentRefunded(order_id=placed.order_id, refund_id=uuid4(), amount_minor=2500, currency="EUR")

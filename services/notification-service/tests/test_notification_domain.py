@@ -20,7 +20,14 @@ from notification_service.domain.notifications import (
     safe_link,
     short_order_id,
 )
-from oms_events.messages import OrderConfirmed, OrderPlaced, OrderRejected, OrderShipped
+from oms_events.messages import (
+    OrderCancelled,
+    OrderConfirmed,
+    OrderPaymentRefunded,
+    OrderPlaced,
+    OrderRejected,
+    OrderShipped,
+)
 from oms_runtime.logging import mask_email
 
 
@@ -66,6 +73,9 @@ def test_short_order_id_is_the_first_eight_hex_digits() -> None:
         (0, "EUR", "EUR 0.00"),
         (1500, "JPY", "JPY 1,500"),
         (12345, "KWD", "KWD 12.345"),
+        (2500, "EUR", "EUR 25.00"),
+        (2500, "XYZ", "XYZ 25.00"),  # a currency not in the tables: two decimals
+        (2500, "KRW", "KRW 2,500"),
     ],
 )
 def test_format_money_uses_the_currency_minor_unit(amount: int, currency: str, text: str) -> None:
@@ -104,7 +114,12 @@ def test_ids_are_derived_from_the_causing_event() -> None:
 
 
 def test_kinds_and_dedupe_keys(
-    confirmed: OrderConfirmed, shipped: OrderShipped, rejected: OrderRejected, placed: OrderPlaced
+    confirmed: OrderConfirmed,
+    shipped: OrderShipped,
+    rejected: OrderRejected,
+    cancelled: OrderCancelled,
+    refunded: OrderPaymentRefunded,
+    placed: OrderPlaced,
 ) -> None:
     assert kind_for(confirmed) is NotificationKind.ORDER_CONFIRMATION
     assert kind_for(shipped) is NotificationKind.ORDER_SHIPPED
@@ -116,6 +131,12 @@ def test_kinds_and_dedupe_keys(
     second_parcel = shipped.model_copy(update={"shipment_id": uuid4(), "warehouse_id": "WH-LON"})
     assert dedupe_key(shipped) != dedupe_key(second_parcel)
     assert dedupe_key(shipped) == f"order_shipped:{shipped.shipment_id}"
+    # A cancellation once per order; a refund once per refund id.
+    assert kind_for(cancelled) is NotificationKind.ORDER_CANCELLED
+    assert dedupe_key(cancelled) == dedupe_key(cancelled.model_copy(update={"reason": "other words"}))
+    assert dedupe_key(cancelled) == "order_cancelled"
+    assert kind_for(refunded) is NotificationKind.ORDER_REFUNDED
+    assert dedupe_key(refunded) == f"order_refunded:{refunded.refund_id}"
 
 
 def test_plan_confirmation(placed: OrderPlaced, confirmed: OrderConfirmed) -> None:
@@ -159,6 +180,23 @@ def test_plan_rejected(placed: OrderPlaced, rejected: OrderRejected) -> None:
     assert plan.kind is NotificationKind.ORDER_REJECTED
     assert plan.context["reason"] == "We do not have enough SKU-LIMITED in stock right now."
     assert plan.context["reason_code"] == "out_of_stock"
+
+
+def test_plan_cancelled(placed: OrderPlaced, cancelled: OrderCancelled) -> None:
+    plan = plan_email(cancelled, contact_from_order_placed(placed), source_event_id=uuid4(), message_id_domain="x.test")
+    assert plan.kind is NotificationKind.ORDER_CANCELLED
+    assert plan.context["reason"] == "You asked us to cancel the order before it was shipped."
+    assert plan.context["total"] == "EUR 52.30"
+
+
+def test_plan_refunded(placed: OrderPlaced, refunded: OrderPaymentRefunded) -> None:
+    plan = plan_email(refunded, contact_from_order_placed(placed), source_event_id=uuid4(), message_id_domain="x.test")
+    assert plan.kind is NotificationKind.ORDER_REFUNDED
+    assert plan.context["amount_refunded"] == "EUR 25.00"
+    assert plan.context["refund_ref"] == refunded.refund_id.hex[:8].upper()
+    yen = refunded.model_copy(update={"amount_minor": 1500, "currency": "JPY"})
+    plan = plan_email(yen, contact_from_order_placed(placed), source_event_id=uuid4(), message_id_domain="x.test")
+    assert plan.context["amount_refunded"] == "JPY 1,500"
 
 
 def test_a_contact_is_never_used_for_another_order(placed: OrderPlaced, confirmed: OrderConfirmed) -> None:

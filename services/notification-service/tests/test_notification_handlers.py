@@ -37,7 +37,15 @@ from notification_service.domain.notifications import message_id_for, notificati
 from notification_service.handlers import NotificationHandlers
 from notification_service.main import SERVICE, NotificationSettings, build
 from oms_events import Envelope, Message, default_registry, topics
-from oms_events.messages import NotificationSent, OrderConfirmed, OrderPlaced, OrderRejected, OrderShipped
+from oms_events.messages import (
+    NotificationSent,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderPaymentRefunded,
+    OrderPlaced,
+    OrderRejected,
+    OrderShipped,
+)
 from oms_runtime.db import Database
 from oms_runtime.eventstore import runtime_metadata
 from oms_runtime.inbox import inbox_table
@@ -387,6 +395,78 @@ async def test_rejection_is_emailed_with_the_reason(
     assert "Reason: We do not have enough SKU-LIMITED in stock right now." in parts(message)["text/plain"]
     [sent] = await harness.notifications_sent(placed.order_id)
     assert sent.payload["kind"] == "order_rejected"
+
+
+async def test_cancellation_is_emailed_once_with_the_reason(
+    harness: Harness, placed: OrderPlaced, cancelled: OrderCancelled
+) -> None:
+    await harness.send(placed)
+    envelope, outcome = await harness.send(cancelled)
+    assert outcome is Outcome.PROCESSED
+    [(rcpt, message)] = harness.smtp.received
+    assert rcpt == [CUSTOMER]
+    assert message["Subject"] == f"Your order {short_order_id(placed.order_id)} has been cancelled"
+    assert message["Message-ID"] == message_id_for(envelope.event_id, "email", "oms.example")
+    assert message["X-OMS-Notification-Kind"] == "order_cancelled"
+    body = parts(message)
+    assert "Reason: You asked us to cancel the order before it was shipped." in body["text/plain"]
+    assert "has been cancelled</h1>" in body["text/html"]
+
+    # Redelivered (inbox) and re-emitted under a new event id (dedupe key): nothing more is sent.
+    assert await harness.deliver(envelope) is Outcome.DUPLICATE
+    again, outcome = await harness.send(cancelled)
+    assert outcome is Outcome.PROCESSED
+    assert await harness.in_inbox(again)
+    assert len(harness.smtp.received) == 1
+
+    [row] = await harness.send_log(placed.order_id)
+    assert (row["source_event_id"], row["kind"], row["status"]) == (envelope.event_id, "order_cancelled", "sent")
+    assert row["dedupe_key"] == "order_cancelled"
+    [sent] = await harness.notifications_sent(placed.order_id)
+    assert sent.causation_id == envelope.event_id
+    assert (sent.payload["kind"], sent.payload["channel"]) == ("order_cancelled", "email")
+
+
+async def test_refund_is_emailed_once_with_the_amount(
+    harness: Harness, placed: OrderPlaced, refunded: OrderPaymentRefunded
+) -> None:
+    await harness.send(placed)
+    envelope, outcome = await harness.send(refunded)
+    assert outcome is Outcome.PROCESSED
+    [(rcpt, message)] = harness.smtp.received
+    assert rcpt == [CUSTOMER]
+    assert message["Subject"] == f"Refund issued for your order {short_order_id(placed.order_id)}"
+    assert message["Message-ID"] == message_id_for(envelope.event_id, "email", "oms.example")
+    assert message["X-OMS-Notification-Kind"] == "order_refunded"
+    body = parts(message)
+    assert "Amount refunded:  EUR 25.00" in body["text/plain"]
+    assert "<strong>EUR 25.00</strong>" in body["text/html"]
+
+    # Redelivered (inbox) and the same refund re-emitted under a new event id (dedupe key): nothing more.
+    assert await harness.deliver(envelope) is Outcome.DUPLICATE
+    _, outcome = await harness.send(refunded)
+    assert outcome is Outcome.PROCESSED
+    assert len(harness.smtp.received) == 1
+
+    [row] = await harness.send_log(placed.order_id)
+    assert (row["source_event_id"], row["kind"], row["status"]) == (envelope.event_id, "order_refunded", "sent")
+    assert row["dedupe_key"] == f"order_refunded:{refunded.refund_id}"
+    [sent] = await harness.notifications_sent(placed.order_id)
+    assert sent.causation_id == envelope.event_id
+    assert sent.payload["kind"] == "order_refunded"
+
+
+async def test_a_cancelled_and_refunded_order_gets_one_email_of_each(
+    harness: Harness, placed: OrderPlaced, refunded: OrderPaymentRefunded, cancelled: OrderCancelled
+) -> None:
+    """The cancel saga's order (captured, refunded, then cancelled), each event re-emitted once: two emails."""
+    for event in (placed, refunded, cancelled, refunded, cancelled):
+        _, outcome = await harness.send(event)
+        assert outcome is Outcome.PROCESSED
+    kinds = [m["X-OMS-Notification-Kind"] for _, m in harness.smtp.received]
+    assert kinds == ["order_refunded", "order_cancelled"]
+    assert sorted(r["kind"] for r in await harness.send_log(placed.order_id)) == ["order_cancelled", "order_refunded"]
+    assert len(await harness.notifications_sent(placed.order_id)) == 2
 
 
 async def test_a_transient_smtp_failure_rolls_back_and_the_retry_sends_once(

@@ -22,7 +22,14 @@ from notification_service.domain.notifications import (
     plan_email,
     short_order_id,
 )
-from oms_events.messages import OrderConfirmed, OrderPlaced, OrderRejected, OrderShipped
+from oms_events.messages import (
+    OrderCancelled,
+    OrderConfirmed,
+    OrderPaymentRefunded,
+    OrderPlaced,
+    OrderRejected,
+    OrderShipped,
+)
 
 
 def render(event: NotifyingEvent, placed: OrderPlaced, locale: str = "en") -> RenderedEmail:
@@ -94,6 +101,39 @@ def test_order_rejected(placed: OrderPlaced, rejected: OrderRejected) -> None:
     assert "You have not been charged" in email.text
     assert "We do not have enough SKU-LIMITED in stock right now." in email.html
     assert "2 x SKU-TSHIRT-RED-M" in email.text
+
+
+def test_order_cancelled(placed: OrderPlaced, cancelled: OrderCancelled) -> None:
+    email = render(cancelled, placed)
+    assert_well_formed(email, placed)
+    assert email.subject == f"Your order {short_order_id(placed.order_id)} has been cancelled"
+    assert "Reason: You asked us to cancel the order before it was shipped." in email.text
+    assert "<strong>Reason:</strong> You asked us to cancel the order before it was shipped." in email.html
+    assert "2 x SKU-TSHIRT-RED-M at EUR 19.90 = EUR 39.80" in email.text
+    assert "<td>SKU-MUG-BLUE</td>" in email.html
+    assert "WEB-100234" in email.text
+
+
+def test_order_cancelled_escapes_the_reason_in_html(placed: OrderPlaced, cancelled: OrderCancelled) -> None:
+    email = render(cancelled.model_copy(update={"reason": "<b>changed</b> mind & address"}), placed)
+    assert "&lt;b&gt;changed&lt;/b&gt; mind &amp; address" in email.html
+    assert "Reason: <b>changed</b> mind & address" in email.text
+
+
+def test_order_refunded(placed: OrderPlaced, refunded: OrderPaymentRefunded) -> None:
+    email = render(refunded, placed)
+    assert_well_formed(email, placed)
+    assert email.subject == f"Refund issued for your order {short_order_id(placed.order_id)}"
+    assert "we have refunded EUR 25.00 for your order" in email.text
+    assert "Amount refunded:  EUR 25.00" in email.text
+    assert f"Refund reference: {refunded.refund_id.hex[:8].upper()}" in email.text
+    assert "<strong>EUR 25.00</strong>" in email.html
+
+
+def test_order_refunded_in_a_currency_without_decimals(placed: OrderPlaced, refunded: OrderPaymentRefunded) -> None:
+    email = render(refunded.model_copy(update={"amount_minor": 123456, "currency": "JPY"}), placed)
+    assert "Amount refunded:  JPY 123,456" in email.text
+    assert "<strong>JPY 123,456</strong>" in email.html
 
 
 def test_customer_data_is_escaped_in_html_only(placed: OrderPlaced, confirmed: OrderConfirmed) -> None:

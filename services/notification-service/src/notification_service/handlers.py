@@ -24,7 +24,15 @@ from notification_service.domain.notifications import (
     plan_email,
     short_order_id,
 )
-from oms_events.messages import NotificationSent, OrderConfirmed, OrderPlaced, OrderRejected, OrderShipped
+from oms_events.messages import (
+    NotificationSent,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderPaymentRefunded,
+    OrderPlaced,
+    OrderRejected,
+    OrderShipped,
+)
 from oms_runtime.logging import get_logger
 from oms_runtime.messaging import HandlerMap, MessageContext
 
@@ -65,6 +73,8 @@ class NotificationHandlers:
         handlers.register(OrderConfirmed, self.notify)
         handlers.register(OrderShipped, self.notify)
         handlers.register(OrderRejected, self.notify)
+        handlers.register(OrderCancelled, self.notify)
+        handlers.register(OrderPaymentRefunded, self.notify)
         return handlers
 
     async def remember_order(self, ctx: MessageContext, event: OrderPlaced) -> None:

@@ -3,10 +3,12 @@
 - `OrderPlaced` sends nothing (the sales channel acknowledged the order); its contact and summary
   are remembered, because the later events of the order do not carry them.
 - `OrderConfirmed` -> an order confirmation, `OrderShipped` -> a shipping notice, `OrderRejected`
-  -> a "we could not complete your order" message.
+  -> a "we could not complete your order" message, `OrderCancelled` -> an "order cancelled" message,
+  `OrderPaymentRefunded` -> a "refund issued" message with the amount refunded.
 - At most one message per (causing event, channel), and per (order, kind, channel): a second
   `OrderConfirmed` of the same order sends nothing. Shipments are the exception on purpose: a split
-  order ships in several parcels, and each parcel (shipment id) gets its own message, once.
+  order ships in several parcels, and each parcel (shipment id) gets its own message, once; and so
+  does each refund (refund id).
 - Ids are derived from the causing event, so that a redelivered event yields the same notification
   id and the same `Message-ID` header, and a receiving side can drop a duplicate.
 """
@@ -19,7 +21,14 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 from uuid import UUID, uuid5
 
-from oms_events.messages import OrderConfirmed, OrderPlaced, OrderRejected, OrderShipped
+from oms_events.messages import (
+    OrderCancelled,
+    OrderConfirmed,
+    OrderPaymentRefunded,
+    OrderPlaced,
+    OrderRejected,
+    OrderShipped,
+)
 from oms_runtime.logging import mask_email
 
 CHANNEL_EMAIL: Final = "email"
@@ -28,7 +37,7 @@ DEFAULT_LOCALE: Final = "en"
 # Fixed namespace of notification ids (uuid5): the same event and channel give the same id, forever.
 _NOTIFICATION_NAMESPACE: Final = UUID("5c0f3d0e-6a1b-4f43-9a51-0d2f4c7e8b11")
 
-# ISO 4217 currencies whose minor unit is not 1/100 (the rest have two decimals).
+# ISO 4217 currencies whose minor unit is not 1/100. Any other currency, known or not, has two decimals.
 _ZERO_DECIMALS: Final = frozenset(
     {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
 )
@@ -55,9 +64,11 @@ class NotificationKind(StrEnum):
     ORDER_CONFIRMATION = "order_confirmation"
     ORDER_SHIPPED = "order_shipped"
     ORDER_REJECTED = "order_rejected"
+    ORDER_CANCELLED = "order_cancelled"
+    ORDER_REFUNDED = "order_refunded"
 
 
-NotifyingEvent = OrderConfirmed | OrderShipped | OrderRejected
+NotifyingEvent = OrderConfirmed | OrderShipped | OrderRejected | OrderCancelled | OrderPaymentRefunded
 """The order events that send a message to the customer."""
 
 
@@ -138,6 +149,7 @@ def short_order_id(order_id: UUID) -> str:
 
 
 def minor_unit_digits(currency: str) -> int:
+    """Decimals of the currency's minor unit: 0 (JPY, KRW, ...), 3 (KWD, BHD, ...), otherwise 2."""
     if currency in _ZERO_DECIMALS:
         return 0
     if currency in _THREE_DECIMALS:
@@ -183,6 +195,10 @@ def dedupe_key(event: NotifyingEvent) -> str:
             return f"{NotificationKind.ORDER_SHIPPED.value}:{event.shipment_id}"
         case OrderRejected():
             return NotificationKind.ORDER_REJECTED.value
+        case OrderCancelled():
+            return NotificationKind.ORDER_CANCELLED.value
+        case OrderPaymentRefunded():
+            return f"{NotificationKind.ORDER_REFUNDED.value}:{event.refund_id}"
 
 
 def kind_for(event: NotifyingEvent) -> NotificationKind:
@@ -193,6 +209,10 @@ def kind_for(event: NotifyingEvent) -> NotificationKind:
             return NotificationKind.ORDER_SHIPPED
         case OrderRejected():
             return NotificationKind.ORDER_REJECTED
+        case OrderCancelled():
+            return NotificationKind.ORDER_CANCELLED
+        case OrderPaymentRefunded():
+            return NotificationKind.ORDER_REFUNDED
 
 
 def _order_context(contact: OrderContact) -> dict[str, Any]:
@@ -230,6 +250,13 @@ def _event_context(event: NotifyingEvent) -> dict[str, Any]:
             }
         case OrderRejected():
             return {"reason": event.reason, "reason_code": event.reason_code}
+        case OrderCancelled():
+            return {"reason": event.reason}
+        case OrderPaymentRefunded():
+            return {
+                "amount_refunded": format_money(event.amount_minor, event.currency),
+                "refund_ref": event.refund_id.hex[:8].upper(),
+            }
 
 
 def plan_email(
