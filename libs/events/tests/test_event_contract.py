@@ -9,7 +9,7 @@ import pytest
 from pydantic import Field
 
 from oms_events import ContractViolationError, Envelope, MessageRegistry, UnknownMessageTypeError, default_registry
-from oms_events.messages import MESSAGE_TYPES, Command, Event, ReserveStock, StockReserved
+from oms_events.messages import MESSAGE_TYPES, Command, Event, OrderCancelled, ReserveStock, StockReserved
 from oms_events.schema import differences, generate, write
 from oms_events.topics import ALL_TOPICS, ORDERS_INTAKE, dead_letter_topic
 from oms_events.values import Allocation, StockLine
@@ -132,3 +132,21 @@ def test_every_service_has_a_dead_letter_topic() -> None:
     assert dead_letter_topic("inventory-service") == "oms.inventory.dlq"
     with pytest.raises(ValueError, match="unknown service"):
         dead_letter_topic("nope")
+
+
+def test_a_stored_order_cancelled_v1_is_read_as_v2() -> None:
+    order_id = uuid4()
+    stored_v1 = Envelope(
+        type="OrderCancelled",
+        schema_version=1,
+        producer="order-service",
+        correlation_id=str(order_id),
+        payload={"order_id": str(order_id), "reason": "customer phoned: duplicate order", "requested_by": "phone-desk"},
+    )
+    message = default_registry().decode(stored_v1)
+    assert isinstance(message, OrderCancelled)
+    assert message.note == "customer phoned: duplicate order"
+    assert message.reason_code == "unspecified"
+    assert message.customer_message == "Your order has been cancelled."
+    assert message.requested_by == "phone-desk"
+    assert "customer phoned" not in message.customer_message

@@ -69,7 +69,9 @@ def rejected(placed: OrderPlaced) -> OrderRejected:
 def cancelled(placed: OrderPlaced) -> OrderCancelled:
     return OrderCancelled(
         order_id=placed.order_id,
-        reason="You asked us to cancel the order before it was shipped.",
+        reason_code="requested",
+        customer_message="You asked us to cancel the order before it was shipped.",
+        note="customer called the phone desk, ticket 4711",
         requested_by="customer",
     )
 

@@ -112,10 +112,11 @@ def test_order_cancelled(placed: OrderPlaced, cancelled: OrderCancelled) -> None
     assert "2 x SKU-TSHIRT-RED-M at EUR 19.90 = EUR 39.80" in email.text
     assert "<td>SKU-MUG-BLUE</td>" in email.html
     assert "WEB-100234" in email.text
+    assert "ticket 4711" not in email.text + email.html, "the canceller's internal note never reaches the customer"
 
 
 def test_order_cancelled_escapes_the_reason_in_html(placed: OrderPlaced, cancelled: OrderCancelled) -> None:
-    email = render(cancelled.model_copy(update={"reason": "<b>changed</b> mind & address"}), placed)
+    email = render(cancelled.model_copy(update={"customer_message": "<b>changed</b> mind & address"}), placed)
     assert "&lt;b&gt;changed&lt;/b&gt; mind &amp; address" in email.html
     assert "Reason: <b>changed</b> mind & address" in email.text
 

@@ -121,7 +121,13 @@ async def order(
         elif status == "rejected":
             later = OrderRejected(order_id=order_id, reason_code="out_of_stock", reason="no stock")
         elif status == "cancelled":
-            later = OrderCancelled(order_id=order_id, reason="customer", requested_by="support")
+            later = OrderCancelled(
+                order_id=order_id,
+                reason_code="requested",
+                customer_message="Your order has been cancelled as requested.",
+                note="customer",
+                requested_by="support",
+            )
         else:
             later = OrderStockReserved(
                 order_id=order_id,

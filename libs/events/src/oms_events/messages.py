@@ -166,11 +166,19 @@ class OrderStepTimedOut(Event):
 
 
 class OrderCancelled(Event):
-    """Every step done for the order was undone: stock released and any payment refunded."""
+    """Every step done for the order was undone: stock released and any payment refunded.
+
+    Version 2 separates what the customer is told (`customer_message`, fixed wording per
+    `reason_code`) from the free-text `note` of whoever cancelled; version 1 had one `reason`, which
+    reached customers as typed. Version 1 is read through `oms_events.upcasters`.
+    """
 
     topic = topics.ORDERS_EVENTS
+    schema_version = 2
 
-    reason: str
+    reason_code: str = Field(description="requested, resolved_by_operator, or unspecified (read from v1)")
+    customer_message: str
+    note: str
     requested_by: str
 
 

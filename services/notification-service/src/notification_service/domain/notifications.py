@@ -251,7 +251,8 @@ def _event_context(event: NotifyingEvent) -> dict[str, Any]:
         case OrderRejected():
             return {"reason": event.reason, "reason_code": event.reason_code}
         case OrderCancelled():
-            return {"reason": event.reason}
+            # Fixed wording for the customer: the canceller's note is internal.
+            return {"reason": event.customer_message}
         case OrderPaymentRefunded():
             return {
                 "amount_refunded": format_money(event.amount_minor, event.currency),

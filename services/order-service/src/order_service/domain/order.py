@@ -227,7 +227,7 @@ class Order:
             case OrderPaymentRefunded():
                 self.refunded = True
             case OrderCancelled():
-                self.cancel_reason = event.reason
+                self.cancel_reason = event.note
                 self.status = OrderStatus.CANCELLED
             case OrderStepTimedOut():
                 if event.step == Step.RESERVE_STOCK:
@@ -409,10 +409,18 @@ class Order:
             return NOTHING
         return Decision(events=(released, self._rejected()))
 
-    def _cancelled(self, reason: str | None = None, by: str | None = None) -> OrderCancelled:
+    def _cancelled(self, note: str | None = None, by: str | None = None) -> OrderCancelled:
+        """The customer is told in fixed words; the canceller's own text stays an internal note."""
+        refunded = " Your payment has been refunded." if self.refunded else ""
+        if by is not None:
+            code, message = "resolved_by_operator", "Our customer service team has cancelled your order."
+        else:
+            code, message = "requested", "Your order has been cancelled as requested."
         return OrderCancelled(
             order_id=self.order_id,
-            reason=reason or self.cancel_reason or "cancelled",
+            reason_code=code,
+            customer_message=message + refunded,
+            note=note or self.cancel_reason or "cancelled",
             requested_by=by or self.cancel_requested_by or "unknown",
         )
 

@@ -46,7 +46,7 @@ def describe(event: Message) -> str:
         case OrderPaymentRefunded():
             return f"Refunded {event.amount_minor} {event.currency} (minor units)"
         case OrderCancelled():
-            return f"Order cancelled: {event.reason}"
+            return f"Order cancelled ({event.reason_code}): {event.note}"
         case OrderStepTimedOut():
             return f"No reply to {event.step} after {event.attempts} attempts"
         case OrderNeedsAttention():
