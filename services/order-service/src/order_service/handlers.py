@@ -5,13 +5,13 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms_events import ContractViolationError, Envelope, MessageRegistry
+from oms_events import ContractViolationError, Envelope, Message, MessageRegistry
 from oms_events.messages import (
     Command,
     OrderIntakeRejected,
@@ -58,6 +58,14 @@ class OrderNotFoundError(Exception):
     pass
 
 
+def _api_context(session: AsyncSession, registry: MessageRegistry) -> MessageContext:
+    """The context of work that starts at an API call or a timer: no message caused it."""
+    return MessageContext(session=session, envelope=None, producer_name=SERVICE, registry=registry, outbox=Outbox())
+
+
+R = TypeVar("R", bound=Message)
+
+
 class OrderSaga:
     """Reacts to the participants' replies: each one moves the order and sends the next command."""
 
@@ -72,14 +80,22 @@ class OrderSaga:
     def handler_map(self) -> HandlerMap:
         handlers = HandlerMap()
         handlers.register(StockReserved, self.on_stock_reserved)
-        handlers.register(StockReservationFailed, self.on_stock_reservation_failed)
-        handlers.register(PaymentCaptured, self.on_payment_captured)
-        handlers.register(PaymentDeclined, self.on_payment_declined)
-        handlers.register(StockReleased, self.on_stock_released)
-        handlers.register(Shipped, self.on_shipped)
-        handlers.register(PaymentRefunded, self.on_payment_refunded)
-        handlers.register(PaymentRefundFailed, self.on_payment_refund_failed)
+        # Every other reply: load the order, let it decide, save the decision.
+        handlers.register(StockReservationFailed, self._reacting(Order.on_stock_reservation_failed))
+        handlers.register(PaymentCaptured, self._reacting(Order.on_payment_captured))
+        handlers.register(PaymentDeclined, self._reacting(Order.on_payment_declined))
+        handlers.register(StockReleased, self._reacting(Order.on_stock_released))
+        handlers.register(Shipped, self._reacting(Order.on_shipped))
+        handlers.register(PaymentRefunded, self._reacting(Order.on_payment_refunded))
+        handlers.register(PaymentRefundFailed, self._reacting(Order.on_payment_refund_failed))
         return handlers
+
+    def _reacting(self, decide: Callable[[Order, R], Decision]) -> Callable[[MessageContext, R], Awaitable[None]]:
+        async def react(ctx: MessageContext, reply: R) -> None:
+            order = await self._order(ctx, reply.order_id)
+            await self._repo.save(ctx, order, decide(order, reply), _now())
+
+        return react
 
     async def _order(self, ctx: MessageContext, order_id: UUID) -> Order:
         order = await self._repo.load(ctx.session, order_id)
@@ -96,34 +112,6 @@ class OrderSaga:
             return
         await self._repo.save(ctx, order, order.on_stock_reserved(reply, token, self._hold_above_minor), _now())
 
-    async def on_stock_reservation_failed(self, ctx: MessageContext, reply: StockReservationFailed) -> None:
-        order = await self._order(ctx, reply.order_id)
-        await self._repo.save(ctx, order, order.on_stock_reservation_failed(reply), _now())
-
-    async def on_payment_captured(self, ctx: MessageContext, reply: PaymentCaptured) -> None:
-        order = await self._order(ctx, reply.order_id)
-        await self._repo.save(ctx, order, order.on_payment_captured(reply), _now())
-
-    async def on_payment_declined(self, ctx: MessageContext, reply: PaymentDeclined) -> None:
-        order = await self._order(ctx, reply.order_id)
-        await self._repo.save(ctx, order, order.on_payment_declined(reply), _now())
-
-    async def on_stock_released(self, ctx: MessageContext, reply: StockReleased) -> None:
-        order = await self._order(ctx, reply.order_id)
-        await self._repo.save(ctx, order, order.on_stock_released(reply), _now())
-
-    async def on_shipped(self, ctx: MessageContext, reply: Shipped) -> None:
-        order = await self._order(ctx, reply.order_id)
-        await self._repo.save(ctx, order, order.on_shipped(reply), _now())
-
-    async def on_payment_refunded(self, ctx: MessageContext, reply: PaymentRefunded) -> None:
-        order = await self._order(ctx, reply.order_id)
-        await self._repo.save(ctx, order, order.on_payment_refunded(reply), _now())
-
-    async def on_payment_refund_failed(self, ctx: MessageContext, reply: PaymentRefundFailed) -> None:
-        order = await self._order(ctx, reply.order_id)
-        await self._repo.save(ctx, order, order.on_payment_refund_failed(reply), _now())
-
 
 class OrderCommands:
     """Cancels and operator actions from the API, each one transaction like a saga reply."""
@@ -134,7 +122,6 @@ class OrderCommands:
         self._db = db
         self._repo = repository
         self._registry = registry
-        self._outbox = Outbox()
         self._notify = notify
 
     async def _act(self, order_id: UUID, decide: Callable[[Order, AsyncSession], Awaitable[Decision]]) -> None:
@@ -146,13 +133,7 @@ class OrderCommands:
                     if not order.exists:
                         raise OrderNotFoundError(str(order_id))
                     decision = await decide(order, session)
-                    ctx = MessageContext(
-                        session=session,
-                        envelope=None,
-                        producer_name=SERVICE,
-                        registry=self._registry,
-                        outbox=self._outbox,
-                    )
+                    ctx = _api_context(session, self._registry)
                     await self._repo.save(ctx, order, decision, _now())
                 self._notify()
                 return
@@ -241,7 +222,6 @@ class OrderPlacement:
         self._db = db
         self._repo = repository
         self._registry = registry
-        self._outbox = Outbox()
         self._notify = notify
         self._recorder = PlacementRecorder(repository)
 
@@ -263,9 +243,7 @@ class OrderPlacement:
             return PlacementResult(existing, created=False)
 
     def _context(self, session: AsyncSession) -> MessageContext:
-        return MessageContext(
-            session=session, envelope=None, producer_name=SERVICE, registry=self._registry, outbox=self._outbox
-        )
+        return _api_context(session, self._registry)
 
 
 class _ReferenceTakenError(Exception):
@@ -443,9 +421,7 @@ class DeadlineSweeper:
         if attempts >= self._max_attempts:
             # Every re-send went unanswered: compensate, or park the order for an operator.
             order = await self._repo.load(session, order_id)
-            ctx = MessageContext(
-                session=session, envelope=None, producer_name=SERVICE, registry=self._registry, outbox=self._outbox
-            )
+            ctx = _api_context(session, self._registry)
             decision = order.on_step_timed_out(Step(row["command_type"]), attempts)
             if decision.empty:
                 await session.execute(delete(saga_steps).where(saga_steps.c.order_id == order_id))
