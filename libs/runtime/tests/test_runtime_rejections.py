@@ -9,7 +9,6 @@ from oms_events import ContractViolationError, Envelope, default_registry
 from oms_events.messages import ReleaseStock
 from oms_runtime.db import Database
 from oms_runtime.messaging import (
-    DeadLetterPublisher,
     HandlerMap,
     MessageContext,
     MessageProcessor,
@@ -17,17 +16,9 @@ from oms_runtime.messaging import (
     RejectionHandler,
     SourceRecord,
 )
+from oms_runtime.testing import RecordingDeadLetters
 
 registry = default_registry()
-
-
-class RecordingDeadLetters(DeadLetterPublisher):
-    def __init__(self) -> None:
-        super().__init__(producer=None, topic="oms.test.dlq", consumer="test")
-        self.sent: list[tuple[SourceRecord, str]] = []
-
-    async def send(self, record: SourceRecord, reason: str) -> None:
-        self.sent.append((record, reason))
 
 
 class Answers:
@@ -59,7 +50,7 @@ def processor(db: Database, rejection_handler: RejectionHandler | None) -> tuple
             db=db,
             registry=registry,
             handlers=handlers,
-            dead_letters=RecordingDeadLetters(),
+            dead_letters=RecordingDeadLetters("test"),
             max_attempts=2,
             retry_backoff_s=0.0,
             rejection_handler=rejection_handler,

@@ -49,8 +49,9 @@ from oms_events.messages import (
 from oms_runtime.db import Database
 from oms_runtime.eventstore import runtime_metadata
 from oms_runtime.inbox import inbox_table
-from oms_runtime.messaging import DeadLetterPublisher, MessageProcessor, Outcome, SourceRecord
+from oms_runtime.messaging import MessageProcessor, Outcome, SourceRecord
 from oms_runtime.outbox import outbox_table
+from oms_runtime.testing import RecordingDeadLetters
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
 REGISTRY = default_registry()
@@ -212,15 +213,6 @@ async def test_an_address_that_cannot_be_written_is_a_rejection(smtp: Smtp) -> N
 # ---------------------------------------------------------------- handlers, through the runtime
 
 
-class RecordingDeadLetters(DeadLetterPublisher):
-    def __init__(self) -> None:
-        super().__init__(producer=None, topic="oms.notification.dlq", consumer=SERVICE)
-        self.sent: list[tuple[SourceRecord, str]] = []
-
-    async def send(self, record: SourceRecord, reason: str) -> None:
-        self.sent.append((record, reason))
-
-
 @pytest_asyncio.fixture(scope="module")
 async def db() -> AsyncIterator[Database]:
     schema = f"test_notification_{uuid4().hex[:8]}"
@@ -238,7 +230,7 @@ class Harness:
     def __init__(self, db: Database, smtp: Smtp) -> None:
         self.db = db
         self.smtp = smtp
-        self.dead_letters = RecordingDeadLetters()
+        self.dead_letters = RecordingDeadLetters(SERVICE)
         self.repository = NotificationRepository()
         handlers = NotificationHandlers(
             self.repository, TemplateRenderer(), smtp.sender(), message_id_domain="oms.example"
