@@ -5,17 +5,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response, status
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, FastAPI, Header, Response, status
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from oms_events.values import order_id_for
+from oms_runtime.http_api import install_error_handlers
 from oms_runtime.logging import get_logger
 from order_service.adapters.idempotency import IdempotencyStore
 from order_service.domain.order import ActionNotAllowedError
-from order_service.entrypoints.auth import Authenticator, AuthError, Principal, forbidden
-from order_service.entrypoints.errors import error_response, field_name
+from order_service.entrypoints.auth import Authenticator, Principal, forbidden
+from order_service.entrypoints.errors import error_response
 from order_service.entrypoints.schemas import (
     CancelOrderRequest,
     ErrorBody,
@@ -74,18 +73,7 @@ def create_app(
         description="Places orders from every sales channel and reports their progress.",
     )
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [FieldError(field=field_name(e["loc"]), message=e["msg"], type=e["type"]) for e in exc.errors()]
-        names = ", ".join(f.field for f in fields)
-        return error_response(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "validation_failed", f"Invalid fields: {names}", fields
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = exc.error if isinstance(exc, AuthError) else "http_error"
-        return error_response(exc.status_code, code, str(exc.detail))
+    install_error_handlers(app)
 
     any_key = auth.dependency()
     ops_key = auth.dependency(ops_only=True)
@@ -114,14 +102,6 @@ def create_app(
         except ActionNotAllowedError as exc:
             return error_response(status.HTTP_409_CONFLICT, conflict, explain.format(exc))
         return await visible_view(order_id, principal) or not_found(order_id)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # A dependency (database, cache) failing is the usual cause: the client may retry.
-        log.exception("request failed", path=request.url.path)
-        return error_response(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "unavailable", "The service cannot answer now; retry later."
-        )
 
     # Before the routes below, so that /orders/stuck is not taken for an order id.
     for router in routers:

@@ -5,6 +5,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from oms_events.values import OrderSubmission
+from oms_runtime.http_api import ErrorBody as ErrorBody
+from oms_runtime.http_api import FieldError as FieldError
 
 
 class PlaceOrderRequest(OrderSubmission):
@@ -14,18 +16,6 @@ class PlaceOrderRequest(OrderSubmission):
     so both paths accept and refuse the same orders; HTTP also refuses unknown fields."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FieldError(BaseModel):
-    field: str
-    message: str
-    type: str
-
-
-class ErrorBody(BaseModel):
-    error: str
-    message: str
-    fields: list[FieldError] = []
 
 
 class CancelOrderRequest(BaseModel):
