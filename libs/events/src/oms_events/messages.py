@@ -289,6 +289,27 @@ class StockReservationFailed(Event):
     shortages: list[Shortage]
 
 
+class RestockItems(Command):
+    """Put returned units that can be sold again back on hand, in the warehouse that receives them.
+
+    Sent by the order saga once a return is inspected; `return_id` makes a second one for the same return a
+    no-op."""
+
+    topic = topics.INVENTORY_COMMANDS
+
+    return_id: UUID
+    lines: list[Allocation] = Field(min_length=1)
+
+
+class ItemsRestocked(Event):
+    """The returned units are on hand again (the answer to RestockItems)."""
+
+    topic = topics.INVENTORY_EVENTS
+
+    return_id: UUID
+    lines: list[Allocation] = Field(min_length=1)
+
+
 class StockReleased(Event):
     """The order's reservation is released (`reservation_id` is None when there was none)."""
 
@@ -412,6 +433,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     StockReserved,
     StockReservationFailed,
     StockReleased,
+    RestockItems,
+    ItemsRestocked,
     CapturePayment,
     PaymentCaptured,
     PaymentDeclined,
