@@ -10,6 +10,8 @@ RUN="$STATE/run"
 LOGS="$STATE/logs"
 VENV="$ROOT/.venv/bin"
 SERVICES=(order-service inventory-service payment-service fulfilment-service notification-service)
+# Each service's HTTP port (API, health, metrics): 8000 + its place in SERVICES, from HTTP_PORT_BASE.
+HTTP_PORT_BASE="${HTTP_PORT_BASE:-8000}"
 SMTP_PORT="${SMTP_PORT:-1025}"
 export SMTP_PORT LOG_FORMAT="${LOG_FORMAT:-json}"
 # Local-only credentials (never use these anywhere else): an ops key for the demo, bench and you,
@@ -38,6 +40,11 @@ launch() {  # name, command...
   )
 }
 
+port_of() {
+  local i
+  for i in "${!SERVICES[@]}"; do [[ ${SERVICES[$i]} == "$1" ]] && echo $((HTTP_PORT_BASE + i)); done
+}
+
 started_count() {
   local n
   n=$(grep -c '"message": "service started"' "$LOGS/$1.log" 2>/dev/null) || true
@@ -52,7 +59,7 @@ start() {
   for svc in "${SERVICES[@]}"; do
     before[$svc]=$(started_count "$svc")
     if alive "$svc"; then before[$svc]=-1; fi
-    launch "$svc" "$VENV/$svc"
+    HTTP_PORT=$(port_of "$svc") launch "$svc" "$VENV/$svc"
   done
   for svc in "${SERVICES[@]}"; do
     [[ ${before[$svc]} == -1 ]] && continue
@@ -64,7 +71,10 @@ start() {
     done
     echo "  $svc up (pid $(cat "$RUN/$svc.pid"))"
   done
-  echo "  order-service API: http://${HTTP_HOST:-127.0.0.1}:${HTTP_PORT:-8000} (GET /docs for the OpenAPI page)"
+  for svc in "${SERVICES[@]}"; do
+    echo "  $svc HTTP: http://127.0.0.1:$(port_of "$svc")"
+  done
+  echo "  order-service API docs: http://127.0.0.1:$(port_of order-service)/docs"
   echo "  emails land in ${STATE#"$ROOT"/}/mail"
 }
 

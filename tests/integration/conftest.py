@@ -104,14 +104,12 @@ async def system() -> AsyncIterator[System]:
     smtp = Controller(mail, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
 
-    http_port = free_port()
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
         "DATABASE_URL": infra.database_url,
         "REDIS_URL": infra.redis_url,
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
-        "HTTP_PORT": str(http_port),
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(smtp_port),
         "CONSUMER_MAX_ATTEMPTS": "3",
@@ -122,13 +120,18 @@ async def system() -> AsyncIterator[System]:
         "API_KEYS": API_KEYS,
         "TRACKING_TOKEN_SECRET": "integration-tracking-secret-0123456789",
     }
-    services = {name: ServiceProcess(name, module, env) for name, module in SERVICES.items()}
+    # Every service may serve HTTP (its API, health and metrics): each gets a port of its own.
+    ports = {name: free_port() for name in SERVICES}
+    services = {
+        name: ServiceProcess(name, module, {**env, "HTTP_PORT": str(ports[name])}) for name, module in SERVICES.items()
+    }
     engine = create_async_engine(infra.database_url)
     try:
         for service in services.values():
             service.start()
         await asyncio.gather(*(s.wait_started() for s in services.values()))
-        yield System(infra, f"http://127.0.0.1:{http_port}", services, engine, mail.messages)
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        yield System(infra, urls, services, engine, mail.messages)
     finally:
         codes = {name: s.stop() for name, s in services.items()}
         smtp.stop()

@@ -26,8 +26,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 OPS_KEY = "it-ops-key-0123456789abcdef"
 CHANNEL_KEYS = {c: f"it-{c}-key-0123456789abcdef" for c in ("web", "marketplace", "phone", "store")}
+WAREHOUSE_KEY = "it-warehouse-key-0123456789abcdef"
+CARRIER_KEY = "it-carrier-key-0123456789abcdef"
 API_KEYS = json.dumps(
-    [{"name": "it-ops", "key": OPS_KEY, "role": "ops"}]
+    [
+        {"name": "it-ops", "key": OPS_KEY, "role": "ops"},
+        {"name": "it-warehouse", "key": WAREHOUSE_KEY, "role": "warehouse"},
+        {"name": "it-carrier", "key": CARRIER_KEY, "role": "carrier"},
+    ]
     + [{"name": f"it-{c}", "key": k, "role": "channel", "channel": c} for c, k in CHANNEL_KEYS.items()]
 )
 LOG_DIR = REPO / ".local" / "test-logs"
@@ -158,15 +164,20 @@ class ServiceProcess:
 @dataclass
 class System:
     infra: Infra
-    http_url: str
+    http_urls: dict[str, str]
     services: dict[str, ServiceProcess]
     engine: AsyncEngine
     mailbox: list[Any] = field(default_factory=list)
 
-    def http(self, key: str | None = OPS_KEY) -> httpx.AsyncClient:
-        """A client of order-service, with the ops key unless told otherwise (None: no key)."""
+    @property
+    def http_url(self) -> str:
+        return self.http_urls["order-service"]
+
+    def http(self, key: str | None = OPS_KEY, service: str = "order-service") -> httpx.AsyncClient:
+        """A client of one service's API (order-service unless told otherwise), with the ops key unless told
+        otherwise (None: no key)."""
         headers = {"X-API-Key": key} if key else {}
-        return httpx.AsyncClient(base_url=self.http_url, timeout=30.0, headers=headers)
+        return httpx.AsyncClient(base_url=self.http_urls[service], timeout=30.0, headers=headers)
 
     # ------------------------------------------------------------- orders
 

@@ -5,7 +5,7 @@ Rules of the contract: fields are only added, never renamed or retyped. A breaki
 fields they do not know.
 """
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
@@ -23,6 +23,7 @@ from oms_events.values import (
     MinorUnits,
     OrderLine,
     OrderSubmission,
+    Parcel,
     Shortage,
     StockLine,
     order_id_for,
@@ -397,6 +398,85 @@ class Shipped(Event):
     estimated_delivery: date
 
 
+class ShipmentCreated(Event):
+    """A shipment for one warehouse's allocation of the order (a split order gets several)."""
+
+    topic = topics.FULFILMENT_EVENTS
+
+    shipment_id: UUID
+    warehouse_id: str
+    lines: list[Allocation] = Field(min_length=1)
+
+
+class ShipmentPickingStarted(Event):
+    topic = topics.FULFILMENT_EVENTS
+
+    shipment_id: UUID
+    warehouse_id: str
+
+
+class ShipmentPicked(Event):
+    """What was found on the shelves; `short` lists the units that were not (a short pick)."""
+
+    topic = topics.FULFILMENT_EVENTS
+
+    shipment_id: UUID
+    warehouse_id: str
+    picked: list[Allocation]
+    short: list[Allocation] = []
+
+
+class ShipmentPacked(Event):
+    topic = topics.FULFILMENT_EVENTS
+
+    shipment_id: UUID
+    warehouse_id: str
+    parcels: list[Parcel] = Field(min_length=1)
+
+
+class CarrierUpdate(Event):
+    """Base of the carrier's status reports on a shipment after it left the warehouse."""
+
+    topic = topics.FULFILMENT_EVENTS
+
+    shipment_id: UUID
+    carrier: str
+    tracking_number: str
+    location: str | None = None
+    reported_at: datetime = Field(description="When the carrier saw it (not when we heard of it)")
+
+
+class ShipmentInTransit(CarrierUpdate):
+    pass
+
+
+class ShipmentOutForDelivery(CarrierUpdate):
+    pass
+
+
+class ShipmentDelivered(CarrierUpdate):
+    pass
+
+
+class ShipmentDeliveryFailed(CarrierUpdate):
+    reason: str
+
+
+class ShipmentReturnedToSender(CarrierUpdate):
+    reason: str
+
+
+class FulfilmentFailed(Event):
+    """The order cannot be shipped (in full or in part); the saga compensates."""
+
+    topic = topics.FULFILMENT_EVENTS
+
+    shipment_id: UUID | None
+    warehouse_id: str | None
+    reason_code: str = Field(description="short_pick, cancelled_by_warehouse, carrier_refused, ...")
+    reason: str
+
+
 # ---------------------------------------------------------------- notifications
 
 
@@ -443,6 +523,16 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     PaymentRefundFailed,
     ShipOrder,
     Shipped,
+    ShipmentCreated,
+    ShipmentPickingStarted,
+    ShipmentPicked,
+    ShipmentPacked,
+    ShipmentInTransit,
+    ShipmentOutForDelivery,
+    ShipmentDelivered,
+    ShipmentDeliveryFailed,
+    ShipmentReturnedToSender,
+    FulfilmentFailed,
     NotificationSent,
 )
 

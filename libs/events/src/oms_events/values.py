@@ -72,6 +72,15 @@ class Shortage(ValueObject):
     available: int = Field(ge=0)
 
 
+class Parcel(ValueObject):
+    """One packed parcel of a shipment: weight in grams, dimensions in millimetres."""
+
+    weight_grams: int = Field(gt=0, le=1_000_000)
+    length_mm: int = Field(gt=0, le=10_000)
+    width_mm: int = Field(gt=0, le=10_000)
+    height_mm: int = Field(gt=0, le=10_000)
+
+
 class ShipmentTracking(ValueObject):
     shipment_id: str
     carrier: str
