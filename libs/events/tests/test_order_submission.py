@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from oms_events import ContractViolationError, default_registry
 from oms_events.messages import SubmitOrder
 from oms_events.topics import ORDERS_INTAKE
-from oms_events.values import MAX_ORDER_LINES, OrderSubmission, field_problems, order_id_for
+from oms_events.values import MAX_ORDER_LINES, OrderSubmission, field_problems, looks_like_card_number, order_id_for
 
 
 def body(**changes: Any) -> dict[str, Any]:
@@ -121,3 +121,69 @@ def test_submit_order_validates_like_the_submission_and_the_registry_lists_the_f
     assert [e.field for e in info.value.errors] == ["customer.email", "lines.0.quantity"]
     assert "lines.0.quantity" in info.value.reason
     assert "customer.email" in info.value.reason
+
+
+# ---------------------------------------------------------------- card numbers (PANs) are never accepted
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "4111111111111111",  # Visa test PAN, 16 digits
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+        "378282246310005",  # Amex, 15 digits
+        "4222222222222",  # 13 digits
+        "6011000990139424",  # Discover
+        "3530111333300000",  # JCB
+        "6304000000000000000",  # Maestro, 19 digits
+        "tok_4111111111111111",  # a PAN inside a token is still a PAN
+    ],
+)
+def test_card_numbers_are_recognised(token: str) -> None:
+    assert looks_like_card_number(token)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "tok_approve",
+        "tok_decline_fraud",
+        "123456789012",  # 12 digits: too short
+        "4111111111111112",  # 16 digits that fail the Luhn check
+        "41111111111111111111",  # 20 digits: too long for a PAN
+        "tok_2024_05_17",
+        "pm_1Nv0xY2eZvKYlo2C",
+    ],
+)
+def test_tokens_are_not_card_numbers(token: str) -> None:
+    assert not looks_like_card_number(token)
+
+
+def test_a_card_number_as_payment_token_is_refused_naming_the_field_without_echoing_it() -> None:
+    with pytest.raises(ValidationError) as failure:
+        OrderSubmission.model_validate(body(payment_token="4111 1111 1111 1111"))
+    [problem] = field_problems(failure.value)
+    assert problem.field == "payment_token"
+    assert "card number" in problem.message
+    assert "4111" not in problem.message
+
+
+def test_a_card_number_on_the_intake_topic_is_a_contract_violation_naming_the_field() -> None:
+    registry = default_registry()
+    envelope = registry.wrap(SubmitOrder.model_validate(submission()), producer="test").model_copy(
+        update={"payload": submission(payment_token="4111111111111111")}
+    )
+    with pytest.raises(ContractViolationError) as failure:
+        registry.decode(envelope)
+    assert [e.field for e in failure.value.errors] == ["payment_token"]
+    assert "4111111111111111" not in failure.value.reason
+
+
+def test_an_optional_billing_address_is_accepted() -> None:
+    order = OrderSubmission.model_validate(
+        body(billing_address={"name": "J", "line1": "1 Rue", "city": "Paris", "postal_code": "75001", "country": "FR"})
+    )
+    assert order.billing_address is not None
+    assert order.billing_address.country == "FR"
+    assert OrderSubmission.model_validate(body()).billing_address is None

@@ -9,21 +9,27 @@ import pytest_asyncio
 import structlog
 
 import oms_runtime.messaging
+import payment_service.adapters.retrying_gateway
 import payment_service.adapters.simulated_gateway
 import payment_service.handlers
 from oms_runtime.db import Database
 from oms_runtime.testing import throwaway_schema
-from payment_service.adapters.tables import metadata
+from payment_service.adapters.tables import gateway_metadata, metadata
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
 
-LOGGING_MODULES = (payment_service.handlers, payment_service.adapters.simulated_gateway, oms_runtime.messaging)
+LOGGING_MODULES = (
+    payment_service.handlers,
+    payment_service.adapters.simulated_gateway,
+    payment_service.adapters.retrying_gateway,
+    oms_runtime.messaging,
+)
 
 
 @pytest_asyncio.fixture(scope="module")
 async def db() -> AsyncIterator[Database]:
     """The service's tables in a schema of their own, dropped after the module; never the real schema."""
-    async with throwaway_schema("test_payment", metadata) as database:
+    async with throwaway_schema("test_payment", metadata, gateway_metadata) as database:
         yield database
 
 

@@ -16,6 +16,7 @@ from oms_events.values import (
     Address,
     Allocation,
     Channel,
+    CountryCode,
     CurrencyCode,
     Customer,
     DeliveryMethod,
@@ -78,6 +79,7 @@ class OrderPlaced(Event):
     total_minor: MinorUnits
     shipping_address: Address
     delivery_method: DeliveryMethod
+    billing_address: Address | None = Field(default=None, description="Where the card is billed, when known")
 
 
 class OrderStockReserved(Event):
@@ -323,12 +325,59 @@ class StockReleased(Event):
 
 
 class CapturePayment(Command):
+    """Take the order's payment: payment-service checks the risk, authorises, then captures.
+
+    `reviewed` is set when an operator has reviewed the order after a `PaymentReviewRequired` (and
+    released its hold): the risk check is skipped. The countries and the channel feed the risk check
+    and the reconciliation; they are absent in commands from before they were added.
+    """
+
     topic = topics.PAYMENTS_COMMANDS
 
     customer_id: str
     amount_minor: MinorUnits
     currency: CurrencyCode
     payment_token: str = Field(min_length=1, max_length=128)
+    channel: str | None = None
+    billing_country: CountryCode | None = None
+    shipping_country: CountryCode | None = None
+    reviewed: bool = False
+
+
+class PaymentAuthorised(Event):
+    """The gateway authorised (reserved) the amount on the card; the capture follows."""
+
+    topic = topics.PAYMENTS_EVENTS
+
+    payment_id: UUID
+    amount_minor: MinorUnits
+    currency: CurrencyCode
+    gateway_reference: str
+
+
+class PaymentAuthorisationVoided(Event):
+    """An authorisation was cancelled without capturing (the capture failed for good); nothing was taken."""
+
+    topic = topics.PAYMENTS_EVENTS
+
+    payment_id: UUID
+    gateway_reference: str
+    reason_code: str
+
+
+class PaymentReviewRequired(Event):
+    """The risk check wants a human to review the order before its payment is authorised.
+
+    Nothing was authorised. The saga puts the order on hold; releasing the hold sends `CapturePayment`
+    again with `reviewed` set. `rules` names the risk rules that fired (e.g. `amount_review`,
+    `velocity`, `country_mismatch`)."""
+
+    topic = topics.PAYMENTS_EVENTS
+
+    payment_id: UUID
+    reason_code: str
+    reason: str
+    rules: list[str] = []
 
 
 class PaymentCaptured(Event):
@@ -338,6 +387,7 @@ class PaymentCaptured(Event):
     amount_minor: MinorUnits
     currency: CurrencyCode
     gateway_reference: str
+    channel: str | None = None
 
 
 class PaymentDeclined(Event):
@@ -516,6 +566,9 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     RestockItems,
     ItemsRestocked,
     CapturePayment,
+    PaymentAuthorised,
+    PaymentAuthorisationVoided,
+    PaymentReviewRequired,
     PaymentCaptured,
     PaymentDeclined,
     RefundPayment,

@@ -1,11 +1,12 @@
 """Value objects shared by several messages."""
 
+import re
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Final
 from uuid import UUID, uuid5
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -89,6 +90,54 @@ class ShipmentTracking(ValueObject):
     estimated_delivery: date
 
 
+# ---------------------------------------------------------------- card data
+
+# Digits with single spaces or dashes between them, as people write card numbers.
+_DIGIT_GROUPS = re.compile(r"\d(?:[ -]?\d)*")
+
+
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2 == 1:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def looks_like_card_number(text: str) -> bool:
+    """True when `text` holds what looks like a primary account number (PAN): 13 to 19 digits, spaces
+    or dashes allowed between them, that pass the Luhn check.
+
+    The OMS takes tokens from the card vault only; a card number must never be accepted, stored or
+    logged. Luhn keeps opaque tokens that merely hold long digit runs from being refused.
+    """
+    for match in _DIGIT_GROUPS.finditer(text):
+        digits = re.sub(r"[ -]", "", match.group())
+        if 13 <= len(digits) <= 19 and _luhn_valid(digits):
+            return True
+    return False
+
+
+CARD_NUMBER_MESSAGE: Final = "looks like a card number; send a payment token from the card vault, never card data"
+
+
+def _not_a_card_number(token: str) -> str:
+    # The message never repeats the value: it would put the card number into errors and logs.
+    if looks_like_card_number(token):
+        raise ValueError(CARD_NUMBER_MESSAGE)
+    return token
+
+
+PaymentToken = Annotated[
+    str,
+    Field(min_length=1, max_length=128, description="A payment token from the card vault, never card data"),
+    AfterValidator(_not_a_card_number),
+]
+"""A payment token as the edges accept it: anything that looks like a card number is refused."""
+
+
 # ---------------------------------------------------------------- order submissions (HTTP and intake topic)
 
 MAX_ORDER_LINES: Final = 200
@@ -119,7 +168,10 @@ class OrderSubmission(BaseModel):
     currency: CurrencyCode
     shipping_address: Address
     delivery_method: DeliveryMethod
-    payment_token: str = Field(min_length=1, max_length=128, description="A payment token, never card data")
+    payment_token: PaymentToken
+    billing_address: Address | None = Field(
+        default=None, description="Where the card is billed, if the channel knows it (used by the payment risk check)"
+    )
 
     @property
     def total_minor(self) -> int:

@@ -185,6 +185,7 @@ def order_placed(submission: OrderSubmission, order_id: UUID) -> OrderPlaced:
         total_minor=submission.total_minor,
         shipping_address=submission.shipping_address,
         delivery_method=submission.delivery_method,
+        billing_address=submission.billing_address,
     )
 
 

@@ -1,31 +1,89 @@
 """Composition root of payment-service: the one place where its parts are wired together."""
 
 import asyncio
+import json
 from typing import Literal
+
+from pydantic import Field, field_validator
+from redis.asyncio import Redis
 
 from oms_runtime.eventstore import EventStore
 from oms_runtime.host import ServiceHost
+from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.logging import configure_logging
 from oms_runtime.settings import ServiceSettings
+from payment_service.adapters.movements import PaymentMovements
+from payment_service.adapters.retrying_gateway import RetryingGateway
 from payment_service.adapters.simulated_gateway import SimulatedGateway
-from payment_service.adapters.tables import metadata
-from payment_service.domain.gateway import PaymentGateway
+from payment_service.adapters.tables import gateway_metadata, metadata
+from payment_service.adapters.velocity import RedisVelocityCounter
+from payment_service.domain.risk import Action, RiskRules
 from payment_service.entrypoints.consumers import consumers
+from payment_service.entrypoints.http import create_app
 from payment_service.handlers import PaymentHandlers
+from payment_service.queries import PaymentQueries
 
 SERVICE = "payment-service"
 
 
 class PaymentSettings(ServiceSettings):
+    http_host: str = "127.0.0.1"
+    http_port: int = 8002
+    api_keys: str = Field(default="[]", description="JSON list of {name, key, role, channel}; the API is for ops")
     payment_gateway: Literal["simulated"] = "simulated"
+    simulated_gateway_slow_s: float = Field(default=2.0, ge=0, description="How long tok_slow's answers take")
+    gateway_timeout_s: float = Field(default=10.0, gt=0, description="A gateway call taking longer is retried")
+    gateway_attempts: int = Field(default=4, ge=1, description="Tries of one gateway call on transient errors")
+    gateway_backoff_s: float = Field(default=0.2, gt=0, description="First retry delay; doubles each time")
+    risk_review_above_minor: dict[str, int] = Field(
+        default_factory=dict, description='Per currency, JSON: {"EUR": 500000}: review a payment above this'
+    )
+    risk_decline_above_minor: dict[str, int] = Field(
+        default_factory=dict, description='Per currency, JSON: {"EUR": 2000000}: decline a payment above this'
+    )
+    risk_velocity_max: int = Field(default=0, ge=0, description="Payment attempts per customer in the window; 0: off")
+    risk_velocity_window_s: int = Field(default=3600, gt=0)
+    risk_velocity_action: Action = "review"
+    risk_country_mismatch: Action = Field(default="review", description="Billing country != shipping country")
+
+    @field_validator("risk_review_above_minor", "risk_decline_above_minor", mode="before")
+    @classmethod
+    def _json(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
+
+    def risk_rules(self) -> RiskRules:
+        return RiskRules(
+            review_above_minor=self.risk_review_above_minor,
+            decline_above_minor=self.risk_decline_above_minor,
+            velocity_max=self.risk_velocity_max,
+            velocity_window_s=self.risk_velocity_window_s,
+            velocity_action=self.risk_velocity_action,
+            country_mismatch=self.risk_country_mismatch,
+        )
 
 
 def build(settings: PaymentSettings) -> ServiceHost:
-    host = ServiceHost(SERVICE, settings, metadata=[metadata])
-    gateway: PaymentGateway = SimulatedGateway(host.db)
-    handlers = PaymentHandlers(gateway, EventStore())
+    host = ServiceHost(SERVICE, settings, metadata=[metadata, gateway_metadata])
+    gateway = RetryingGateway(
+        SimulatedGateway(host.db, slow_s=settings.simulated_gateway_slow_s),
+        attempts=settings.gateway_attempts,
+        backoff_s=settings.gateway_backoff_s,
+        timeout_s=settings.gateway_timeout_s,
+    )
+    redis = Redis.from_url(settings.redis_url)
+    store = EventStore()
+    handlers = PaymentHandlers(
+        gateway,
+        store,
+        risk_rules=settings.risk_rules(),
+        velocity=RedisVelocityCounter(redis),
+        movements=PaymentMovements(),
+    )
     for spec in consumers(handlers, group_id=SERVICE):
         host.add_consumer(spec)
+    app = create_app(PaymentQueries(host.db, store, host.registry), ApiKeyAuthenticator.from_json(settings.api_keys))
+    host.serve_http(app, settings.http_host, settings.http_port)
+    host.on_stop(redis.aclose)
     return host
 
 

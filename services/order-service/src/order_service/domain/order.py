@@ -323,6 +323,9 @@ class Order:
             amount_minor=placed.total_minor,
             currency=placed.currency,
             payment_token=payment_token,
+            channel=placed.channel.value,
+            billing_country=placed.billing_address.country if placed.billing_address else None,
+            shipping_country=placed.shipping_address.country,
         )
 
     def on_stock_reservation_failed(self, reply: StockReservationFailed) -> Decision:

@@ -1,24 +1,29 @@
-"""A simulated payment gateway, for local runs and tests: its answer depends on the token.
+"""A simulated payment gateway, for local runs and tests: its answers depend on the token.
 
-Like the card networks' test numbers, a few well-known tokens give a known answer (see the
-service's README). It keeps a ledger of charges by idempotency key in `gateway_charges`, in its
-own transaction, as a real gateway keeps its own books: a capture retried with the same key gets
-the first answer back and charges nothing more, even after a restart. Refunds are kept the same way
-in `gateway_refunds`, and the refunds of one charge never add up to more than the charge.
+Like the card networks' test numbers, a few documented tokens give a known answer (see the service's
+README). It stands for an external system: its ledger (`simgw_operations`) is written in its own
+transactions, never in the service's, so what it did survives a crash of the service between the call
+and the service's commit. Every operation is idempotent by its key: the same key replays the first
+answer and moves no money again; the same key for a different request is refused, as real gateways do.
 """
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import RowMapping, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_runtime.db import Database
 from oms_runtime.logging import get_logger
-from payment_service.adapters.tables import gateway_charges, gateway_refunds
-from payment_service.domain.gateway import GatewayError, GatewayResult
+from payment_service.adapters.tables import simulated_gateway_operations as ops
+from payment_service.domain.gateway import (
+    GatewayResult,
+    PermanentGatewayError,
+    TransientGatewayError,
+)
 
 log = get_logger(__name__)
 
@@ -28,209 +33,333 @@ DECLINING_TOKENS: dict[str, tuple[str, str]] = {
     "tok_decline_fraud": ("suspected_fraud", "The card issuer suspects fraud."),
 }
 UNKNOWN_TOKEN = ("invalid_token", "The payment token is not known to the gateway.")
+TRANSIENT_TOKEN = "tok_transient_error"
+PERMANENT_ERROR_TOKEN = "tok_permanent_error"
+SLOW_TOKEN = "tok_slow"
 
 
 @dataclass(frozen=True)
-class SimulatedAnswer:
+class TokenBehaviour:
+    """What a token asks of the simulated gateway. Pure data, kept with the ledger instead of the token.
+
+    - `flaky`: the first call of every operation under a new key is carried out, then its answer is
+      lost (a timeout): only a retry with the same key learns what happened.
+    - `slow`: every answer comes after the gateway's `slow_s`.
+    - `capture_fails`: the authorisation is approved, the capture fails permanently (processor error).
+    """
+
     approved: bool
     reason_code: str | None = None
     reason: str | None = None
+    flaky: bool = False
+    slow: bool = False
+    capture_fails: bool = False
+
+    def flags(self) -> dict[str, bool]:
+        return {"flaky": self.flaky, "slow": self.slow, "capture_fails": self.capture_fails}
 
 
-def simulated_answer(token: str) -> SimulatedAnswer:
-    """What the simulated card network answers for a token. Pure."""
+def token_behaviour(token: str) -> TokenBehaviour:
+    """What the simulated card network does for a token. Pure."""
     if token in APPROVING_TOKENS:
-        return SimulatedAnswer(approved=True)
+        return TokenBehaviour(approved=True)
+    if token == TRANSIENT_TOKEN:
+        return TokenBehaviour(approved=True, flaky=True)
+    if token == SLOW_TOKEN:
+        return TokenBehaviour(approved=True, slow=True)
+    if token == PERMANENT_ERROR_TOKEN:
+        return TokenBehaviour(approved=True, capture_fails=True)
     reason_code, reason = DECLINING_TOKENS.get(token, UNKNOWN_TOKEN)
-    return SimulatedAnswer(approved=False, reason_code=reason_code, reason=reason)
+    return TokenBehaviour(approved=False, reason_code=reason_code, reason=reason)
 
 
 @dataclass(frozen=True)
-class ChargeSeen:
-    """What the ledger knows of a charge when a refund of it is asked for."""
-
-    amount_minor: int
-    currency: str
-    approved: bool
+class Refusal:
+    reason_code: str
+    reason: str
 
 
-def simulated_refund_answer(
-    charge: ChargeSeen | None, refunded_minor: int, amount_minor: int, currency: str
-) -> SimulatedAnswer:
-    """What the simulated gateway answers to a refund, given the charge and what was refunded of it. Pure."""
-    if charge is None or not charge.approved:
-        return SimulatedAnswer(False, "not_captured", "The gateway has no captured charge with this reference.")
-    if currency != charge.currency:
-        return SimulatedAnswer(False, "currency_mismatch", f"The charge is in {charge.currency}, not {currency}.")
+def capture_refusal(
+    authorised_minor: int, currency: str, approved: bool, settled: str | None, amount_minor: int, asked_currency: str
+) -> Refusal | None:
+    """Why the simulated gateway refuses a capture of an authorisation, or None. Pure.
+
+    `settled` is `captured` or `voided` once the authorisation was used."""
+    if not approved:
+        return Refusal("not_authorised", "The authorisation was declined; there is nothing to capture.")
+    if settled is not None:
+        return Refusal(f"already_{settled}", f"The authorisation is {settled} already.")
+    if asked_currency != currency:
+        return Refusal("currency_mismatch", f"The authorisation is in {currency}, not {asked_currency}.")
     if amount_minor <= 0:
-        return SimulatedAnswer(False, "invalid_amount", "A refund must be of more than 0.")
-    if refunded_minor + amount_minor > charge.amount_minor:
-        return SimulatedAnswer(
-            False,
+        return Refusal("invalid_amount", "A capture must be of more than 0.")
+    if amount_minor > authorised_minor:
+        return Refusal("exceeds_authorised", f"Capturing {amount_minor} exceeds the {authorised_minor} authorised.")
+    return None
+
+
+def refund_refusal(
+    captured_minor: int | None, currency: str | None, refunded_minor: int, amount_minor: int, asked_currency: str
+) -> Refusal | None:
+    """Why the simulated gateway refuses a refund of a capture, or None. Pure."""
+    if captured_minor is None or currency is None:
+        return Refusal("not_captured", "The gateway has no captured charge with this reference.")
+    if asked_currency != currency:
+        return Refusal("currency_mismatch", f"The charge is in {currency}, not {asked_currency}.")
+    if amount_minor <= 0:
+        return Refusal("invalid_amount", "A refund must be of more than 0.")
+    if refunded_minor + amount_minor > captured_minor:
+        return Refusal(
             "exceeds_captured",
-            f"Refunding {amount_minor} would exceed the charge: {refunded_minor} of {charge.amount_minor} "
+            f"Refunding {amount_minor} would exceed the charge: {refunded_minor} of {captured_minor} "
             "is refunded already.",
         )
-    return SimulatedAnswer(approved=True)
+    return None
 
 
-class IdempotencyKeyReusedError(GatewayError):
+class IdempotencyKeyReusedError(PermanentGatewayError):
     """The same idempotency key came back with a different request (as real gateways refuse)."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__("idempotency_key_reused", message)
 
-def _to_row(result: GatewayResult) -> dict[str, Any]:
+
+_PREFIX = {
+    ("authorise", True): "sim_au",
+    ("authorise", False): "sim_ad",
+    ("capture", True): "sim_ch",
+    ("capture", False): "sim_cr",
+    ("void", True): "sim_vo",
+    ("void", False): "sim_vr",
+    ("refund", True): "sim_rf",
+    ("refund", False): "sim_rr",
+}
+
+
+def _result_json(result: GatewayResult, permanent_error: bool = False) -> dict[str, Any]:
     return {
         "approved": result.approved,
         "reference": result.reference,
         "reason_code": result.reason_code,
         "reason": result.reason,
+        "permanent_error": permanent_error,
     }
 
 
-def _from_row(row: dict[str, Any]) -> GatewayResult:
-    return GatewayResult(
-        approved=bool(row["approved"]),
-        reference=str(row["reference"]),
-        reason_code=row.get("reason_code"),
-        reason=row.get("reason"),
-    )
+@dataclass(frozen=True)
+class _Recorded:
+    result: dict[str, Any]
+    flags: dict[str, bool]
+    fresh: bool
 
 
 class SimulatedGateway:
-    """Implements the PaymentGateway port."""
+    """Implements the PaymentGateway port against its own ledger."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, slow_s: float = 2.0) -> None:
         self._db = db
+        self._slow_s = slow_s
 
-    async def capture(self, idempotency_key: str, amount_minor: int, currency: str, token: str) -> GatewayResult:
+    # ------------------------------------------------------------------ operations
+
+    async def authorise(self, idempotency_key: str, amount_minor: int, currency: str, token: str) -> GatewayResult:
         if amount_minor < 0:
             raise ValueError("amount_minor must not be negative")
-        answer = simulated_answer(token)
-        prefix = "ch" if answer.approved else "dc"
-        fresh = GatewayResult(
-            approved=answer.approved,
-            reference=f"sim_{prefix}_{uuid4().hex}",
-            reason_code=answer.reason_code,
-            reason=answer.reason,
-        )
-        async with self._db.transaction() as session:
-            inserted = await session.scalar(
-                insert(gateway_charges)
-                .values(
-                    idempotency_key=idempotency_key, amount_minor=amount_minor, currency=currency, result=_to_row(fresh)
-                )
-                .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                .returning(gateway_charges.c.idempotency_key)
+        behaviour = token_behaviour(token)
+
+        async def decide(_: AsyncSession) -> tuple[GatewayResult, dict[str, bool], bool]:
+            result = self._result("authorise", behaviour.approved, behaviour.reason_code, behaviour.reason)
+            return result, behaviour.flags(), False
+
+        recorded = await self._once(idempotency_key, "authorise", None, amount_minor, currency, decide)
+        return await self._answer(idempotency_key, "authorise", recorded)
+
+    async def capture(
+        self, idempotency_key: str, authorisation_reference: str, amount_minor: int, currency: str
+    ) -> GatewayResult:
+        async def decide(session: AsyncSession) -> tuple[GatewayResult, dict[str, bool], bool]:
+            authorisation = await self._locked(session, authorisation_reference, "authorise")
+            if authorisation is None:
+                return self._refused("capture", "unknown_authorisation", "No such authorisation."), {}, False
+            flags = dict(authorisation.flags)
+            if flags.get("capture_fails"):
+                result = self._result("capture", False, "processing_error", "The processor failed the capture.")
+                return result, flags, True
+            refusal = capture_refusal(
+                authorisation.amount_minor,
+                authorisation.currency,
+                bool(authorisation.result["approved"]),
+                await self._settled(session, authorisation_reference),
+                amount_minor,
+                currency,
             )
-            if inserted is not None:
-                log.info(
-                    "simulated gateway charge" if fresh.approved else "simulated gateway decline",
-                    gateway_reference=fresh.reference,
-                    amount_minor=amount_minor,
-                    currency=currency,
-                    reason_code=fresh.reason_code,
-                )
-                return fresh
-            row = (
-                await session.execute(
-                    select(gateway_charges.c.amount_minor, gateway_charges.c.currency, gateway_charges.c.result).where(
-                        gateway_charges.c.idempotency_key == idempotency_key
-                    )
-                )
-            ).one()
-        if (row.amount_minor, row.currency) != (amount_minor, currency):
-            raise IdempotencyKeyReusedError(
-                f"idempotency key {idempotency_key} was used for {row.amount_minor} {row.currency}, "
-                f"now for {amount_minor} {currency}"
-            )
-        earlier = _from_row(row.result)
-        log.info("simulated gateway replayed an earlier answer", gateway_reference=earlier.reference)
-        return earlier
+            if refusal is not None:
+                return self._refused("capture", refusal.reason_code, refusal.reason), flags, False
+            return self._result("capture", True), flags, False
+
+        recorded = await self._once(idempotency_key, "capture", authorisation_reference, amount_minor, currency, decide)
+        return await self._answer(idempotency_key, "capture", recorded)
+
+    async def void(self, idempotency_key: str, authorisation_reference: str) -> GatewayResult:
+        async def decide(session: AsyncSession) -> tuple[GatewayResult, dict[str, bool], bool]:
+            authorisation = await self._locked(session, authorisation_reference, "authorise")
+            if authorisation is None or not authorisation.result["approved"]:
+                return self._refused("void", "not_authorised", "No approved authorisation to void."), {}, False
+            flags = {**authorisation.flags, "capture_fails": False}
+            settled = await self._settled(session, authorisation_reference)
+            if settled is not None:
+                return self._refused("void", f"already_{settled}", f"The authorisation is {settled}."), flags, False
+            return self._result("void", True), flags, False
+
+        recorded = await self._once(idempotency_key, "void", authorisation_reference, 0, "XXX", decide)
+        return await self._answer(idempotency_key, "void", recorded)
 
     async def refund(
-        self, idempotency_key: str, gateway_reference: str, amount_minor: int, currency: str
+        self, idempotency_key: str, capture_reference: str, amount_minor: int, currency: str
     ) -> GatewayResult:
+        async def decide(session: AsyncSession) -> tuple[GatewayResult, dict[str, bool], bool]:
+            # The capture's row is locked: its refunds are decided one at a time, never adding up past it.
+            capture = await self._locked(session, capture_reference, "capture")
+            approved = capture is not None and bool(capture.result["approved"])
+            flags = {**(capture.flags if capture is not None else {}), "capture_fails": False}
+            refunded = await session.scalar(
+                select(func.coalesce(func.sum(ops.c.amount_minor), 0)).where(
+                    ops.c.operation == "refund",
+                    ops.c.target_reference == capture_reference,
+                    ops.c.result["approved"].as_boolean(),
+                )
+            )
+            refusal = refund_refusal(
+                capture.amount_minor if capture is not None and approved else None,
+                capture.currency if capture is not None and approved else None,
+                int(refunded or 0),
+                amount_minor,
+                currency,
+            )
+            if refusal is not None:
+                return self._refused("refund", refusal.reason_code, refusal.reason), flags, False
+            return self._result("refund", True), flags, False
+
+        recorded = await self._once(idempotency_key, "refund", capture_reference, amount_minor, currency, decide)
+        return await self._answer(idempotency_key, "refund", recorded)
+
+    # ------------------------------------------------------------------ ledger
+
+    @staticmethod
+    def _result(
+        operation: str, approved: bool, reason_code: str | None = None, reason: str | None = None
+    ) -> GatewayResult:
+        return GatewayResult(
+            approved=approved,
+            reference=f"{_PREFIX[(operation, approved)]}_{uuid4().hex}",
+            reason_code=reason_code,
+            reason=reason,
+        )
+
+    def _refused(self, operation: str, reason_code: str, reason: str) -> GatewayResult:
+        return self._result(operation, False, reason_code, reason)
+
+    @staticmethod
+    async def _locked(session: AsyncSession, reference: str, operation: str) -> Any:
+        return (
+            await session.execute(
+                select(ops.c.amount_minor, ops.c.currency, ops.c.flags, ops.c.result)
+                .where(ops.c.reference == reference, ops.c.operation == operation)
+                .with_for_update()
+            )
+        ).one_or_none()
+
+    @staticmethod
+    async def _settled(session: AsyncSession, authorisation_reference: str) -> str | None:
+        done = await session.scalar(
+            select(ops.c.operation).where(
+                ops.c.target_reference == authorisation_reference,
+                ops.c.operation.in_(("capture", "void")),
+                ops.c.result["approved"].as_boolean(),
+            )
+        )
+        return {"capture": "captured", "void": "voided"}.get(done) if done else None
+
+    async def _once(
+        self,
+        idempotency_key: str,
+        operation: str,
+        target_reference: str | None,
+        amount_minor: int,
+        currency: str,
+        decide: Any,
+    ) -> _Recorded:
+        """The operation's answer under this key: the recorded one, or a new one recorded now (committed)."""
         async with self._db.transaction() as session:
-            # Lock the charge, so that its refunds are decided one at a time and never add up past it.
-            charge_row = (
-                await session.execute(
-                    select(gateway_charges.c.amount_minor, gateway_charges.c.currency, gateway_charges.c.result)
-                    .where(gateway_charges.c.result["reference"].astext == gateway_reference)
-                    .with_for_update()
-                )
-            ).one_or_none()
-            earlier = await self._refund_row(session, idempotency_key)
+            earlier = await self._row(session, idempotency_key)
             if earlier is None:
-                refunded = await session.scalar(
-                    select(func.coalesce(func.sum(gateway_refunds.c.amount_minor), 0)).where(
-                        gateway_refunds.c.charge_reference == gateway_reference,
-                        gateway_refunds.c.result["approved"].as_boolean(),
-                    )
-                )
-                charge = (
-                    None
-                    if charge_row is None
-                    else ChargeSeen(charge_row.amount_minor, charge_row.currency, bool(charge_row.result["approved"]))
-                )
-                answer = simulated_refund_answer(charge, int(refunded or 0), amount_minor, currency)
-                fresh = GatewayResult(
-                    approved=answer.approved,
-                    reference=f"sim_{'rf' if answer.approved else 'rr'}_{uuid4().hex}",
-                    reason_code=answer.reason_code,
-                    reason=answer.reason,
-                )
+                result, flags, permanent_error = await decide(session)
                 inserted = await session.scalar(
-                    insert(gateway_refunds)
+                    insert(ops)
                     .values(
                         idempotency_key=idempotency_key,
-                        charge_reference=gateway_reference,
+                        operation=operation,
+                        reference=result.reference,
+                        target_reference=target_reference,
                         amount_minor=amount_minor,
                         currency=currency,
-                        result=_to_row(fresh),
+                        flags=flags,
+                        result=_result_json(result, permanent_error),
                     )
                     .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                    .returning(gateway_refunds.c.idempotency_key)
+                    .returning(ops.c.idempotency_key)
                 )
                 if inserted is not None:
-                    log.info(
-                        "simulated gateway refund" if fresh.approved else "simulated gateway refused a refund",
-                        gateway_reference=fresh.reference,
-                        charge_reference=gateway_reference,
-                        amount_minor=amount_minor,
-                        currency=currency,
-                        reason_code=fresh.reason_code,
-                    )
-                    return fresh
-                # Another call with this key (and no charge to lock) got there first.
-                earlier = await self._refund_row(session, idempotency_key)
+                    return _Recorded(_result_json(result, permanent_error), flags, fresh=True)
+                # Another call with this key got there first: its answer is the answer.
+                earlier = await self._row(session, idempotency_key)
                 assert earlier is not None
-        if (earlier["charge_reference"], earlier["amount_minor"], earlier["currency"]) != (
-            gateway_reference,
+        if (earlier.operation, earlier.target_reference, earlier.amount_minor, earlier.currency) != (
+            operation,
+            target_reference,
             amount_minor,
             currency,
         ):
             raise IdempotencyKeyReusedError(
-                f"idempotency key {idempotency_key} was used for a refund of {earlier['amount_minor']} "
-                f"{earlier['currency']} of {earlier['charge_reference']}, now for {amount_minor} {currency} "
-                f"of {gateway_reference}"
+                f"idempotency key {idempotency_key} was used for {earlier.operation} of {earlier.amount_minor} "
+                f"{earlier.currency}, now for {operation} of {amount_minor} {currency}"
             )
-        result = _from_row(earlier["result"])
-        log.info("simulated gateway replayed an earlier refund answer", gateway_reference=result.reference)
-        return result
+        return _Recorded(dict(earlier.result), dict(earlier.flags), fresh=False)
 
     @staticmethod
-    async def _refund_row(session: AsyncSession, idempotency_key: str) -> RowMapping | None:
+    async def _row(session: AsyncSession, idempotency_key: str) -> Any:
         return (
-            (
-                await session.execute(
-                    select(
-                        gateway_refunds.c.charge_reference,
-                        gateway_refunds.c.amount_minor,
-                        gateway_refunds.c.currency,
-                        gateway_refunds.c.result,
-                    ).where(gateway_refunds.c.idempotency_key == idempotency_key)
-                )
+            await session.execute(
+                select(
+                    ops.c.operation,
+                    ops.c.target_reference,
+                    ops.c.amount_minor,
+                    ops.c.currency,
+                    ops.c.flags,
+                    ops.c.result,
+                ).where(ops.c.idempotency_key == idempotency_key)
             )
-            .mappings()
-            .one_or_none()
+        ).one_or_none()
+
+    async def _answer(self, idempotency_key: str, operation: str, recorded: _Recorded) -> GatewayResult:
+        row = recorded.result
+        result = GatewayResult(
+            approved=bool(row["approved"]),
+            reference=str(row["reference"]),
+            reason_code=row.get("reason_code"),
+            reason=row.get("reason"),
         )
+        log.info(
+            f"simulated gateway {operation}" if recorded.fresh else f"simulated gateway replayed {operation}",
+            gateway_reference=result.reference,
+            approved=result.approved,
+            reason_code=result.reason_code,
+        )
+        if recorded.flags.get("slow"):
+            # After the commit: a caller that gives up waiting has still been charged; its retry learns so.
+            await asyncio.sleep(self._slow_s)
+        if recorded.fresh and recorded.flags.get("flaky"):
+            raise TransientGatewayError(f"simulated timeout: {operation} was carried out but its answer was lost")
+        if row.get("permanent_error"):
+            raise PermanentGatewayError(result.reason_code or "processing_error", result.reason or "processor error")
+        return result

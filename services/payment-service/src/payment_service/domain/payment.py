@@ -2,7 +2,10 @@
 
 One order has one payment. Its stream (`payment-<order_id>`) holds at most one decision,
 `PaymentCaptured` or `PaymentDeclined`; once decided, the payment answers every later capture
-request with that same decision and never charges again.
+request with that same decision and never charges again. Before the decision it may hold a
+`PaymentReviewRequired` (the risk check asked for a human; a capture marked `reviewed` goes on), and
+with it the `PaymentAuthorised` that preceded the capture and, when the capture failed for good, the
+`PaymentAuthorisationVoided`.
 
 After a capture, the stream also holds the answers to refund requests: `PaymentRefunded` (money went
 back; several partial refunds, never more than was captured in total) and `PaymentRefundFailed`.
@@ -12,13 +15,22 @@ sent again is answered with the same `PaymentRefunded` and refunds nothing more.
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID, uuid5
 
 from oms_events import Message
-from oms_events.messages import PaymentCaptured, PaymentDeclined, PaymentRefunded, PaymentRefundFailed, RefundPayment
+from oms_events.messages import (
+    PaymentAuthorisationVoided,
+    PaymentAuthorised,
+    PaymentCaptured,
+    PaymentDeclined,
+    PaymentRefunded,
+    PaymentRefundFailed,
+    PaymentReviewRequired,
+    RefundPayment,
+)
+from oms_events.values import looks_like_card_number
 from payment_service.domain.gateway import GatewayResult
 
 STREAM_TYPE = "payment"
@@ -29,7 +41,12 @@ _PAYMENT_ID_NAMESPACE = UUID("5b0f3c53-6a8e-4d0f-9b55-0e6f1f2c9a71")
 # Refund ids are derived from the refund's idempotency key, so every answer to one request carries one id.
 _REFUND_ID_NAMESPACE = UUID("c1d7a0e4-2f3b-4b8e-8a61-7d9e5f0b3c22")
 
-INVALID_TOKEN = "invalid_token"
+CARD_NUMBER_REJECTED = "card_number_rejected"
+"""PaymentDeclined.reason_code of a command whose token looks like a card number."""
+CAPTURE_FAILED = "capture_failed"
+"""PaymentDeclined.reason_code when the authorisation was approved but its capture failed for good."""
+GATEWAY_ERROR = "gateway_error"
+"""PaymentDeclined.reason_code when the gateway refused the authorisation request itself."""
 
 # Why a refund was refused (PaymentRefundFailed.reason_code). The gateway may refuse with these too.
 NOT_CAPTURED = "not_captured"
@@ -50,9 +67,14 @@ def payment_id_for(order_id: UUID) -> UUID:
     return uuid5(_PAYMENT_ID_NAMESPACE, f"payment-{order_id}")
 
 
-def idempotency_key(order_id: UUID) -> str:
-    """The key under which the gateway sees this order's capture: one charge per order, ever."""
-    return f"capture-{order_id}"
+def idempotency_key(order_id: UUID, operation: str = "capture") -> str:
+    """The key under which the gateway sees this order's `operation` (authorise, capture, void).
+
+    One order has one payment, so the order id plus the operation names it exactly: a retry, a
+    redelivered command and the saga's re-send of an overdue command (a new message with a new id,
+    see the README) all reach the gateway under the same key, and it never authorises or charges twice.
+    """
+    return f"{operation}-{order_id}"
 
 
 def refund_idempotency_key(command: RefundPayment) -> str:
@@ -74,19 +96,6 @@ def refund_idempotency_key(command: RefundPayment) -> str:
 
 def refund_id_for(idempotency_key: str) -> UUID:
     return uuid5(_REFUND_ID_NAMESPACE, idempotency_key)
-
-
-_SEPARATORS = re.compile(r"[\s-]")
-_LONG_DIGIT_RUN = re.compile(r"\d{13,}")
-
-
-def looks_like_card_number(token: str) -> bool:
-    """True when the token holds a run of 13 or more digits (separators ignored), like a PAN.
-
-    Tokens are opaque references issued by the gateway's card vault; a raw card number must never
-    be sent, stored or logged by the OMS, so such a token is refused before any gateway call.
-    """
-    return _LONG_DIGIT_RUN.search(_SEPARATORS.sub("", token)) is not None
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,8 @@ class Payment:
     version: int = 0
     decision: Decision | None = None
     refunds: tuple[PaymentRefunded, ...] = ()
+    review: PaymentReviewRequired | None = None
+    authorisation: PaymentAuthorised | None = None
 
     @classmethod
     def rebuild(cls, order_id: UUID, events: Iterable[Message]) -> "Payment":
@@ -128,12 +139,17 @@ class Payment:
         return payment
 
     def apply(self, event: Message) -> "Payment":
+        changed = replace(self, version=self.version + 1)
         if isinstance(event, PaymentCaptured | PaymentDeclined):
             # The first decision stands; a stream never holds two, but replay must not flip it.
-            return Payment(self.order_id, self.version + 1, self.decision or event, self.refunds)
+            return replace(changed, decision=self.decision or event)
         if isinstance(event, PaymentRefunded) and self.refund(event.refund_id) is None:
-            return Payment(self.order_id, self.version + 1, self.decision, (*self.refunds, event))
-        return Payment(self.order_id, self.version + 1, self.decision, self.refunds)
+            return replace(changed, refunds=(*self.refunds, event))
+        if isinstance(event, PaymentReviewRequired):
+            return replace(changed, review=self.review or event)
+        if isinstance(event, PaymentAuthorised):
+            return replace(changed, authorisation=self.authorisation or event)
+        return changed
 
     @property
     def payment_id(self) -> UUID:
@@ -155,35 +171,81 @@ class Payment:
     def refund(self, refund_id: UUID) -> PaymentRefunded | None:
         return next((r for r in self.refunds if r.refund_id == refund_id), None)
 
+    @property
+    def channel(self) -> str:
+        captured = self.captured
+        return (captured.channel if captured else None) or "unknown"
+
     def refuse_token(self, token: str) -> PaymentDeclined | None:
         """The decline for a token that must not reach the gateway, or None when it may."""
         if looks_like_card_number(token):
-            return PaymentDeclined(
-                order_id=self.order_id,
-                payment_id=self.payment_id,
-                reason_code=INVALID_TOKEN,
-                reason="The payment token looks like a card number; send a token from the card vault instead.",
+            return self.declined(
+                CARD_NUMBER_REJECTED,
+                "The payment token looks like a card number; card data is never accepted. "
+                "Send a token from the card vault instead.",
             )
         return None
 
-    def decide(self, amount_minor: int, currency: str, result: GatewayResult) -> Decision:
-        """The event that records the gateway's answer."""
+    def declined(self, reason_code: str, reason: str) -> PaymentDeclined:
         if self.decision is not None:
             raise ValueError(f"payment of order {self.order_id} is already decided")
+        return PaymentDeclined(
+            order_id=self.order_id, payment_id=self.payment_id, reason_code=reason_code, reason=reason
+        )
+
+    def review_required(self, reason: str, rules: Iterable[str]) -> PaymentReviewRequired:
+        return PaymentReviewRequired(
+            order_id=self.order_id,
+            payment_id=self.payment_id,
+            reason_code="risk_review",
+            reason=reason,
+            rules=list(rules),
+        )
+
+    def authorised(
+        self, amount_minor: int, currency: str, result: GatewayResult
+    ) -> PaymentAuthorised | PaymentDeclined:
+        """The event that records the gateway's answer to the authorisation."""
         if result.approved:
-            return PaymentCaptured(
+            return PaymentAuthorised(
                 order_id=self.order_id,
                 payment_id=self.payment_id,
                 amount_minor=amount_minor,
                 currency=currency,
                 gateway_reference=result.reference,
             )
-        return PaymentDeclined(
+        return self.declined(result.reason_code or "declined", result.reason or "The payment was declined.")
+
+    def captured_event(
+        self, authorisation: PaymentAuthorised, result: GatewayResult, channel: str | None
+    ) -> PaymentCaptured:
+        if not result.approved:
+            raise ValueError("a refused capture is not a capture")
+        return PaymentCaptured(
             order_id=self.order_id,
             payment_id=self.payment_id,
-            reason_code=result.reason_code or "declined",
-            reason=result.reason or "The payment was declined.",
+            amount_minor=authorisation.amount_minor,
+            currency=authorisation.currency,
+            gateway_reference=result.reference,
+            channel=channel,
         )
+
+    def capture_failed(
+        self, authorisation: PaymentAuthorised, why: str, void: GatewayResult
+    ) -> tuple[PaymentAuthorisationVoided | None, PaymentDeclined]:
+        """The capture failed for good: the authorisation was voided (when the gateway agreed) and the
+        payment is declined, so that the saga compensates. Nothing was taken from the card."""
+        voided = (
+            PaymentAuthorisationVoided(
+                order_id=self.order_id,
+                payment_id=self.payment_id,
+                gateway_reference=authorisation.gateway_reference,
+                reason_code=CAPTURE_FAILED,
+            )
+            if void.approved
+            else None
+        )
+        return voided, self.declined(CAPTURE_FAILED, f"The payment could not be captured: {why}")
 
     def plan_refund(self, command: RefundPayment) -> RefundStep:
         """What to do with a refund request: answer again, refuse, or ask the gateway.
