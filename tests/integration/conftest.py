@@ -117,6 +117,8 @@ async def system() -> AsyncIterator[System]:
         "SAGA_STEP_TIMEOUT_S": "20",
         # Far above the other tests' totals: only test_order_holds.py places orders that big.
         "HOLD_ABOVE_MINOR": "1000000",
+        # payment-service's risk check: only test_payments.py pays in GBP (its amount decline).
+        "RISK_DECLINE_ABOVE_MINOR": '{"GBP": 100000}',
         "API_KEYS": API_KEYS,
         "TRACKING_TOKEN_SECRET": "integration-tracking-secret-0123456789",
     }

@@ -20,6 +20,7 @@ from oms_events.messages import (
     PaymentDeclined,
     PaymentRefunded,
     PaymentRefundFailed,
+    PaymentReviewRequired,
     Shipped,
     StockReleased,
     StockReservationFailed,
@@ -84,6 +85,7 @@ class OrderSaga:
         handlers.register(StockReservationFailed, self._reacting(Order.on_stock_reservation_failed))
         handlers.register(PaymentCaptured, self._reacting(Order.on_payment_captured))
         handlers.register(PaymentDeclined, self._reacting(Order.on_payment_declined))
+        handlers.register(PaymentReviewRequired, self._reacting(Order.on_payment_review_required))
         handlers.register(StockReleased, self._reacting(Order.on_stock_released))
         handlers.register(Shipped, self._reacting(Order.on_shipped))
         handlers.register(PaymentRefunded, self._reacting(Order.on_payment_refunded))

@@ -61,6 +61,7 @@ from oms_events.messages import (
     PaymentDeclined,
     PaymentRefunded,
     PaymentRefundFailed,
+    PaymentReviewRequired,
     RefundPayment,
     ReleaseStock,
     ReserveStock,
@@ -127,6 +128,9 @@ NOTHING = Decision()
 
 RISK_RULE = "risk-rule"
 """`held_by` of the holds the amount threshold puts on orders."""
+
+PAYMENT_RISK = "payment-risk"
+"""`held_by` of the holds payment-service's risk check asks for (PaymentReviewRequired)."""
 
 
 @dataclass(frozen=True)
@@ -315,9 +319,10 @@ class Order:
             )
         return Decision(events=(reserved,), commands=(self._capture(payment_token),))
 
-    def _capture(self, payment_token: str) -> CapturePayment:
+    def _capture(self, payment_token: str, reviewed: bool = False) -> CapturePayment:
         placed = self._require()
         return CapturePayment(
+            reviewed=reviewed,
             order_id=self.order_id,
             customer_id=placed.customer.customer_id,
             amount_minor=placed.total_minor,
@@ -327,6 +332,17 @@ class Order:
             billing_country=placed.billing_address.country if placed.billing_address else None,
             shipping_country=placed.shipping_address.country,
         )
+
+    def on_payment_review_required(self, reply: PaymentReviewRequired) -> Decision:
+        """payment-service wants a human to look at the payment first: hold the order until ops release
+        it (then the capture is sent again, marked reviewed) or cancel it."""
+        self._require()
+        if self.status is OrderStatus.CANCELLING and self.payment_id is None and not self.stock_released:
+            # Cancelled while the capture was in flight, and nothing was authorised: release the stock.
+            return Decision(commands=(ReleaseStock(order_id=self.order_id, reason="order cancelled"),))
+        if self.status is not OrderStatus.AWAITING_PAYMENT:
+            return NOTHING
+        return Decision(events=(OrderPutOnHold(order_id=self.order_id, reason=reply.reason, held_by=PAYMENT_RISK),))
 
     def on_stock_reservation_failed(self, reply: StockReservationFailed) -> Decision:
         self._require()
@@ -529,7 +545,9 @@ class Order:
             raise ActionNotAllowedError("the order is not on hold")
         if payment_token is None:
             raise ActionNotAllowedError("the order's payment token is no longer kept; cancel the order instead")
-        return Decision(events=(released,), commands=(self._capture(payment_token),))
+        # Releasing payment-service's review hold is the review: its risk check is not run again.
+        reviewed = self.held_by == PAYMENT_RISK
+        return Decision(events=(released,), commands=(self._capture(payment_token, reviewed),))
 
     # ------------------------------------------------------------------ deadlines and operators
 

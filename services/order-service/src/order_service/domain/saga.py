@@ -4,7 +4,7 @@ from oms_events.messages import CapturePayment, Command, RefundPayment, ReleaseS
 
 _AWAITED = {
     ReserveStock: "StockReserved|StockReservationFailed",
-    CapturePayment: "PaymentCaptured|PaymentDeclined",
+    CapturePayment: "PaymentCaptured|PaymentDeclined|PaymentReviewRequired",
     ReleaseStock: "StockReleased",
     ShipOrder: "Shipped",
     RefundPayment: "PaymentRefunded|PaymentRefundFailed",
