@@ -4,7 +4,8 @@ import asyncio
 import json
 from typing import Literal
 
-from pydantic import Field, field_validator
+import httpx
+from pydantic import Field, SecretStr, field_validator
 from redis.asyncio import Redis
 
 from oms_runtime.eventstore import EventStore
@@ -12,11 +13,13 @@ from oms_runtime.host import ServiceHost
 from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.logging import configure_logging
 from oms_runtime.settings import ServiceSettings
+from payment_service.adapters.http_gateway import StripeLikeGateway
 from payment_service.adapters.movements import PaymentMovements
 from payment_service.adapters.retrying_gateway import RetryingGateway
 from payment_service.adapters.simulated_gateway import SimulatedGateway
 from payment_service.adapters.tables import gateway_metadata, metadata
 from payment_service.adapters.velocity import RedisVelocityCounter
+from payment_service.domain.gateway import PaymentGateway
 from payment_service.domain.risk import Action, RiskRules
 from payment_service.entrypoints.consumers import consumers
 from payment_service.entrypoints.http import create_app
@@ -30,7 +33,11 @@ class PaymentSettings(ServiceSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8002
     api_keys: str = Field(default="[]", description="JSON list of {name, key, role, channel}; the API is for ops")
-    payment_gateway: Literal["simulated"] = "simulated"
+    payment_gateway: Literal["simulated", "stripe_like"] = Field(
+        default="simulated", description="simulated (test tokens, local ledger) or stripe_like (a provider's HTTP API)"
+    )
+    gateway_base_url: str = Field(default="", description="stripe_like: the provider's API base URL")
+    gateway_api_key: SecretStr = Field(default=SecretStr(""), description="stripe_like: the provider's secret key")
     simulated_gateway_slow_s: float = Field(default=2.0, ge=0, description="How long tok_slow's answers take")
     gateway_timeout_s: float = Field(default=10.0, gt=0, description="A gateway call taking longer is retried")
     gateway_attempts: int = Field(default=4, ge=1, description="Tries of one gateway call on transient errors")
@@ -62,10 +69,22 @@ class PaymentSettings(ServiceSettings):
         )
 
 
+def gateway_for(settings: PaymentSettings, host: ServiceHost) -> PaymentGateway:
+    """The configured gateway adapter (without retries)."""
+    if settings.payment_gateway == "stripe_like":
+        if not settings.gateway_base_url or not settings.gateway_api_key.get_secret_value():
+            raise ValueError("PAYMENT_GATEWAY=stripe_like needs GATEWAY_BASE_URL and GATEWAY_API_KEY")
+        # The retry wrapper enforces GATEWAY_TIMEOUT_S; the client's own timeout is only a backstop.
+        client = httpx.AsyncClient(base_url=settings.gateway_base_url, timeout=settings.gateway_timeout_s + 5)
+        host.on_stop(client.aclose)
+        return StripeLikeGateway(client, settings.gateway_api_key.get_secret_value())
+    return SimulatedGateway(host.db, slow_s=settings.simulated_gateway_slow_s)
+
+
 def build(settings: PaymentSettings) -> ServiceHost:
     host = ServiceHost(SERVICE, settings, metadata=[metadata, gateway_metadata])
     gateway = RetryingGateway(
-        SimulatedGateway(host.db, slow_s=settings.simulated_gateway_slow_s),
+        gateway_for(settings, host),
         attempts=settings.gateway_attempts,
         backoff_s=settings.gateway_backoff_s,
         timeout_s=settings.gateway_timeout_s,
