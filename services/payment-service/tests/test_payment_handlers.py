@@ -7,6 +7,7 @@ injected after a gateway call rolls back the service's transaction only, and the
 redelivery) must then find the ledger's first answer, never move money twice.
 """
 
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID, uuid4
@@ -50,7 +51,7 @@ from payment_service.domain.risk import RiskRules
 from payment_service.handlers import PaymentHandlers, VelocityCounter
 
 REGISTRY = default_registry()
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 class CountingGateway:
