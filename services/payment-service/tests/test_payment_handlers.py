@@ -111,14 +111,17 @@ class CountingGateway:
 
 
 class Harness(HandlerHarness):
+    """`gateway` counts the calls; the handlers call `wrapped` (e.g. a RetryingGateway around it) when given."""
+
     def __init__(
         self,
         db: Database,
         gateway: CountingGateway,
         risk_rules: RiskRules | None = None,
         velocity: VelocityCounter | None = None,
+        wrapped: PaymentGateway | None = None,
     ) -> None:
-        handlers = PaymentHandlers(gateway, EventStore(), risk_rules=risk_rules, velocity=velocity)
+        handlers = PaymentHandlers(wrapped or gateway, EventStore(), risk_rules=risk_rules, velocity=velocity)
         super().__init__(db, "payment-service", handlers.handler_map(), REGISTRY)
         self.gateway = gateway
 
@@ -229,10 +232,7 @@ async def test_transient_errors_are_retried_with_the_same_keys_and_charge_once(d
         sleeps.append(seconds)
 
     counting = CountingGateway(SimulatedGateway(db))
-    harness = Harness(db, counting)
-    harness.processor._handlers = PaymentHandlers(  # the retrying wrapper around the counting gateway
-        RetryingGateway(counting, attempts=3, backoff_s=0.5, sleep=no_sleep), EventStore()
-    ).handler_map()
+    harness = Harness(db, counting, wrapped=RetryingGateway(counting, attempts=3, backoff_s=0.5, sleep=no_sleep))
     order_id = uuid4()
     assert await harness.send(capture(order_id, "tok_transient_error")) is Outcome.PROCESSED
     assert await harness.types(order_id) == ["PaymentAuthorised", "PaymentCaptured"]
