@@ -16,7 +16,7 @@ from inventory_service.adapters.planning_tables import daily_demand, demand_orde
 from inventory_service.adapters.sales_history import SalesHistory
 from inventory_service.adapters.tables import metadata, stock_levels, warehouses
 from inventory_service.domain.forecasting import forecast_demand, reorder_point
-from inventory_service.entrypoints.planning_routes import planning_router
+from inventory_service.entrypoints.planning_routes import ForecastCache, planning_router
 from oms_runtime.db import Database
 from oms_runtime.http_api import ApiKeyAuthenticator, install_error_handlers
 from oms_runtime.testing import throwaway_schema
@@ -114,6 +114,42 @@ async def test_the_forecast_of_a_sku_with_weeks_of_history(empty: Database, clie
     assert days[0]["units"] == pytest.approx(16, abs=0.5)
     assert days[5]["units"] == pytest.approx(26, abs=0.5)
     assert body["mean_daily_demand"] == pytest.approx(20, abs=0.5)
+
+
+async def test_a_late_order_for_a_past_day_changes_the_forecast(empty: Database, client: httpx.AsyncClient) -> None:
+    sales = weekly_sales(5)
+    await sell(empty, "SKU-A", sales)
+    before = (await client.get("/skus/SKU-A/forecast", params={"horizon_days": 7})).json()
+    again = (await client.get("/skus/SKU-A/forecast", params={"horizon_days": 7})).json()
+
+    await sell(empty, "SKU-A", {YESTERDAY - timedelta(days=2): 70})
+    after = (await client.get("/skus/SKU-A/forecast", params={"horizon_days": 7})).json()
+
+    assert again == before
+    assert after["mean_daily_demand"] > before["mean_daily_demand"]
+    assert after["residual_std"] > before["residual_std"]
+
+
+def test_the_forecast_cache_keeps_the_recently_used_and_keys_by_the_history() -> None:
+    sales = weekly_sales(3)
+    keyed = ForecastCache()
+    first = keyed.forecast("SKU-A", sales, YESTERDAY, 7)
+    assert keyed.forecast("SKU-A", dict(sales), YESTERDAY, 7) is first
+    assert keyed.forecast("SKU-A", sales, YESTERDAY, 8) is not first
+    assert keyed.forecast("SKU-A", {**sales, YESTERDAY: 99}, YESTERDAY, 7) is not first
+    assert keyed.forecast("SKU-B", sales, YESTERDAY, 7) is not first
+
+    cache = ForecastCache(size=2)
+    first = cache.forecast("SKU-A", sales, YESTERDAY, 7)
+    cache.forecast("SKU-B", sales, YESTERDAY, 7)
+    assert cache.forecast("SKU-A", sales, YESTERDAY, 7) is first  # used again: SKU-B is now the oldest
+    cache.forecast("SKU-C", sales, YESTERDAY, 7)
+    assert cache.forecast("SKU-A", sales, YESTERDAY, 7) is first
+    cache.forecast("SKU-D", sales, YESTERDAY, 7)
+    cache.forecast("SKU-E", sales, YESTERDAY, 7)
+    evicted = cache.forecast("SKU-A", sales, YESTERDAY, 7)
+    assert evicted is not first
+    assert evicted == first
 
 
 async def test_todays_orders_count_only_when_asked_for(empty: Database, client: httpx.AsyncClient) -> None:

@@ -9,7 +9,10 @@ parameter is then a 422 naming it, a failing database a 503.
 """
 
 import asyncio
-from collections.abc import Callable
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -24,8 +27,9 @@ from inventory_service.domain.forecasting import (
     MAX_HORIZON_DAYS,
     Forecast,
     ForecastMethod,
+    daily_series,
     days_of_cover,
-    forecast_demand,
+    forecast_series,
     reorder_point,
 )
 from oms_runtime.db import Database
@@ -34,6 +38,7 @@ from oms_runtime.http_api import ApiKeyAuthenticator, ErrorBody, Principal
 HISTORY_DAYS = 182
 """How far back a forecast looks: 26 weeks, enough for the weekly pattern, short enough to forget old regimes."""
 MAX_REPORT_ROWS = 1000
+CACHED_FORECASTS = 20_000
 
 SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Horizon = Annotated[int, Query(ge=1, le=MAX_HORIZON_DAYS, description="Days to forecast")]
@@ -93,6 +98,36 @@ class DaysOfCoverReport(BaseModel):
     """Fewest days of cover first; skus without forecast demand last."""
 
 
+class ForecastCache:
+    """Forecasts by sku, horizon and a digest of the exact daily series they were fitted on.
+
+    A fit costs tens of milliseconds, and the history of complete days changes about once a day per
+    sku, so the days-of-cover report would refit a whole catalogue on every call to get the same
+    numbers. Keyed by the series itself, a cached forecast is never stale: a late order for a past day
+    changes the series and so the key. Least recently used entries go first.
+    """
+
+    def __init__(self, size: int = CACHED_FORECASTS) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[str, date, int, bytes], Forecast] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def forecast(self, sku: str, sales: Mapping[date, int], end: date, horizon_days: int) -> Forecast:
+        series = daily_series(sales, end)
+        key = (sku, end, horizon_days, hashlib.blake2b(series.tobytes(), digest_size=16).digest())
+        with self._lock:
+            cached = self._entries.get(key)
+            if cached is not None:
+                self._entries.move_to_end(key)
+                return cached
+        forecast = forecast_series(sku, series, end + timedelta(days=1), horizon_days)
+        with self._lock:
+            self._entries[key] = forecast
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return forecast
+
+
 def _today_utc() -> date:
     return datetime.now(UTC).date()
 
@@ -104,9 +139,11 @@ def planning_router(
     history: SalesHistory | None = None,
     history_days: int = HISTORY_DAYS,
     today: Callable[[], date] = _today_utc,
+    cache: ForecastCache | None = None,
 ) -> APIRouter:
     router = APIRouter(tags=["planning"])
     sales = history or SalesHistory()
+    forecasts = cache or ForecastCache()
     ops_key = auth.dependency(ops_only=True)
     errors: dict[int | str, dict[str, Any]] = {
         401: {"model": ErrorBody},
@@ -129,7 +166,7 @@ def planning_router(
         async with db.transaction() as session:
             sold = await sales.history(session, sku, end - timedelta(days=history_days - 1), end)
         # Fitting is CPU work (tens of ms): off the event loop, so consumers and other requests go on.
-        return await asyncio.to_thread(forecast_demand, sku, sold, end=end, horizon_days=horizon_days)
+        return await asyncio.to_thread(forecasts.forecast, sku, sold, end, horizon_days)
 
     @router.get("/skus/{sku}/forecast", response_model=ForecastView, responses=errors)
     async def sku_forecast(
@@ -211,7 +248,7 @@ def planning_router(
         def compute() -> list[DaysOfCoverRow]:
             report = []
             for sku in sorted(available.keys() | sold.keys()):
-                forecast = forecast_demand(sku, sold.get(sku, {}), end=end, horizon_days=horizon_days)
+                forecast = forecasts.forecast(sku, sold.get(sku, {}), end, horizon_days)
                 units = available.get(sku, 0)
                 report.append(
                     DaysOfCoverRow(
