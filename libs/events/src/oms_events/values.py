@@ -120,6 +120,10 @@ class OrderSubmission(BaseModel):
     shipping_address: Address
     delivery_method: DeliveryMethod
     payment_token: str = Field(min_length=1, max_length=128, description="A payment token, never card data")
+    allow_backorder: bool = Field(
+        default=False,
+        description="When some stock is short, wait for it (the order is `backordered`) instead of rejecting",
+    )
 
     @property
     def total_minor(self) -> int:

@@ -24,7 +24,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms_events import ContractViolationError, Envelope, Message, MessageRegistry
+from oms_events import ContractMessage, ContractViolationError, Envelope, MessageRegistry
 from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
 from oms_runtime.inbox import Inbox
@@ -33,7 +33,7 @@ from oms_runtime.outbox import Outbox
 
 log = get_logger(__name__)
 
-M = TypeVar("M", bound=Message)
+M = TypeVar("M", bound=ContractMessage)
 
 
 @dataclass
@@ -50,7 +50,7 @@ class MessageContext:
     outbox: Outbox
     emitted: list[Envelope] = field(default_factory=list)
 
-    async def emit(self, message: Message) -> Envelope:
+    async def emit(self, message: ContractMessage) -> Envelope:
         """Queue a message in the outbox; it is published only if this transaction commits."""
         envelope = self.registry.wrap(message, producer=self.producer_name, causation=self.envelope)
         await self.outbox.add(self.session, message.topic, message.key, envelope)
@@ -63,7 +63,7 @@ class MessageContext:
         stream_id: str,
         stream_type: str,
         expected_version: int,
-        events: Sequence[Message],
+        events: Sequence[ContractMessage],
     ) -> list[Envelope]:
         """Append events to a stream and queue them for publishing, in this one transaction."""
         envelopes = [self.registry.wrap(e, producer=self.producer_name, causation=self.envelope) for e in events]
@@ -194,7 +194,7 @@ class MessageProcessor:
             message_type=envelope.type,
         ):
             try:
-                message = self._registry.decode(envelope)
+                message = self._registry.decode_any(envelope)
             except ContractViolationError as exc:
                 reason = exc.reason
                 if self._rejection_handler is not None:
@@ -241,7 +241,9 @@ class MessageProcessor:
                 await asyncio.sleep(self._retry_backoff_s * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
-    async def _handle(self, record: SourceRecord, envelope: Envelope, message: Message, handler: Handler) -> Outcome:
+    async def _handle(
+        self, record: SourceRecord, envelope: Envelope, message: ContractMessage, handler: Handler
+    ) -> Outcome:
         for attempt in range(1, self._max_attempts + 1):
             try:
                 async with self._db.transaction() as session:
