@@ -20,7 +20,9 @@ from oms_events.messages import (
     PaymentDeclined,
     PaymentRefunded,
     PaymentRefundFailed,
+    ReservationExpired,
     Shipped,
+    StockBackordered,
     StockReleased,
     StockReservationFailed,
     StockReserved,
@@ -88,6 +90,8 @@ class OrderSaga:
         handlers.register(Shipped, self._reacting(Order.on_shipped))
         handlers.register(PaymentRefunded, self._reacting(Order.on_payment_refunded))
         handlers.register(PaymentRefundFailed, self._reacting(Order.on_payment_refund_failed))
+        handlers.register(StockBackordered, self._reacting(Order.on_stock_backordered))
+        handlers.register(ReservationExpired, self._reacting(Order.on_reservation_expired))
         return handlers
 
     def _reacting(self, decide: Callable[[Order, R], Decision]) -> Callable[[MessageContext, R], Awaitable[None]]:
@@ -185,6 +189,7 @@ def order_placed(submission: OrderSubmission, order_id: UUID) -> OrderPlaced:
         total_minor=submission.total_minor,
         shipping_address=submission.shipping_address,
         delivery_method=submission.delivery_method,
+        allow_backorder=submission.allow_backorder,
     )
 
 
