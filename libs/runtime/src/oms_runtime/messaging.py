@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
+from uuid import UUID
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -147,6 +148,14 @@ class DeadLetterPublisher:
         )
 
 
+def _is_uuid(value: str) -> bool:
+    try:
+        UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 class MessageProcessor:
     def __init__(
         self,
@@ -188,7 +197,8 @@ class MessageProcessor:
             await self._dead_letters.send(record, f"unknown message type {envelope.type!r}")
             return Outcome.DEAD_LETTERED
         with structlog.contextvars.bound_contextvars(
-            order_id=envelope.correlation_id,
+            # Messages about a sku (stock events) are correlated by the sku when no order caused them.
+            order_id=envelope.correlation_id if _is_uuid(envelope.correlation_id) else None,
             correlation_id=envelope.correlation_id,
             message_id=str(envelope.event_id),
             message_type=envelope.type,
