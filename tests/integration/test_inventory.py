@@ -140,3 +140,34 @@ async def test_parallel_orders_for_scarce_stock_ship_exactly_what_there_is(syste
     )
     assert sorted(o["status"] for o in finals) == ["rejected"] * 4 + ["shipped"] * 5
     await system.wait_for_stock(sku, {"WH-BER": (0, 0), "WH-LON": (0, 0)})
+
+
+async def test_an_expired_reservation_cancels_the_held_order_and_frees_its_stock(system: System) -> None:
+    sku = unique_sku()
+    await system.set_stock(sku, {"WH-BER": 4})
+    big = 600_000  # two of them are above HOLD_ABOVE_MINOR: the order waits on hold with its stock reserved
+    order_id = (await system.place_order([(sku, 2, big)])).json()["order_id"]
+    await system.wait_for_status(order_id, {"on_hold"})
+    await system.wait_for_stock(sku, {"WH-BER": (4, 2)})
+
+    async with system.http(OPS_KEY, service=INVENTORY) as http:
+        reservation = (await http.get(f"/reservations/{order_id}")).json()
+        assert (reservation["status"], reservation["expires_at"] is not None) == ("reserved", True)
+        assert (await http.post(f"/reservations/{order_id}/expire")).status_code == 202
+        again = await http.post(f"/reservations/{order_id}/expire")
+        assert (again.status_code, again.json()["error"]) == (409, "reservation_not_expirable")
+
+    order = await system.wait_for_status(order_id, {"cancelled", "needs_attention", "rejected"})
+    assert order["status"] == "cancelled"
+    events = [t["event"] for t in order["timeline"]]
+    assert events[-4:] == [
+        "OrderReservationExpired",
+        "OrderCancellationRequested",
+        "OrderStockReleased",
+        "OrderCancelled",
+    ]
+    [cancelled] = [e for e in await system.envelopes(topics.ORDERS_EVENTS, order_id) if e["type"] == "OrderCancelled"]
+    assert cancelled["payload"]["reason_code"] == "reservation_expired"
+    inventory = [e["type"] for e in await system.envelopes(topics.INVENTORY_EVENTS, order_id)]
+    assert inventory == ["StockReserved", "ReservationExpired", "StockReleased"]
+    await system.wait_for_stock(sku, {"WH-BER": (4, 0)})

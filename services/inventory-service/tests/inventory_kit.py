@@ -117,7 +117,7 @@ async def inventory_kit(
         ledger = StockLedger(repo, EventStore(), reservation_ttl=ttl, preference=preference, clock=clock)
         handlers = InventoryHandlers(ledger)
         harness = HandlerHarness(db, "inventory-service", handlers.handler_map(), REGISTRY)
-        commands = InventoryCommands(db, ledger, REGISTRY, notify=lambda: None)
+        commands = InventoryCommands(db, ledger, handlers, REGISTRY, notify=lambda: None)
         yield Kit(db, clock, repo, ledger, handlers, harness, commands)
 
 

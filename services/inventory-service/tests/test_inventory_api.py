@@ -221,3 +221,18 @@ async def test_policies_purchase_orders_backorders_and_reports(api: Api) -> None
     assert await api.kit.status(order_id) == "reserved"
     again = await _post(api, f"/purchase-orders/{raised}/receive", {}, key=WAREHOUSE)
     assert (again.status_code, again.json()["error"]) == (409, "purchase_order_closed")
+
+
+async def test_a_reservation_can_be_read_and_expired_by_ops_only_while_unpaid(api: Api) -> None:
+    order_id = uuid4()
+    await api.kit.harness.send(reserve(order_id, ("A", 2)))
+    seen = (await api.http.get(f"/reservations/{order_id}", headers=api.as_(WAREHOUSE))).json()
+    assert seen["status"] == "reserved"
+    assert seen["allocations"] == [{"sku": "A", "warehouse_id": "WH-BER", "quantity": 2}]
+    assert (await api.http.post(f"/reservations/{order_id}/expire", headers=api.as_(WAREHOUSE))).status_code == 403
+    assert (await api.http.post(f"/reservations/{order_id}/expire", headers=api.as_(OPS))).status_code == 202
+    assert await api.kit.status(order_id) == "expired"
+    again = await api.http.post(f"/reservations/{order_id}/expire", headers=api.as_(OPS))
+    assert (again.status_code, again.json()["error"]) == (409, "reservation_not_expirable")
+    missing = await api.http.get(f"/reservations/{uuid4()}", headers=api.as_(OPS))
+    assert missing.json()["error"] == "reservation_not_found"

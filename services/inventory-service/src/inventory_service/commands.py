@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory_service.adapters.stock_repository import PurchaseOrder, StockLevel, Warehouse
 from inventory_service.domain.replenishment import ReplenishmentPolicy
+from inventory_service.handlers import InventoryHandlers
 from inventory_service.ledger import StockChange, StockLedger
 from oms_events import MessageRegistry
 from oms_events.messages import PurchaseOrderReceived
@@ -35,6 +36,18 @@ class PurchaseOrderNotFoundError(LookupError):
     pass
 
 
+class ReservationNotFoundError(LookupError):
+    pass
+
+
+class ReservationNotExpirableError(Exception):
+    """Only a live reservation that is not paid for yet can be expired."""
+
+
+class DuplicateReceiptError(Exception):
+    """This delivery was received before: a retry must not count the goods twice."""
+
+
 class PurchaseOrderClosedError(Exception):
     pass
 
@@ -47,10 +60,16 @@ class InventoryCommands:
     _ATTEMPTS = 5
 
     def __init__(
-        self, db: Database, ledger: StockLedger, registry: MessageRegistry, notify: Callable[[], None]
+        self,
+        db: Database,
+        ledger: StockLedger,
+        handlers: InventoryHandlers,
+        registry: MessageRegistry,
+        notify: Callable[[], None],
     ) -> None:
         self._db = db
         self._ledger = ledger
+        self._handlers = handlers
         self._repo = ledger.repo
         self._registry = registry
         self._notify = notify
@@ -99,6 +118,10 @@ class InventoryCommands:
 
     async def receive_goods(self, sku: str, warehouse_id: str, quantity: int, reference: str | None) -> StockLevel:
         async def work(ctx: MessageContext) -> StockLevel:
+            if reference is not None and not await self._repo.claim_receipt(
+                ctx.session, sku, warehouse_id, reference, quantity
+            ):
+                raise DuplicateReceiptError(f"{reference} was received for {sku} in {warehouse_id} before")
             return await self._arrive(
                 ctx, StockChange(sku, warehouse_id, "goods_receipt", on_hand_change=quantity, reference=reference)
             )
@@ -192,3 +215,18 @@ class InventoryCommands:
         result = await self._run(work)
         log.info("purchase order received", purchase_order_id=str(purchase_order_id), quantity=result.received_quantity)
         return result
+
+    async def expire_reservation(self, order_id: UUID) -> None:
+        """Releases an unpaid reservation now, as its expiry would (ReservationExpired): for ops who need the
+        stock of an order that stalls, without waiting for RESERVATION_TTL_S."""
+
+        async def work(ctx: MessageContext) -> None:
+            reservation = await self._repo.reservation(ctx.session, order_id, lock=True)
+            if reservation is None:
+                raise ReservationNotFoundError(str(order_id))
+            if reservation.status != "reserved" or reservation.expires_at is None:
+                state = "paid for" if reservation.status == "reserved" else reservation.status
+                raise ReservationNotExpirableError(f"the reservation of order {order_id} is {state}")
+            await self._handlers.expire(ctx, order_id)
+
+        await self._run(work)

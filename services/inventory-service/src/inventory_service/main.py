@@ -86,7 +86,7 @@ def build(settings: InventorySettings) -> ServiceHost:
     if settings.seed_demo_stock:
         host.on_start(lambda: seed_demo_stock(host.db, ledger, host.registry, host.relay.notify))
 
-    commands = InventoryCommands(host.db, ledger, host.registry, notify=host.relay.notify)
+    commands = InventoryCommands(host.db, ledger, handlers, host.registry, notify=host.relay.notify)
     app = create_app(
         commands,
         InventoryQueries(host.db, repository),

@@ -2,6 +2,7 @@
 
 from collections import defaultdict
 from dataclasses import dataclass
+from uuid import UUID
 
 from inventory_service.adapters.stock_repository import (
     PurchaseOrder,
@@ -77,6 +78,10 @@ class InventoryQueries:
     async def purchase_orders(self, status: str | None = None) -> list[PurchaseOrder]:
         async with self._db.transaction() as session:
             return await self._repo.purchase_orders(session, status)
+
+    async def reservation(self, order_id: UUID) -> Reservation | None:
+        async with self._db.transaction() as session:
+            return await self._repo.reservation(session, order_id)
 
     async def backorders(self) -> list[Reservation]:
         async with self._db.transaction() as session:

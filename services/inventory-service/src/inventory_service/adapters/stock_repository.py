@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory_service.adapters.tables import (
+    goods_receipts,
     purchase_orders,
     replenishment_policies,
     reservation_lines,
@@ -34,6 +35,7 @@ class Reservation:
     requested: tuple[LineRequest, ...] = ()
     shipping_address: dict[str, Any] | None = None
     created_at: datetime | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,7 @@ class StockRepository:
             reservations.c.requested,
             reservations.c.shipping_address,
             reservations.c.created_at,
+            reservations.c.expires_at,
         ).where(reservations.c.order_id == order_id)
         row = (await session.execute(query.with_for_update() if lock else query)).first()
         if row is None:
@@ -225,6 +228,7 @@ class StockRepository:
             tuple(LineRequest(r["sku"], r["quantity"]) for r in row.requested),
             row.shipping_address,
             row.created_at,
+            row.expires_at,
         )
 
     async def add_reservation(
@@ -418,7 +422,19 @@ class StockRepository:
             .values(status="received", received_quantity=received, received_at=func.now())
         )
 
-    # ------------------------------------------------------------------ returns
+    # ------------------------------------------------------------------ receipts and returns
+
+    async def claim_receipt(
+        self, session: AsyncSession, sku: str, warehouse_id: str, reference: str, quantity: int
+    ) -> bool:
+        """False when this reference was received before for the sku and warehouse."""
+        result = await session.execute(
+            pg_insert(goods_receipts)
+            .values(sku=sku, warehouse_id=warehouse_id, reference=reference, quantity=quantity)
+            .on_conflict_do_nothing(constraint="pk_goods_receipts")
+            .returning(goods_receipts.c.sku)
+        )
+        return result.first() is not None
 
     async def claim_restock(
         self, session: AsyncSession, return_id: UUID, order_id: UUID, lines: list[dict[str, Any]]

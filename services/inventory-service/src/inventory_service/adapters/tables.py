@@ -137,6 +137,19 @@ purchase_orders = Table(
     ),
 )
 
+# Goods receipts that carry a reference (delivery note, ASN): the same one twice is refused, so a client's
+# retry never counts the goods twice.
+goods_receipts = Table(
+    "goods_receipts",
+    metadata,
+    Column("sku", String(64), nullable=False),
+    Column("warehouse_id", String(64), nullable=False),
+    Column("reference", String(100), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("sku", "warehouse_id", "reference", name="pk_goods_receipts"),
+)
+
 # Returns put back on hand: one row per return, so that a repeated RestockItems changes nothing.
 restocks = Table(
     "restocks",

@@ -15,9 +15,12 @@ from inventory_service.adapters.availability_view import AvailabilityView
 from inventory_service.adapters.stock_repository import PurchaseOrder, StockLevel, Warehouse
 from inventory_service.availability import rebuild_view
 from inventory_service.commands import (
+    DuplicateReceiptError,
     InventoryCommands,
     PurchaseOrderClosedError,
     PurchaseOrderNotFoundError,
+    ReservationNotExpirableError,
+    ReservationNotFoundError,
     WarehouseNotFoundError,
 )
 from inventory_service.domain.replenishment import PolicyError, ReplenishmentPolicy
@@ -171,6 +174,8 @@ def create_app(
             level = await commands.receive_goods(body.sku, body.warehouse_id, body.quantity, body.reference)
         except (WarehouseNotFoundError, UnknownStockError, StockLevelError) as exc:
             return stock_errors(exc)
+        except DuplicateReceiptError as exc:
+            return error_response(status.HTTP_409_CONFLICT, "duplicate_receipt", str(exc))
         return _level(level)
 
     @app.put(
@@ -260,6 +265,38 @@ def create_app(
         except PurchaseOrderClosedError as exc:
             return error_response(status.HTTP_409_CONFLICT, "purchase_order_closed", str(exc))
         return _po(received)
+
+    @app.get("/reservations/{order_id}", response_model=schemas.ReservationView, dependencies=[warehouse])
+    async def reservation(order_id: UUID) -> schemas.ReservationView | JSONResponse:
+        found = await queries.reservation(order_id)
+        if found is None:
+            return _not_found("reservation_not_found", f"No reservation for order {order_id}.")
+        return schemas.ReservationView(
+            order_id=found.order_id,
+            reservation_id=found.reservation_id,
+            status=found.status,
+            expires_at=found.expires_at,
+            created_at=found.created_at,
+            allocations=[schemas.ReservationLineView(**vars(p)) for p in found.picks],
+            requested=[schemas.BackorderLine(sku=r.sku, quantity=r.quantity) for r in found.requested],
+        )
+
+    @app.post(
+        "/reservations/{order_id}/expire",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_class=Response,
+        dependencies=[ops],
+    )
+    async def expire(order_id: UUID) -> Response:
+        """Releases an unpaid reservation now, as its expiry would: ReservationExpired goes out and the order
+        saga cancels the order."""
+        try:
+            await commands.expire_reservation(order_id)
+        except ReservationNotFoundError:
+            return _not_found("reservation_not_found", f"No reservation for order {order_id}.")
+        except ReservationNotExpirableError as exc:
+            return error_response(status.HTTP_409_CONFLICT, "reservation_not_expirable", str(exc))
+        return Response(status_code=status.HTTP_202_ACCEPTED)
 
     @app.get("/backorders", response_model=list[schemas.BackorderView], dependencies=[warehouse])
     async def backorders() -> list[schemas.BackorderView]:

@@ -43,7 +43,13 @@ class GoodsReceiptRequest(Request):
     sku: Sku
     warehouse_id: str = Field(min_length=1, max_length=64)
     quantity: int = Field(gt=0, le=1_000_000)
-    reference: str | None = Field(default=None, max_length=100, description="Delivery note or ASN number")
+    reference: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Delivery note or ASN number; the same reference for the same sku and warehouse is refused "
+        "(409 duplicate_receipt), so a retry never counts the goods twice",
+    )
 
 
 class SafetyStockRequest(Request):
@@ -173,3 +179,19 @@ class StockValueView(BaseModel):
     lines: list[StockValueLineView]
     totals_minor: dict[str, int]
     unpriced_skus: list[str]
+
+
+class ReservationLineView(BaseModel):
+    sku: str
+    warehouse_id: str
+    quantity: int
+
+
+class ReservationView(BaseModel):
+    order_id: UUID
+    reservation_id: UUID
+    status: str = Field(description="reserved, backordered, committed, released, expired or failed")
+    expires_at: datetime | None = Field(description="When an unpaid reservation is released; null once paid")
+    created_at: datetime | None
+    allocations: list[ReservationLineView]
+    requested: list[BackorderLine]
