@@ -97,25 +97,26 @@ class StockLedger:
 
     async def change(self, ctx: MessageContext, change: StockChange) -> StockLevel:
         session = ctx.session
-        level = await self.repo.lock_level(session, change.sku, change.warehouse_id)
-        if level is None:
-            raise UnknownStockError(change.sku, change.warehouse_id)
-        new = StockLevel(
+        if change.safety_stock is not None and change.safety_stock < 0:
+            raise StockLevelError(f"safety stock of {change.sku} in {change.warehouse_id} cannot be negative")
+        applied = await self.repo.apply_change(
+            session,
             change.sku,
             change.warehouse_id,
-            level.on_hand + change.on_hand_change,
-            level.reserved + change.reserved_change,
-            level.safety_stock if change.safety_stock is None else change.safety_stock,
+            change.on_hand_change,
+            change.reserved_change,
+            change.safety_stock,
         )
-        if new.on_hand < 0 or new.reserved < 0 or new.reserved > new.on_hand or new.safety_stock < 0:
+        if applied is None:
+            level = await self.repo.lock_level(session, change.sku, change.warehouse_id)
+            if level is None:
+                raise UnknownStockError(change.sku, change.warehouse_id)
             raise StockLevelError(
                 f"{change.sku} in {change.warehouse_id}: on hand {level.on_hand}, reserved {level.reserved}; "
                 f"changing on hand by {change.on_hand_change} and reserved by {change.reserved_change} "
                 "would leave less than nothing"
             )
-        await self.repo.write_level(session, new)
-        stream = stock_stream_id(change.sku, change.warehouse_id)
-        version = await self.store.current_version(session, stream)
+        new, version = applied
         event = StockLevelChanged(
             sku=new.sku,
             warehouse_id=new.warehouse_id,
@@ -129,9 +130,12 @@ class StockLedger:
             reason=change.reason,
             order_id=change.order_id,
             reference=change.reference,
-            sequence=version + 1,
+            sequence=version,
         )
-        await ctx.record(self.store, stream, STOCK_STREAM_TYPE, version, [event])
+        # The row's version counts its events, so the stream's expected version needs no query; a row
+        # changed past the ledger would be caught by the event store's unique (stream, version).
+        stream = stock_stream_id(change.sku, change.warehouse_id)
+        await ctx.record(self.store, stream, STOCK_STREAM_TYPE, version - 1, [event])
         await self.replenish(ctx, new)
         return new
 

@@ -113,17 +113,42 @@ class StockRepository:
             .on_conflict_do_nothing(constraint="pk_stock_levels")
         )
 
-    async def write_level(self, session: AsyncSession, level: StockLevel) -> None:
-        await session.execute(
+    async def apply_change(
+        self,
+        session: AsyncSession,
+        sku: str,
+        warehouse_id: str,
+        on_hand_change: int,
+        reserved_change: int,
+        safety_stock: int | None,
+    ) -> tuple[StockLevel, int] | None:
+        """Applies a change in one statement when it leaves a valid level; returns the new level and the row's
+        new version, or None when there is no such row or the change would leave less than nothing."""
+        new_on_hand = stock_levels.c.on_hand + on_hand_change
+        new_reserved = stock_levels.c.reserved + reserved_change
+        result = await session.execute(
             update(stock_levels)
-            .where(stock_levels.c.sku == level.sku, stock_levels.c.warehouse_id == level.warehouse_id)
+            .where(
+                stock_levels.c.sku == sku,
+                stock_levels.c.warehouse_id == warehouse_id,
+                new_on_hand >= 0,
+                new_reserved >= 0,
+                new_reserved <= new_on_hand,
+            )
             .values(
-                on_hand=level.on_hand,
-                reserved=level.reserved,
-                safety_stock=level.safety_stock,
+                on_hand=new_on_hand,
+                reserved=new_reserved,
+                safety_stock=stock_levels.c.safety_stock if safety_stock is None else safety_stock,
+                version=stock_levels.c.version + 1,
                 updated_at=func.now(),
             )
+            .returning(*_LEVEL_COLUMNS, stock_levels.c.version)
         )
+        row = result.first()
+        if row is None:
+            return None
+        *level, version = row
+        return StockLevel(*level), version
 
     async def levels(self, session: AsyncSession, sku: str) -> list[StockLevel]:
         result = await session.execute(

@@ -48,6 +48,8 @@ stock_levels = Table(
     Column("on_hand", Integer, nullable=False),
     Column("reserved", Integer, nullable=False, server_default="0"),
     Column("safety_stock", Integer, nullable=False, server_default="0"),
+    # Changes made through the ledger so far: the version of the row's stream of StockLevelChanged events.
+    Column("version", Integer, nullable=False, server_default="0"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("sku", "warehouse_id", name="pk_stock_levels"),
     # The last line of defence against overselling, should the code ever be wrong.
