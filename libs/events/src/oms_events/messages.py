@@ -411,9 +411,11 @@ class StockLevelChanged(StockEvent):
     """The stock of one sku in one warehouse changed; the levels are the new ones, after the change.
 
     `cause`: adjustment, goods_receipt, purchase_order_receipt, restock, reservation, release, expiry,
-    shipment, safety_stock or seed (demo stock loaded at start). `order_id` names the order when an order caused it (then it is also the
-    envelope's correlation id), `reference` the receipt, purchase order or return. `sequence` counts the
-    changes of this sku + warehouse (1, 2, ...), so a reader can drop one it has already seen.
+    shipment, safety_stock or seed (demo stock loaded at start). `order_id` names the order when an order
+    caused it (then it is also the envelope's correlation id). `reference` names the delivery note of a
+    receipt, the purchase order, the return, the shipment, or (for an adjustment) the API key's name that
+    made it; `reason` is an adjustment's reason. `sequence` counts the changes of this sku + warehouse
+    (1, 2, ...) without gaps, so a reader can drop one it has already seen and notice one it missed.
     """
 
     topic = topics.INVENTORY_EVENTS
