@@ -24,6 +24,7 @@ from inventory_service.domain.allocation import (
 )
 from inventory_service.domain.geo import Location, distance_km, locate
 from oms_events.messages import (
+    Event,
     PurchaseOrderRaised,
     StockLevelChanged,
     StockReserved,
@@ -173,7 +174,7 @@ class StockLedger:
 
     # ------------------------------------------------------------------ reservations
 
-    async def record_reservation_event(self, ctx: MessageContext, order_id: UUID, event: Any) -> None:
+    async def record_reservation_event(self, ctx: MessageContext, order_id: UUID, event: Event) -> None:
         stream = reservation_stream_id(order_id)
         version = await self.store.current_version(ctx.session, stream)
         await ctx.record(self.store, stream, RESERVATION_STREAM_TYPE, version, [event])
