@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from harness import API_KEYS, SERVICES, Infra, ServiceProcess, System, free_port, recreate_database
+from inventory_service.entrypoints.consumers import AVAILABILITY_GROUP
 from inventory_service.entrypoints.sales_consumer import DEMAND_GROUP
 from oms_events.topics import ALL_TOPICS
 from oms_runtime.kafka import ensure_topics
@@ -81,7 +82,7 @@ async def _skip_earlier_messages(infra: Infra) -> None:
     finally:
         await admin.close()
     partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
-    for group in (*SERVICES, INTAKE_GROUP, DEMAND_GROUP):
+    for group in (*SERVICES, INTAKE_GROUP, DEMAND_GROUP, AVAILABILITY_GROUP):
         consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka, group_id=group, enable_auto_commit=False)
         await consumer.start()
         try:

@@ -3,13 +3,22 @@
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from pydantic import Field
 
 from oms_events import ContractViolationError, Envelope, MessageRegistry, UnknownMessageTypeError, default_registry
-from oms_events.messages import MESSAGE_TYPES, Command, Event, OrderCancelled, ReserveStock, StockReserved
+from oms_events.messages import (
+    MESSAGE_TYPES,
+    Command,
+    Event,
+    OrderCancelled,
+    ReserveStock,
+    StockEvent,
+    StockLevelChanged,
+    StockReserved,
+)
 from oms_events.schema import differences, generate, write
 from oms_events.topics import ALL_TOPICS, ORDERS_INTAKE, dead_letter_topic
 from oms_events.values import Allocation, StockLine
@@ -33,7 +42,8 @@ def test_every_message_has_a_schema_a_topic_and_a_tense_that_fits() -> None:
     for cls in MESSAGE_TYPES:
         assert f"{cls.message_type}.v{cls.schema_version}.json" in names
         assert cls.topic in topic_names
-        if issubclass(cls, Event):
+        if cls.message_kind == "event":
+            assert issubclass(cls, (Event, StockEvent)), cls
             assert cls.topic.endswith(".events"), cls
         else:
             assert issubclass(cls, Command)
@@ -150,3 +160,35 @@ def test_a_stored_order_cancelled_v1_is_read_as_v2() -> None:
     assert message.customer_message == "Your order has been cancelled."
     assert message.requested_by == "phone-desk"
     assert "customer phoned" not in message.customer_message
+
+
+def _level_changed(order_id: UUID | None) -> StockLevelChanged:
+    return StockLevelChanged(
+        sku="SKU-1",
+        warehouse_id="WH-1",
+        on_hand=5,
+        reserved=2,
+        available=3,
+        safety_stock=0,
+        on_hand_change=0,
+        reserved_change=2,
+        cause="reservation",
+        order_id=order_id,
+        sequence=4,
+    )
+
+
+def test_stock_events_are_keyed_by_sku_and_correlated_by_the_order_that_caused_them() -> None:
+    registry = default_registry()
+    order_id = uuid4()
+    caused = registry.wrap(_level_changed(order_id), producer="inventory-service")
+    assert _level_changed(order_id).key == "SKU-1"
+    assert caused.correlation_id == str(order_id)
+    assert registry.wrap(_level_changed(None), producer="inventory-service").correlation_id == "SKU-1"
+    envelope, message = registry.parse_any(caused.to_bytes())
+    assert message == _level_changed(order_id)
+    # Readers of an order's stream only get messages about orders.
+    with pytest.raises(ContractViolationError, match="not a message about an order"):
+        registry.decode(envelope)
+    assert generate()["StockLevelChanged.v1.json"].count('"x-key": "sku"') == 1
+    assert generate()["StockReserved.v1.json"].count('"x-key": "order_id"') == 1

@@ -9,8 +9,10 @@ from oms_events.envelope import Envelope, TraceContext
 from oms_events.messages import (
     MESSAGE_TYPES,
     Command,
+    ContractMessage,
     Event,
     Message,
+    StockEvent,
     message_class,
 )
 from oms_events.registry import (
@@ -23,11 +25,13 @@ from oms_events.registry import (
 __all__ = [
     "MESSAGE_TYPES",
     "Command",
+    "ContractMessage",
     "ContractViolationError",
     "Envelope",
     "Event",
     "Message",
     "MessageRegistry",
+    "StockEvent",
     "TraceContext",
     "UnknownMessageTypeError",
     "default_registry",

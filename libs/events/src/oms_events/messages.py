@@ -26,13 +26,20 @@ from oms_events.values import (
     OrderSubmission,
     Parcel,
     Shortage,
+    Sku,
     StockLine,
     order_id_for,
 )
 
 
-class Message(BaseModel):
-    """A message of the contract. Every message concerns one order."""
+class ContractMessage(BaseModel):
+    """Any message of the contract: its type, version, topic and kind, its Kafka key and the correlation
+    id its envelope carries.
+
+    Most messages concern one order (`Message`, keyed by the order id). A few concern something else,
+    e.g. the stock of one sku (`StockEvent`, keyed by the sku): they subclass this root directly and say
+    what they are keyed and correlated by, by overriding `key` and `correlation_id`.
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -40,14 +47,33 @@ class Message(BaseModel):
     schema_version: ClassVar[int] = 1
     topic: ClassVar[str]
     message_kind: ClassVar[Literal["event", "command"]]
-
-    order_id: UUID
+    key_field: ClassVar[str] = "order_id"
+    """The payload field the Kafka key is taken from (documented in the JSON Schema as `x-key`)."""
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        if "message_type" not in cls.__dict__ and cls.__name__ not in ("Event", "Command"):
+        if "message_type" not in cls.__dict__ and cls.__name__ not in _ABSTRACT:
             cls.message_type = cls.__name__
+
+    @property
+    def key(self) -> str:
+        """The Kafka key: everything about one key goes to one partition, in order."""
+        raise NotImplementedError
+
+    @property
+    def correlation_id(self) -> str:
+        """What the envelope's `correlation_id` names: the key, unless a message says otherwise."""
+        return self.key
+
+
+_ABSTRACT = frozenset({"Message", "Event", "Command", "StockEvent"})
+
+
+class Message(ContractMessage):
+    """A message of the contract about one order."""
+
+    order_id: UUID
 
     @property
     def key(self) -> str:
@@ -61,6 +87,20 @@ class Event(Message):
 
 class Command(Message):
     message_kind: ClassVar[Literal["event", "command"]] = "command"
+
+
+class StockEvent(ContractMessage):
+    """An event about the stock of one sku (not about one order), keyed by the sku: every change of a
+    sku's stock reaches subscribers on one partition, in order."""
+
+    message_kind: ClassVar[Literal["event", "command"]] = "event"
+    key_field: ClassVar[str] = "sku"
+
+    sku: Sku
+
+    @property
+    def key(self) -> str:
+        return self.sku
 
 
 # ---------------------------------------------------------------- orders (order-service)
@@ -80,6 +120,9 @@ class OrderPlaced(Event):
     shipping_address: Address
     delivery_method: DeliveryMethod
     billing_address: Address | None = Field(default=None, description="Where the card is billed, when known")
+    allow_backorder: bool = Field(
+        default=False, description="Wait for stock that is short (backorder) instead of rejecting the order"
+    )
 
 
 class OrderStockReserved(Event):
@@ -224,6 +267,24 @@ class OrderHoldReleased(Event):
     note: str
 
 
+class OrderBackordered(Event):
+    """Some of the order's stock is short and the order allows a backorder: it waits for stock (no payment
+    is attempted meanwhile). When stock arrives inventory reserves it and the saga goes on."""
+
+    topic = topics.ORDERS_EVENTS
+
+    shortages: list[Shortage]
+
+
+class OrderReservationExpired(Event):
+    """The order's stock reservation expired before the order was paid; the stock is back on sale and the
+    order is cancelled (any capture in flight is refunded)."""
+
+    topic = topics.ORDERS_EVENTS
+
+    reservation_id: UUID
+
+
 class SubmitOrder(Command, OrderSubmission):
     """An upstream system places an order on the intake topic: exactly what `POST /orders` takes.
 
@@ -266,6 +327,14 @@ class ReserveStock(Command):
     topic = topics.INVENTORY_COMMANDS
 
     lines: list[StockLine] = Field(min_length=1)
+    allow_backorder: bool = Field(
+        default=False,
+        description="When stock is short, answer StockBackordered and reserve when stock arrives, instead of "
+        "StockReservationFailed",
+    )
+    shipping_address: Address | None = Field(
+        default=None, description="Where the order goes, for the warehouse-choosing rule (nearest warehouse)"
+    )
 
 
 class ReleaseStock(Command):
@@ -319,6 +388,81 @@ class StockReleased(Event):
     topic = topics.INVENTORY_EVENTS
 
     reservation_id: UUID | None
+
+
+class StockBackordered(Event):
+    """Not enough stock for the order, which allows a backorder: nothing is reserved yet, the order waits in
+    line (oldest first) and gets StockReserved when stock arrives, or StockReleased when it is cancelled."""
+
+    topic = topics.INVENTORY_EVENTS
+
+    shortages: list[Shortage] = Field(min_length=1)
+
+
+class ReservationExpired(Event):
+    """The order's reservation was not committed (paid) within its expiry: its units are available again."""
+
+    topic = topics.INVENTORY_EVENTS
+
+    reservation_id: UUID
+    allocations: list[Allocation] = Field(min_length=1)
+    expired_at: datetime
+
+
+class StockLevelChanged(StockEvent):
+    """The stock of one sku in one warehouse changed; the levels are the new ones, after the change.
+
+    `cause`: adjustment, goods_receipt, purchase_order_receipt, restock, reservation, release, expiry,
+    shipment, safety_stock or seed (demo stock loaded at start). `order_id` names the order when an order
+    caused it (then it is also the envelope's correlation id). `reference` names the delivery note of a
+    receipt, the purchase order, the return, the shipment, or (for an adjustment) the API key's name that
+    made it; `reason` is an adjustment's reason. `sequence` counts the changes of this sku + warehouse
+    (1, 2, ...) without gaps, so a reader can drop one it has already seen and notice one it missed.
+    """
+
+    topic = topics.INVENTORY_EVENTS
+
+    warehouse_id: str = Field(min_length=1)
+    on_hand: int = Field(ge=0)
+    reserved: int = Field(ge=0)
+    available: int = Field(ge=0)
+    safety_stock: int = Field(ge=0)
+    on_hand_change: int
+    reserved_change: int
+    cause: str
+    reason: str | None = None
+    order_id: UUID | None = None
+    reference: str | None = None
+    sequence: int = Field(ge=1)
+
+    @property
+    def correlation_id(self) -> str:
+        return str(self.order_id) if self.order_id is not None else self.sku
+
+
+class PurchaseOrderRaised(StockEvent):
+    """Available stock of a sku in a warehouse fell to or below its reorder point: the ERP should order
+    `quantity` from the supplier. There is at most one open purchase order per sku and warehouse."""
+
+    topic = topics.INVENTORY_EVENTS
+
+    purchase_order_id: UUID
+    warehouse_id: str = Field(min_length=1)
+    quantity: int = Field(gt=0)
+    available: int
+    reorder_point: int = Field(ge=0)
+    lead_time_days: int = Field(ge=0)
+    expected_by: date
+
+
+class PurchaseOrderReceived(StockEvent):
+    """A purchase order's goods arrived and are on hand; the purchase order is closed."""
+
+    topic = topics.INVENTORY_EVENTS
+
+    purchase_order_id: UUID
+    warehouse_id: str = Field(min_length=1)
+    quantity: int = Field(gt=0)
 
 
 # ---------------------------------------------------------------- payments
@@ -539,7 +683,7 @@ class NotificationSent(Event):
     recipient_masked: str
 
 
-MESSAGE_TYPES: tuple[type[Message], ...] = (
+MESSAGE_TYPES: tuple[type[ContractMessage], ...] = (
     OrderPlaced,
     OrderStockReserved,
     OrderConfirmed,
@@ -556,6 +700,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     OrderOperatorActionTaken,
     OrderPutOnHold,
     OrderHoldReleased,
+    OrderBackordered,
+    OrderReservationExpired,
     SubmitOrder,
     OrderIntakeRejected,
     ReserveStock,
@@ -563,6 +709,11 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     StockReserved,
     StockReservationFailed,
     StockReleased,
+    StockBackordered,
+    ReservationExpired,
+    StockLevelChanged,
+    PurchaseOrderRaised,
+    PurchaseOrderReceived,
     RestockItems,
     ItemsRestocked,
     CapturePayment,
@@ -592,5 +743,5 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
 _BY_TYPE = {m.message_type: m for m in MESSAGE_TYPES}
 
 
-def message_class(message_type: str) -> type[Message] | None:
+def message_class(message_type: str) -> type[ContractMessage] | None:
     return _BY_TYPE.get(message_type)

@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from oms_events.envelope import Envelope, TraceContext
-from oms_events.messages import MESSAGE_TYPES, Message
+from oms_events.messages import MESSAGE_TYPES, ContractMessage, Message
 from oms_events.values import FieldProblem, field_problems
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -41,13 +41,13 @@ def describe_validation_error(error: ValidationError) -> str:
 class MessageRegistry:
     def __init__(
         self,
-        types: Iterable[type[Message]] = MESSAGE_TYPES,
+        types: Iterable[type[ContractMessage]] = MESSAGE_TYPES,
         upcasters: Mapping[tuple[str, int], Upcaster] | None = None,
     ) -> None:
         self._types = {t.message_type: t for t in types}
         self._upcasters = dict(upcasters or {})
 
-    def message_class(self, message_type: str) -> type[Message]:
+    def message_class(self, message_type: str) -> type[ContractMessage]:
         try:
             return self._types[message_type]
         except KeyError:
@@ -58,7 +58,7 @@ class MessageRegistry:
 
     def wrap(
         self,
-        message: Message,
+        message: ContractMessage,
         *,
         producer: str,
         causation: Envelope | None = None,
@@ -69,7 +69,7 @@ class MessageRegistry:
             type=message.message_type,
             schema_version=message.schema_version,
             producer=producer,
-            correlation_id=str(message.order_id),
+            correlation_id=message.correlation_id,
             causation_id=causation.event_id if causation else None,
             trace_context=trace_context or (causation.trace_context if causation else TraceContext()),
             payload=message.model_dump(mode="json"),
@@ -82,7 +82,15 @@ class MessageRegistry:
             raise ContractViolationError(f"invalid envelope: {describe_validation_error(exc)}") from exc
 
     def decode(self, envelope: Envelope) -> Message:
-        """The typed message of an envelope, upcast to the current schema version."""
+        """The typed message of an envelope about an order (e.g. read from an order's stream), upcast to the
+        current schema version. A message that is not about an order is a contract violation here."""
+        message = self.decode_any(envelope)
+        if not isinstance(message, Message):
+            raise ContractViolationError(f"{envelope.type} is not a message about an order")
+        return message
+
+    def decode_any(self, envelope: Envelope) -> ContractMessage:
+        """The typed message of an envelope, whatever it is keyed by, upcast to the current schema version."""
         cls = self.message_class(envelope.type)
         payload = dict(envelope.payload)
         version = envelope.schema_version
@@ -106,6 +114,10 @@ class MessageRegistry:
     def parse(self, raw: bytes) -> tuple[Envelope, Message]:
         envelope = self.parse_envelope(raw)
         return envelope, self.decode(envelope)
+
+    def parse_any(self, raw: bytes) -> tuple[Envelope, ContractMessage]:
+        envelope = self.parse_envelope(raw)
+        return envelope, self.decode_any(envelope)
 
 
 def default_registry() -> MessageRegistry:

@@ -29,7 +29,7 @@ def generate() -> dict[str, str]:
             "x-schema-version": cls.schema_version,
             "x-kind": cls.message_kind,
             "x-topic": cls.topic,
-            "x-key": "order_id",
+            "x-key": cls.key_field,
             **cls.model_json_schema(),
         }
     return {name: json.dumps(body, indent=2, sort_keys=True) + "\n" for name, body in files.items()}

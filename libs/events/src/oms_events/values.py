@@ -172,6 +172,10 @@ class OrderSubmission(BaseModel):
     billing_address: Address | None = Field(
         default=None, description="Where the card is billed, if the channel knows it (used by the payment risk check)"
     )
+    allow_backorder: bool = Field(
+        default=False,
+        description="When some stock is short, wait for it (the order is `backordered`) instead of rejecting",
+    )
 
     @property
     def total_minor(self) -> int:

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
+from uuid import UUID
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms_events import ContractViolationError, Envelope, Message, MessageRegistry
+from oms_events import ContractMessage, ContractViolationError, Envelope, MessageRegistry
 from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
 from oms_runtime.inbox import Inbox
@@ -33,7 +34,7 @@ from oms_runtime.outbox import Outbox
 
 log = get_logger(__name__)
 
-M = TypeVar("M", bound=Message)
+M = TypeVar("M", bound=ContractMessage)
 
 
 @dataclass
@@ -50,7 +51,7 @@ class MessageContext:
     outbox: Outbox
     emitted: list[Envelope] = field(default_factory=list)
 
-    async def emit(self, message: Message) -> Envelope:
+    async def emit(self, message: ContractMessage) -> Envelope:
         """Queue a message in the outbox; it is published only if this transaction commits."""
         envelope = self.registry.wrap(message, producer=self.producer_name, causation=self.envelope)
         await self.outbox.add(self.session, message.topic, message.key, envelope)
@@ -63,7 +64,7 @@ class MessageContext:
         stream_id: str,
         stream_type: str,
         expected_version: int,
-        events: Sequence[Message],
+        events: Sequence[ContractMessage],
     ) -> list[Envelope]:
         """Append events to a stream and queue them for publishing, in this one transaction."""
         envelopes = [self.registry.wrap(e, producer=self.producer_name, causation=self.envelope) for e in events]
@@ -147,6 +148,14 @@ class DeadLetterPublisher:
         )
 
 
+def _is_uuid(value: str) -> bool:
+    try:
+        UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 class MessageProcessor:
     def __init__(
         self,
@@ -188,13 +197,14 @@ class MessageProcessor:
             await self._dead_letters.send(record, f"unknown message type {envelope.type!r}")
             return Outcome.DEAD_LETTERED
         with structlog.contextvars.bound_contextvars(
-            order_id=envelope.correlation_id,
+            # Messages about a sku (stock events) are correlated by the sku when no order caused them.
+            order_id=envelope.correlation_id if _is_uuid(envelope.correlation_id) else None,
             correlation_id=envelope.correlation_id,
             message_id=str(envelope.event_id),
             message_type=envelope.type,
         ):
             try:
-                message = self._registry.decode(envelope)
+                message = self._registry.decode_any(envelope)
             except ContractViolationError as exc:
                 reason = exc.reason
                 if self._rejection_handler is not None:
@@ -241,7 +251,9 @@ class MessageProcessor:
                 await asyncio.sleep(self._retry_backoff_s * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
-    async def _handle(self, record: SourceRecord, envelope: Envelope, message: Message, handler: Handler) -> Outcome:
+    async def _handle(
+        self, record: SourceRecord, envelope: Envelope, message: ContractMessage, handler: Handler
+    ) -> Outcome:
         for attempt in range(1, self._max_attempts + 1):
             try:
                 async with self._db.transaction() as session:

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from sqlalchemy import MetaData, func, select, text
 
-from oms_events import Message, MessageRegistry, default_registry
+from oms_events import ContractMessage, Message, MessageRegistry, default_registry
 from oms_runtime.db import Database
 from oms_runtime.eventstore import events_table, runtime_metadata
 from oms_runtime.messaging import DeadLetterPublisher, HandlerMap, MessageProcessor, Outcome, SourceRecord
@@ -63,7 +63,7 @@ class HandlerHarness:
         )
         self._offset = 0
 
-    async def send(self, message: Message, raw: bytes | None = None) -> Outcome:
+    async def send(self, message: ContractMessage, raw: bytes | None = None) -> Outcome:
         self._offset += 1
         value = raw if raw is not None else self.registry.wrap(message, producer="test").to_bytes()
         return await self.processor.process(SourceRecord(message.topic, 0, self._offset, message.key.encode(), value))
@@ -76,6 +76,14 @@ class HandlerHarness:
                 .order_by(outbox_table.c.id)
             )
             return [self.registry.parse(v)[1] for v in values]
+
+    async def emitted_for_key(self, key: str) -> list[ContractMessage]:
+        """Everything queued under one Kafka key (an order id, a sku, ...), in outbox order."""
+        async with self.db.transaction() as session:
+            values = await session.scalars(
+                select(outbox_table.c.value).where(outbox_table.c.message_key == key).order_by(outbox_table.c.id)
+            )
+            return [self.registry.parse_any(v)[1] for v in values]
 
     async def stream_length(self, stream_id: str) -> int:
         async with self.db.transaction() as session:

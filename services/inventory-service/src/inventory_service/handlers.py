@@ -1,53 +1,44 @@
-"""Use cases of inventory-service: reserve, release, and commit stock for an order."""
+"""Use cases of inventory-service driven by messages: reserve (or backorder), release, expire and commit an
+order's stock, stop a paid reservation's expiry, and put returned units back on hand."""
 
 from uuid import UUID, uuid4
 
 from inventory_service.adapters.stock_repository import Reservation, StockRepository
-from inventory_service.domain.allocation import LineRequest, allocate
+from inventory_service.domain.allocation import LineRequest
+from inventory_service.ledger import StockChange, StockLedger, UnknownStockError, allocations
 from oms_events.messages import (
+    ItemsRestocked,
+    PaymentCaptured,
     ReleaseStock,
+    ReservationExpired,
     ReserveStock,
+    RestockItems,
     Shipped,
+    StockBackordered,
     StockReleased,
     StockReservationFailed,
     StockReserved,
 )
-from oms_events.values import Allocation, Shortage
-from oms_runtime.eventstore import EventStore
+from oms_events.values import Shortage
 from oms_runtime.logging import get_logger
 from oms_runtime.messaging import HandlerMap, MessageContext
 
 log = get_logger(__name__)
 
-STREAM_TYPE = "reservation"
-
-
-def stream_id(order_id: UUID) -> str:
-    return f"reservation-{order_id}"
-
-
-def _allocations(reservation: Reservation) -> list[Allocation]:
-    return [Allocation(sku=p.sku, warehouse_id=p.warehouse_id, quantity=p.quantity) for p in reservation.picks]
-
 
 class InventoryHandlers:
-    def __init__(self, repository: StockRepository, store: EventStore) -> None:
-        self._repo = repository
-        self._store = store
+    def __init__(self, ledger: StockLedger) -> None:
+        self._ledger = ledger
+        self._repo: StockRepository = ledger.repo
 
     def handler_map(self) -> HandlerMap:
         handlers = HandlerMap()
         handlers.register(ReserveStock, self.reserve_stock)
         handlers.register(ReleaseStock, self.release_stock)
+        handlers.register(RestockItems, self.restock_items)
         handlers.register(Shipped, self.commit_shipped)
+        handlers.register(PaymentCaptured, self.paid)
         return handlers
-
-    async def _record(
-        self, ctx: MessageContext, order_id: UUID, event: StockReserved | StockReservationFailed | StockReleased
-    ) -> None:
-        sid = stream_id(order_id)
-        version = await self._store.current_version(ctx.session, sid)
-        await ctx.record(self._store, sid, STREAM_TYPE, version, [event])
 
     async def reserve_stock(self, ctx: MessageContext, command: ReserveStock) -> None:
         existing = await self._repo.reservation(ctx.session, command.order_id, lock=True)
@@ -55,52 +46,81 @@ class InventoryHandlers:
             # A re-sent command gets the answer the first one got, and reserves nothing twice.
             await self._answer_again(ctx, existing)
             return
-        levels = await self._repo.lock_levels(ctx.session, (line.sku for line in command.lines))
-        result = allocate(
-            [LineRequest(line.sku, line.quantity) for line in command.lines],
-            {(lvl.sku, lvl.warehouse_id): lvl.available for lvl in levels},
-        )
+        requested = [LineRequest(line.sku, line.quantity) for line in command.lines]
+        address = command.shipping_address.model_dump(mode="json") if command.shipping_address else None
+        result = await self._ledger.allocate(ctx.session, requested, address)
         reservation_id = uuid4()
         if not result.complete:
-            await self._repo.add_reservation(ctx.session, command.order_id, reservation_id, "failed", ())
-            await self._record(
+            shortages = [Shortage(sku=s.sku, requested=s.requested, available=s.available) for s in result.shortfalls]
+            if command.allow_backorder:
+                await self._repo.add_reservation(
+                    ctx.session,
+                    command.order_id,
+                    reservation_id,
+                    "backordered",
+                    (),
+                    requested=requested,
+                    shipping_address=address,
+                )
+                await self._ledger.record_reservation_event(
+                    ctx, command.order_id, StockBackordered(order_id=command.order_id, shortages=shortages)
+                )
+                log.info("order backordered", shortages=[s.sku for s in shortages])
+                return
+            await self._repo.add_reservation(
+                ctx.session, command.order_id, reservation_id, "failed", (), requested=requested
+            )
+            await self._ledger.record_reservation_event(
                 ctx,
                 command.order_id,
                 StockReservationFailed(
                     order_id=command.order_id,
                     reason="not enough stock for " + ", ".join(s.sku for s in result.shortfalls),
-                    shortages=[
-                        Shortage(sku=s.sku, requested=s.requested, available=s.available) for s in result.shortfalls
-                    ],
+                    shortages=shortages,
                 ),
             )
             log.info("stock reservation failed", shortages=[s.sku for s in result.shortfalls])
             return
-        await self._repo.change_reserved(ctx.session, result.picks, +1)
-        await self._repo.add_reservation(ctx.session, command.order_id, reservation_id, "reserved", result.picks)
-        await self._record(
+        await self._ledger.hold(ctx, command.order_id, result.picks)
+        await self._repo.add_reservation(
+            ctx.session,
+            command.order_id,
+            reservation_id,
+            "reserved",
+            result.picks,
+            requested=requested,
+            shipping_address=address,
+            expires_at=self._ledger.expiry(),
+        )
+        await self._ledger.record_reservation_event(
             ctx,
             command.order_id,
             StockReserved(
-                order_id=command.order_id,
-                reservation_id=reservation_id,
-                allocations=[
-                    Allocation(sku=p.sku, warehouse_id=p.warehouse_id, quantity=p.quantity) for p in result.picks
-                ],
+                order_id=command.order_id, reservation_id=reservation_id, allocations=allocations(result.picks)
             ),
         )
         log.info("stock reserved", reservation_id=str(reservation_id), lines=len(result.picks))
 
     async def _answer_again(self, ctx: MessageContext, reservation: Reservation) -> None:
+        answer: StockReserved | StockReservationFailed | StockBackordered
         if reservation.status in ("reserved", "committed"):
-            answer: StockReserved | StockReservationFailed = StockReserved(
+            answer = StockReserved(
                 order_id=reservation.order_id,
                 reservation_id=reservation.reservation_id,
-                allocations=_allocations(reservation),
+                allocations=allocations(reservation.picks),
+            )
+        elif reservation.status == "backordered":
+            answer = StockBackordered(
+                order_id=reservation.order_id,
+                shortages=[Shortage(sku=r.sku, requested=r.quantity, available=0) for r in reservation.requested],
             )
         elif reservation.status == "failed":
             answer = StockReservationFailed(
                 order_id=reservation.order_id, reason="not enough stock (answered before)", shortages=[]
+            )
+        elif reservation.status == "expired":
+            answer = StockReservationFailed(
+                order_id=reservation.order_id, reason="the order's reservation expired", shortages=[]
             )
         else:
             answer = StockReservationFailed(
@@ -114,25 +134,58 @@ class InventoryHandlers:
             # Released before it was reserved (a cancel overtook the reservation): remember it,
             # so that a late ReserveStock reserves nothing.
             await self._repo.add_reservation(ctx.session, command.order_id, uuid4(), "released", ())
-            await self._record(ctx, command.order_id, StockReleased(order_id=command.order_id, reservation_id=None))
+            await self._ledger.record_reservation_event(
+                ctx, command.order_id, StockReleased(order_id=command.order_id, reservation_id=None)
+            )
             return
-        if reservation.status == "reserved":
+        if reservation.status in ("reserved", "backordered"):
             held = await self._repo.unshipped_picks(ctx.session, reservation.reservation_id)
-            await self._repo.change_reserved(ctx.session, held, -1)
+            await self._ledger.unhold(ctx, command.order_id, held, "release")
             await self._repo.set_status(ctx.session, command.order_id, "released")
-            await self._record(
+            await self._ledger.record_reservation_event(
                 ctx,
                 command.order_id,
                 StockReleased(order_id=command.order_id, reservation_id=reservation.reservation_id),
             )
-            log.info("stock released", reservation_id=str(reservation.reservation_id), reason=command.reason)
+            await self._ledger.serve_backorders(ctx, {p.sku for p in held})
+            log.info(
+                "stock released",
+                reservation_id=str(reservation.reservation_id),
+                reason=command.reason,
+                was=reservation.status,
+            )
             return
         if reservation.status == "committed":
             log.warning("release of shipped stock refused", reservation_id=str(reservation.reservation_id))
             return
-        # failed or already released: nothing is held, but the saga still needs its answer.
-        reservation_id = reservation.reservation_id if reservation.status == "released" else None
+        # failed, expired or already released: nothing is held, but the saga still needs its answer.
+        reservation_id = reservation.reservation_id if reservation.status in ("released", "expired") else None
         await ctx.emit(StockReleased(order_id=command.order_id, reservation_id=reservation_id))
+
+    async def expire(self, ctx: MessageContext, order_id: UUID) -> None:
+        """Releases a reservation whose expiry passed (the caller locked it and checked it is overdue)."""
+        reservation = await self._repo.reservation(ctx.session, order_id)
+        assert reservation is not None
+        held = await self._repo.unshipped_picks(ctx.session, reservation.reservation_id)
+        await self._ledger.unhold(ctx, order_id, held, "expiry")
+        await self._repo.set_status(ctx.session, order_id, "expired")
+        if held:
+            await self._ledger.record_reservation_event(
+                ctx,
+                order_id,
+                ReservationExpired(
+                    order_id=order_id,
+                    reservation_id=reservation.reservation_id,
+                    allocations=allocations(held),
+                    expired_at=self._ledger.clock(),
+                ),
+            )
+        await self._ledger.serve_backorders(ctx, {p.sku for p in held})
+        log.warning("reservation expired", order_id=str(order_id), reservation_id=str(reservation.reservation_id))
+
+    async def paid(self, ctx: MessageContext, event: PaymentCaptured) -> None:
+        """A paid order's reservation no longer expires: the stock is the customer's until it ships."""
+        await self._repo.stop_expiry(ctx.session, event.order_id)
 
     async def commit_shipped(self, ctx: MessageContext, event: Shipped) -> None:
         reservation = await self._repo.reservation(ctx.session, event.order_id, lock=True)
@@ -144,7 +197,50 @@ class InventoryHandlers:
             return
         # Split orders ship per warehouse; the reservation is committed when its last warehouse ships.
         shipped = await self._repo.unshipped_picks(ctx.session, reservation.reservation_id, event.warehouse_id)
-        await self._repo.take_out(ctx.session, shipped)
+        for pick in shipped:
+            await self._ledger.change(
+                ctx,
+                StockChange(
+                    pick.sku,
+                    pick.warehouse_id,
+                    "shipment",
+                    on_hand_change=-pick.quantity,
+                    reserved_change=-pick.quantity,
+                    order_id=event.order_id,
+                    reference=str(event.shipment_id),
+                ),
+            )
         await self._repo.mark_shipped(ctx.session, reservation.reservation_id, event.warehouse_id)
         if not await self._repo.unshipped_picks(ctx.session, reservation.reservation_id):
             await self._repo.set_status(ctx.session, event.order_id, "committed")
+
+    async def restock_items(self, ctx: MessageContext, command: RestockItems) -> None:
+        """Returned units go back on hand once per return; a repeated command gets the same answer."""
+        lines = [line.model_dump(mode="json") for line in command.lines]
+        answer = ItemsRestocked(order_id=command.order_id, return_id=command.return_id, lines=command.lines)
+        if not await self._repo.claim_restock(ctx.session, command.return_id, command.order_id, lines):
+            log.info("return restocked before; answered again", return_id=str(command.return_id))
+            await ctx.emit(answer)
+            return
+        known = {wh.warehouse_id for wh in await self._repo.warehouses(ctx.session)}
+        for line in command.lines:
+            if line.warehouse_id not in known:
+                # Poison, not a retry case: the runtime dead-letters it with this reason.
+                raise UnknownStockError(line.sku, line.warehouse_id)
+        await self._repo.lock_levels(ctx.session, (line.sku for line in command.lines))
+        for line in command.lines:
+            await self._repo.ensure_level(ctx.session, line.sku, line.warehouse_id)
+            await self._ledger.change(
+                ctx,
+                StockChange(
+                    line.sku,
+                    line.warehouse_id,
+                    "restock",
+                    on_hand_change=line.quantity,
+                    order_id=command.order_id,
+                    reference=str(command.return_id),
+                ),
+            )
+        await ctx.emit(answer)
+        await self._ledger.serve_backorders(ctx, {line.sku for line in command.lines})
+        log.info("return restocked", return_id=str(command.return_id), units=sum(x.quantity for x in command.lines))

@@ -1,11 +1,18 @@
-"""Demo warehouses and stock, loaded at start when they are missing (never overwriting live stock)."""
+"""Demo warehouses and stock, loaded at start when they are missing (never overwriting live stock).
 
-from inventory_service.adapters.stock_repository import StockRepository
+Seeded stock goes through the ledger like a goods receipt (cause `seed`), so that it has a history: the
+availability view shows it and can be rebuilt from it."""
+
+from inventory_service.adapters.stock_repository import Warehouse
+from inventory_service.ledger import StockChange, StockLedger
+from oms_events import MessageRegistry
 from oms_runtime.db import Database
+from oms_runtime.messaging import MessageContext
+from oms_runtime.outbox import Outbox
 
 WAREHOUSES = (
-    ("WH-BER", "Berlin fulfilment centre", "Berlin, DE"),
-    ("WH-LON", "London fulfilment centre", "London, GB"),
+    Warehouse("WH-BER", "Berlin fulfilment centre", "Berlin, DE", "DE", 52.52, 13.40),
+    Warehouse("WH-LON", "London fulfilment centre", "London, GB", "GB", 51.51, -0.13),
 )
 
 # (sku, warehouse, on hand). SKU-LIMITED exists once, to show an out-of-stock rejection.
@@ -20,9 +27,15 @@ STOCK = (
 )
 
 
-async def seed_demo_stock(db: Database, repository: StockRepository) -> None:
+async def seed_demo_stock(db: Database, ledger: StockLedger, registry: MessageRegistry, notify: object) -> None:
     async with db.transaction() as session:
-        for warehouse_id, name, location in WAREHOUSES:
-            await repository.upsert_warehouse(session, warehouse_id, name, location)
+        ctx = MessageContext(
+            session=session, envelope=None, producer_name="inventory-service", registry=registry, outbox=Outbox()
+        )
+        for warehouse in WAREHOUSES:
+            await ledger.repo.upsert_warehouse(session, warehouse, overwrite=False)
         for sku, warehouse_id, on_hand in STOCK:
-            await repository.seed_level(session, sku, warehouse_id, on_hand)
+            if await ledger.repo.seed_level(session, sku, warehouse_id, 0):
+                await ledger.change(ctx, StockChange(sku, warehouse_id, "seed", on_hand_change=on_hand))
+    if ctx.emitted and callable(notify):
+        notify()

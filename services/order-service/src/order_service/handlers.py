@@ -21,7 +21,9 @@ from oms_events.messages import (
     PaymentRefunded,
     PaymentRefundFailed,
     PaymentReviewRequired,
+    ReservationExpired,
     Shipped,
+    StockBackordered,
     StockReleased,
     StockReservationFailed,
     StockReserved,
@@ -90,6 +92,8 @@ class OrderSaga:
         handlers.register(Shipped, self._reacting(Order.on_shipped))
         handlers.register(PaymentRefunded, self._reacting(Order.on_payment_refunded))
         handlers.register(PaymentRefundFailed, self._reacting(Order.on_payment_refund_failed))
+        handlers.register(StockBackordered, self._reacting(Order.on_stock_backordered))
+        handlers.register(ReservationExpired, self._reacting(Order.on_reservation_expired))
         return handlers
 
     def _reacting(self, decide: Callable[[Order, R], Decision]) -> Callable[[MessageContext, R], Awaitable[None]]:
@@ -188,6 +192,7 @@ def order_placed(submission: OrderSubmission, order_id: UUID) -> OrderPlaced:
         shipping_address=submission.shipping_address,
         delivery_method=submission.delivery_method,
         billing_address=submission.billing_address,
+        allow_backorder=submission.allow_backorder,
     )
 
 

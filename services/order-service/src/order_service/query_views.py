@@ -18,6 +18,7 @@ OrderStatusName = Literal[
     "cancelled",
     "needs_attention",
     "on_hold",
+    "backordered",
 ]
 ShipmentStatusName = Literal["not_shipped", "partially_shipped", "shipped"]
 

@@ -28,6 +28,17 @@ hold waits for a human, with no deadline: a release captures the payment, a canc
                                                                        | cancel: ReleaseStock
                                                                        v
                                                                    cancelling --StockReleased--> cancelled
+
+Backorders: an order that allows one waits for short stock instead of being rejected. Inventory answers
+StockBackordered and the order goes `backordered`, with no deadline running (the wait has no known end);
+when stock arrives inventory reserves it and StockReserved continues the saga as from `placed`. A cancel
+releases (drops) the backorder.
+
+    placed --StockBackordered--> backordered --StockReserved--> awaiting_payment (or on_hold)
+
+A reservation that inventory expired before the order was paid (ReservationExpired) cancels the order
+through the cancel path: a capture in flight is refunded, a held order's stock release is confirmed.
+After payment the expiry should not happen; if it does, the order is parked for an operator.
 """
 
 from collections.abc import Iterable
@@ -41,6 +52,7 @@ from oms_events.messages import (
     Command,
     Event,
     Message,
+    OrderBackordered,
     OrderCancellationRequested,
     OrderCancelled,
     OrderConfirmed,
@@ -53,6 +65,7 @@ from oms_events.messages import (
     OrderPlaced,
     OrderPutOnHold,
     OrderRejected,
+    OrderReservationExpired,
     OrderShipped,
     OrderStepTimedOut,
     OrderStockReleased,
@@ -64,9 +77,11 @@ from oms_events.messages import (
     PaymentReviewRequired,
     RefundPayment,
     ReleaseStock,
+    ReservationExpired,
     ReserveStock,
     ShipOrder,
     Shipped,
+    StockBackordered,
     StockReleased,
     StockReservationFailed,
     StockReserved,
@@ -86,6 +101,7 @@ class OrderStatus(StrEnum):
     CANCELLED = "cancelled"
     NEEDS_ATTENTION = "needs_attention"
     ON_HOLD = "on_hold"
+    BACKORDERED = "backordered"
 
     @property
     def terminal(self) -> bool:
@@ -132,6 +148,11 @@ RISK_RULE = "risk-rule"
 PAYMENT_RISK = "payment-risk"
 """`held_by` of the holds payment-service's risk check asks for (PaymentReviewRequired)."""
 
+RESERVATION_EXPIRY = "reservation-expiry"
+"""`requested_by` of the cancels an expired stock reservation starts."""
+
+_WAITING_FOR_STOCK = (OrderStatus.PLACED, OrderStatus.BACKORDERED)
+
 
 @dataclass(frozen=True)
 class ShipmentInfo:
@@ -170,7 +191,7 @@ class Order:
     @property
     def held(self) -> bool:
         """On hold, or to be put on hold when the reservation answers."""
-        return self.status is OrderStatus.ON_HOLD or (self.status is OrderStatus.PLACED and self.hold_pending)
+        return self.status is OrderStatus.ON_HOLD or (self.status in _WAITING_FOR_STOCK and self.hold_pending)
 
     # ------------------------------------------------------------------ state
 
@@ -195,10 +216,14 @@ class Order:
                 self.allocations = tuple(event.allocations)
                 self.status = OrderStatus.ON_HOLD if self.hold_pending else OrderStatus.AWAITING_PAYMENT
                 self.hold_pending = False
+            case OrderBackordered():
+                self.status = OrderStatus.BACKORDERED
+            case OrderReservationExpired():
+                pass  # what follows (a cancel, or an operator's attention) says what it means for the order
             case OrderPutOnHold():
                 self.hold_reason = event.reason
                 self.held_by = event.held_by
-                if self.status is OrderStatus.PLACED:
+                if self.status in _WAITING_FOR_STOCK:
                     self.hold_pending = True
                 else:
                     self.status = OrderStatus.ON_HOLD
@@ -283,13 +308,15 @@ class Order:
 
     @staticmethod
     def place(placed: OrderPlaced) -> Decision:
-        """A new order: record it and ask inventory for its stock."""
+        """A new order: record it and ask inventory for its stock (the address picks the warehouse)."""
         return Decision(
             events=(placed,),
             commands=(
                 ReserveStock(
                     order_id=placed.order_id,
                     lines=[StockLine(sku=line.sku, quantity=line.quantity) for line in placed.lines],
+                    allow_backorder=placed.allow_backorder,
+                    shipping_address=placed.shipping_address,
                 ),
             ),
         )
@@ -298,7 +325,7 @@ class Order:
         """Capture the payment, unless the order is held or its total is above `hold_above_minor`
         (the risk rule; 0 disables it): then it goes on hold and nothing is sent."""
         placed = self._require()
-        if self.status is not OrderStatus.PLACED:
+        if self.status not in _WAITING_FOR_STOCK:
             return NOTHING
         reserved = OrderStockReserved(
             order_id=self.order_id, reservation_id=reply.reservation_id, allocations=reply.allocations
@@ -358,6 +385,39 @@ class Order:
                 ),
             )
         )
+
+    def on_stock_backordered(self, reply: StockBackordered) -> Decision:
+        """Short stock, and the order allows a backorder: it waits (no deadline) until stock arrives."""
+        self._require()
+        if self.status is not OrderStatus.PLACED:
+            return NOTHING
+        return Decision(events=(OrderBackordered(order_id=self.order_id, shortages=reply.shortages),))
+
+    def on_reservation_expired(self, reply: ReservationExpired) -> Decision:
+        """Inventory released the order's stock because it was not paid for in time: the order is cancelled
+        through the cancel path (a capture in flight is refunded when it answers)."""
+        self._require()
+        expired = OrderReservationExpired(order_id=self.order_id, reservation_id=reply.reservation_id)
+        if self.reservation_id is not None and reply.reservation_id != self.reservation_id:
+            return NOTHING
+        cancel = OrderCancellationRequested(
+            order_id=self.order_id,
+            reason="the stock reservation expired before the order was paid",
+            requested_by=RESERVATION_EXPIRY,
+        )
+        if self.status is OrderStatus.AWAITING_PAYMENT:
+            return Decision(events=(expired, cancel))
+        if self.status is OrderStatus.ON_HOLD:
+            # The stock is released already; the release confirms it and closes the saga's step.
+            return Decision(
+                events=(expired, cancel),
+                commands=(ReleaseStock(order_id=self.order_id, reason="reservation expired"),),
+            )
+        if self.status in (OrderStatus.CONFIRMED, OrderStatus.PARTIALLY_SHIPPED):
+            return self._park(
+                Step.SHIP_ORDER, "the stock reservation expired after the payment; check the warehouse", expired
+            )
+        return NOTHING
 
     def on_payment_captured(self, reply: PaymentCaptured) -> Decision:
         placed = self._require()
@@ -433,6 +493,8 @@ class Order:
         refunded = " Your payment has been refunded." if self.refunded else ""
         if by is not None:
             code, message = "resolved_by_operator", "Our customer service team has cancelled your order."
+        elif self.cancel_requested_by == RESERVATION_EXPIRY:
+            code, message = "reservation_expired", "We could not complete your order in time, so it has been cancelled."
         else:
             code, message = "requested", "Your order has been cancelled as requested."
         return OrderCancelled(
@@ -461,7 +523,7 @@ class Order:
     def request_cancel(self, reason: str, requested_by: str) -> Decision:
         self._require()
         requested = OrderCancellationRequested(order_id=self.order_id, reason=reason, requested_by=requested_by)
-        if self.status is OrderStatus.PLACED:
+        if self.status in _WAITING_FOR_STOCK:
             # The reservation may be in flight: inventory handles the release after it, or
             # remembers the release so that a late reservation reserves nothing.
             return Decision(
@@ -516,7 +578,7 @@ class Order:
         """An operator holds the order. Only while `placed`: once CapturePayment is sent, a hold
         cannot stop it."""
         self._require()
-        if self.status is OrderStatus.PLACED and not self.hold_pending:
+        if self.status in _WAITING_FOR_STOCK and not self.hold_pending:
             return Decision(events=(OrderPutOnHold(order_id=self.order_id, reason=reason, held_by=held_by),))
         if self.held:
             raise ActionNotAllowedError(f"the order is on hold already (held by {self.held_by}: {self.hold_reason})")
@@ -539,7 +601,7 @@ class Order:
         hold, so that the reservation's answer captures as usual."""
         self._require()
         released = OrderHoldReleased(order_id=self.order_id, released_by=released_by, note=note)
-        if self.status is OrderStatus.PLACED and self.hold_pending:
+        if self.status in _WAITING_FOR_STOCK and self.hold_pending:
             return Decision(events=(released,))
         if self.status is not OrderStatus.ON_HOLD:
             raise ActionNotAllowedError("the order is not on hold")
@@ -560,7 +622,7 @@ class Order:
         if (
             self.status is None
             or self.status.terminal
-            or self.status in (OrderStatus.NEEDS_ATTENTION, OrderStatus.ON_HOLD)
+            or self.status in (OrderStatus.NEEDS_ATTENTION, OrderStatus.ON_HOLD, OrderStatus.BACKORDERED)
         ):
             return NOTHING
         timed_out = OrderStepTimedOut(order_id=self.order_id, step=step.value, attempts=attempts)

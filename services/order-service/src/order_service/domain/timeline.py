@@ -2,6 +2,7 @@
 
 from oms_events.messages import (
     Message,
+    OrderBackordered,
     OrderCancellationRequested,
     OrderCancelled,
     OrderConfirmed,
@@ -14,6 +15,7 @@ from oms_events.messages import (
     OrderPlaced,
     OrderPutOnHold,
     OrderRejected,
+    OrderReservationExpired,
     OrderShipped,
     OrderStepTimedOut,
     OrderStockReleased,
@@ -55,6 +57,11 @@ def describe(event: Message) -> str:
             return f"Operator {event.operator} chose {event.action}: {event.note}"
         case OrderPutOnHold():
             return f"Put on hold by {event.held_by}: {event.reason}"
+        case OrderBackordered():
+            short = ", ".join(f"{s.sku} ({s.requested - s.available} short)" for s in event.shortages)
+            return f"Backordered: waiting for stock of {short}"
+        case OrderReservationExpired():
+            return "The stock reservation expired before the order was paid"
         case OrderHoldReleased():
             return f"Hold released by {event.released_by}: {event.note}"
         case _:

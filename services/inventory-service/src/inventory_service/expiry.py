@@ -1,0 +1,80 @@
+"""Reservations that were not paid for in time are released (ReservationExpired), so that stock held by an
+order that stalls (on hold, abandoned, a payment that never answers) goes back on sale.
+
+A sweeper looks for overdue reservations every few seconds; each one is released in a transaction of its
+own, locked with SKIP LOCKED so that several replicas never expire the same reservation twice.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from inventory_service.handlers import InventoryHandlers
+from inventory_service.ledger import StockLedger
+from oms_events import MessageRegistry
+from oms_runtime.db import Database
+from oms_runtime.logging import get_logger
+from oms_runtime.messaging import MessageContext
+from oms_runtime.outbox import Outbox
+
+log = get_logger(__name__)
+
+SERVICE = "inventory-service"
+
+
+class ReservationExpirer:
+    def __init__(
+        self,
+        db: Database,
+        ledger: StockLedger,
+        handlers: InventoryHandlers,
+        registry: MessageRegistry,
+        *,
+        interval_s: float,
+        notify: Callable[[], None],
+    ) -> None:
+        self._db = db
+        self._ledger = ledger
+        self._handlers = handlers
+        self._registry = registry
+        self._interval_s = interval_s
+        self._notify = notify
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="reservation-expiry")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reservation expiry sweep failed")
+            await asyncio.sleep(self._interval_s)
+
+    async def sweep(self) -> int:
+        """Expires every overdue reservation; returns how many."""
+        now = self._ledger.clock()
+        async with self._db.transaction() as session:
+            overdue = await self._ledger.repo.overdue_reservations(session, now)
+        expired = 0
+        for order_id in overdue:
+            async with self._db.transaction() as session:
+                if not await self._ledger.repo.lock_if_overdue(session, order_id, now):
+                    continue  # paid, released or being expired by another replica meanwhile
+                ctx = MessageContext(
+                    session=session, envelope=None, producer_name=SERVICE, registry=self._registry, outbox=Outbox()
+                )
+                await self._handlers.expire(ctx, order_id)
+            expired += 1
+        if expired:
+            self._notify()
+        return expired
