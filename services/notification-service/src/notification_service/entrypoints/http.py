@@ -10,7 +10,7 @@ from datetime import datetime, time
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import FastAPI, Path, Query, status
+from fastapi import Depends, FastAPI, Path, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -186,7 +186,7 @@ def create_app(
         return {"status": "ready"}
 
     @app.get("/customers/{customer_id}/preferences", response_model=PreferencesView, responses=errors)
-    async def get_preferences(customer_id: CustomerId, _: Annotated[Principal, ops_key]) -> PreferencesView:
+    async def get_preferences(customer_id: CustomerId, _: Annotated[Principal, Depends(ops_key)]) -> PreferencesView:
         async with db.transaction() as session:
             prefs = await repository.preferences(session, customer_id)
             customised = await repository.has_preferences(session, customer_id)
@@ -198,7 +198,7 @@ def create_app(
         responses={**errors, 422: {"model": ErrorBody}},
     )
     async def put_preferences(
-        customer_id: CustomerId, body: PreferencesBody, principal: Annotated[Principal, ops_key]
+        customer_id: CustomerId, body: PreferencesBody, principal: Annotated[Principal, Depends(ops_key)]
     ) -> PreferencesView:
         prefs = body.to_preferences(customer_id)
         async with db.transaction() as session:
@@ -206,7 +206,7 @@ def create_app(
         return PreferencesView.of(prefs, True)
 
     @app.get("/orders/{order_id}/notifications", response_model=NotificationHistory, responses=errors)
-    async def order_history(order_id: UUID, _: Annotated[Principal, ops_key]) -> NotificationHistory:
+    async def order_history(order_id: UUID, _: Annotated[Principal, Depends(ops_key)]) -> NotificationHistory:
         async with db.transaction() as session:
             rows = await repository.history_for_order(session, order_id)
         return NotificationHistory(notifications=[NotificationView.of(r) for r in rows])
@@ -214,7 +214,7 @@ def create_app(
     @app.get("/customers/{customer_id}/notifications", response_model=NotificationHistory, responses=errors)
     async def customer_history(
         customer_id: CustomerId,
-        _: Annotated[Principal, ops_key],
+        _: Annotated[Principal, Depends(ops_key)],
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> NotificationHistory:
         async with db.transaction() as session:
