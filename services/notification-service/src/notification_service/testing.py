@@ -8,6 +8,7 @@ unsubscribed, a number it cannot reach, or the next N requests answered with a g
 import itertools
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +43,7 @@ class ProviderState:
     failures: list[_Failure] = field(default_factory=list)
     by_key: dict[str, ReceivedSms] = field(default_factory=dict)
     spool: Path | None = None
+    on_message: Callable[[ReceivedSms], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     ids: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1))
 
@@ -115,6 +117,8 @@ def _handler(state: ProviderState) -> type[BaseHTTPRequestHandler]:
                 state.by_key[key] = message
                 if state.spool is not None:
                     (state.spool / f"{message.id}.json").write_text(json.dumps(message.__dict__, indent=2))
+                if state.on_message is not None:
+                    state.on_message(message)
             return self._answer(201, {"id": message.id, "status": "queued"})
 
     return Handler
@@ -124,9 +128,15 @@ class LocalSmsProvider:
     """`with LocalSmsProvider() as sms: ... sms.url ... sms.messages`."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None, spool: Path | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_key: str | None = None,
+        spool: Path | None = None,
+        on_message: Callable[[ReceivedSms], None] | None = None,
     ) -> None:
-        self.state = ProviderState(api_key=api_key, spool=spool)
+        self.state = ProviderState(api_key=api_key, spool=spool, on_message=on_message)
         self._server = ThreadingHTTPServer((host, port), _handler(self.state))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="sms-provider", daemon=True)
