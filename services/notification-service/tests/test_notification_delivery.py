@@ -12,6 +12,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, time, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -29,7 +30,7 @@ from notification_service.adapters.repository import NotificationRepository
 from notification_service.adapters.sms_sender import SmsSender
 from notification_service.adapters.smtp import SmtpConfig, SmtpEmailSender
 from notification_service.adapters.tables import deliveries, metadata
-from notification_service.adapters.templates import TemplateRenderer
+from notification_service.adapters.templates import TEMPLATES_DIR, TemplateRenderer
 from notification_service.domain.notifications import (
     NotificationKind,
     NotifyingEvent,
@@ -46,7 +47,9 @@ from oms_events.messages import (
     NotificationFailed,
     NotificationSent,
     OrderConfirmed,
+    OrderPaymentDeclined,
     OrderPlaced,
+    OrderRejected,
     OrderShipped,
     ShipmentDelivered,
     ShipmentOutForDelivery,
@@ -172,12 +175,12 @@ class Harness:
         )
         self._offsets = itertools.count()
 
-    def dispatcher(self, email_sender: Any = None, sms_sender: Any = None) -> Dispatcher:
+    def dispatcher(self, email_sender: Any = None, sms_sender: Any = None, renderer: Any = None) -> Dispatcher:
         """A dispatcher as a (re)started process has one: nothing but the database carries over."""
         return Dispatcher(
             self.db,
             self.repository,
-            TemplateRenderer(),
+            renderer or TemplateRenderer(),
             email_sender or self.email_sender,
             sms_sender or self.sms_sender,
             REGISTRY,
@@ -197,6 +200,7 @@ class Harness:
         )
 
     async def send(self, message: Message) -> tuple[Envelope, Outcome]:
+        self.clock.advance(milliseconds=1)  # events arrive one after the other; their messages go in that order
         envelope = REGISTRY.wrap(message, producer="order-service")
         return envelope, await self.deliver(envelope)
 
@@ -357,6 +361,8 @@ async def test_sms_crash_after_sending_then_restart_and_redelivery_sends_once(
 
     # Restarted: Kafka redelivers the event (the inbox absorbs it) ...
     assert await harness.deliver(envelope) is Outcome.DUPLICATE
+    # (meanwhile the customer switched to German: the message already handed over stays as it was)
+    await harness.set_preferences(Preferences(placed.customer.customer_id, locale="de"))
     # ... and before the lease ends, nobody touches the row (the first process might still be at it).
     await harness.dispatch()
     assert (await harness.row(placed.order_id, "order_shipped", "sms"))["status"] == "sending"
@@ -397,6 +403,47 @@ async def test_email_crash_after_sending_is_not_sent_again(
 
 
 # ---------------------------------------------------------------- failures
+
+
+async def test_a_declined_payment_is_told_once_not_again_as_a_rejection(
+    harness: Harness, placed: OrderPlaced, payment_declined: OrderPaymentDeclined
+) -> None:
+    await harness.send(placed)
+    await harness.send(payment_declined)
+    rejected = OrderRejected(
+        order_id=placed.order_id,
+        reason_code="payment_declined",
+        reason="Your payment was declined, so we could not complete your order.",
+    )
+    _, outcome = await harness.send(rejected)
+    assert outcome is Outcome.PROCESSED
+    await harness.dispatch()
+    kinds = [m["X-OMS-Notification-Kind"] for m in harness.mails(placed.order_id)]
+    assert kinds == ["order_received", "payment_failed"]
+    assert [m.reference for m in harness.provider.messages] == ["payment_failed"]
+
+
+async def test_a_message_that_cannot_be_prepared_does_not_block_the_others(
+    harness: Harness, placed: OrderPlaced, confirmed: OrderConfirmed, tmp_path: Path
+) -> None:
+    # A template set without the first message of every order: its rendering fails every time.
+    (tmp_path / "en").mkdir()
+    for source in (TEMPLATES_DIR / "en").iterdir():
+        if not source.name.startswith("order_received."):
+            (tmp_path / "en" / source.name).write_text(source.read_text())
+    broken = harness.dispatcher(renderer=TemplateRenderer(tmp_path))
+    await harness.send(placed)
+    harness.clock.advance(seconds=1)
+    await harness.send(confirmed)
+    for _ in range(harness.max_attempts):
+        await harness.dispatch(broken)
+        harness.clock.advance(hours=1)
+    assert [m["X-OMS-Notification-Kind"] for m in harness.mails(placed.order_id)] == ["order_confirmation"]
+    row = await harness.row(placed.order_id, "order_received", "email")
+    assert (row["status"], row["status_reason"], row["attempts"]) == ("failed", "error", harness.max_attempts)
+    assert "TemplatesNotFound" in row["error"]
+    [failed] = await harness.emitted(placed.order_id, "NotificationFailed")
+    assert failed.payload["reason_code"] == "error"
 
 
 async def test_transient_failures_are_retried_with_backoff(

@@ -149,6 +149,10 @@ def test_kinds_and_dedupe_keys(
     assert dedupe_key(cancelled) == dedupe_key(cancelled.model_copy(update={"reason": "other words"}))
     assert dedupe_key(cancelled) == "order_cancelled"
     assert dedupe_key(refunded) == f"order_refunded:{refunded.refund_id}"
+    # A rejection for a declined payment is the same news as the payment failure: one message.
+    declined = rejected.model_copy(update={"reason_code": "payment_declined"})
+    assert kind_for(declined) is NotificationKind.ORDER_REJECTED
+    assert dedupe_key(declined) == "payment_failed" == dedupe_key(every_event[2])
 
 
 def test_event_context_is_json_and_holds_no_personal_data(every_event: list[NotifyingEvent]) -> None:

@@ -71,7 +71,7 @@ from oms_events.messages import (
     ShipmentOutForDelivery,
 )
 from oms_runtime.db import Database
-from oms_runtime.logging import get_logger
+from oms_runtime.logging import get_logger, mask_text
 from oms_runtime.messaging import HandlerMap, MessageContext
 from oms_runtime.outbox import Outbox
 
@@ -281,7 +281,13 @@ class Dispatcher:
 
     async def deliver(self, notification_id: UUID) -> None:
         """Claim, send, record one row (nothing when it is no longer due or another worker has it)."""
-        prepared = await self._claim(notification_id)
+        try:
+            prepared = await self._claim(notification_id)
+        except Exception as exc:
+            # A row that cannot even be prepared (e.g. a template error) must not block the others.
+            log.exception("notification could not be prepared", notification_id=str(notification_id))
+            await self._claim_failed(notification_id, f"{type(exc).__name__}: {mask_text(str(exc))}")
+            return
         if prepared is None:
             return
         row, message = prepared
@@ -300,6 +306,10 @@ class Dispatcher:
             return
         except (EmailSendError, SmsSendError) as exc:
             await self._retry_or_give_up(row, str(exc))
+            return
+        except Exception as exc:  # a sender's bug: retried like a transient failure, and logged
+            log.exception("sender failed unexpectedly", **fields)
+            await self._retry_or_give_up(row, f"{type(exc).__name__}: {mask_text(str(exc))}")
             return
         await self._sent(row, receipt_id)
         log.info(
@@ -346,7 +356,9 @@ class Dispatcher:
                     log.info("SMS deferred to the end of quiet hours", due_at=held_until.isoformat(), **fields)
                     return None
             context = template_context(contact, row.event_context)
-            locale = prefs.locale or contact.locale
+            # An attempt claimed again renders as the first did: the provider compares the text.
+            first_locale = row.locale if row.status == "sending" else None
+            locale = first_locale or prefs.locale or contact.locale
             message: OutgoingEmail | OutgoingSms
             if row.channel == CHANNEL_EMAIL:
                 rendered = self._renderer.render(kind, locale, context)
@@ -448,6 +460,29 @@ class Dispatcher:
     async def _fail(self, row: Delivery, reason_code: str, error: str) -> None:
         async with self._db.transaction() as session:
             await self._fail_in(session, row, reason_code, error, self._clock())
+        self._on_commit()
+
+    async def _claim_failed(self, notification_id: UUID, error: str) -> None:
+        now = self._clock()
+        async with self._db.transaction() as session:
+            found = await self._repo.lock_due(session, notification_id, now)
+            if found is None:
+                return
+            row = dataclasses.replace(found, attempts=found.attempts + 1)
+            if row.attempts >= self._max_attempts:
+                await self._fail_in(session, row, "error", f"{row.attempts} attempts failed; last: {error}", now)
+                await self._repo.update(session, row.notification_id, now, attempts=row.attempts)
+            else:
+                await self._repo.update(
+                    session,
+                    row.notification_id,
+                    now,
+                    status="pending",
+                    attempts=row.attempts,
+                    due_at=now + self.backoff(row.attempts),
+                    lease_until=None,
+                    error=error[:2000],
+                )
         self._on_commit()
 
     async def _retry_or_give_up(self, row: Delivery, error: str) -> None:

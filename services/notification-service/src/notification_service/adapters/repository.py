@@ -203,7 +203,10 @@ class NotificationRepository:
 
     async def due_ids(self, session: AsyncSession, now: datetime, limit: int) -> list[UUID]:
         rows = await session.scalars(
-            select(deliveries.c.notification_id).where(self._due(now)).order_by(deliveries.c.due_at).limit(limit)
+            select(deliveries.c.notification_id)
+            .where(self._due(now))
+            .order_by(deliveries.c.due_at, deliveries.c.created_at)
+            .limit(limit)
         )
         return list(rows)
 

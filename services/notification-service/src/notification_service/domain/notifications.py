@@ -277,9 +277,14 @@ def kind_for(event: NotifyingEvent) -> NotificationKind:
 
 
 def dedupe_key(event: NotifyingEvent) -> str:
-    """At most one message per order for each key (per channel)."""
+    """At most one message per order for each key (per channel).
+
+    An order rejected because its payment was declined already had its "payment failed" message, which
+    says the order cannot go on: the rejection shares its key, so the customer is not told twice."""
     kind = kind_for(event).value
     match event:
+        case OrderRejected() if event.reason_code == "payment_declined":
+            return NotificationKind.PAYMENT_FAILED.value
         case OrderShipped() | ShipmentOutForDelivery() | ShipmentDelivered():
             return f"{kind}:{event.shipment_id}"
         case OrderPaymentRefunded():
