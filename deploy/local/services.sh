@@ -15,7 +15,9 @@ HTTP_PORT_BASE="${HTTP_PORT_BASE:-8000}"
 SMTP_PORT="${SMTP_PORT:-1025}"
 SMS_PORT="${SMS_PORT:-1026}"
 SMS_PROVIDER_URL="${SMS_PROVIDER_URL:-http://127.0.0.1:$SMS_PORT}"
-export SMTP_PORT SMS_PROVIDER_URL LOG_FORMAT="${LOG_FORMAT:-json}"
+# Local-only: the smssink reports each SMS delivered to notification-service with this token.
+SMS_WEBHOOK_TOKEN="${SMS_WEBHOOK_TOKEN:-local-sms-webhook-token-0123456789}"
+export SMTP_PORT SMS_PROVIDER_URL SMS_WEBHOOK_TOKEN LOG_FORMAT="${LOG_FORMAT:-json}"
 # Local-only credentials (never use these anywhere else): an ops key for the demo, bench and you,
 # and one key per sales channel.
 OMS_API_KEY="${OMS_API_KEY:-local-ops-key-0123456789}"
@@ -47,6 +49,9 @@ port_of() {
   for i in "${!SERVICES[@]}"; do [[ ${SERVICES[$i]} == "$1" ]] && echo $((HTTP_PORT_BASE + i)); done
 }
 
+SMS_STATUS_CALLBACK_URL="${SMS_STATUS_CALLBACK_URL:-http://127.0.0.1:$(port_of notification-service)/webhooks/sms/status}"
+export SMS_STATUS_CALLBACK_URL
+
 started_count() {
   local n
   n=$(grep -c '"message": "service started"' "$LOGS/$1.log" 2>/dev/null) || true
@@ -57,7 +62,8 @@ start() {
   echo "starting the OMS services (logs in ${LOGS#"$ROOT"/})"
   # The venv's programs directly (not `uv run`), so the pid file holds the process that gets SIGTERM.
   launch mailsink "$VENV/python" deploy/local/mailsink.py --dir "$STATE/mail" --port "$SMTP_PORT"
-  launch smssink "$VENV/python" deploy/local/smssink.py --dir "$STATE/sms" --port "$SMS_PORT"
+  launch smssink "$VENV/python" deploy/local/smssink.py --dir "$STATE/sms" --port "$SMS_PORT" \
+    --webhook-token "$SMS_WEBHOOK_TOKEN" --report-after 1
   declare -A before
   for svc in "${SERVICES[@]}"; do
     before[$svc]=$(started_count "$svc")

@@ -22,6 +22,7 @@ from oms_runtime.kafka import ensure_topics
 from order_service.entrypoints.consumers import INTAKE_GROUP
 
 TEST_DATABASE = "oms_integration"
+SMS_WEBHOOK_TOKEN = "it-sms-webhook-token-0123456789"
 
 
 class MailCollector:
@@ -100,6 +101,12 @@ def sms_provider() -> Iterator[LocalSmsProvider]:
 
 
 @pytest.fixture(scope="session")
+def sms_webhook_token() -> str:
+    """What the SMS provider's delivery reports to notification-service carry (SMS_WEBHOOK_TOKEN)."""
+    return SMS_WEBHOOK_TOKEN
+
+
+@pytest.fixture(scope="session")
 async def system(sms_provider: LocalSmsProvider) -> AsyncIterator[System]:
     base = Infra.from_env()
     await _check_infra(base)
@@ -121,6 +128,7 @@ async def system(sms_provider: LocalSmsProvider) -> AsyncIterator[System]:
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(smtp_port),
         "SMS_PROVIDER_URL": sms_provider.url,
+        "SMS_WEBHOOK_TOKEN": SMS_WEBHOOK_TOKEN,
         "CONSUMER_MAX_ATTEMPTS": "3",
         "CONSUMER_RETRY_BACKOFF_S": "0.1",
         "SAGA_STEP_TIMEOUT_S": "20",

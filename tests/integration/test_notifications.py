@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+import httpx
+
 from harness import OPS_KEY, System, eventually, order_body, restarted, unique_sku
-from notification_service.testing import LocalSmsProvider
+from notification_service.testing import LocalSmsProvider, delivery_report
 from oms_events import default_registry, topics
 from oms_events.messages import ShipmentDelivered, ShipmentOutForDelivery
 
@@ -44,7 +46,7 @@ async def history(system: System, order_id: str) -> list[dict[str, Any]]:
 
 
 async def test_an_order_flows_and_the_customer_gets_email_and_sms(
-    system: System, sms_provider: LocalSmsProvider
+    system: System, sms_provider: LocalSmsProvider, sms_webhook_token: str
 ) -> None:
     customer = f"cust-{uuid4().hex[:10]}"
     async with system.http(OPS_KEY, service=NOTIFICATIONS) as http:
@@ -94,10 +96,22 @@ async def test_an_order_flows_and_the_customer_gets_email_and_sms(
     assert sms[2].startswith(f"Ihr Paket {shipment_id.hex[:8].upper()} der Bestellung {ref} wird heute")
     assert "wurde von" in sms[3]
 
+    # The provider reports the text messages delivered (as it would to SMS_STATUS_CALLBACK_URL).
+    await eventually(lambda: history(system, order_id), lambda h: len(h) == 9 and all(n["status"] == "sent" for n in h))
+    mine_sms = [m for m in sms_provider.messages if ref in m.body]
+    async with httpx.AsyncClient(base_url=system.http_urls[NOTIFICATIONS]) as provider:
+        for message in mine_sms:
+            report = await provider.post(
+                "/webhooks/sms/status",
+                json=delivery_report(message, "delivered"),
+                headers={"X-Webhook-Token": sms_webhook_token},
+            )
+            assert report.status_code == 200, report.text
+
     # Support's view: what was sent, when, by which channel, its state; and the events for others.
-    rows = await eventually(
-        lambda: history(system, order_id), lambda h: len(h) == 9 and all(n["status"] == "sent" for n in h)
-    )
+    rows = await history(system, order_id)
+    assert {(n["channel"], n["status"]) for n in rows} == {("email", "sent"), ("sms", "delivered")}
+    assert all(n["delivered_at"] for n in rows if n["channel"] == "sms")
     assert sorted((n["kind"], n["channel"]) for n in rows) == sorted(
         [
             ("order_received", "email"),

@@ -1,13 +1,17 @@
 """The channel adapters against real local servers: SMTP (aiosmtpd on a free port) and the SMS
 provider's HTTP API (the local provider of notification_service.testing on a free port)."""
 
+import asyncio
 import email
 import email.policy
 import itertools
+import json
 import socket
+import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -205,6 +209,7 @@ async def test_sms_is_posted_with_an_idempotency_key(provider: LocalSmsProvider)
     assert arrived.id == receipt.provider_message_id
     assert (arrived.to, arrived.sender, arrived.body) == (PHONE, "OMS", "Your order 3F2A9C1E has shipped.")
     assert arrived.idempotency_key == "3c9e2a7c-notification"
+    assert arrived.status_callback == ""
     # The same key again (a retry after a crash): the provider answers with the first message.
     again = await sender.send(text_message())
     assert again.replayed
@@ -262,3 +267,44 @@ async def test_the_local_provider_lists_what_arrived(provider: LocalSmsProvider)
     async with httpx.AsyncClient() as client:
         listed = (await client.get(provider.url + "/v1/messages")).json()["messages"]
     assert [m["to"] for m in listed] == [PHONE]
+
+
+async def test_sms_asks_for_delivery_reports_when_configured(provider: LocalSmsProvider) -> None:
+    sender = sms_sender(provider, status_callback_url="https://oms.example/webhooks/sms/status")
+    await sender.send(text_message())
+    [arrived] = provider.messages
+    assert arrived.status_callback == "https://oms.example/webhooks/sms/status"
+
+
+class _Reports(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _Reports.received.append((self.headers.get("X-Webhook-Token", ""), body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+async def test_the_local_provider_reports_delivery_to_the_callback() -> None:
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Reports)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    callback = f"http://127.0.0.1:{receiver.server_address[1]}/webhooks/sms/status"
+    try:
+        with LocalSmsProvider(webhook_token="hook-token", auto_report_after_s=0.05) as local:
+            await sms_sender(local, api_key=None, status_callback_url=callback).send(text_message())
+            await sms_sender(local, api_key=None).send(text_message(key="no-callback"))
+            for _ in range(100):
+                if _Reports.received:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
+            [first, _] = local.messages
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    assert _Reports.received == [("hook-token", {"id": first.id, "status": "delivered", "error_code": None})]

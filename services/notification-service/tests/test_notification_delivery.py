@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 import pytest_asyncio
 import structlog
@@ -39,9 +40,10 @@ from notification_service.domain.notifications import (
     short_order_id,
 )
 from notification_service.domain.preferences import Preferences, QuietHours
+from notification_service.entrypoints.http import create_app
 from notification_service.handlers import Dispatcher, NotificationHandlers
 from notification_service.main import SERVICE, NotificationSettings, build
-from notification_service.testing import LocalSmsProvider
+from notification_service.testing import LocalSmsProvider, delivery_report
 from oms_events import Envelope, Message, default_registry
 from oms_events.messages import (
     NotificationFailed,
@@ -55,6 +57,7 @@ from oms_events.messages import (
     ShipmentOutForDelivery,
 )
 from oms_runtime.db import Database
+from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.logging import configure_logging, get_logger
 from oms_runtime.messaging import MessageProcessor, Outcome, SourceRecord
 from oms_runtime.outbox import outbox_table
@@ -618,6 +621,70 @@ async def test_opt_in_opt_out_and_locale_are_respected(
         ("delivered", "sms"): ("suppressed", "opted_out"),
     }
     assert (await harness.row(placed.order_id, "delivered", "email"))["locale"] == "de"
+
+
+# ---------------------------------------------------------------- the provider's delivery reports
+
+
+WEBHOOK_TOKEN = "sms-webhook-token-0123456789"
+
+
+async def test_sms_delivery_reports_settle_the_delivery_state(
+    harness: Harness, placed: OrderPlaced, shipped: OrderShipped, out_for_delivery: ShipmentOutForDelivery
+) -> None:
+    harness.sms_sender = HttpSmsSender(
+        SmsProviderConfig(base_url=harness.provider.url, status_callback_url="http://notification/webhooks/sms/status")
+    )
+    dispatcher = harness.dispatcher()
+    app = create_app(
+        harness.db,
+        harness.repository,
+        ApiKeyAuthenticator([]),
+        harness.clock,
+        sms_reports=dispatcher.record_sms_report,
+        webhook_token=WEBHOOK_TOKEN,
+    )
+    await harness.send(placed)
+    await harness.send(shipped)
+    await harness.send(out_for_delivery)
+    await harness.dispatch(dispatcher)
+    shipped_sms, out_sms = harness.provider.messages
+    assert shipped_sms.status_callback == "http://notification/webhooks/sms/status"
+    token = {"X-Webhook-Token": WEBHOOK_TOKEN}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notification") as provider:
+        path = "/webhooks/sms/status"
+        assert (await provider.post(path, json=delivery_report(shipped_sms, "delivered"))).status_code == 401
+        wrong = await provider.post(
+            path, json=delivery_report(shipped_sms, "delivered"), headers={"X-Webhook-Token": "x"}
+        )
+        assert wrong.json()["error"] == "unauthenticated"
+        harness.clock.advance(minutes=3)
+        response = await provider.post(path, json=delivery_report(shipped_sms, "delivered"), headers=token)
+        assert response.status_code == 200, response.text
+        assert (response.json()["status"], response.json()["kind"]) == ("delivered", "order_shipped")
+        # A report repeated (providers retry) or contradicting a settled one changes nothing.
+        again = await provider.post(path, json=delivery_report(shipped_sms, "undelivered", "30008"), headers=token)
+        assert again.json()["status"] == "delivered"
+        failed = await provider.post(path, json=delivery_report(out_sms, "undelivered", "30003"), headers=token)
+        assert failed.json()["status"] == "undelivered"
+        unknown = await provider.post(path, json={"id": "SM999999", "status": "delivered"}, headers=token)
+        assert (unknown.status_code, unknown.json()["error"]) == (404, "notification_not_found")
+        bad = await provider.post(path, json={"id": "SM000001", "status": "lost"}, headers=token)
+        assert bad.status_code == 422
+        assert bad.json()["fields"][0]["field"] == "status"
+    row = await harness.row(placed.order_id, "order_shipped", "sms")
+    assert (row["status"], row["delivered_at"]) == ("delivered", harness.clock())
+    row = await harness.row(placed.order_id, "out_for_delivery", "sms")
+    assert (row["status"], row["status_reason"], row["delivered_at"]) == ("undelivered", "undelivered", None)
+    [failed_event] = await harness.emitted(placed.order_id, "NotificationFailed")
+    assert failed_event.payload["reason_code"] == "undelivered"
+    assert "30003" in failed_event.payload["reason"]
+    assert failed_event.payload["kind"] == "out_for_delivery"
+
+    closed = create_app(harness.db, harness.repository, ApiKeyAuthenticator([]), harness.clock)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=closed), base_url="http://n") as provider:
+        response = await provider.post(path, json=delivery_report(shipped_sms, "delivered"), headers=token)
+        assert (response.status_code, response.json()["error"]) == (403, "forbidden")
 
 
 # ---------------------------------------------------------------- privacy

@@ -462,6 +462,28 @@ class Dispatcher:
             await self._fail_in(session, row, reason_code, error, self._clock())
         self._on_commit()
 
+    async def record_sms_report(
+        self, provider_message_id: str, delivered: bool, error_code: str | None
+    ) -> Delivery | None:
+        """The provider's delivery report of an SMS: `sent` becomes `delivered`, or `undelivered` (then
+        published as `NotificationFailed`). None when no SMS has that provider id (yet: a report can
+        overtake the recording of the send, and providers retry a report that is not acknowledged).
+        A second report of a settled message changes nothing."""
+        now = self._clock()
+        async with self._db.transaction() as session:
+            row = await self._repo.by_provider_id(session, CHANNEL_SMS, provider_message_id)
+            if row is None or row.status != "sent":
+                return row
+            if delivered:
+                await self._repo.update(session, row.notification_id, now, status="delivered", delivered_at=now)
+                return dataclasses.replace(row, status="delivered", delivered_at=now)
+            reason = f"the provider could not deliver it ({error_code or 'no code'})"
+            await self._fail_in(session, row, "undelivered", reason, now)
+            await self._repo.update(session, row.notification_id, now, status="undelivered")
+        self._on_commit()
+        log.warning("SMS not delivered", kind=row.kind, recipient=row.recipient_masked, error_code=error_code)
+        return dataclasses.replace(row, status="undelivered", status_reason="undelivered")
+
     async def _claim_failed(self, notification_id: UUID, error: str) -> None:
         now = self._clock()
         async with self._db.transaction() as session:

@@ -31,6 +31,10 @@ class NotificationSettings(ServiceSettings):
     sms_api_key: SecretStr | None = None
     sms_sender_id: str = Field(default="OMS", min_length=1, max_length=15)
     sms_timeout_s: float = Field(default=10.0, gt=0)
+    sms_status_callback_url: str | None = Field(
+        default=None, description="This service's /webhooks/sms/status as the provider reaches it; unset: no reports"
+    )
+    sms_webhook_token: SecretStr | None = Field(default=None, description="What the provider sends in X-Webhook-Token")
 
     notify_max_attempts: int = Field(default=6, ge=1, description="Sends of one message before it fails for good")
     notify_retry_base_s: float = Field(default=5.0, gt=0, description="First retry delay; doubles per attempt")
@@ -67,6 +71,7 @@ class NotificationSettings(ServiceSettings):
             api_key=self.sms_api_key.get_secret_value() if self.sms_api_key else None,
             sender_id=self.sms_sender_id,
             timeout_s=self.sms_timeout_s,
+            status_callback_url=self.sms_status_callback_url or None,
         )
 
     @property
@@ -98,7 +103,15 @@ def build(settings: NotificationSettings) -> ServiceHost:
     for spec in consumers(handlers, group_id=SERVICE):
         host.add_consumer(spec)
     auth = ApiKeyAuthenticator.from_json(settings.api_keys)
-    host.serve_http(create_app(host.db, repository, auth, utc_now), settings.http_host, settings.http_port)
+    app = create_app(
+        host.db,
+        repository,
+        auth,
+        utc_now,
+        sms_reports=dispatcher.record_sms_report,
+        webhook_token=settings.sms_webhook_token.get_secret_value() if settings.sms_webhook_token else None,
+    )
+    host.serve_http(app, settings.http_host, settings.http_port)
     host.on_start(dispatcher.start)
     host.on_stop(dispatcher.stop)
     host.on_stop(sms.close)

@@ -2,12 +2,17 @@
 
 It is a real HTTP server (stdlib, its own thread) that keeps what arrives, answers an idempotency key it
 has seen with the first message (`200`, nothing new sent), and can be told to fail: a number that is
-unsubscribed, a number it cannot reach, or the next N requests answered with a given status.
+unsubscribed, a number it cannot reach, or the next N requests answered with a given status. It can
+report each message as delivered to the message's `status_callback`, as a provider does.
 """
 
 import itertools
 import json
 import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +30,7 @@ class ReceivedSms:
     reference: str
     idempotency_key: str
     received_at: str
+    status_callback: str = ""
 
 
 @dataclass
@@ -44,8 +50,30 @@ class ProviderState:
     by_key: dict[str, ReceivedSms] = field(default_factory=dict)
     spool: Path | None = None
     on_message: Callable[[ReceivedSms], None] | None = None
+    webhook_token: str | None = None
+    auto_report_after_s: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     ids: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1))
+
+
+def delivery_report(message: ReceivedSms, status: str, error_code: str | None = None) -> dict[str, Any]:
+    """The body of the delivery report the provider posts to the message's `status_callback`."""
+    return {"id": message.id, "status": status, "error_code": error_code}
+
+
+def _post_report(state: ProviderState, message: ReceivedSms, status: str) -> None:
+    """Posts a report, retrying a few times (a report can overtake the sender's own record of the send)."""
+    headers = {"Content-Type": "application/json"}
+    if state.webhook_token:
+        headers["X-Webhook-Token"] = state.webhook_token
+    raw = json.dumps(delivery_report(message, status)).encode()
+    for attempt in range(5):
+        request = urllib.request.Request(message.status_callback, data=raw, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=5):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5 * (attempt + 1))
 
 
 def _handler(state: ProviderState) -> type[BaseHTTPRequestHandler]:
@@ -105,13 +133,15 @@ def _handler(state: ProviderState) -> type[BaseHTTPRequestHandler]:
                 if to in state.unsubscribed:
                     return self._error(422, "unsubscribed", "the recipient has opted out (STOP)")
                 message = ReceivedSms(
-                    id=f"SM{next(state.ids):06d}",
+                    # Unique across runs, as a provider's ids are (not a counter that restarts at 1).
+                    id=f"SM{next(state.ids):04d}{uuid.uuid4().hex[:12]}",
                     to=to,
                     sender=str(body.get("from", "")),
                     body=text,
                     reference=str(body.get("reference", "")),
                     idempotency_key=key,
                     received_at=datetime.now(UTC).isoformat(),
+                    status_callback=str(body.get("status_callback") or ""),
                 )
                 state.messages.append(message)
                 state.by_key[key] = message
@@ -119,6 +149,10 @@ def _handler(state: ProviderState) -> type[BaseHTTPRequestHandler]:
                     (state.spool / f"{message.id}.json").write_text(json.dumps(message.__dict__, indent=2))
                 if state.on_message is not None:
                     state.on_message(message)
+                if state.auto_report_after_s is not None and message.status_callback:
+                    timer = threading.Timer(state.auto_report_after_s, _post_report, (state, message, "delivered"))
+                    timer.daemon = True
+                    timer.start()
             return self._answer(201, {"id": message.id, "status": "queued"})
 
     return Handler
@@ -135,8 +169,17 @@ class LocalSmsProvider:
         api_key: str | None = None,
         spool: Path | None = None,
         on_message: Callable[[ReceivedSms], None] | None = None,
+        webhook_token: str | None = None,
+        auto_report_after_s: float | None = None,
     ) -> None:
-        self.state = ProviderState(api_key=api_key, spool=spool, on_message=on_message)
+        """`auto_report_after_s`: report every message with a `status_callback` as delivered after that long."""
+        self.state = ProviderState(
+            api_key=api_key,
+            spool=spool,
+            on_message=on_message,
+            webhook_token=webhook_token,
+            auto_report_after_s=auto_report_after_s,
+        )
         self._server = ThreadingHTTPServer((host, port), _handler(self.state))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="sms-provider", daemon=True)

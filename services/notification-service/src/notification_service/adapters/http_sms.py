@@ -11,6 +11,12 @@
         codes: invalid_number -> bad_address, unsubscribed -> unsubscribed, anything else -> rejected
     5xx, 408, 425, 429, timeouts, connection errors: transient
 
+With `"status_callback": <url>` in the request, the provider later reports delivery there:
+
+    POST <url>
+    X-Webhook-Token: <SMS_WEBHOOK_TOKEN>
+    {"id": "...", "status": "delivered" | "undelivered", "error_code": "..."}
+
 401/403 are our configuration's fault, not the message's: transient, so that the messages go out once
 the key is fixed (and give up after the attempts like any other transient failure).
 """
@@ -33,6 +39,8 @@ class SmsProviderConfig:
     api_key: str | None = None
     sender_id: str = "OMS"
     timeout_s: float = 10.0
+    status_callback_url: str | None = None
+    """Where the provider reports delivery (`POST /webhooks/sms/status` of this service); None: no reports."""
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str]:
@@ -57,6 +65,8 @@ class HttpSmsSender:
         if self._config.api_key:
             headers["Authorization"] = f"Bearer {self._config.api_key}"
         body = {"to": sms.to, "from": self._config.sender_id, "body": sms.body, "reference": sms.reference}
+        if self._config.status_callback_url:
+            body["status_callback"] = self._config.status_callback_url
         url = self._config.base_url.rstrip("/") + "/v1/messages"
         try:
             response = await self._client.post(url, json=body, headers=headers)

@@ -61,6 +61,7 @@ class Delivery:
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
+    delivered_at: datetime | None = None
 
 
 def _lines_json(contact: OrderContact) -> list[dict[str, Any]]:
@@ -228,6 +229,16 @@ class NotificationRepository:
 
     async def get(self, session: AsyncSession, notification_id: UUID) -> Delivery | None:
         row = (await session.execute(select(deliveries).where(deliveries.c.notification_id == notification_id))).first()
+        return Delivery(**row._asdict()) if row is not None else None
+
+    async def by_provider_id(self, session: AsyncSession, channel: str, provider_message_id: str) -> Delivery | None:
+        row = (
+            await session.execute(
+                select(deliveries)
+                .where(deliveries.c.channel == channel, deliveries.c.provider_message_id == provider_message_id)
+                .with_for_update()
+            )
+        ).first()
         return Delivery(**row._asdict()) if row is not None else None
 
     async def history_for_order(self, session: AsyncSession, order_id: UUID) -> list[Delivery]:

@@ -55,11 +55,22 @@ customer_preferences = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
-DELIVERY_STATUSES = ("pending", "deferred", "sending", "sent", "failed", "suppressed", "unconfirmed")
+DELIVERY_STATUSES = (
+    "pending",
+    "deferred",
+    "sending",
+    "sent",
+    "delivered",
+    "undelivered",
+    "failed",
+    "suppressed",
+    "unconfirmed",
+)
 
 # The send log: one row per (causing event, channel), written in the transaction of the event (its inbox
 # row) and then driven by the dispatcher: pending/deferred -> sending (committed before the provider is
-# called) -> sent | failed | pending again (retry) | unconfirmed (an email whose attempt died unrecorded).
+# called) -> sent | failed | pending again (retry) | unconfirmed (an email whose attempt died unrecorded);
+# an SMS provider's delivery report then turns sent into delivered or undelivered.
 # The primary key and the (source_event_id, channel) key make "one message per (event, channel)" hold;
 # the dedupe key makes "one message per (order, kind, channel)" hold when a fact arrives again as a new
 # event. No full address or phone number here: the dispatcher reads them from order_contacts.
@@ -87,11 +98,13 @@ deliveries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True)),
+    Column("delivered_at", DateTime(timezone=True)),
     UniqueConstraint("source_event_id", "channel", name="uq_deliveries_event_channel"),
     UniqueConstraint("order_id", "channel", "dedupe_key", name="uq_deliveries_order_dedupe"),
     CheckConstraint(f"status IN {DELIVERY_STATUSES!r}", name="ck_deliveries_status"),
     Index("ix_deliveries_order", "order_id", "created_at"),
     Index("ix_deliveries_customer", "customer_id", "created_at"),
+    Index("ix_deliveries_provider_id", "channel", "provider_message_id"),
     Index(
         "ix_deliveries_due",
         "due_at",

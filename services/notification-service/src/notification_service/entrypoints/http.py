@@ -4,13 +4,15 @@ Ops keys only (support staff answer "did I get an email?" and change a customer'
 behalf). Errors use the shared body (`oms_runtime.http_api`): 422 names each bad field, never a 500.
 """
 
+import hashlib
+import hmac
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, Path, Query, status
+from fastapi import Depends, FastAPI, Header, Path, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -115,8 +117,9 @@ class NotificationView(BaseModel):
     kind: str
     channel: str
     status: str = Field(
-        description="pending, deferred (quiet hours; see due_at), sending, sent, failed, suppressed "
-        "(opted out, no phone number), unconfirmed (an email attempt ended unrecorded: sent at most once)"
+        description="pending, deferred (quiet hours; see due_at), sending, sent (accepted by the mail server or "
+        "SMS provider), delivered / undelivered (the SMS provider's report), failed, suppressed (opted out, no "
+        "phone number), unconfirmed (an email attempt ended unrecorded: sent at most once)"
     )
     status_reason: str | None
     recipient_masked: str
@@ -125,6 +128,7 @@ class NotificationView(BaseModel):
     created_at: datetime
     due_at: datetime | None = Field(description="When it is (re)tried; set while pending or deferred")
     sent_at: datetime | None
+    delivered_at: datetime | None = Field(description="When the SMS provider reported it delivered")
     provider_message_id: str | None
     message_id: str | None
     error: str | None
@@ -146,6 +150,7 @@ class NotificationView(BaseModel):
             created_at=row.created_at,
             due_at=row.due_at if row.status in ("pending", "deferred") else None,
             sent_at=row.sent_at,
+            delivered_at=row.delivered_at,
             provider_message_id=row.provider_message_id,
             message_id=row.message_id,
             error=row.error,
@@ -157,12 +162,25 @@ class NotificationHistory(BaseModel):
     notifications: list[NotificationView]
 
 
+class SmsStatusReport(BaseModel):
+    """A delivery report of the SMS provider (see adapters/http_sms.py)."""
+
+    id: str = Field(min_length=1, max_length=300, description="The provider's message id")
+    status: Literal["delivered", "undelivered", "failed"]
+    error_code: str | None = Field(default=None, max_length=100)
+
+
+SmsReportRecorder = Callable[[str, bool, str | None], Awaitable[Delivery | None]]
+
+
 def create_app(
     db: Database,
     repository: NotificationRepository,
     auth: ApiKeyAuthenticator,
     clock: Clock,
     readiness: Callable[[], Awaitable[Any]] | None = None,
+    sms_reports: SmsReportRecorder | None = None,
+    webhook_token: str | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="OMS notification-service",
@@ -220,5 +238,28 @@ def create_app(
         async with db.transaction() as session:
             rows = await repository.history_for_customer(session, customer_id, limit)
         return NotificationHistory(notifications=[NotificationView.of(r) for r in rows])
+
+    token_digest = hashlib.sha256(webhook_token.encode()).digest() if webhook_token else None
+
+    @app.post(
+        "/webhooks/sms/status",
+        response_model=NotificationView,
+        responses={**errors, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    )
+    async def sms_status(
+        report: SmsStatusReport,
+        x_webhook_token: Annotated[str | None, Header(description="SMS_WEBHOOK_TOKEN")] = None,
+    ) -> NotificationView | JSONResponse:
+        if token_digest is None or sms_reports is None:
+            return error_response(status.HTTP_403_FORBIDDEN, "forbidden", "SMS delivery reports are not configured.")
+        presented = hashlib.sha256((x_webhook_token or "").encode()).digest()
+        if not hmac.compare_digest(presented, token_digest):
+            return error_response(
+                status.HTTP_401_UNAUTHORIZED, "unauthenticated", "A valid X-Webhook-Token header is required."
+            )
+        row = await sms_reports(report.id, report.status == "delivered", report.error_code)
+        if row is None:
+            return error_response(status.HTTP_404_NOT_FOUND, "notification_not_found", f"No SMS {report.id} (yet).")
+        return NotificationView.of(row)
 
     return app
