@@ -504,6 +504,44 @@ async def test_transient_failures_give_up_after_the_attempts(
     assert message.recipient_masked == "+49*******67"
 
 
+async def test_an_operator_sends_a_failed_message_again(
+    harness: Harness, placed: OrderPlaced, shipped: OrderShipped
+) -> None:
+    await harness.send(placed)
+    harness.provider.fail_next(503, "unavailable", times=harness.max_attempts)
+    envelope, _ = await harness.send(shipped)
+    for _ in range(harness.max_attempts):
+        await harness.dispatch()
+        harness.clock.advance(hours=1)
+    sms_id = notification_id_for(envelope.event_id, "sms")
+    assert (await harness.row(placed.order_id, "order_shipped", "sms"))["status"] == "failed"
+    keys = json.dumps([{"name": "support-desk", "key": "ops-key-0123456789abcdef", "role": "ops"}])
+    dispatcher = harness.dispatcher()
+    app = create_app(
+        harness.db, harness.repository, ApiKeyAuthenticator.from_json(keys), harness.clock, resend=dispatcher.resend
+    )
+    headers = {"X-API-Key": "ops-key-0123456789abcdef"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n", headers=headers) as api:
+        response = await api.post(f"/notifications/{sms_id}/resend")
+        assert response.status_code == 202, response.text
+        assert (response.json()["status"], response.json()["resends"]) == ("pending", 1)
+        await harness.dispatch(dispatcher)
+        [sms] = harness.provider.messages
+        assert sms.idempotency_key == f"{sms_id}:1", "a new message to the provider: a new key"
+        row = await harness.row(placed.order_id, "order_shipped", "sms")
+        assert (row["status"], row["attempts"], row["resends"]) == ("sent", 1, 1)
+        refused = await api.post(f"/notifications/{sms_id}/resend")
+        assert (refused.status_code, refused.json()["error"]) == (409, "resend_not_allowed")
+        missing = await api.post(f"/notifications/{notification_id_for(placed.order_id, 'sms')}/resend")
+        assert (missing.status_code, missing.json()["error"]) == (404, "notification_not_found")
+        assert (await api.post(f"/notifications/{sms_id}/resend", headers={"X-API-Key": ""})).status_code == 401
+    assert len(await harness.emitted(placed.order_id, "NotificationFailed")) == 1
+    assert (
+        len([e for e in await harness.emitted(placed.order_id, "NotificationSent") if e.payload["channel"] == "sms"])
+        == 1
+    )
+
+
 async def test_permanent_failures_are_recorded_published_and_not_retried(
     harness: Harness, placed: OrderPlaced, shipped: OrderShipped
 ) -> None:

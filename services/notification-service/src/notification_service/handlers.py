@@ -84,6 +84,13 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+RETRYABLE_STATUSES = frozenset({"failed", "unconfirmed", "undelivered"})
+
+
+class RetryNotAllowedError(Exception):
+    """Only a message that failed, or whose delivery is unknown, may be sent again by hand."""
+
+
 class UnknownOrderError(Exception):
     """An event arrived for an order whose OrderPlaced this service never saw (so no contact).
 
@@ -384,9 +391,9 @@ class Dispatcher:
                     log.warning("notification refused for good; not retrying", reason="bad_address", **fields)
                     return None
                 sms = self._renderer.render_sms(kind, locale, context)
-                message = OutgoingSms(
-                    to=number, body=sms.body, idempotency_key=str(row.notification_id), reference=row.kind
-                )
+                # A resend an operator asked for is a new message to the provider: a new key.
+                key = str(row.notification_id) if row.resends == 0 else f"{row.notification_id}:{row.resends}"
+                message = OutgoingSms(to=number, body=sms.body, idempotency_key=key, reference=row.kind)
                 used_locale, extra = sms.locale, {}
             await self._repo.update(
                 session,
@@ -461,6 +468,36 @@ class Dispatcher:
         async with self._db.transaction() as session:
             await self._fail_in(session, row, reason_code, error, self._clock())
         self._on_commit()
+
+    async def resend(self, notification_id: UUID, requested_by: str) -> Delivery | None:
+        """Queues a failed, unconfirmed or undelivered message to be sent again now (an operator's call:
+        an unconfirmed email may then arrive twice, with the same Message-ID). None: no such message."""
+        now = self._clock()
+        async with self._db.transaction() as session:
+            row = await self._repo.get(session, notification_id, for_update=True)
+            if row is None:
+                return None
+            if row.status not in RETRYABLE_STATUSES:
+                raise RetryNotAllowedError(f"the message is {row.status}")
+            values: dict[str, Any] = {
+                "status": "pending",
+                "status_reason": "resend_requested",
+                "attempts": 0,
+                "due_at": now,
+                "lease_until": None,
+                "resends": row.resends + 1,
+            }
+            await self._repo.update(session, row.notification_id, now, **values)
+        log.info(
+            "notification to be sent again",
+            kind=row.kind,
+            channel=row.channel,
+            recipient=row.recipient_masked,
+            previous_status=row.status,
+            requested_by=requested_by,
+        )
+        self.wake()
+        return dataclasses.replace(row, **values, updated_at=now)
 
     async def record_sms_report(
         self, provider_message_id: str, delivered: bool, error_code: str | None

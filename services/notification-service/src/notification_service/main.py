@@ -109,6 +109,7 @@ def build(settings: NotificationSettings) -> ServiceHost:
         auth,
         utc_now,
         sms_reports=dispatcher.record_sms_report,
+        resend=dispatcher.resend,
         webhook_token=settings.sms_webhook_token.get_secret_value() if settings.sms_webhook_token else None,
     )
     host.serve_http(app, settings.http_host, settings.http_port)

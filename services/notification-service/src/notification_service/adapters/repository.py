@@ -62,6 +62,7 @@ class Delivery:
     updated_at: datetime
     sent_at: datetime | None
     delivered_at: datetime | None = None
+    resends: int = 0
 
 
 def _lines_json(contact: OrderContact) -> list[dict[str, Any]]:
@@ -227,8 +228,9 @@ class NotificationRepository:
             update(deliveries).where(deliveries.c.notification_id == notification_id).values(updated_at=now, **values)
         )
 
-    async def get(self, session: AsyncSession, notification_id: UUID) -> Delivery | None:
-        row = (await session.execute(select(deliveries).where(deliveries.c.notification_id == notification_id))).first()
+    async def get(self, session: AsyncSession, notification_id: UUID, *, for_update: bool = False) -> Delivery | None:
+        query = select(deliveries).where(deliveries.c.notification_id == notification_id)
+        row = (await session.execute(query.with_for_update() if for_update else query)).first()
         return Delivery(**row._asdict()) if row is not None else None
 
     async def by_provider_id(self, session: AsyncSession, channel: str, provider_message_id: str) -> Delivery | None:

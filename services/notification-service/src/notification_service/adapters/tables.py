@@ -92,6 +92,8 @@ deliveries = Table(
     Column("message_id", String(300)),
     Column("provider_message_id", String(300)),
     Column("attempts", Integer, nullable=False, server_default="0"),
+    # Sends an operator asked for again after a failure; part of the SMS idempotency key from the first on.
+    Column("resends", Integer, nullable=False, server_default="0"),
     Column("due_at", DateTime(timezone=True), nullable=False),
     Column("lease_until", DateTime(timezone=True)),
     Column("error", Text),

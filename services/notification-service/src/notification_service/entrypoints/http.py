@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from notification_service.adapters.repository import Delivery, NotificationRepository
 from notification_service.domain.notifications import CHANNEL_EMAIL, CHANNEL_SMS, NotificationKind
 from notification_service.domain.preferences import DEFAULT_TIME_ZONE, Preferences, QuietHours, valid_time_zone
+from notification_service.handlers import RetryNotAllowedError
 from oms_runtime.db import Database
 from oms_runtime.http_api import ApiKeyAuthenticator, ErrorBody, Principal, error_response, install_error_handlers
 
@@ -125,6 +126,7 @@ class NotificationView(BaseModel):
     recipient_masked: str
     locale: str | None
     attempts: int
+    resends: int = Field(description="Times an operator had it sent again")
     created_at: datetime
     due_at: datetime | None = Field(description="When it is (re)tried; set while pending or deferred")
     sent_at: datetime | None
@@ -147,6 +149,7 @@ class NotificationView(BaseModel):
             recipient_masked=row.recipient_masked,
             locale=row.locale,
             attempts=row.attempts,
+            resends=row.resends,
             created_at=row.created_at,
             due_at=row.due_at if row.status in ("pending", "deferred") else None,
             sent_at=row.sent_at,
@@ -171,6 +174,7 @@ class SmsStatusReport(BaseModel):
 
 
 SmsReportRecorder = Callable[[str, bool, str | None], Awaitable[Delivery | None]]
+Resender = Callable[[UUID, str], Awaitable[Delivery | None]]
 
 
 def create_app(
@@ -181,6 +185,7 @@ def create_app(
     readiness: Callable[[], Awaitable[Any]] | None = None,
     sms_reports: SmsReportRecorder | None = None,
     webhook_token: str | None = None,
+    resend: Resender | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="OMS notification-service",
@@ -238,6 +243,31 @@ def create_app(
         async with db.transaction() as session:
             rows = await repository.history_for_customer(session, customer_id, limit)
         return NotificationHistory(notifications=[NotificationView.of(r) for r in rows])
+
+    @app.post(
+        "/notifications/{notification_id}/resend",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=NotificationView,
+        responses={**errors, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+    )
+    async def resend_notification(
+        notification_id: UUID, principal: Annotated[Principal, Depends(ops_key)]
+    ) -> NotificationView | JSONResponse:
+        if resend is None:
+            return error_response(status.HTTP_503_SERVICE_UNAVAILABLE, "unavailable", "Resending is not available.")
+        try:
+            row = await resend(notification_id, principal.name)
+        except RetryNotAllowedError as exc:
+            return error_response(
+                status.HTTP_409_CONFLICT,
+                "resend_not_allowed",
+                f"Only a failed, unconfirmed or undelivered message can be sent again: {exc}.",
+            )
+        if row is None:
+            return error_response(
+                status.HTTP_404_NOT_FOUND, "notification_not_found", f"No notification {notification_id}."
+            )
+        return NotificationView.of(row)
 
     token_digest = hashlib.sha256(webhook_token.encode()).digest() if webhook_token else None
 
