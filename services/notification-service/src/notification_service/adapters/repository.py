@@ -203,14 +203,15 @@ class NotificationRepository:
             (deliveries.c.status == "sending") & (deliveries.c.lease_until <= now),
         )
 
-    async def due_ids(self, session: AsyncSession, now: datetime, limit: int) -> list[UUID]:
-        rows = await session.scalars(
-            select(deliveries.c.notification_id)
+    async def due(self, session: AsyncSession, now: datetime, limit: int) -> list[tuple[UUID, UUID]]:
+        """(notification id, order id) of the rows due now, the longest due first."""
+        rows = await session.execute(
+            select(deliveries.c.notification_id, deliveries.c.order_id)
             .where(self._due(now))
             .order_by(deliveries.c.due_at, deliveries.c.created_at)
             .limit(limit)
         )
-        return list(rows)
+        return [(row.notification_id, row.order_id) for row in rows]
 
     async def lock_due(self, session: AsyncSession, notification_id: UUID, now: datetime) -> Delivery | None:
         """The row, locked for this transaction, if it is still due and no other worker holds it."""
