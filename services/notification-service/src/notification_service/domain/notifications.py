@@ -195,10 +195,6 @@ def mask_phone(phone: str) -> str:
     return f"{prefix}{'*' * hidden}{digits[-2:]}"
 
 
-def masked_address(channel: str, address: str) -> str:
-    return mask_recipient(address) if channel == CHANNEL_EMAIL else mask_phone(address)
-
-
 # ---------------------------------------------------------------- formatting
 
 
