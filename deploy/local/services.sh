@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts, stops and shows the five OMS services (and a local SMTP sink) as background processes.
+# Starts, stops and shows the five OMS services (and local SMTP and SMS sinks) as background processes.
 #   deploy/local/services.sh start|stop|status
 # Logs: .local/logs/<service>.log (JSON lines). Settings come from the environment (see README).
 set -euo pipefail
@@ -13,7 +13,11 @@ SERVICES=(order-service inventory-service payment-service fulfilment-service not
 # Each service's HTTP port (API, health, metrics): 8000 + its place in SERVICES, from HTTP_PORT_BASE.
 HTTP_PORT_BASE="${HTTP_PORT_BASE:-8000}"
 SMTP_PORT="${SMTP_PORT:-1025}"
-export SMTP_PORT LOG_FORMAT="${LOG_FORMAT:-json}"
+SMS_PORT="${SMS_PORT:-1026}"
+SMS_PROVIDER_URL="${SMS_PROVIDER_URL:-http://127.0.0.1:$SMS_PORT}"
+# Local-only: the smssink reports each SMS delivered to notification-service with this token.
+SMS_WEBHOOK_TOKEN="${SMS_WEBHOOK_TOKEN:-local-sms-webhook-token-0123456789}"
+export SMTP_PORT SMS_PROVIDER_URL SMS_WEBHOOK_TOKEN LOG_FORMAT="${LOG_FORMAT:-json}"
 # Local-only credentials (never use these anywhere else): an ops key for the demo, bench and you,
 # and one key per sales channel.
 OMS_API_KEY="${OMS_API_KEY:-local-ops-key-0123456789}"
@@ -45,6 +49,9 @@ port_of() {
   for i in "${!SERVICES[@]}"; do [[ ${SERVICES[$i]} == "$1" ]] && echo $((HTTP_PORT_BASE + i)); done
 }
 
+SMS_STATUS_CALLBACK_URL="${SMS_STATUS_CALLBACK_URL:-http://127.0.0.1:$(port_of notification-service)/webhooks/sms/status}"
+export SMS_STATUS_CALLBACK_URL
+
 started_count() {
   local n
   n=$(grep -c '"message": "service started"' "$LOGS/$1.log" 2>/dev/null) || true
@@ -55,6 +62,8 @@ start() {
   echo "starting the OMS services (logs in ${LOGS#"$ROOT"/})"
   # The venv's programs directly (not `uv run`), so the pid file holds the process that gets SIGTERM.
   launch mailsink "$VENV/python" deploy/local/mailsink.py --dir "$STATE/mail" --port "$SMTP_PORT"
+  launch smssink "$VENV/python" deploy/local/smssink.py --dir "$STATE/sms" --port "$SMS_PORT" \
+    --webhook-token "$SMS_WEBHOOK_TOKEN" --report-after 1
   declare -A before
   for svc in "${SERVICES[@]}"; do
     before[$svc]=$(started_count "$svc")
@@ -75,11 +84,11 @@ start() {
     echo "  $svc HTTP: http://127.0.0.1:$(port_of "$svc")"
   done
   echo "  order-service API docs: http://127.0.0.1:$(port_of order-service)/docs"
-  echo "  emails land in ${STATE#"$ROOT"/}/mail"
+  echo "  emails land in ${STATE#"$ROOT"/}/mail, text messages in ${STATE#"$ROOT"/}/sms"
 }
 
 stop() {
-  for name in "${SERVICES[@]}" mailsink; do
+  for name in "${SERVICES[@]}" mailsink smssink; do
     if alive "$name"; then
       local pid; pid=$(cat "$RUN/$name.pid")
       # On SIGTERM a service finishes the message in hand, commits, and exits.
@@ -97,7 +106,7 @@ stop() {
 }
 
 status() {
-  for name in "${SERVICES[@]}" mailsink; do
+  for name in "${SERVICES[@]}" mailsink smssink; do
     if alive "$name"; then echo "$name up (pid $(cat "$RUN/$name.pid"))"; else echo "$name down"; fi
   done
 }

@@ -3,7 +3,7 @@
 import asyncio
 import email
 import email.policy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from typing import Any
 
@@ -18,11 +18,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from harness import API_KEYS, SERVICES, Infra, ServiceProcess, System, free_port, recreate_database
 from inventory_service.entrypoints.consumers import AVAILABILITY_GROUP
 from inventory_service.entrypoints.sales_consumer import DEMAND_GROUP
+from notification_service.testing import LocalSmsProvider
 from oms_events.topics import ALL_TOPICS
 from oms_runtime.kafka import ensure_topics
 from order_service.entrypoints.consumers import INTAKE_GROUP
 
 TEST_DATABASE = "oms_integration"
+SMS_WEBHOOK_TOKEN = "it-sms-webhook-token-0123456789"
 
 
 class MailCollector:
@@ -94,7 +96,20 @@ async def _skip_earlier_messages(infra: Infra) -> None:
 
 
 @pytest.fixture(scope="session")
-async def system() -> AsyncIterator[System]:
+def sms_provider() -> Iterator[LocalSmsProvider]:
+    """The SMS provider notification-service sends to (a real HTTP server); `.messages` is what arrived."""
+    with LocalSmsProvider() as provider:
+        yield provider
+
+
+@pytest.fixture(scope="session")
+def sms_webhook_token() -> str:
+    """What the SMS provider's delivery reports to notification-service carry (SMS_WEBHOOK_TOKEN)."""
+    return SMS_WEBHOOK_TOKEN
+
+
+@pytest.fixture(scope="session")
+async def system(sms_provider: LocalSmsProvider) -> AsyncIterator[System]:
     base = Infra.from_env()
     await _check_infra(base)
     await recreate_database(base, TEST_DATABASE)
@@ -114,6 +129,8 @@ async def system() -> AsyncIterator[System]:
         "LOG_LEVEL": "INFO",
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(smtp_port),
+        "SMS_PROVIDER_URL": sms_provider.url,
+        "SMS_WEBHOOK_TOKEN": SMS_WEBHOOK_TOKEN,
         "CONSUMER_MAX_ATTEMPTS": "3",
         "CONSUMER_RETRY_BACKOFF_S": "0.1",
         "SAGA_STEP_TIMEOUT_S": "20",

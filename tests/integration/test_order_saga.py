@@ -62,12 +62,12 @@ async def test_happy_path_reaches_shipped_with_every_event_on_its_topic_in_causa
     # The stock left the warehouse: on hand down by two, nothing left reserved.
     await system.wait_for_stock(sku, {"WH-BER": (8, 0)})
 
-    # The customer heard about it: a confirmation and a shipped email.
+    # The customer heard about it: order received, confirmed and shipped emails.
     def mails() -> list[str]:
         return [m["Subject"] for m in system.mailbox if order_id[:8].lower() in m["Subject"].lower()]
 
-    subjects = await eventually(lambda: asyncio.sleep(0, mails()), lambda s: len(s) >= 2, timeout_s=30)
-    assert len(subjects) == 2, subjects
+    subjects = await eventually(lambda: asyncio.sleep(0, mails()), lambda s: len(s) >= 3, timeout_s=30)
+    assert len(subjects) == 3, subjects
 
 
 async def test_out_of_stock_is_rejected_and_no_payment_is_attempted(system: System) -> None:

@@ -1,17 +1,21 @@
 """Realistic order events for notification-service's tests (fixtures, so test modules stay independent)."""
 
-from datetime import date
+from datetime import UTC, date, datetime
 from uuid import uuid4
 
 import pytest
 
+from notification_service.domain.notifications import NotifyingEvent
 from oms_events.messages import (
     OrderCancelled,
     OrderConfirmed,
+    OrderPaymentDeclined,
     OrderPaymentRefunded,
     OrderPlaced,
     OrderRejected,
     OrderShipped,
+    ShipmentDelivered,
+    ShipmentOutForDelivery,
 )
 from oms_events.values import Address, Channel, Customer, DeliveryMethod, OrderLine
 
@@ -27,7 +31,9 @@ def placed() -> OrderPlaced:
         order_id=uuid4(),
         channel=Channel.WEB,
         external_reference="WEB-100234",
-        customer=Customer(customer_id="C-4711", name="Jane Doe", email="jane.doe@example.com", phone="+49 30 1234567"),
+        customer=Customer(
+            customer_id=f"C-{uuid4().hex[:8]}", name="Jane Doe", email="jane.doe@example.com", phone="+49 30 1234567"
+        ),
         lines=lines,
         currency="EUR",
         total_minor=sum(line.quantity * line.unit_price_minor for line in lines),
@@ -79,3 +85,50 @@ def cancelled(placed: OrderPlaced) -> OrderCancelled:
 @pytest.fixture
 def refunded(placed: OrderPlaced) -> OrderPaymentRefunded:
     return OrderPaymentRefunded(order_id=placed.order_id, refund_id=uuid4(), amount_minor=2500, currency="EUR")
+
+
+@pytest.fixture
+def payment_declined(placed: OrderPlaced) -> OrderPaymentDeclined:
+    return OrderPaymentDeclined(
+        order_id=placed.order_id, reason_code="insufficient_funds", reason="The card issuer declined the payment."
+    )
+
+
+@pytest.fixture
+def out_for_delivery(shipped: OrderShipped) -> ShipmentOutForDelivery:
+    return ShipmentOutForDelivery(
+        order_id=shipped.order_id,
+        shipment_id=shipped.shipment_id,
+        carrier=shipped.carrier,
+        tracking_number=shipped.tracking_number,
+        location="Berlin-Mitte depot",
+        reported_at=datetime(2025, 3, 14, 7, 12, tzinfo=UTC),
+    )
+
+
+@pytest.fixture
+def delivered(shipped: OrderShipped) -> ShipmentDelivered:
+    return ShipmentDelivered(
+        order_id=shipped.order_id,
+        shipment_id=shipped.shipment_id,
+        carrier=shipped.carrier,
+        tracking_number=shipped.tracking_number,
+        location="front door",
+        reported_at=datetime(2025, 3, 14, 13, 40, tzinfo=UTC),
+    )
+
+
+@pytest.fixture
+def every_event(
+    placed: OrderPlaced,
+    confirmed: OrderConfirmed,
+    payment_declined: OrderPaymentDeclined,
+    rejected: OrderRejected,
+    cancelled: OrderCancelled,
+    shipped: OrderShipped,
+    out_for_delivery: ShipmentOutForDelivery,
+    delivered: ShipmentDelivered,
+    refunded: OrderPaymentRefunded,
+) -> list[NotifyingEvent]:
+    """One event of every kind that sends a message, in the order of NotificationKind."""
+    return [placed, confirmed, payment_declined, rejected, cancelled, shipped, out_for_delivery, delivered, refunded]

@@ -1,8 +1,9 @@
-"""Every email template renders with realistic event data, in plain text and HTML, with fallback to `en`."""
+"""Every template renders with realistic event data, in every locale: email (subject, plain text, HTML)
+and SMS, with fallback to `en`."""
 
+import json
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import pytest
 from jinja2 import UndefinedError
@@ -11,6 +12,7 @@ from notification_service.adapters.templates import (
     PARTS,
     TEMPLATES_DIR,
     RenderedEmail,
+    RenderedSms,
     TemplateRenderer,
     locale_candidates,
     one_line,
@@ -19,29 +21,85 @@ from notification_service.domain.notifications import (
     NotificationKind,
     NotifyingEvent,
     contact_from_order_placed,
-    plan_email,
+    event_context,
+    kind_for,
     short_order_id,
+    template_context,
 )
 from oms_events.messages import (
     OrderCancelled,
     OrderConfirmed,
+    OrderPaymentDeclined,
     OrderPaymentRefunded,
     OrderPlaced,
     OrderRejected,
     OrderShipped,
+    ShipmentDelivered,
+    ShipmentOutForDelivery,
 )
+
+LOCALES = ("en", "de")
+
+
+def context_of(event: NotifyingEvent, placed: OrderPlaced) -> dict[str, Any]:
+    # Through JSON, as the event's part is stored in the send log and read back.
+    stored = json.loads(json.dumps(event_context(event)))
+    return template_context(contact_from_order_placed(placed), stored)
 
 
 def render(event: NotifyingEvent, placed: OrderPlaced, locale: str = "en") -> RenderedEmail:
-    contact = contact_from_order_placed(placed, locale=locale)
-    plan = plan_email(event, contact, source_event_id=uuid4(), message_id_domain="oms.example")
-    return TemplateRenderer().render(plan.kind, plan.locale, plan.context)
+    return TemplateRenderer().render(kind_for(event), locale, context_of(event, placed))
 
 
+def render_sms(event: NotifyingEvent, placed: OrderPlaced, locale: str = "en") -> RenderedSms:
+    return TemplateRenderer().render_sms(kind_for(event), locale, context_of(event, placed))
+
+
+def test_the_locales_are_en_and_de() -> None:
+    assert TemplateRenderer().available_locales() == sorted(LOCALES)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("kind", list(NotificationKind))
 @pytest.mark.parametrize("part", PARTS)
-def test_every_kind_has_every_part_in_english(kind: NotificationKind, part: str) -> None:
-    assert (TEMPLATES_DIR / "en" / f"{kind.value}.{part}").is_file()
+def test_every_kind_has_every_part_in_every_locale(locale: str, kind: NotificationKind, part: str) -> None:
+    assert (TEMPLATES_DIR / locale / f"{kind.value}.{part}").is_file()
+
+
+def test_the_fixtures_cover_every_kind(every_event: list[NotifyingEvent]) -> None:
+    assert [kind_for(e) for e in every_event] == list(NotificationKind)
+
+
+GREETING = {"en": "Hello Jane Doe,", "de": "Hallo Jane Doe,"}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_every_template_renders_in_every_locale(
+    locale: str, every_event: list[NotifyingEvent], placed: OrderPlaced
+) -> None:
+    ref = short_order_id(placed.order_id)
+    other = "de" if locale == "en" else "en"
+    for event in every_event:
+        email = render(event, placed, locale)
+        assert email.locale == locale
+        assert ref in email.subject, (event, email.subject)
+        assert "\n" not in email.subject
+        assert email.text.startswith(GREETING[locale]), email.text
+        assert email.html.startswith("<!DOCTYPE html>")
+        assert f'<html lang="{locale}">' in email.html
+        assert GREETING[locale] in email.html
+        assert ref in email.text
+        assert ref in email.html
+        assert GREETING[other] not in email.text + email.html
+        sms = render_sms(event, placed, locale)
+        assert sms.locale == locale
+        assert ref in sms.body
+        assert "\n" not in sms.body
+        assert len(sms.body) <= 320, f"{kind_for(event)}: {len(sms.body)} characters is more than two SMS"
+        for rendered in (email.subject, email.text, email.html, sms.body):
+            assert "{{" not in rendered
+            assert "{%" not in rendered
+            assert "None" not in rendered
 
 
 def assert_well_formed(email: RenderedEmail, placed: OrderPlaced) -> None:
@@ -147,9 +205,72 @@ def test_customer_data_is_escaped_in_html_only(placed: OrderPlaced, confirmed: O
 
 
 def test_unknown_locale_falls_back_to_english(placed: OrderPlaced, confirmed: OrderConfirmed) -> None:
-    email = render(confirmed, placed, locale="de-AT")
+    email = render(confirmed, placed, locale="fr-CA")
     assert email.locale == "en"
     assert email.subject.startswith("Your order")
+    assert render_sms(confirmed, placed, locale="fr").locale == "en"
+
+
+def test_a_regional_locale_falls_back_to_its_language(placed: OrderPlaced, confirmed: OrderConfirmed) -> None:
+    email = render(confirmed, placed, locale="de-AT")
+    assert email.locale == "de"
+    assert email.subject == f"Ihre Bestellung {short_order_id(placed.order_id)} ist bestätigt"
+
+
+def test_german_shipping_notice(placed: OrderPlaced, shipped: OrderShipped) -> None:
+    email = render(shipped, placed, "de")
+    assert "Voraussichtliche Zustellung: Freitag, 14. März 2025" in email.text
+    assert "Sendungsnummer:         JJD000390007713" in email.text
+    assert 'href="https://tracking.example/track?id=JJD000390007713&amp;lang=en"' in email.html
+    sms = render_sms(shipped, placed, "de")
+    assert sms.body.startswith(f"Ihre Bestellung {short_order_id(placed.order_id)} wurde mit DHL versandt")
+    assert "voraussichtlich Freitag, 14. März 2025" in sms.body
+
+
+def test_german_reasons_are_fixed_wording_per_code(
+    placed: OrderPlaced, rejected: OrderRejected, cancelled: OrderCancelled
+) -> None:
+    assert (
+        "Grund: Einige Artikel sind derzeit nicht in ausreichender Menge vorrätig."
+        in render(rejected, placed, "de").text
+    )
+    assert "Grund: Sie haben die Stornierung vor dem Versand beantragt." in render(cancelled, placed, "de").text
+
+
+def test_an_operators_note_never_reaches_the_customer(placed: OrderPlaced, rejected: OrderRejected) -> None:
+    closed = rejected.model_copy(update={"reason_code": "resolved_by_operator", "reason": "dup of ticket 99, fraud?"})
+    for locale in LOCALES:
+        email, sms = render(closed, placed, locale), render_sms(closed, placed, locale)
+        assert "ticket 99" not in email.text + email.html + sms.body
+
+
+def test_payment_failed(placed: OrderPlaced, payment_declined: OrderPaymentDeclined) -> None:
+    email = render(payment_declined, placed)
+    assert email.subject == f"Payment for your order {short_order_id(placed.order_id)} failed"
+    assert "Reason: The card issuer declined the payment." in email.text
+    assert "You have not been charged." in email.text
+
+
+def test_order_received(placed: OrderPlaced) -> None:
+    email = render(placed, placed)
+    assert email.subject == f"We received your order {short_order_id(placed.order_id)}"
+    assert "2 x SKU-TSHIRT-RED-M at EUR 19.90 = EUR 39.80" in email.text
+
+
+def test_out_for_delivery_and_delivered(
+    placed: OrderPlaced, out_for_delivery: ShipmentOutForDelivery, delivered: ShipmentDelivered
+) -> None:
+    ref = short_order_id(placed.order_id)
+    email = render(out_for_delivery, placed)
+    assert email.subject == f"Your order {ref} arrives today"
+    assert "Last seen:       Berlin-Mitte depot" in email.text
+    assert "JJD000390007713" in render_sms(out_for_delivery, placed).body
+    email = render(delivered, placed)
+    assert email.subject == f"Your order {ref} has been delivered"
+    assert "on Friday, 14 March 2025 (front door)." in email.text
+    assert "am Freitag, 14. März 2025 zugestellt (front door)." in render(delivered, placed, "de").text
+    without_location = delivered.model_copy(update={"location": None})
+    assert "None" not in render(without_location, placed).text
 
 
 @pytest.mark.parametrize(
@@ -172,26 +293,24 @@ def test_fallback_is_per_part(tmp_path: Path, placed: OrderPlaced, confirmed: Or
     for source in (TEMPLATES_DIR / "en").iterdir():
         (tmp_path / "en").mkdir(exist_ok=True)
         (tmp_path / "en" / source.name).write_text(source.read_text())
-    (tmp_path / "de").mkdir()
-    (tmp_path / "de" / "order_confirmation.subject.txt").write_text("Ihre Bestellung {{ order_ref }} ist bestätigt\n")
-    plan = plan_email(
-        confirmed,
-        contact_from_order_placed(placed, locale="de-DE"),
-        source_event_id=uuid4(),
-        message_id_domain="x.test",
-    )
-    email = TemplateRenderer(tmp_path).render(plan.kind, plan.locale, plan.context)
-    assert email.subject == f"Ihre Bestellung {short_order_id(placed.order_id)} ist bestätigt"
+    (tmp_path / "fr").mkdir()
+    (tmp_path / "fr" / "order_confirmation.subject.txt").write_text("Votre commande {{ order_ref }} est confirmée\n")
+    renderer = TemplateRenderer(tmp_path)
+    email = renderer.render(NotificationKind.ORDER_CONFIRMATION, "fr-FR", context_of(confirmed, placed))
+    assert email.subject == f"Votre commande {short_order_id(placed.order_id)} est confirmée"
     assert email.text.startswith("Hello Jane Doe,")
     assert email.locale == "en"
+    assert renderer.available_locales() == ["en", "fr"]
 
 
 def test_a_missing_value_is_an_error_not_a_blank(placed: OrderPlaced, confirmed: OrderConfirmed) -> None:
-    plan = plan_email(confirmed, contact_from_order_placed(placed), source_event_id=uuid4(), message_id_domain="x")
-    context: dict[str, Any] = dict(plan.context)
+    context = context_of(confirmed, placed)
     del context["amount_charged"]
-    with pytest.raises(UndefinedError):
-        TemplateRenderer().render(plan.kind, "en", context)
+    for locale in LOCALES:
+        with pytest.raises(UndefinedError):
+            TemplateRenderer().render(NotificationKind.ORDER_CONFIRMATION, locale, context)
+        with pytest.raises(UndefinedError):
+            TemplateRenderer().render_sms(NotificationKind.ORDER_CONFIRMATION, locale, context)
 
 
 def test_one_line_subjects() -> None:

@@ -683,6 +683,25 @@ class NotificationSent(Event):
     recipient_masked: str
 
 
+class NotificationFailed(Event):
+    """A customer message could not be delivered and will not be tried again.
+
+    `reason_code`: `bad_address` (the address or number cannot be used), `unsubscribed` (the recipient
+    told the provider to stop), `rejected` (the provider or mail server refused the message for good),
+    or `gave_up` (transient failures until the attempts ran out). `reason` says more, never with the
+    full address or number."""
+
+    topic = topics.NOTIFICATIONS_EVENTS
+
+    notification_id: UUID
+    kind: str
+    channel: Literal["email", "sms"]
+    recipient_masked: str
+    reason_code: str
+    reason: str
+    attempts: int = Field(ge=0)
+
+
 MESSAGE_TYPES: tuple[type[ContractMessage], ...] = (
     OrderPlaced,
     OrderStockReserved,
@@ -738,6 +757,7 @@ MESSAGE_TYPES: tuple[type[ContractMessage], ...] = (
     ShipmentReturnedToSender,
     FulfilmentFailed,
     NotificationSent,
+    NotificationFailed,
 )
 
 _BY_TYPE = {m.message_type: m for m in MESSAGE_TYPES}

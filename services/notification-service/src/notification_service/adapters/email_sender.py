@@ -32,7 +32,13 @@ class EmailSendError(Exception):
 
 class EmailRejectedError(Exception):
     """The mail server refused this message for good (5xx for the recipient or the content):
-    sending it again would fail again. Its text never contains the recipient's address."""
+    sending it again would fail again. Its text never contains the recipient's address.
+
+    `reason_code`: `bad_address` (the recipient) or `rejected` (the message)."""
+
+    def __init__(self, message: str, reason_code: str = "rejected") -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
 
 
 class EmailSender(Protocol):

@@ -1,41 +1,84 @@
-"""Order contacts and the send log in PostgreSQL. Every method runs inside the caller's transaction."""
+"""Order contacts, customer preferences and the send log (deliveries) in PostgreSQL.
 
+Every method runs inside the caller's transaction.
+"""
+
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notification_service.adapters.tables import order_contacts, send_log
-from notification_service.domain.notifications import EmailPlan, LineSummary, OrderContact
+from notification_service.adapters.tables import customer_preferences, deliveries, order_contacts
+from notification_service.domain.notifications import LineSummary, NotificationKind, OrderContact
+from notification_service.domain.preferences import DEFAULT_TIME_ZONE, Preferences, QuietHours
 
 
 @dataclass(frozen=True)
-class SentNotification:
-    """One row of an order's notification history (no personal data beyond the masked recipient)."""
+class NewDelivery:
+    """A message to send (status `pending`), or one recorded as not sent (`suppressed`, with a reason)."""
 
     notification_id: UUID
-    order_id: UUID
     source_event_id: UUID
-    kind: str
     channel: str
-    status: str
+    order_id: UUID
+    customer_id: str
+    kind: NotificationKind
+    dedupe_key: str
+    event_context: dict[str, Any]
     recipient_masked: str
-    message_id: str
+    status: str
+    status_reason: str | None
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One row of the send log: the notification history (no personal data beyond the masked recipient)."""
+
+    notification_id: UUID
+    source_event_id: UUID
+    channel: str
+    order_id: UUID
+    customer_id: str
+    kind: str
+    dedupe_key: str
+    event_context: dict[str, Any]
+    status: str
+    status_reason: str | None
+    locale: str | None
+    recipient_masked: str
+    message_id: str | None
     provider_message_id: str | None
+    attempts: int
+    due_at: datetime
+    lease_until: datetime | None
     error: str | None
     created_at: datetime
+    updated_at: datetime
     sent_at: datetime | None
+    delivered_at: datetime | None = None
+    resends: int = 0
 
 
 def _lines_json(contact: OrderContact) -> list[dict[str, Any]]:
     return [{"sku": ln.sku, "quantity": ln.quantity, "unit_price_minor": ln.unit_price_minor} for ln in contact.lines]
 
 
+def _channels_json(prefs: Preferences) -> dict[str, dict[str, bool]]:
+    found: dict[str, dict[str, bool]] = {}
+    for (kind, channel), wanted in prefs.choices.items():
+        found.setdefault(kind.value, {})[channel] = wanted
+    return found
+
+
 class NotificationRepository:
+    # ------------------------------------------------------------ contacts
+
     async def save_contact(self, session: AsyncSession, contact: OrderContact, source_event_id: UUID) -> bool:
         """True when stored; False when the order's contact was stored before (the first one stays)."""
         result = await session.execute(
@@ -75,63 +118,145 @@ class NotificationRepository:
             lines=tuple(LineSummary(ln["sku"], ln["quantity"], ln["unit_price_minor"]) for ln in row.lines),
         )
 
-    async def claim(self, session: AsyncSession, plan: EmailPlan) -> bool:
-        """Writes the send-log row before sending. False when this event, or this order's message of
-        this kind, already has one: then nothing must be sent. A concurrent claim of the same key waits
-        here until the other transaction ends."""
-        result = await session.execute(
-            pg_insert(send_log)
-            .values(
-                source_event_id=plan.source_event_id,
-                channel=plan.channel,
-                notification_id=plan.notification_id,
-                order_id=plan.order_id,
-                kind=plan.kind.value,
-                dedupe_key=plan.dedupe_key,
-                locale=plan.locale,
-                recipient_masked=plan.recipient_masked,
-                message_id=plan.message_id,
-                status="sending",
-            )
-            # No conflict target: any of the primary key, the notification id or the dedupe key.
-            .on_conflict_do_nothing()
-            .returning(send_log.c.notification_id)
-        )
-        return result.first() is not None
+    # ------------------------------------------------------------ preferences
 
-    async def mark_sent(
-        self, session: AsyncSession, plan: EmailPlan, provider_message_id: str, sent_at: datetime, locale: str
-    ) -> None:
+    async def preferences(self, session: AsyncSession, customer_id: str) -> Preferences:
+        """The customer's choices; the defaults when they never made any."""
+        row = (
+            await session.execute(select(customer_preferences).where(customer_preferences.c.customer_id == customer_id))
+        ).first()
+        if row is None:
+            return Preferences(customer_id=customer_id)
+        choices: dict[tuple[NotificationKind, str], bool] = {}
+        for kind, channels in row.channels.items():
+            if kind in NotificationKind.__members__.values():
+                for channel, wanted in channels.items():
+                    choices[(NotificationKind(kind), channel)] = bool(wanted)
+        quiet = QuietHours(row.quiet_start, row.quiet_end) if row.quiet_start and row.quiet_end else None
+        return Preferences(
+            customer_id=customer_id,
+            locale=row.locale,
+            time_zone=row.time_zone or DEFAULT_TIME_ZONE,
+            quiet_hours=quiet,
+            choices=choices,
+        )
+
+    async def has_preferences(self, session: AsyncSession, customer_id: str) -> bool:
+        found = await session.scalar(
+            select(customer_preferences.c.customer_id).where(customer_preferences.c.customer_id == customer_id)
+        )
+        return found is not None
+
+    async def save_preferences(self, session: AsyncSession, prefs: Preferences, updated_by: str, now: datetime) -> None:
+        values = {
+            "locale": prefs.locale,
+            "time_zone": prefs.time_zone,
+            "quiet_start": prefs.quiet_hours.start if prefs.quiet_hours else None,
+            "quiet_end": prefs.quiet_hours.end if prefs.quiet_hours else None,
+            "channels": _channels_json(prefs),
+            "updated_by": updated_by,
+            "updated_at": now,
+        }
         await session.execute(
-            update(send_log)
-            .where(send_log.c.source_event_id == plan.source_event_id, send_log.c.channel == plan.channel)
-            .values(status="sent", provider_message_id=provider_message_id[:300], sent_at=sent_at, locale=locale)
+            pg_insert(customer_preferences)
+            .values(customer_id=prefs.customer_id, **values)
+            .on_conflict_do_update(index_elements=["customer_id"], set_=values)
         )
 
-    async def mark_rejected(self, session: AsyncSession, plan: EmailPlan, error: str) -> None:
-        await session.execute(
-            update(send_log)
-            .where(send_log.c.source_event_id == plan.source_event_id, send_log.c.channel == plan.channel)
-            .values(status="rejected", error=error)
-        )
+    # ------------------------------------------------------------ the send log
 
-    async def history(self, session: AsyncSession, order_id: UUID) -> list[SentNotification]:
-        result = await session.execute(
-            select(
-                send_log.c.notification_id,
-                send_log.c.order_id,
-                send_log.c.source_event_id,
-                send_log.c.kind,
-                send_log.c.channel,
-                send_log.c.status,
-                send_log.c.recipient_masked,
-                send_log.c.message_id,
-                send_log.c.provider_message_id,
-                send_log.c.error,
-                send_log.c.created_at,
-                send_log.c.sent_at,
+    async def add_deliveries(self, session: AsyncSession, new: Sequence[NewDelivery], now: datetime) -> list[UUID]:
+        """Inserts the rows that do not exist yet (by event + channel, or order + dedupe key + channel);
+        returns the ids inserted. A concurrent insert of the same key waits for the other transaction."""
+        inserted = []
+        for item in new:
+            result = await session.execute(
+                pg_insert(deliveries)
+                .values(
+                    notification_id=item.notification_id,
+                    source_event_id=item.source_event_id,
+                    channel=item.channel,
+                    order_id=item.order_id,
+                    customer_id=item.customer_id,
+                    kind=item.kind.value,
+                    dedupe_key=item.dedupe_key,
+                    event_context=item.event_context,
+                    status=item.status,
+                    status_reason=item.status_reason,
+                    recipient_masked=item.recipient_masked,
+                    due_at=item.due_at,
+                    created_at=now,
+                    updated_at=now,
+                )
+                # No conflict target: any of the primary key, the event + channel or the dedupe key.
+                .on_conflict_do_nothing()
+                .returning(deliveries.c.notification_id)
             )
-            .where(send_log.c.order_id == order_id)
-            .order_by(send_log.c.created_at, send_log.c.kind)
+            if result.first() is not None:
+                inserted.append(item.notification_id)
+        return inserted
+
+    @staticmethod
+    def _due(now: datetime) -> Any:
+        return or_(
+            (deliveries.c.status.in_(("pending", "deferred"))) & (deliveries.c.due_at <= now),
+            (deliveries.c.status == "sending") & (deliveries.c.lease_until <= now),
         )
-        return [SentNotification(**row._asdict()) for row in result.all()]
+
+    async def due(self, session: AsyncSession, now: datetime, limit: int) -> list[tuple[UUID, UUID]]:
+        """(notification id, order id) of the rows due now, the longest due first."""
+        rows = await session.execute(
+            select(deliveries.c.notification_id, deliveries.c.order_id)
+            .where(self._due(now))
+            .order_by(deliveries.c.due_at, deliveries.c.created_at)
+            .limit(limit)
+        )
+        return [(row.notification_id, row.order_id) for row in rows]
+
+    async def lock_due(self, session: AsyncSession, notification_id: UUID, now: datetime) -> Delivery | None:
+        """The row, locked for this transaction, if it is still due and no other worker holds it."""
+        row = (
+            await session.execute(
+                select(deliveries)
+                .where(deliveries.c.notification_id == notification_id, self._due(now))
+                .with_for_update(skip_locked=True)
+            )
+        ).first()
+        return Delivery(**row._asdict()) if row is not None else None
+
+    async def update(self, session: AsyncSession, notification_id: UUID, now: datetime, **values: Any) -> None:
+        await session.execute(
+            update(deliveries).where(deliveries.c.notification_id == notification_id).values(updated_at=now, **values)
+        )
+
+    async def get(self, session: AsyncSession, notification_id: UUID, *, for_update: bool = False) -> Delivery | None:
+        query = select(deliveries).where(deliveries.c.notification_id == notification_id)
+        row = (await session.execute(query.with_for_update() if for_update else query)).first()
+        return Delivery(**row._asdict()) if row is not None else None
+
+    async def by_provider_id(self, session: AsyncSession, channel: str, provider_message_id: str) -> Delivery | None:
+        row = (
+            await session.execute(
+                select(deliveries)
+                .where(deliveries.c.channel == channel, deliveries.c.provider_message_id == provider_message_id)
+                .with_for_update()
+            )
+        ).first()
+        return Delivery(**row._asdict()) if row is not None else None
+
+    async def history_for_order(self, session: AsyncSession, order_id: UUID) -> list[Delivery]:
+        result = await session.execute(
+            select(deliveries)
+            .where(deliveries.c.order_id == order_id)
+            .order_by(deliveries.c.created_at, deliveries.c.kind, deliveries.c.channel)
+        )
+        return [Delivery(**row._asdict()) for row in result.all()]
+
+    async def history_for_customer(self, session: AsyncSession, customer_id: str, limit: int) -> list[Delivery]:
+        result = await session.execute(
+            select(deliveries)
+            .where(deliveries.c.customer_id == customer_id)
+            .order_by(deliveries.c.created_at.desc(), deliveries.c.kind, deliveries.c.channel)
+            .limit(limit)
+        )
+        return [Delivery(**row._asdict()) for row in result.all()]

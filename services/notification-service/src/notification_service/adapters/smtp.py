@@ -66,7 +66,7 @@ class SmtpEmailSender:
             message = build_message(email, self._config.from_address, self._config.from_name)
         except (ValueError, IndexError, MessageError) as exc:  # the header parser's ways to refuse an address
             raise EmailRejectedError(
-                f"the recipient address cannot be used in a message: {type(exc).__name__}"
+                f"the recipient address cannot be used in a message: {type(exc).__name__}", "bad_address"
             ) from None
         try:
             _, response = await aiosmtplib.send(
@@ -84,7 +84,7 @@ class SmtpEmailSender:
             # Its text names the recipient: keep it out of errors, logs and dead letters.
             codes = sorted({r.code for r in exc.recipients})
             if codes and all(500 <= code < 600 for code in codes):
-                raise EmailRejectedError(f"recipient refused by the mail server ({codes})") from None
+                raise EmailRejectedError(f"recipient refused by the mail server ({codes})", "bad_address") from None
             raise EmailSendError(f"recipient temporarily refused by the mail server ({codes})") from None
         except aiosmtplib.SMTPDataError as exc:
             if 500 <= exc.code < 600:

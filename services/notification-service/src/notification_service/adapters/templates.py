@@ -1,8 +1,9 @@
-"""Email templates: Jinja2 files under `notification_service/templates/<locale>/<kind>.<part>`.
+"""Message templates: Jinja2 files under `notification_service/templates/<locale>/<kind>.<part>`.
 
-Each kind has three parts: `subject.txt` (one line), `txt` (the plain-text body) and `html`. A
-locale without its own file for a part falls back to the language (`de` for `de-AT`), then to `en`.
-HTML is autoescaped; a variable the template needs but the context lacks is an error, not a blank.
+Each kind has four parts: the email's `subject.txt` (one line), `txt` (the plain-text body) and
+`html`, and the SMS text `sms.txt`. A locale without its own file for a part falls back to the
+language (`de` for `de-AT`), then to `en`. HTML is autoescaped; a variable the template needs but the
+context lacks is an error, not a blank. The filter `long_date(locale)` writes an ISO date in words.
 """
 
 import re
@@ -13,10 +14,12 @@ from typing import Any, Final
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from notification_service.domain.notifications import DEFAULT_LOCALE, NotificationKind
+from notification_service.domain.notifications import DEFAULT_LOCALE, NotificationKind, format_date
 
 TEMPLATES_DIR: Final = Path(__file__).resolve().parent.parent / "templates"
-PARTS: Final = ("subject.txt", "txt", "html")
+EMAIL_PARTS: Final = ("subject.txt", "txt", "html")
+SMS_PART: Final = "sms.txt"
+PARTS: Final = (*EMAIL_PARTS, SMS_PART)
 
 _LOCALE = re.compile(r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 
@@ -28,6 +31,12 @@ class RenderedEmail:
     html: str
     locale: str
     """The locale of the body templates actually used (after fallback)."""
+
+
+@dataclass(frozen=True)
+class RenderedSms:
+    body: str
+    locale: str
 
 
 def locale_candidates(locale: str) -> list[str]:
@@ -51,16 +60,33 @@ class TemplateRenderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
+        self._env.filters["long_date"] = format_date
+
+    def available_locales(self) -> list[str]:
+        loader = self._env.loader
+        assert isinstance(loader, FileSystemLoader)
+        return sorted({name.split("/", 1)[0] for name in loader.list_templates() if "/" in name})
+
+    def _render_part(
+        self, kind: NotificationKind, part: str, locale: str, context: Mapping[str, Any]
+    ) -> tuple[str, str]:
+        candidates = locale_candidates(locale)
+        template = self._env.select_template([f"{c}/{kind.value}.{part}" for c in candidates])
+        used = template.name.split("/", 1)[0] if template.name else DEFAULT_LOCALE
+        return template.render(context), used
+
+    def render_sms(self, kind: NotificationKind, locale: str, context: Mapping[str, Any]) -> RenderedSms:
+        body, used = self._render_part(kind, SMS_PART, locale, context)
+        # One paragraph: line breaks in a text message only cost characters.
+        return RenderedSms(body=one_line(body), locale=used)
 
     def render(self, kind: NotificationKind, locale: str, context: Mapping[str, Any]) -> RenderedEmail:
-        candidates = locale_candidates(locale)
         parts: dict[str, str] = {}
         used = DEFAULT_LOCALE
-        for part in PARTS:
-            template = self._env.select_template([f"{c}/{kind.value}.{part}" for c in candidates])
-            parts[part] = template.render(context)
-            if part == "txt" and template.name:
-                used = template.name.split("/", 1)[0]
+        for part in EMAIL_PARTS:
+            parts[part], part_locale = self._render_part(kind, part, locale, context)
+            if part == "txt":
+                used = part_locale
         return RenderedEmail(
             subject=one_line(parts["subject.txt"]),
             text=parts["txt"].strip() + "\n",

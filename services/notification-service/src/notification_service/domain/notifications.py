@@ -1,18 +1,18 @@
-"""Which customer message an order event calls for, and what goes into it. Pure: no I/O.
+"""Which customer messages an event calls for, and what goes into them. Pure: no I/O.
 
-- `OrderPlaced` sends nothing (the sales channel acknowledged the order); its contact and summary
-  are remembered, because the later events of the order do not carry them.
-- `OrderConfirmed` -> an order confirmation, `OrderShipped` -> a shipping notice, `OrderRejected`
-  -> a "we could not complete your order" message, `OrderCancelled` -> an "order cancelled" message,
-  `OrderPaymentRefunded` -> a "refund issued" message with the amount refunded.
-- At most one message per (causing event, channel), and per (order, kind, channel): a second
-  `OrderConfirmed` of the same order sends nothing. Shipments are the exception on purpose: a split
-  order ships in several parcels, and each parcel (shipment id) gets its own message, once; and so
-  does each refund (refund id).
-- Ids are derived from the causing event, so that a redelivered event yields the same notification
-  id and the same `Message-ID` header, and a receiving side can drop a duplicate.
+- Every message kind below is sent by email; by SMS when the customer's preferences say so (by default
+  only the kinds where a text message helps: payment failed, shipped, out for delivery, delivered) and
+  the order has a phone number.
+- At most one message per (causing event, channel), and per (order, dedupe key, channel): the same
+  fact arriving again under a new event id sends nothing. Shipments are once per parcel (a split order
+  ships in several) and refunds once per refund.
+- Ids are derived from the causing event and the channel (uuid5), so every attempt to send one message
+  carries the same notification id: the SMS provider's idempotency key and the email's Message-ID.
+- The template inputs of an event (`event_context`) hold no personal data: they are stored with the
+  delivery, and the contact's part (name, lines, totals) is added when the message is rendered.
 """
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -24,14 +24,19 @@ from uuid import UUID, uuid5
 from oms_events.messages import (
     OrderCancelled,
     OrderConfirmed,
+    OrderPaymentDeclined,
     OrderPaymentRefunded,
     OrderPlaced,
     OrderRejected,
     OrderShipped,
+    ShipmentDelivered,
+    ShipmentOutForDelivery,
 )
 from oms_runtime.logging import mask_email
 
 CHANNEL_EMAIL: Final = "email"
+CHANNEL_SMS: Final = "sms"
+CHANNELS: Final = (CHANNEL_EMAIL, CHANNEL_SMS)
 DEFAULT_LOCALE: Final = "en"
 
 # Fixed namespace of notification ids (uuid5): the same event and channel give the same id, forever.
@@ -43,33 +48,76 @@ _ZERO_DECIMALS: Final = frozenset(
 )
 _THREE_DECIMALS: Final = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 
-_WEEKDAYS: Final = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS: Final = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
+_WEEKDAYS: Final = {
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
+}
+_MONTHS: Final = {
+    "en": (
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
+    "de": (
+        "Januar",
+        "Februar",
+        "März",
+        "April",
+        "Mai",
+        "Juni",
+        "Juli",
+        "August",
+        "September",
+        "Oktober",
+        "November",
+        "Dezember",
+    ),
+}
 
 
 class NotificationKind(StrEnum):
+    ORDER_RECEIVED = "order_received"
     ORDER_CONFIRMATION = "order_confirmation"
-    ORDER_SHIPPED = "order_shipped"
+    PAYMENT_FAILED = "payment_failed"
     ORDER_REJECTED = "order_rejected"
     ORDER_CANCELLED = "order_cancelled"
+    ORDER_SHIPPED = "order_shipped"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    DELIVERED = "delivered"
     ORDER_REFUNDED = "order_refunded"
 
 
-NotifyingEvent = OrderConfirmed | OrderShipped | OrderRejected | OrderCancelled | OrderPaymentRefunded
-"""The order events that send a message to the customer."""
+SMS_BY_DEFAULT: Final = frozenset(
+    {
+        NotificationKind.PAYMENT_FAILED,
+        NotificationKind.ORDER_SHIPPED,
+        NotificationKind.OUT_FOR_DELIVERY,
+        NotificationKind.DELIVERED,
+    }
+)
+"""Kinds a customer gets by SMS without having chosen (when the order has a phone number). Email: all."""
+
+NotifyingEvent = (
+    OrderPlaced
+    | OrderConfirmed
+    | OrderPaymentDeclined
+    | OrderShipped
+    | OrderRejected
+    | OrderCancelled
+    | OrderPaymentRefunded
+    | ShipmentOutForDelivery
+    | ShipmentDelivered
+)
+"""The events that send a message to the customer."""
 
 
 @dataclass(frozen=True)
@@ -99,27 +147,6 @@ class OrderContact:
     lines: tuple[LineSummary, ...]
 
 
-@dataclass(frozen=True)
-class EmailPlan:
-    """Everything needed to render and send one email, decided before any I/O."""
-
-    kind: NotificationKind
-    order_id: UUID
-    source_event_id: UUID
-    notification_id: UUID
-    dedupe_key: str
-    locale: str
-    recipient: str
-    recipient_name: str
-    message_id: str
-    context: Mapping[str, Any]
-    channel: str = CHANNEL_EMAIL
-
-    @property
-    def recipient_masked(self) -> str:
-        return mask_recipient(self.recipient)
-
-
 def contact_from_order_placed(event: OrderPlaced, locale: str = DEFAULT_LOCALE) -> OrderContact:
     return OrderContact(
         order_id=event.order_id,
@@ -135,12 +162,40 @@ def contact_from_order_placed(event: OrderPlaced, locale: str = DEFAULT_LOCALE) 
     )
 
 
+# ---------------------------------------------------------------- addresses
+
+
 def mask_recipient(email: str) -> str:
     """`jane.doe@example.com` -> `j***@example.com`, also for addresses the log masker's pattern misses."""
     masked = mask_email(email)
     local, _, domain = email.rpartition("@")
     expected = f"{local[:1]}***@{domain}"
     return masked if masked == expected else expected
+
+
+_E164: Final = re.compile(r"^\+[1-9]\d{7,14}$")
+
+
+def normalise_phone(phone: str) -> str | None:
+    """`+49 30 1234567` -> `+49301234567` (E.164); None when it is not an international number.
+
+    A number without its country code cannot be sent to safely (whose country?), so it is refused
+    rather than guessed."""
+    compact = re.sub(r"[ ()\-]", "", phone)
+    return compact if _E164.match(compact) else None
+
+
+def mask_phone(phone: str) -> str:
+    """`+49 30 1234567` -> `+49******67`: the country code and the last two digits."""
+    digits = re.sub(r"\D", "", phone)
+    if len(digits) < 6:
+        return "***"
+    prefix = "+" + digits[:2] if phone.strip().startswith("+") else ""
+    hidden = len(digits) - (2 if prefix else 0) - 2
+    return f"{prefix}{'*' * hidden}{digits[-2:]}"
+
+
+# ---------------------------------------------------------------- formatting
 
 
 def short_order_id(order_id: UUID) -> str:
@@ -164,9 +219,15 @@ def format_money(amount_minor: int, currency: str) -> str:
     return f"{currency} {whole:,}" + (f".{fraction:0{digits}d}" if digits else "")
 
 
-def format_date(value: date) -> str:
-    """`2025-03-14` -> `Friday, 14 March 2025` (English names, whatever the process locale)."""
-    return f"{_WEEKDAYS[value.weekday()]}, {value.day} {_MONTHS[value.month - 1]} {value.year}"
+def format_date(value: date | str, locale: str = DEFAULT_LOCALE) -> str:
+    """`2025-03-14` -> `Friday, 14 March 2025` (en) or `Freitag, 14. März 2025` (de), whatever the
+    process locale. Another language gets English names."""
+    day = date.fromisoformat(value[:10]) if isinstance(value, str) else value
+    language = locale.split("-")[0].split("_")[0]
+    weekdays, months = _WEEKDAYS.get(language, _WEEKDAYS["en"]), _MONTHS.get(language, _MONTHS["en"])
+    if language == "de":
+        return f"{weekdays[day.weekday()]}, {day.day}. {months[day.month - 1]} {day.year}"
+    return f"{weekdays[day.weekday()]}, {day.day} {months[day.month - 1]} {day.year}"
 
 
 def safe_link(url: str) -> str | None:
@@ -175,6 +236,9 @@ def safe_link(url: str) -> str | None:
     if parts.scheme in ("http", "https") and parts.netloc and not any(c.isspace() for c in url.strip()):
         return url.strip()
     return None
+
+
+# ---------------------------------------------------------------- ids and keys
 
 
 def notification_id_for(source_event_id: UUID, channel: str) -> UUID:
@@ -186,25 +250,14 @@ def message_id_for(source_event_id: UUID, channel: str, domain: str) -> str:
     return f"<{notification_id_for(source_event_id, channel)}@{domain}>"
 
 
-def dedupe_key(event: NotifyingEvent) -> str:
-    """At most one message per order for each key (per channel)."""
-    match event:
-        case OrderConfirmed():
-            return NotificationKind.ORDER_CONFIRMATION.value
-        case OrderShipped():
-            return f"{NotificationKind.ORDER_SHIPPED.value}:{event.shipment_id}"
-        case OrderRejected():
-            return NotificationKind.ORDER_REJECTED.value
-        case OrderCancelled():
-            return NotificationKind.ORDER_CANCELLED.value
-        case OrderPaymentRefunded():
-            return f"{NotificationKind.ORDER_REFUNDED.value}:{event.refund_id}"
-
-
 def kind_for(event: NotifyingEvent) -> NotificationKind:
     match event:
+        case OrderPlaced():
+            return NotificationKind.ORDER_RECEIVED
         case OrderConfirmed():
             return NotificationKind.ORDER_CONFIRMATION
+        case OrderPaymentDeclined():
+            return NotificationKind.PAYMENT_FAILED
         case OrderShipped():
             return NotificationKind.ORDER_SHIPPED
         case OrderRejected():
@@ -213,9 +266,70 @@ def kind_for(event: NotifyingEvent) -> NotificationKind:
             return NotificationKind.ORDER_CANCELLED
         case OrderPaymentRefunded():
             return NotificationKind.ORDER_REFUNDED
+        case ShipmentOutForDelivery():
+            return NotificationKind.OUT_FOR_DELIVERY
+        case ShipmentDelivered():
+            return NotificationKind.DELIVERED
 
 
-def _order_context(contact: OrderContact) -> dict[str, Any]:
+def dedupe_key(event: NotifyingEvent) -> str:
+    """At most one message per order for each key (per channel).
+
+    An order rejected because its payment was declined already had its "payment failed" message, which
+    says the order cannot go on: the rejection shares its key, so the customer is not told twice."""
+    kind = kind_for(event).value
+    match event:
+        case OrderRejected() if event.reason_code == "payment_declined":
+            return NotificationKind.PAYMENT_FAILED.value
+        case OrderShipped() | ShipmentOutForDelivery() | ShipmentDelivered():
+            return f"{kind}:{event.shipment_id}"
+        case OrderPaymentRefunded():
+            return f"{kind}:{event.refund_id}"
+        case _:
+            return kind
+
+
+def event_context(event: NotifyingEvent) -> dict[str, Any]:
+    """The event's part of the template inputs, JSON-ready; never personal data (it is stored)."""
+    match event:
+        case OrderPlaced():
+            return {"delivery_method": event.delivery_method.value}
+        case OrderConfirmed():
+            return {"amount_charged": format_money(event.amount_minor, event.currency)}
+        case OrderPaymentDeclined():
+            return {"reason": event.reason, "reason_code": event.reason_code}
+        case OrderShipped():
+            return {
+                "carrier": event.carrier,
+                "tracking_number": event.tracking_number,
+                "tracking_url": event.tracking_url,
+                "tracking_link": safe_link(event.tracking_url),
+                "estimated_delivery": format_date(event.estimated_delivery),
+                "estimated_delivery_date": event.estimated_delivery.isoformat(),
+                "shipment_ref": event.shipment_id.hex[:8].upper(),
+            }
+        case OrderRejected():
+            return {"reason": event.reason, "reason_code": event.reason_code}
+        case OrderCancelled():
+            # Fixed wording for the customer: the canceller's note is internal.
+            return {"reason": event.customer_message, "reason_code": event.reason_code}
+        case OrderPaymentRefunded():
+            return {
+                "amount_refunded": format_money(event.amount_minor, event.currency),
+                "refund_ref": event.refund_id.hex[:8].upper(),
+            }
+        case ShipmentOutForDelivery() | ShipmentDelivered():
+            return {
+                "carrier": event.carrier,
+                "tracking_number": event.tracking_number,
+                "location": event.location,
+                "reported_date": event.reported_at.date().isoformat(),
+                "shipment_ref": event.shipment_id.hex[:8].upper(),
+            }
+
+
+def order_context(contact: OrderContact) -> dict[str, Any]:
+    """The contact's part of the template inputs (read when the message is rendered)."""
     return {
         "customer_name": contact.name,
         "order_ref": short_order_id(contact.order_id),
@@ -235,46 +349,5 @@ def _order_context(contact: OrderContact) -> dict[str, Any]:
     }
 
 
-def _event_context(event: NotifyingEvent) -> dict[str, Any]:
-    match event:
-        case OrderConfirmed():
-            return {"amount_charged": format_money(event.amount_minor, event.currency)}
-        case OrderShipped():
-            return {
-                "carrier": event.carrier,
-                "tracking_number": event.tracking_number,
-                "tracking_url": event.tracking_url,
-                "tracking_link": safe_link(event.tracking_url),
-                "estimated_delivery": format_date(event.estimated_delivery),
-                "shipment_ref": event.shipment_id.hex[:8].upper(),
-            }
-        case OrderRejected():
-            return {"reason": event.reason, "reason_code": event.reason_code}
-        case OrderCancelled():
-            # Fixed wording for the customer: the canceller's note is internal.
-            return {"reason": event.customer_message}
-        case OrderPaymentRefunded():
-            return {
-                "amount_refunded": format_money(event.amount_minor, event.currency),
-                "refund_ref": event.refund_id.hex[:8].upper(),
-            }
-
-
-def plan_email(
-    event: NotifyingEvent, contact: OrderContact, *, source_event_id: UUID, message_id_domain: str
-) -> EmailPlan:
-    """The email an order event calls for, addressed to the order's contact."""
-    if contact.order_id != event.order_id:
-        raise ValueError(f"contact of order {contact.order_id} used for an event of order {event.order_id}")
-    return EmailPlan(
-        kind=kind_for(event),
-        order_id=event.order_id,
-        source_event_id=source_event_id,
-        notification_id=notification_id_for(source_event_id, CHANNEL_EMAIL),
-        dedupe_key=dedupe_key(event),
-        locale=contact.locale,
-        recipient=contact.email,
-        recipient_name=contact.name,
-        message_id=message_id_for(source_event_id, CHANNEL_EMAIL, message_id_domain),
-        context={**_order_context(contact), **_event_context(event)},
-    )
+def template_context(contact: OrderContact, stored_event_context: Mapping[str, Any]) -> dict[str, Any]:
+    return {**order_context(contact), **stored_event_context}

@@ -1,0 +1,310 @@
+"""The channel adapters against real local servers: SMTP (aiosmtpd on a free port) and the SMS
+provider's HTTP API (the local provider of notification_service.testing on a free port)."""
+
+import asyncio
+import email
+import email.policy
+import itertools
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+
+from notification_service.adapters.email_sender import (
+    EmailRejectedError,
+    EmailSendError,
+    OutgoingEmail,
+)
+from notification_service.adapters.http_sms import HttpSmsSender, SmsProviderConfig
+from notification_service.adapters.sms_sender import OutgoingSms, SmsRejectedError, SmsSendError
+from notification_service.adapters.smtp import SmtpConfig, SmtpEmailSender, build_message, provider_message_id
+from notification_service.testing import LocalSmsProvider
+
+CUSTOMER = "jane.doe@example.com"
+PHONE = "+49301234567"
+
+pytestmark = pytest.mark.integration
+
+
+# ---------------------------------------------------------------- a real SMTP server
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class CollectingSmtp:
+    """aiosmtpd handler: keeps every message; refuses recipients when told to."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[list[str], EmailMessage]] = []
+        self.refuse: dict[str, str] = {}
+        """recipient -> the reply to its RCPT TO, e.g. `550 5.1.1 no such user`."""
+        self.refuse_once: dict[str, str] = {}
+        self._queue_ids = itertools.count(1)
+
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd's name)
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address in self.refuse_once:
+            return self.refuse_once.pop(address)
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.received.append((list(envelope.rcpt_tos), message))
+        return f"250 2.0.0 Ok: queued as Q{next(self._queue_ids)}"
+
+
+class Smtp:
+    def __init__(self, handler: CollectingSmtp, port: int) -> None:
+        self.handler = handler
+        self.port = port
+
+    @property
+    def received(self) -> list[tuple[list[str], EmailMessage]]:
+        return self.handler.received
+
+    def sender(self, **overrides: Any) -> SmtpEmailSender:
+        config = {"port": self.port, "from_name": "OMS Orders", "timeout_s": 5.0, **overrides}
+        return SmtpEmailSender(SmtpConfig(**config))
+
+
+@pytest.fixture
+def smtp() -> Iterator[Smtp]:
+    handler = CollectingSmtp()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield Smtp(handler, port)
+    finally:
+        controller.stop()
+
+
+def parts(message: EmailMessage) -> dict[str, str]:
+    found = {}
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            assert isinstance(part, EmailMessage)
+            found[part.get_content_type()] = str(part.get_content())
+    return found
+
+
+# ---------------------------------------------------------------- the SMTP adapter
+
+
+def outgoing(recipient: str = CUSTOMER) -> OutgoingEmail:
+    return OutgoingEmail(
+        recipient=recipient,
+        recipient_name="Jane Doe",
+        subject="Your order 3F2A9C1E is confirmed",
+        text="Hello Jane Doe,\n\nthank you.\n",
+        html="<!DOCTYPE html><html><body><p>Hello Jane Doe,</p></body></html>",
+        message_id="<4f1c@oms.example>",
+        headers={"X-OMS-Order-Id": "3f2a9c1e"},
+    )
+
+
+def test_build_message_is_multipart_alternative_text_then_html() -> None:
+    message = build_message(outgoing(), "orders@oms.example", "OMS Orders")
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    assert message["From"] == "OMS Orders <orders@oms.example>"
+    assert message["To"] == "Jane Doe <jane.doe@example.com>"
+    assert message["Message-ID"] == "<4f1c@oms.example>"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["X-OMS-Order-Id"] == "3f2a9c1e"
+    assert message["Date"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("2.0.0 Ok: queued as 4XyZ1", "4XyZ1"),
+        ("OK queued as <abc@mx>", "abc@mx"),
+        ("Message accepted for delivery", "Message accepted for delivery"),
+        ("", "<fallback@x>"),
+    ],
+)
+def test_provider_message_id(reply: str, expected: str) -> None:
+    assert provider_message_id(reply, fallback="<fallback@x>") == expected
+
+
+async def test_smtp_sender_delivers_and_returns_the_queue_id(smtp: Smtp) -> None:
+    receipt = await smtp.sender().send(outgoing())
+    assert receipt.provider_message_id == "Q1"
+    [(rcpt, message)] = smtp.received
+    assert rcpt == [CUSTOMER]
+    assert message["Subject"] == "Your order 3F2A9C1E is confirmed"
+    assert set(parts(message)) == {"text/plain", "text/html"}
+
+
+async def test_smtp_permanent_refusal_is_a_rejection_without_the_address(smtp: Smtp) -> None:
+    smtp.handler.refuse[CUSTOMER] = "550 5.1.1 <jane.doe@example.com>: no such user"
+    with pytest.raises(EmailRejectedError) as caught:
+        await smtp.sender().send(outgoing())
+    assert "550" in str(caught.value)
+    assert "jane" not in str(caught.value)
+    assert caught.value.__cause__ is None
+    assert smtp.received == []
+
+
+async def test_smtp_temporary_refusal_is_retryable(smtp: Smtp) -> None:
+    smtp.handler.refuse[CUSTOMER] = "451 4.7.1 <jane.doe@example.com>: greylisted, try again"
+    with pytest.raises(EmailSendError) as caught:
+        await smtp.sender().send(outgoing())
+    assert "451" in str(caught.value)
+    assert "jane" not in str(caught.value)
+
+
+async def test_smtp_server_down_is_retryable() -> None:
+    sender = SmtpEmailSender(SmtpConfig(port=free_port(), timeout_s=2.0))
+    with pytest.raises(EmailSendError):
+        await sender.send(outgoing())
+
+
+async def test_an_address_that_cannot_be_written_is_a_rejection(smtp: Smtp) -> None:
+    with pytest.raises(EmailRejectedError):
+        await smtp.sender().send(outgoing(recipient="jane@doe@example.com"))
+
+
+# ---------------------------------------------------------------- the SMS adapter
+
+
+@pytest.fixture
+def provider() -> Iterator[LocalSmsProvider]:
+    with LocalSmsProvider(api_key="provider-key-0123456789") as local:
+        yield local
+
+
+def sms_sender(provider: LocalSmsProvider, **overrides: Any) -> HttpSmsSender:
+    config = {"base_url": provider.url, "api_key": "provider-key-0123456789", "timeout_s": 5.0, **overrides}
+    return HttpSmsSender(SmsProviderConfig(**config))
+
+
+def text_message(key: str = "3c9e2a7c-notification", to: str = PHONE) -> OutgoingSms:
+    return OutgoingSms(to=to, body="Your order 3F2A9C1E has shipped.", idempotency_key=key, reference="order_shipped")
+
+
+async def test_sms_is_posted_with_an_idempotency_key(provider: LocalSmsProvider) -> None:
+    sender = sms_sender(provider)
+    receipt = await sender.send(text_message())
+    assert not receipt.replayed
+    [arrived] = provider.messages
+    assert arrived.id == receipt.provider_message_id
+    assert (arrived.to, arrived.sender, arrived.body) == (PHONE, "OMS", "Your order 3F2A9C1E has shipped.")
+    assert arrived.idempotency_key == "3c9e2a7c-notification"
+    assert arrived.status_callback == ""
+    # The same key again (a retry after a crash): the provider answers with the first message.
+    again = await sender.send(text_message())
+    assert again.replayed
+    assert again.provider_message_id == receipt.provider_message_id
+    assert len(provider.messages) == 1
+    assert provider.requests == 2
+    await sender.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(500, "internal"), (503, "unavailable"), (429, "rate_limited"), (401, "unauthorized")]
+)
+async def test_sms_transient_failures(provider: LocalSmsProvider, status: int, code: str) -> None:
+    provider.fail_next(status, code)
+    with pytest.raises(SmsSendError, match=str(status)):
+        await sms_sender(provider).send(text_message())
+    assert provider.messages == []
+
+
+async def test_sms_wrong_api_key_is_transient_not_the_messages_fault(provider: LocalSmsProvider) -> None:
+    with pytest.raises(SmsSendError, match="401 unauthorized"):
+        await sms_sender(provider, api_key="wrong-key-0123456789").send(text_message())
+
+
+async def test_sms_provider_down_is_transient() -> None:
+    port = free_port()
+    sender = HttpSmsSender(SmsProviderConfig(base_url=f"http://127.0.0.1:{port}", timeout_s=2.0))
+    with pytest.raises(SmsSendError, match="unreachable"):
+        await sender.send(text_message())
+
+
+async def test_sms_unsubscribed_and_invalid_numbers_are_permanent(provider: LocalSmsProvider) -> None:
+    provider.unsubscribe(PHONE)
+    with pytest.raises(SmsRejectedError) as caught:
+        await sms_sender(provider).send(text_message())
+    assert caught.value.reason_code == "unsubscribed"
+    assert PHONE not in str(caught.value)
+    with pytest.raises(SmsRejectedError) as caught:
+        await sms_sender(provider).send(text_message(key="other", to="0301234567"))
+    assert caught.value.reason_code == "bad_address"
+    provider.fail_next(400, "content_refused")
+    with pytest.raises(SmsRejectedError) as caught:
+        await sms_sender(provider).send(text_message(key="third", to="+4930999999"))
+    assert caught.value.reason_code == "rejected"
+
+
+async def test_the_local_provider_refuses_a_reused_key_for_another_message(provider: LocalSmsProvider) -> None:
+    await sms_sender(provider).send(text_message())
+    with pytest.raises(SmsRejectedError, match="409 idempotency_key_reused"):
+        await sms_sender(provider).send(text_message(to="+4930999999"))
+
+
+async def test_the_local_provider_lists_what_arrived(provider: LocalSmsProvider) -> None:
+    await sms_sender(provider).send(text_message())
+    async with httpx.AsyncClient() as client:
+        listed = (await client.get(provider.url + "/v1/messages")).json()["messages"]
+    assert [m["to"] for m in listed] == [PHONE]
+
+
+async def test_sms_asks_for_delivery_reports_when_configured(provider: LocalSmsProvider) -> None:
+    sender = sms_sender(provider, status_callback_url="https://oms.example/webhooks/sms/status")
+    await sender.send(text_message())
+    [arrived] = provider.messages
+    assert arrived.status_callback == "https://oms.example/webhooks/sms/status"
+
+
+class _Reports(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _Reports.received.append((self.headers.get("X-Webhook-Token", ""), body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+async def test_the_local_provider_reports_delivery_to_the_callback() -> None:
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Reports)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    callback = f"http://127.0.0.1:{receiver.server_address[1]}/webhooks/sms/status"
+    try:
+        with LocalSmsProvider(webhook_token="hook-token", auto_report_after_s=0.05) as local:
+            await sms_sender(local, api_key=None, status_callback_url=callback).send(text_message())
+            await sms_sender(local, api_key=None).send(text_message(key="no-callback"))
+            for _ in range(100):
+                if _Reports.received:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
+            [first, _] = local.messages
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    assert _Reports.received == [("hook-token", {"id": first.id, "status": "delivered", "error_code": None})]

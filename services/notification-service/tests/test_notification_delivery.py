@@ -1,0 +1,792 @@
+"""notification-service end to end without Kafka: events through the runtime's message processor (inbox,
+transaction, outbox) into the send log, and the dispatcher sending to a real SMTP server (aiosmtpd) and a
+real local SMS provider over HTTP, on the real PostgreSQL (a throwaway schema). Time is a test clock, so
+backoff and quiet hours are shown without sleeping.
+"""
+
+import email
+import email.policy
+import itertools
+import json
+import socket
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, time, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+import pytest_asyncio
+import structlog
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
+
+import notification_service.handlers
+import oms_runtime.messaging
+from notification_service.adapters.email_sender import EmailSender
+from notification_service.adapters.http_sms import HttpSmsSender, SmsProviderConfig
+from notification_service.adapters.repository import NotificationRepository
+from notification_service.adapters.sms_sender import SmsSender
+from notification_service.adapters.smtp import SmtpConfig, SmtpEmailSender
+from notification_service.adapters.tables import deliveries, metadata
+from notification_service.adapters.templates import TEMPLATES_DIR, TemplateRenderer
+from notification_service.domain.notifications import (
+    NotificationKind,
+    NotifyingEvent,
+    message_id_for,
+    notification_id_for,
+    short_order_id,
+)
+from notification_service.domain.preferences import Preferences, QuietHours
+from notification_service.entrypoints.http import create_app
+from notification_service.handlers import Dispatcher, NotificationHandlers
+from notification_service.main import SERVICE, NotificationSettings, build
+from notification_service.testing import LocalSmsProvider, delivery_report
+from oms_events import Envelope, Message, default_registry
+from oms_events.messages import (
+    NotificationFailed,
+    NotificationSent,
+    OrderConfirmed,
+    OrderPaymentDeclined,
+    OrderPlaced,
+    OrderRejected,
+    OrderShipped,
+    ShipmentDelivered,
+    ShipmentOutForDelivery,
+)
+from oms_runtime.db import Database
+from oms_runtime.http_api import ApiKeyAuthenticator
+from oms_runtime.logging import configure_logging, get_logger
+from oms_runtime.messaging import MessageProcessor, Outcome, SourceRecord
+from oms_runtime.outbox import outbox_table
+from oms_runtime.testing import RecordingDeadLetters, throwaway_schema
+
+REGISTRY = default_registry()
+CUSTOMER = "jane.doe@example.com"
+PHONE = "+49301234567"
+RETRY_BASE_S = 10.0
+
+pytestmark = pytest.mark.integration
+
+
+class CollectingSmtp:
+    def __init__(self) -> None:
+        self.received: list[tuple[list[str], EmailMessage]] = []
+        self.refuse: dict[str, str] = {}
+        self._queue_ids = itertools.count(1)
+
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd's name)
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.received.append((list(envelope.rcpt_tos), message))
+        return f"250 2.0.0 Ok: queued as Q{next(self._queue_ids)}"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[CollectingSmtp, int]]:
+    handler = CollectingSmtp()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def provider() -> Iterator[LocalSmsProvider]:
+    with LocalSmsProvider() as local:
+        yield local
+
+
+@pytest_asyncio.fixture(scope="module")
+async def db() -> AsyncIterator[Database]:
+    async with throwaway_schema("test_notification", metadata) as database:
+        yield database
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing after it runs, nothing catches it."""
+
+
+class CrashAfterSending:
+    """A sender that hands the message over and then 'dies' before the outcome is recorded."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    async def send(self, message: Any) -> Any:
+        await self._inner.send(message)
+        raise Crash
+
+
+class Harness:
+    def __init__(
+        self,
+        db: Database,
+        smtp: tuple[CollectingSmtp, int],
+        provider: LocalSmsProvider,
+        clock: Clock | None = None,
+        *,
+        max_attempts: int = 4,
+    ) -> None:
+        self.db = db
+        self.smtp, self.smtp_port = smtp
+        self.provider = provider
+        self.clock = clock or Clock(datetime(2025, 3, 12, 10, 0, tzinfo=UTC))
+        self.repository = NotificationRepository()
+        self.dead_letters = RecordingDeadLetters(SERVICE)
+        self.max_attempts = max_attempts
+        self.email_sender: EmailSender = SmtpEmailSender(
+            SmtpConfig(port=self.smtp_port, from_name="OMS Orders", timeout_s=5.0)
+        )
+        self.sms_sender: SmsSender = HttpSmsSender(SmsProviderConfig(base_url=provider.url, timeout_s=5.0))
+        handlers = NotificationHandlers(self.repository, clock=self.clock)
+        self.processor = MessageProcessor(
+            consumer=SERVICE,
+            producer_name=SERVICE,
+            db=db,
+            registry=REGISTRY,
+            handlers=handlers.handler_map(),
+            dead_letters=self.dead_letters,
+            max_attempts=3,
+            retry_backoff_s=0.01,
+        )
+        self._offsets = itertools.count()
+
+    def dispatcher(self, email_sender: Any = None, sms_sender: Any = None, renderer: Any = None) -> Dispatcher:
+        """A dispatcher as a (re)started process has one: nothing but the database carries over."""
+        return Dispatcher(
+            self.db,
+            self.repository,
+            renderer or TemplateRenderer(),
+            email_sender or self.email_sender,
+            sms_sender or self.sms_sender,
+            REGISTRY,
+            producer_name=SERVICE,
+            message_id_domain="oms.example",
+            clock=self.clock,
+            max_attempts=self.max_attempts,
+            retry_base_s=RETRY_BASE_S,
+            lease_s=60,
+        )
+
+    async def deliver(self, envelope: Envelope) -> Outcome:
+        return await self.processor.process(
+            SourceRecord(
+                "oms.orders.events", 0, next(self._offsets), envelope.correlation_id.encode(), envelope.to_bytes()
+            )
+        )
+
+    async def send(self, message: Message) -> tuple[Envelope, Outcome]:
+        self.clock.advance(milliseconds=1)  # events arrive one after the other; their messages go in that order
+        envelope = REGISTRY.wrap(message, producer="order-service")
+        return envelope, await self.deliver(envelope)
+
+    async def dispatch(self, dispatcher: Dispatcher | None = None) -> None:
+        """Runs the dispatcher until nothing is due at the clock's time."""
+        dispatcher = dispatcher or self.dispatcher()
+        for _ in range(20):
+            if not await dispatcher.run_once():
+                return
+        raise AssertionError("the dispatcher never ran out of due messages")
+
+    async def rows(self, order_id: UUID) -> list[dict[str, Any]]:
+        async with self.db.transaction() as session:
+            result = await session.execute(
+                select(deliveries).where(deliveries.c.order_id == order_id).order_by(deliveries.c.created_at)
+            )
+            return [dict(row._mapping) for row in result]
+
+    async def row(self, order_id: UUID, kind: str, channel: str) -> dict[str, Any]:
+        [found] = [r for r in await self.rows(order_id) if r["kind"] == kind and r["channel"] == channel]
+        return found
+
+    async def emitted(self, order_id: UUID, message_type: str) -> list[Envelope]:
+        async with self.db.transaction() as session:
+            values = await session.scalars(
+                select(outbox_table.c.value)
+                .where(outbox_table.c.event_type == message_type, outbox_table.c.message_key == str(order_id))
+                .order_by(outbox_table.c.id)
+            )
+            return [Envelope.from_bytes(v) for v in values]
+
+    async def set_preferences(self, prefs: Preferences) -> None:
+        async with self.db.transaction() as session:
+            await self.repository.save_preferences(session, prefs, "test", self.clock())
+
+    def mails(self, order_id: UUID) -> list[EmailMessage]:
+        return [m for _, m in self.smtp.received if m["X-OMS-Order-Id"] == str(order_id)]
+
+
+@pytest.fixture
+def harness(db: Database, smtp: tuple[CollectingSmtp, int], provider: LocalSmsProvider) -> Harness:
+    return Harness(db, smtp, provider)
+
+
+def parts(message: EmailMessage) -> dict[str, str]:
+    found = {}
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            assert isinstance(part, EmailMessage)
+            found[part.get_content_type()] = str(part.get_content())
+    return found
+
+
+# ---------------------------------------------------------------- every message, once
+
+
+async def test_every_message_by_email_and_the_urgent_ones_by_sms(
+    harness: Harness, every_event: list[NotifyingEvent], placed: OrderPlaced
+) -> None:
+    envelopes = []
+    for event in every_event:
+        envelope, outcome = await harness.send(event)
+        assert outcome is Outcome.PROCESSED, harness.dead_letters.sent
+        envelopes.append(envelope)
+    assert harness.smtp.received == [], "the consumer only writes the send log; the dispatcher sends"
+    await harness.dispatch()
+
+    ref = short_order_id(placed.order_id)
+    mails = harness.mails(placed.order_id)
+    assert [m["X-OMS-Notification-Kind"] for m in mails] == [k.value for k in NotificationKind]
+    assert [m["Subject"] for m in mails] == [
+        f"We received your order {ref}",
+        f"Your order {ref} is confirmed",
+        f"Payment for your order {ref} failed",
+        f"We could not complete your order {ref}",
+        f"Your order {ref} has been cancelled",
+        f"Your order {ref} has shipped",
+        f"Your order {ref} arrives today",
+        f"Your order {ref} has been delivered",
+        f"Refund issued for your order {ref}",
+    ]
+    for envelope, mail in zip(envelopes, mails, strict=True):
+        assert mail["Message-ID"] == message_id_for(envelope.event_id, "email", "oms.example")
+        assert mail["To"] == "Jane Doe <jane.doe@example.com>"
+        assert set(parts(mail)) == {"text/plain", "text/html"}
+    assert "Carrier:            DHL" in parts(mails[5])["text/plain"]
+
+    texts = harness.provider.messages
+    assert [m.reference for m in texts] == ["payment_failed", "order_shipped", "out_for_delivery", "delivered"]
+    assert {m.to for m in texts} == {PHONE}
+    shipped_envelope = envelopes[5]
+    assert texts[1].idempotency_key == str(notification_id_for(shipped_envelope.event_id, "sms"))
+    assert "tracking JJD000390007713" in texts[1].body
+    assert "https://tracking.example/track?id=JJD000390007713&lang=en" in texts[1].body
+
+    rows = await harness.rows(placed.order_id)
+    assert len(rows) == 13
+    assert {r["status"] for r in rows} == {"sent"}
+    sent = await harness.emitted(placed.order_id, "NotificationSent")
+    assert len(sent) == 13
+    by_id = {e.payload["notification_id"]: e for e in sent}
+    shipped_sms = by_id[str(notification_id_for(shipped_envelope.event_id, "sms"))]
+    assert shipped_sms.causation_id == shipped_envelope.event_id
+    notification = REGISTRY.decode(shipped_sms)
+    assert isinstance(notification, NotificationSent)
+    assert (notification.channel, notification.recipient_masked) == ("sms", "+49*******67")
+
+
+async def test_a_redelivered_event_or_the_same_fact_again_sends_nothing_more(
+    harness: Harness, placed: OrderPlaced, shipped: OrderShipped
+) -> None:
+    await harness.send(placed)
+    envelope, _ = await harness.send(shipped)
+    await harness.dispatch()
+    assert len(harness.mails(placed.order_id)) == 2
+    assert len(harness.provider.messages) == 1
+
+    # Kafka delivers the same record again: the inbox stops it.
+    assert await harness.deliver(envelope) is Outcome.DUPLICATE
+    # The same parcel reported again under a new event id: the dedupe key stops it.
+    _, outcome = await harness.send(shipped)
+    assert outcome is Outcome.PROCESSED
+    await harness.dispatch()
+    assert len(harness.mails(placed.order_id)) == 2
+    assert len(harness.provider.messages) == 1
+    assert len(await harness.rows(placed.order_id)) == 3
+    # A second parcel of a split order is news: its own messages.
+    second = shipped.model_copy(update={"shipment_id": shipped.shipment_id.__class__(int=shipped.shipment_id.int + 1)})
+    await harness.send(second)
+    await harness.dispatch()
+    assert len(harness.mails(placed.order_id)) == 3
+    assert len(harness.provider.messages) == 2
+
+
+async def test_an_event_for_an_unknown_order_is_dead_lettered(harness: Harness, confirmed: OrderConfirmed) -> None:
+    _, outcome = await harness.send(confirmed)
+    assert outcome is Outcome.DEAD_LETTERED
+    [(_, reason)] = harness.dead_letters.sent
+    assert "OrderPlaced was not seen" in reason
+
+
+# ---------------------------------------------------------------- a crash between sending and recording
+
+
+async def test_sms_crash_after_sending_then_restart_and_redelivery_sends_once(
+    harness: Harness, placed: OrderPlaced, shipped: OrderShipped
+) -> None:
+    await harness.send(placed)
+    await harness.dispatch()
+    envelope, _ = await harness.send(shipped)
+    sms_id = notification_id_for(envelope.event_id, "sms")
+    dying = harness.dispatcher(sms_sender=CrashAfterSending(harness.sms_sender))
+    with pytest.raises(Crash):
+        await dying.deliver(sms_id)
+    assert len(harness.provider.messages) == 1, "the provider took the message"
+    row = await harness.row(placed.order_id, "order_shipped", "sms")
+    assert row["status"] == "sending", "the outcome was never recorded"
+
+    # Restarted: Kafka redelivers the event (the inbox absorbs it) ...
+    assert await harness.deliver(envelope) is Outcome.DUPLICATE
+    # (meanwhile the customer switched to German: the message already handed over stays as it was)
+    await harness.set_preferences(Preferences(placed.customer.customer_id, locale="de"))
+    # ... and before the lease ends, nobody touches the row (the first process might still be at it).
+    await harness.dispatch()
+    assert (await harness.row(placed.order_id, "order_shipped", "sms"))["status"] == "sending"
+    assert (await harness.row(placed.order_id, "order_shipped", "email"))["status"] == "sent"
+    # Once it ended, the row is sent again with the same idempotency key: the provider answers with
+    # the first message and sends nothing new.
+    harness.clock.advance(seconds=61)
+    requests_before = harness.provider.requests
+    await harness.dispatch()
+    assert harness.provider.requests == requests_before + 1
+    [only] = harness.provider.messages
+    row = await harness.row(placed.order_id, "order_shipped", "sms")
+    assert (row["status"], row["provider_message_id"], row["attempts"]) == ("sent", only.id, 2)
+    sms_sent = [e for e in await harness.emitted(placed.order_id, "NotificationSent") if e.payload["channel"] == "sms"]
+    assert len(sms_sent) == 1
+
+
+async def test_email_crash_after_sending_is_not_sent_again(
+    harness: Harness, placed: OrderPlaced, confirmed: OrderConfirmed
+) -> None:
+    await harness.send(placed)
+    await harness.dispatch()
+    envelope, _ = await harness.send(confirmed)
+    email_id = notification_id_for(envelope.event_id, "email")
+    with pytest.raises(Crash):
+        await harness.dispatcher(email_sender=CrashAfterSending(harness.email_sender)).deliver(email_id)
+    assert len(harness.mails(placed.order_id)) == 2
+
+    assert await harness.deliver(envelope) is Outcome.DUPLICATE
+    harness.clock.advance(seconds=61)
+    await harness.dispatch()
+    assert len(harness.mails(placed.order_id)) == 2, "SMTP has no idempotency key: never a second email"
+    row = await harness.row(placed.order_id, "order_confirmation", "email")
+    assert row["status"] == "unconfirmed"
+    assert row["message_id"] == message_id_for(envelope.event_id, "email", "oms.example")
+    kinds = [e.payload["kind"] for e in await harness.emitted(placed.order_id, "NotificationSent")]
+    assert kinds == ["order_received"]
+
+
+# ---------------------------------------------------------------- failures
+
+
+async def test_a_declined_payment_is_told_once_not_again_as_a_rejection(
+    harness: Harness, placed: OrderPlaced, payment_declined: OrderPaymentDeclined
+) -> None:
+    await harness.send(placed)
+    await harness.send(payment_declined)
+    rejected = OrderRejected(
+        order_id=placed.order_id,
+        reason_code="payment_declined",
+        reason="Your payment was declined, so we could not complete your order.",
+    )
+    _, outcome = await harness.send(rejected)
+    assert outcome is Outcome.PROCESSED
+    await harness.dispatch()
+    kinds = [m["X-OMS-Notification-Kind"] for m in harness.mails(placed.order_id)]
+    assert kinds == ["order_received", "payment_failed"]
+    assert [m.reference for m in harness.provider.messages] == ["payment_failed"]
+
+
+async def test_a_message_that_cannot_be_prepared_does_not_block_the_others(
+    harness: Harness, placed: OrderPlaced, confirmed: OrderConfirmed, tmp_path: Path
+) -> None:
+    # A template set without the first message of every order: its rendering fails every time.
+    (tmp_path / "en").mkdir()
+    for source in (TEMPLATES_DIR / "en").iterdir():
+        if not source.name.startswith("order_received."):
+            (tmp_path / "en" / source.name).write_text(source.read_text())
+    broken = harness.dispatcher(renderer=TemplateRenderer(tmp_path))
+    await harness.send(placed)
+    harness.clock.advance(seconds=1)
+    await harness.send(confirmed)
+    for _ in range(harness.max_attempts):
+        await harness.dispatch(broken)
+        harness.clock.advance(hours=1)
+    assert [m["X-OMS-Notification-Kind"] for m in harness.mails(placed.order_id)] == ["order_confirmation"]
+    row = await harness.row(placed.order_id, "order_received", "email")
+    assert (row["status"], row["status_reason"], row["attempts"]) == ("failed", "error", harness.max_attempts)
+    assert "TemplatesNotFound" in row["error"]
+    [failed] = await harness.emitted(placed.order_id, "NotificationFailed")
+    assert failed.payload["reason_code"] == "error"
+
+
+async def test_transient_failures_are_retried_with_backoff(
+    harness: Harness, placed: OrderPlaced, shipped: OrderShipped
+) -> None:
+    await harness.send(placed)
+    await harness.dispatch()
+    harness.provider.fail_next(503, "unavailable", times=2)
+    await harness.send(shipped)
+    dispatcher = harness.dispatcher()
+    await harness.dispatch(dispatcher)
+    row = await harness.row(placed.order_id, "order_shipped", "sms")
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert row["due_at"] == harness.clock() + timedelta(seconds=RETRY_BASE_S)
+    assert "503" in row["error"]
+    assert harness.provider.messages == []
+
+    harness.clock.advance(seconds=RETRY_BASE_S - 1)
+    await harness.dispatch(dispatcher)
+    assert (await harness.row(placed.order_id, "order_shipped", "sms"))["attempts"] == 1, "not before its time"
+    harness.clock.advance(seconds=1)
+    await harness.dispatch(dispatcher)
+    row = await harness.row(placed.order_id, "order_shipped", "sms")
+    assert (row["status"], row["attempts"]) == ("pending", 2)
+    assert row["due_at"] == harness.clock() + timedelta(seconds=2 * RETRY_BASE_S), "the delay doubles"
+
+    harness.clock.advance(seconds=2 * RETRY_BASE_S)
+    await harness.dispatch(dispatcher)
+    row = await harness.row(placed.order_id, "order_shipped", "sms")
+    assert (row["status"], row["attempts"], row["error"]) == ("sent", 3, None)
+    assert len(harness.provider.messages) == 1
+    assert (await harness.row(placed.order_id, "order_shipped", "email"))["attempts"] == 1
+
+
+async def test_transient_failures_give_up_after_the_attempts(
+    harness: Harness, placed: OrderPlaced, shipped: OrderShipped
+) -> None:
+    await harness.send(placed)
+    await harness.dispatch()
+    harness.provider.fail_next(503, "unavailable", times=100)
+    await harness.send(shipped)
+    for _ in range(harness.max_attempts):
+        await harness.dispatch()
+        harness.clock.advance(hours=1)
+    row = await harness.row(placed.order_id, "order_shipped", "sms")
+    assert (row["status"], row["status_reason"], row["attempts"]) == ("failed", "gave_up", 4)
+    requests = harness.provider.requests
+    harness.clock.advance(days=1)
+    await harness.dispatch()
+    assert harness.provider.requests == requests, "never retried forever"
+    [failed] = await harness.emitted(placed.order_id, "NotificationFailed")
+    message = REGISTRY.decode(failed)
+    assert isinstance(message, NotificationFailed)
+    assert (message.reason_code, message.channel, message.attempts) == ("gave_up", "sms", 4)
+    assert message.recipient_masked == "+49*******67"
+
+
+async def test_an_operator_sends_a_failed_message_again(
+    harness: Harness, placed: OrderPlaced, shipped: OrderShipped
+) -> None:
+    await harness.send(placed)
+    harness.provider.fail_next(503, "unavailable", times=harness.max_attempts)
+    envelope, _ = await harness.send(shipped)
+    for _ in range(harness.max_attempts):
+        await harness.dispatch()
+        harness.clock.advance(hours=1)
+    sms_id = notification_id_for(envelope.event_id, "sms")
+    assert (await harness.row(placed.order_id, "order_shipped", "sms"))["status"] == "failed"
+    keys = json.dumps([{"name": "support-desk", "key": "ops-key-0123456789abcdef", "role": "ops"}])
+    dispatcher = harness.dispatcher()
+    app = create_app(
+        harness.db, harness.repository, ApiKeyAuthenticator.from_json(keys), harness.clock, resend=dispatcher.resend
+    )
+    headers = {"X-API-Key": "ops-key-0123456789abcdef"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n", headers=headers) as api:
+        response = await api.post(f"/notifications/{sms_id}/resend")
+        assert response.status_code == 202, response.text
+        assert (response.json()["status"], response.json()["resends"]) == ("pending", 1)
+        await harness.dispatch(dispatcher)
+        [sms] = harness.provider.messages
+        assert sms.idempotency_key == f"{sms_id}:1", "a new message to the provider: a new key"
+        row = await harness.row(placed.order_id, "order_shipped", "sms")
+        assert (row["status"], row["attempts"], row["resends"]) == ("sent", 1, 1)
+        refused = await api.post(f"/notifications/{sms_id}/resend")
+        assert (refused.status_code, refused.json()["error"]) == (409, "resend_not_allowed")
+        missing = await api.post(f"/notifications/{notification_id_for(placed.order_id, 'sms')}/resend")
+        assert (missing.status_code, missing.json()["error"]) == (404, "notification_not_found")
+        assert (await api.post(f"/notifications/{sms_id}/resend", headers={"X-API-Key": ""})).status_code == 401
+    assert len(await harness.emitted(placed.order_id, "NotificationFailed")) == 1
+    assert (
+        len([e for e in await harness.emitted(placed.order_id, "NotificationSent") if e.payload["channel"] == "sms"])
+        == 1
+    )
+
+
+async def test_permanent_failures_are_recorded_published_and_not_retried(
+    harness: Harness, placed: OrderPlaced, shipped: OrderShipped
+) -> None:
+    harness.provider.unsubscribe(PHONE)
+    harness.smtp.refuse[CUSTOMER] = "550 5.1.1 <jane.doe@example.com>: no such user"
+    await harness.send(placed)
+    await harness.send(shipped)
+    await harness.dispatch()
+    harness.clock.advance(days=1)
+    await harness.dispatch()
+    assert harness.smtp.received == []
+    assert harness.provider.messages == []
+    assert harness.provider.requests == 1
+    failed = [REGISTRY.decode(e) for e in await harness.emitted(placed.order_id, "NotificationFailed")]
+    assert all(isinstance(m, NotificationFailed) for m in failed)
+    got = sorted(
+        (e.payload["kind"], e.payload["channel"], e.payload["reason_code"], e.payload["recipient_masked"])
+        for e in await harness.emitted(placed.order_id, "NotificationFailed")
+    )
+    assert got == [
+        ("order_received", "email", "bad_address", "j***@example.com"),
+        ("order_shipped", "email", "bad_address", "j***@example.com"),
+        ("order_shipped", "sms", "unsubscribed", "+49*******67"),
+    ]
+    for message in failed:
+        assert "jane.doe" not in message.model_dump_json()
+        assert "1234567" not in message.model_dump_json()
+    row = await harness.row(placed.order_id, "order_shipped", "sms")
+    assert (row["status"], row["status_reason"], row["attempts"]) == ("failed", "unsubscribed", 1)
+
+
+async def test_a_phone_number_without_country_code_is_a_bad_address(
+    harness: Harness, placed: OrderPlaced, shipped: OrderShipped
+) -> None:
+    local = placed.model_copy(update={"customer": placed.customer.model_copy(update={"phone": "030 1234567"})})
+    await harness.send(local)
+    await harness.send(shipped)
+    await harness.dispatch()
+    row = await harness.row(placed.order_id, "order_shipped", "sms")
+    assert (row["status"], row["status_reason"]) == ("failed", "bad_address")
+    assert harness.provider.requests == 0
+    assert len(await harness.emitted(placed.order_id, "NotificationFailed")) == 1
+
+
+# ---------------------------------------------------------------- preferences
+
+
+async def test_quiet_hours_defer_sms_to_their_end_across_a_restart(
+    harness: Harness, placed: OrderPlaced, shipped: OrderShipped
+) -> None:
+    berlin_night = datetime(2025, 1, 10, 22, 30, tzinfo=UTC)  # 23:30 in Berlin
+    harness.clock.now = berlin_night
+    await harness.set_preferences(
+        Preferences(placed.customer.customer_id, time_zone="Europe/Berlin", quiet_hours=QuietHours(time(22), time(7)))
+    )
+    await harness.send(placed)
+    await harness.send(shipped)
+    await harness.dispatch()
+    assert len(harness.mails(placed.order_id)) == 2, "email is not held by quiet hours"
+    assert harness.provider.messages == []
+    row = await harness.row(placed.order_id, "order_shipped", "sms")
+    assert (row["status"], row["status_reason"]) == ("deferred", "quiet_hours")
+    seven_in_berlin = datetime(2025, 1, 11, 6, 0, tzinfo=UTC)
+    assert row["due_at"] == seven_in_berlin
+
+    # The service restarts overnight: the schedule is in the database, not in a sleeping task.
+    harness.clock.now = seven_in_berlin - timedelta(seconds=1)
+    await harness.dispatch(harness.dispatcher())
+    assert harness.provider.messages == []
+    harness.clock.now = seven_in_berlin
+    await harness.dispatch(harness.dispatcher())
+    [sms] = harness.provider.messages
+    assert "has shipped" in sms.body
+    assert (await harness.row(placed.order_id, "order_shipped", "sms"))["status"] == "sent"
+
+
+async def test_opt_in_opt_out_and_locale_are_respected(
+    harness: Harness,
+    placed: OrderPlaced,
+    confirmed: OrderConfirmed,
+    out_for_delivery: ShipmentOutForDelivery,
+    delivered: ShipmentDelivered,
+) -> None:
+    choices = {
+        (NotificationKind.ORDER_RECEIVED, "email"): False,
+        (NotificationKind.ORDER_CONFIRMATION, "sms"): True,
+        (NotificationKind.OUT_FOR_DELIVERY, "email"): False,
+    }
+    customer = placed.customer.customer_id
+    await harness.set_preferences(Preferences(customer, locale="de", choices=choices))
+    for event in (placed, confirmed, out_for_delivery):
+        await harness.send(event)
+    # Opted out of delivered-by-SMS after the event was planned, before it went out: not sent.
+    await harness.send(delivered)
+    choices[(NotificationKind.DELIVERED, "sms")] = False
+    await harness.set_preferences(Preferences(customer, locale="de", choices=choices))
+    await harness.dispatch()
+    ref = short_order_id(placed.order_id)
+    assert [m["Subject"] for m in harness.mails(placed.order_id)] == [
+        f"Ihre Bestellung {ref} ist bestätigt",
+        f"Ihre Bestellung {ref} wurde zugestellt",
+    ]
+    assert [m.reference for m in harness.provider.messages] == ["order_confirmation", "out_for_delivery"]
+    assert harness.provider.messages[0].body.startswith(f"Ihre Bestellung {ref} ist bestätigt")
+    statuses = {
+        (r["kind"], r["channel"]): (r["status"], r["status_reason"]) for r in await harness.rows(placed.order_id)
+    }
+    assert statuses == {
+        ("order_received", "email"): ("suppressed", "opted_out"),
+        ("order_confirmation", "email"): ("sent", None),
+        ("order_confirmation", "sms"): ("sent", None),
+        ("out_for_delivery", "email"): ("suppressed", "opted_out"),
+        ("out_for_delivery", "sms"): ("sent", None),
+        ("delivered", "email"): ("sent", None),
+        ("delivered", "sms"): ("suppressed", "opted_out"),
+    }
+    assert (await harness.row(placed.order_id, "delivered", "email"))["locale"] == "de"
+
+
+# ---------------------------------------------------------------- the provider's delivery reports
+
+
+WEBHOOK_TOKEN = "sms-webhook-token-0123456789"
+
+
+async def test_sms_delivery_reports_settle_the_delivery_state(
+    harness: Harness, placed: OrderPlaced, shipped: OrderShipped, out_for_delivery: ShipmentOutForDelivery
+) -> None:
+    harness.sms_sender = HttpSmsSender(
+        SmsProviderConfig(base_url=harness.provider.url, status_callback_url="http://notification/webhooks/sms/status")
+    )
+    dispatcher = harness.dispatcher()
+    app = create_app(
+        harness.db,
+        harness.repository,
+        ApiKeyAuthenticator([]),
+        harness.clock,
+        sms_reports=dispatcher.record_sms_report,
+        webhook_token=WEBHOOK_TOKEN,
+    )
+    await harness.send(placed)
+    await harness.send(shipped)
+    await harness.send(out_for_delivery)
+    await harness.dispatch(dispatcher)
+    shipped_sms, out_sms = harness.provider.messages
+    assert shipped_sms.status_callback == "http://notification/webhooks/sms/status"
+    token = {"X-Webhook-Token": WEBHOOK_TOKEN}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notification") as provider:
+        path = "/webhooks/sms/status"
+        assert (await provider.post(path, json=delivery_report(shipped_sms, "delivered"))).status_code == 401
+        wrong = await provider.post(
+            path, json=delivery_report(shipped_sms, "delivered"), headers={"X-Webhook-Token": "x"}
+        )
+        assert wrong.json()["error"] == "unauthenticated"
+        harness.clock.advance(minutes=3)
+        response = await provider.post(path, json=delivery_report(shipped_sms, "delivered"), headers=token)
+        assert response.status_code == 200, response.text
+        assert (response.json()["status"], response.json()["kind"]) == ("delivered", "order_shipped")
+        # A report repeated (providers retry) or contradicting a settled one changes nothing.
+        again = await provider.post(path, json=delivery_report(shipped_sms, "undelivered", "30008"), headers=token)
+        assert again.json()["status"] == "delivered"
+        failed = await provider.post(path, json=delivery_report(out_sms, "undelivered", "30003"), headers=token)
+        assert failed.json()["status"] == "undelivered"
+        unknown = await provider.post(path, json={"id": "SM999999", "status": "delivered"}, headers=token)
+        assert (unknown.status_code, unknown.json()["error"]) == (404, "notification_not_found")
+        bad = await provider.post(path, json={"id": "SM000001", "status": "lost"}, headers=token)
+        assert bad.status_code == 422
+        assert bad.json()["fields"][0]["field"] == "status"
+    row = await harness.row(placed.order_id, "order_shipped", "sms")
+    assert (row["status"], row["delivered_at"]) == ("delivered", harness.clock())
+    row = await harness.row(placed.order_id, "out_for_delivery", "sms")
+    assert (row["status"], row["status_reason"], row["delivered_at"]) == ("undelivered", "undelivered", None)
+    [failed_event] = await harness.emitted(placed.order_id, "NotificationFailed")
+    assert failed_event.payload["reason_code"] == "undelivered"
+    assert "30003" in failed_event.payload["reason"]
+    assert failed_event.payload["kind"] == "out_for_delivery"
+
+    closed = create_app(harness.db, harness.repository, ApiKeyAuthenticator([]), harness.clock)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=closed), base_url="http://n") as provider:
+        response = await provider.post(path, json=delivery_report(shipped_sms, "delivered"), headers=token)
+        assert (response.status_code, response.json()["error"]) == (403, "forbidden")
+
+
+# ---------------------------------------------------------------- privacy
+
+
+async def test_log_lines_mask_email_addresses_and_phone_numbers(
+    harness: Harness,
+    placed: OrderPlaced,
+    shipped: OrderShipped,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configure_logging(SERVICE, "INFO", "json")
+    try:
+        # Fresh loggers, bound to the configuration just made (the modules' own may be cached).
+        monkeypatch.setattr(notification_service.handlers, "log", get_logger("notification_service.handlers"))
+        monkeypatch.setattr(oms_runtime.messaging, "log", get_logger("oms_runtime.messaging"))
+        harness.provider.unsubscribe(PHONE)
+        harness.smtp.refuse[CUSTOMER] = "550 5.1.1 <jane.doe@example.com>: no such user"
+        await harness.send(placed)
+        await harness.send(shipped)
+        await harness.dispatch()
+        get_logger("test").info("raw personal data", note=f"customer {CUSTOMER} at +49 30 1234567")
+    finally:
+        structlog.reset_defaults()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    messages = [line["message"] for line in lines]
+    assert "notification queued" in messages
+    assert "notification refused for good; not retrying" in messages
+    refused = [line for line in lines if line["message"] == "notification refused for good; not retrying"]
+    assert {line["recipient"] for line in refused} == {"j***@example.com", "+49*******67"}
+    [raw] = [line for line in lines if line["message"] == "raw personal data"]
+    assert raw["note"] == "customer j***@example.com at ***67"
+    logged = json.dumps(lines)
+    for secret in (CUSTOMER, "jane.doe", "1234567", "301234567"):
+        assert secret not in logged
+
+
+# ---------------------------------------------------------------- wiring
+
+
+async def test_build_wires_the_consumer_the_dispatcher_and_the_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMS_PROVIDER_URL", "https://sms.internal.example")
+    monkeypatch.setenv("SMS_API_KEY", "sms-s3cret")
+    monkeypatch.setenv("SMTP_FROM", "shop@brand.example")
+    monkeypatch.setenv("SMTP_PASSWORD", "s3cret")
+    settings = NotificationSettings()
+    assert settings.http_port == 8004
+    config = settings.sms_config()
+    assert (config.base_url, config.api_key, config.sender_id) == ("https://sms.internal.example", "sms-s3cret", "OMS")
+    assert settings.message_id_domain == "brand.example"
+    assert "s3cret" not in repr(settings)
+    host = build(settings)
+    try:
+        assert list(host.processors) == [SERVICE]
+        assert host.db.schema == "notification_service"
+    finally:
+        await host.db.dispose()
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SMTP_HOST", "SMTP_PORT", "SMS_PROVIDER_URL", "HTTP_PORT", "NOTIFY_MAX_ATTEMPTS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = NotificationSettings()
+    assert (settings.smtp_host, settings.smtp_port) == ("127.0.0.1", 1025)
+    assert settings.sms_provider_url == "http://127.0.0.1:1026"
+    assert (settings.http_port, settings.notify_max_attempts) == (8004, 6)
