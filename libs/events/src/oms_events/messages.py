@@ -245,6 +245,45 @@ class SubmitOrder(Command, OrderSubmission):
         return order_id
 
 
+class OrderShipmentUpdated(Event):
+    """A shipment of the order moved (created, picking, picked, packed, in transit, out for delivery,
+    delivered, delivery failed, returned to sender, cancelled, failed), as fulfilment reported it. The
+    order's tracking view is built from these; `Shipped` itself is recorded as `OrderShipped`."""
+
+    topic = topics.ORDERS_EVENTS
+
+    shipment_id: UUID
+    warehouse_id: str
+    status: str
+    location: str | None = None
+    carrier: str | None = None
+    tracking_number: str | None = None
+    estimated_delivery: date | None = None
+    reported_at: datetime | None = None
+    note: str | None = None
+
+
+class OrderFulfilmentFailed(Event):
+    """Fulfilment could not ship the order after its payment was captured: the saga refunds, releases the
+    stock and cancels the order."""
+
+    topic = topics.ORDERS_EVENTS
+
+    shipment_id: UUID | None
+    warehouse_id: str | None
+    reason_code: str
+    reason: str
+
+
+class OrderCancellationRefused(Event):
+    """A cancel that came once fulfilment had started could not stop it (part of the order had shipped):
+    the order goes on."""
+
+    topic = topics.ORDERS_EVENTS
+
+    reason: str
+
+
 class OrderIntakeRejected(Event):
     """A submission on the intake topic failed validation; nothing was placed. `channel` and
     `external_reference` are copied from the submission when it had them; `errors` names every bad field
@@ -388,6 +427,9 @@ class ShipOrder(Command):
 
 
 class Shipped(Event):
+    """A shipment left its warehouse with the carrier. `lines` are the units in it (after short picks;
+    empty in events recorded before the field existed), `service_level` the carrier's service."""
+
     topic = topics.FULFILMENT_EVENTS
 
     shipment_id: UUID
@@ -396,6 +438,9 @@ class Shipped(Event):
     tracking_number: str
     tracking_url: str
     estimated_delivery: date
+    lines: list[Allocation] = []
+    parcels: list[Parcel] = []
+    service_level: str | None = None
 
 
 class ShipmentCreated(Event):
@@ -406,6 +451,7 @@ class ShipmentCreated(Event):
     shipment_id: UUID
     warehouse_id: str
     lines: list[Allocation] = Field(min_length=1)
+    delivery_method: DeliveryMethod | None = None
 
 
 class ShipmentPickingStarted(Event):
@@ -444,6 +490,14 @@ class CarrierUpdate(Event):
     tracking_number: str
     location: str | None = None
     reported_at: datetime = Field(description="When the carrier saw it (not when we heard of it)")
+    update_id: str | None = Field(
+        default=None, description="The carrier's id of the update (or a digest of it): the same id is one update"
+    )
+    superseded: bool = Field(
+        default=False,
+        description="True when the update arrived after a later status (out of order): recorded, but the "
+        "shipment's status did not change",
+    )
 
 
 class ShipmentInTransit(CarrierUpdate):
@@ -474,6 +528,44 @@ class FulfilmentFailed(Event):
     shipment_id: UUID | None
     warehouse_id: str | None
     reason_code: str = Field(description="short_pick, cancelled_by_warehouse, carrier_refused, ...")
+    reason: str
+
+
+class CancelShipment(Command):
+    """Cancel the order's shipments that have not left their warehouses. All or nothing: when one of them
+    has shipped, nothing is cancelled and the answer is `ShipmentCancellationRefused`."""
+
+    topic = topics.FULFILMENT_COMMANDS
+
+    reason: str
+    requested_by: str
+
+
+class ShipmentCancelled(Event):
+    """One shipment was cancelled before it shipped; its units stay reserved until the saga releases them."""
+
+    topic = topics.FULFILMENT_EVENTS
+
+    shipment_id: UUID
+    warehouse_id: str
+    reason: str
+
+
+class FulfilmentCancelled(Event):
+    """The answer to CancelShipment: every shipment of the order is cancelled (none had shipped)."""
+
+    topic = topics.FULFILMENT_EVENTS
+
+    shipment_ids: list[UUID]
+    reason: str
+
+
+class ShipmentCancellationRefused(Event):
+    """The answer to CancelShipment when part of the order has shipped already: nothing was cancelled."""
+
+    topic = topics.FULFILMENT_EVENTS
+
+    shipped_shipment_ids: list[UUID]
     reason: str
 
 
@@ -508,6 +600,9 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     OrderHoldReleased,
     SubmitOrder,
     OrderIntakeRejected,
+    OrderShipmentUpdated,
+    OrderFulfilmentFailed,
+    OrderCancellationRefused,
     ReserveStock,
     ReleaseStock,
     StockReserved,
@@ -533,6 +628,10 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     ShipmentDeliveryFailed,
     ShipmentReturnedToSender,
     FulfilmentFailed,
+    CancelShipment,
+    ShipmentCancelled,
+    FulfilmentCancelled,
+    ShipmentCancellationRefused,
     NotificationSent,
 )
 
