@@ -275,6 +275,14 @@ class OrderFulfilmentFailed(Event):
     reason: str
 
 
+class OrderFulfilmentCancelled(Event):
+    """Fulfilment cancelled every shipment of the order (none had shipped): the saga undoes the rest."""
+
+    topic = topics.ORDERS_EVENTS
+
+    shipment_ids: list[UUID]
+
+
 class OrderCancellationRefused(Event):
     """A cancel that came once fulfilment had started could not stop it (part of the order had shipped):
     the order goes on."""
@@ -452,6 +460,11 @@ class ShipmentCreated(Event):
     warehouse_id: str
     lines: list[Allocation] = Field(min_length=1)
     delivery_method: DeliveryMethod | None = None
+    mode: Literal["automatic", "manual"] | None = Field(
+        default=None,
+        description="automatic: picked, packed and shipped at once (the events follow in the same commit); "
+        "manual: warehouse staff do it",
+    )
 
 
 class ShipmentPickingStarted(Event):
@@ -602,6 +615,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     OrderIntakeRejected,
     OrderShipmentUpdated,
     OrderFulfilmentFailed,
+    OrderFulfilmentCancelled,
     OrderCancellationRefused,
     ReserveStock,
     ReleaseStock,

@@ -121,10 +121,12 @@ class FulfilmentHandlers:
             if shipment.exists:
                 await self._answer_again(ctx, shipment)
                 continue
-            await self._repo.save(
-                ctx, shipment, shipment.create(command.order_id, warehouse_id, lines, command.delivery_method)
-            )
             mode = self._config.mode_of(warehouse_id)
+            await self._repo.save(
+                ctx,
+                shipment,
+                shipment.create(command.order_id, warehouse_id, lines, command.delivery_method, mode.value),
+            )
             log.info("shipment created", shipment_id=str(shipment.shipment_id), warehouse_id=warehouse_id, mode=mode)
             if mode is WarehouseMode.AUTOMATIC:
                 await self._ship_at_once(ctx, shipment)

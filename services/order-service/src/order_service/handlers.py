@@ -14,12 +14,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from oms_events import ContractViolationError, Envelope, Message, MessageRegistry
 from oms_events.messages import (
     Command,
+    FulfilmentCancelled,
+    FulfilmentFailed,
     OrderIntakeRejected,
     OrderPlaced,
     PaymentCaptured,
     PaymentDeclined,
     PaymentRefunded,
     PaymentRefundFailed,
+    ShipmentCancellationRefused,
+    ShipmentCancelled,
+    ShipmentCreated,
+    ShipmentDelivered,
+    ShipmentDeliveryFailed,
+    ShipmentInTransit,
+    ShipmentOutForDelivery,
+    ShipmentPacked,
+    ShipmentPicked,
+    ShipmentPickingStarted,
+    ShipmentReturnedToSender,
     Shipped,
     StockReleased,
     StockReservationFailed,
@@ -88,6 +101,23 @@ class OrderSaga:
         handlers.register(Shipped, self._reacting(Order.on_shipped))
         handlers.register(PaymentRefunded, self._reacting(Order.on_payment_refunded))
         handlers.register(PaymentRefundFailed, self._reacting(Order.on_payment_refund_failed))
+        handlers.register(FulfilmentFailed, self._reacting(Order.on_fulfilment_failed))
+        handlers.register(FulfilmentCancelled, self._reacting(Order.on_fulfilment_cancelled))
+        handlers.register(ShipmentCancellationRefused, self._reacting(Order.on_cancellation_refused))
+        # A shipment's progress, for the order's tracking view.
+        for progress in (
+            ShipmentCreated,
+            ShipmentPickingStarted,
+            ShipmentPicked,
+            ShipmentPacked,
+            ShipmentCancelled,
+            ShipmentInTransit,
+            ShipmentOutForDelivery,
+            ShipmentDelivered,
+            ShipmentDeliveryFailed,
+            ShipmentReturnedToSender,
+        ):
+            handlers.register(progress, self._reacting(Order.on_shipment_progress))
         return handlers
 
     def _reacting(self, decide: Callable[[Order, R], Decision]) -> Callable[[MessageContext, R], Awaitable[None]]:

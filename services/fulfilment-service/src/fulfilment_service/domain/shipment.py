@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Literal
 from uuid import UUID, uuid5
 
 from oms_events import Message
@@ -227,7 +228,12 @@ class Shipment:
         return self.order_id
 
     def create(
-        self, order_id: UUID, warehouse_id: str, lines: Sequence[Allocation], method: DeliveryMethod
+        self,
+        order_id: UUID,
+        warehouse_id: str,
+        lines: Sequence[Allocation],
+        method: DeliveryMethod,
+        mode: Literal["automatic", "manual"] = "manual",
     ) -> list[Message]:
         if self.exists:
             return []
@@ -240,6 +246,7 @@ class Shipment:
                 warehouse_id=warehouse_id,
                 lines=list(lines),
                 delivery_method=method,
+                mode=mode,
             )
         ]
 

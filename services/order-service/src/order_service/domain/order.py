@@ -32,18 +32,25 @@ hold waits for a human, with no deadline: a release captures the payment, a canc
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from uuid import UUID
 
 from oms_events.messages import (
+    CancelShipment,
     CapturePayment,
+    CarrierUpdate,
     Command,
     Event,
+    FulfilmentCancelled,
+    FulfilmentFailed,
     Message,
+    OrderCancellationRefused,
     OrderCancellationRequested,
     OrderCancelled,
     OrderConfirmed,
+    OrderFulfilmentCancelled,
+    OrderFulfilmentFailed,
     OrderHoldReleased,
     OrderNeedsAttention,
     OrderOperatorActionTaken,
@@ -53,6 +60,7 @@ from oms_events.messages import (
     OrderPlaced,
     OrderPutOnHold,
     OrderRejected,
+    OrderShipmentUpdated,
     OrderShipped,
     OrderStepTimedOut,
     OrderStockReleased,
@@ -64,6 +72,14 @@ from oms_events.messages import (
     RefundPayment,
     ReleaseStock,
     ReserveStock,
+    ShipmentCancellationRefused,
+    ShipmentCancelled,
+    ShipmentCreated,
+    ShipmentDeliveryFailed,
+    ShipmentPacked,
+    ShipmentPicked,
+    ShipmentPickingStarted,
+    ShipmentReturnedToSender,
     ShipOrder,
     Shipped,
     StockReleased,
@@ -97,6 +113,7 @@ class Step(StrEnum):
     RESERVE_STOCK = "ReserveStock"
     CAPTURE_PAYMENT = "CapturePayment"
     SHIP_ORDER = "ShipOrder"
+    CANCEL_SHIPMENT = "CancelShipment"
     RELEASE_STOCK = "ReleaseStock"
     REFUND_PAYMENT = "RefundPayment"
 
@@ -140,6 +157,35 @@ class ShipmentInfo:
 
 
 @dataclass
+class ShipmentProgress:
+    """Where one shipment of the order is, as fulfilment and its carrier reported it (for tracking)."""
+
+    shipment_id: UUID
+    warehouse_id: str
+    status: str
+    location: str | None = None
+    reported_at: datetime | None = None
+
+
+# Shipments in these states will never ship: their warehouse no longer counts as one to ship from.
+_GAVE_UP = ("failed", "cancelled")
+
+_PROGRESS_STATUS: dict[type[Message], str] = {
+    ShipmentCreated: "created",
+    ShipmentPickingStarted: "picking",
+    ShipmentPicked: "picked",
+    ShipmentPacked: "packed",
+    ShipmentCancelled: "cancelled",
+}
+
+
+def _carrier_status(update: CarrierUpdate) -> str:
+    """`ShipmentOutForDelivery` -> `out_for_delivery`."""
+    name = type(update).__name__.removeprefix("Shipment")
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+@dataclass
 class Order:
     order_id: UUID
     version: int = 0
@@ -162,6 +208,9 @@ class Order:
     hold_pending: bool = False  # held while `placed`: goes on hold when the stock is reserved
     hold_reason: str | None = None
     held_by: str | None = None
+    fulfilment: dict[UUID, ShipmentProgress] = field(default_factory=dict)
+    fulfilment_cancel_pending: bool = False  # CancelShipment sent, its answer not in yet
+    cancel_code: str | None = None
 
     @property
     def held(self) -> bool:
@@ -217,6 +266,8 @@ class Order:
             case OrderStockReleased():
                 self.stock_released = True
             case OrderCancellationRequested():
+                if self.status is OrderStatus.CONFIRMED:
+                    self.fulfilment_cancel_pending = True
                 self.compensating = "cancel"
                 self.cancel_reason = event.reason
                 self.cancel_requested_by = event.requested_by
@@ -244,7 +295,36 @@ class Order:
                 self.status = self.status_before_attention
                 self.attention_step = None
                 self.attention_reason = None
+            case OrderShipmentUpdated():
+                self.fulfilment[event.shipment_id] = ShipmentProgress(
+                    event.shipment_id,
+                    event.warehouse_id,
+                    event.status,
+                    event.location or self._location_of(event.shipment_id),
+                    event.reported_at,
+                )
+                if self.status is OrderStatus.PARTIALLY_SHIPPED and not self.warehouses_to_ship:
+                    self.status = OrderStatus.SHIPPED
+            case OrderFulfilmentFailed():
+                if event.shipment_id is not None and event.warehouse_id is not None:
+                    self.fulfilment[event.shipment_id] = ShipmentProgress(
+                        event.shipment_id, event.warehouse_id, "failed"
+                    )
+                self.fulfilment_cancel_pending = bool(self._live_shipments())
+                self.compensating = "cancel"
+                self.cancel_code = "fulfilment_failed"
+                self.cancel_reason = event.reason
+                self.cancel_requested_by = "fulfilment-service"
+                self.status = OrderStatus.CANCELLING
+            case OrderFulfilmentCancelled():
+                self.fulfilment_cancel_pending = False
+            case OrderCancellationRefused():
+                self.fulfilment_cancel_pending = False
+                self.compensating = None
+                self.cancel_code = None
+                self.status = self._shipping_status()
             case OrderShipped():
+                self.fulfilment[event.shipment_id] = ShipmentProgress(event.shipment_id, event.warehouse_id, "shipped")
                 self.shipments.append(
                     ShipmentInfo(
                         event.shipment_id,
@@ -255,7 +335,8 @@ class Order:
                         event.estimated_delivery,
                     )
                 )
-                self.status = OrderStatus.SHIPPED if not self.warehouses_to_ship else OrderStatus.PARTIALLY_SHIPPED
+                if self.status is not OrderStatus.CANCELLING:
+                    self.status = self._shipping_status()
             case OrderRejected():
                 self.rejection_reason = event.reason
                 self.status = OrderStatus.REJECTED
@@ -268,7 +349,30 @@ class Order:
 
     @property
     def warehouses_to_ship(self) -> set[str]:
-        return {a.warehouse_id for a in self.allocations} - {s.warehouse_id for s in self.shipments}
+        given_up = {p.warehouse_id for p in self.fulfilment.values() if p.status in _GAVE_UP}
+        return {a.warehouse_id for a in self.allocations} - {s.warehouse_id for s in self.shipments} - given_up
+
+    def _shipping_status(self) -> OrderStatus:
+        if not self.shipments:
+            return OrderStatus.CONFIRMED
+        return OrderStatus.SHIPPED if not self.warehouses_to_ship else OrderStatus.PARTIALLY_SHIPPED
+
+    def _location_of(self, shipment_id: UUID) -> str | None:
+        known = self.fulfilment.get(shipment_id)
+        return known.location if known else None
+
+    def _live_shipments(self) -> list[ShipmentProgress]:
+        """Shipments that have neither shipped nor been given up: the ones a cancel can still stop."""
+        return [p for p in self.fulfilment.values() if p.status in ("created", "picking", "picked", "packed")]
+
+    @property
+    def fulfilment_accepted(self) -> bool:
+        """Fulfilment took every warehouse's part of the order: shipping now waits for people (manual
+        warehouses), so the saga stops counting down."""
+        if self.status not in (OrderStatus.CONFIRMED, OrderStatus.PARTIALLY_SHIPPED):
+            return False
+        known = {p.warehouse_id for p in self.fulfilment.values()}
+        return bool(self.allocations) and {a.warehouse_id for a in self.allocations} <= known
 
     def _require(self) -> OrderPlaced:
         if self.placed is None:
@@ -414,6 +518,8 @@ class Order:
         refunded = " Your payment has been refunded." if self.refunded else ""
         if by is not None:
             code, message = "resolved_by_operator", "Our customer service team has cancelled your order."
+        elif self.cancel_code == "fulfilment_failed":
+            code, message = "fulfilment_failed", "We could not ship your order, so it has been cancelled."
         else:
             code, message = "requested", "Your order has been cancelled as requested."
         return OrderCancelled(
@@ -456,9 +562,14 @@ class Order:
             return Decision(
                 events=(requested,), commands=(ReleaseStock(order_id=self.order_id, reason="order cancelled"),)
             )
+        if self.status is OrderStatus.CONFIRMED:
+            # Fulfilment has started: it cancels the shipments that have not left, or refuses when one has.
+            return Decision(
+                events=(requested,),
+                commands=(CancelShipment(order_id=self.order_id, reason=reason, requested_by=requested_by),),
+            )
         raise ActionNotAllowedError(
             {
-                OrderStatus.CONFIRMED: "fulfilment has started; cancelling a shipment in progress is not supported",
                 OrderStatus.PARTIALLY_SHIPPED: "the order has shipped in part",
                 OrderStatus.SHIPPED: "the order has shipped",
                 OrderStatus.CANCELLING: "the order is being cancelled already",
@@ -555,6 +666,7 @@ class Order:
             Step.CAPTURE_PAYMENT: "payment",
             Step.REFUND_PAYMENT: "payment",
             Step.SHIP_ORDER: "fulfilment",
+            Step.CANCEL_SHIPMENT: "fulfilment",
         }[step]
         outcome = " (the payment may or may not have been captured)" if step is Step.CAPTURE_PAYMENT else ""
         return self._park(
@@ -597,7 +709,9 @@ class Order:
 
     def on_shipped(self, reply: Shipped) -> Decision:
         self._require()
-        if self.status not in (OrderStatus.CONFIRMED, OrderStatus.PARTIALLY_SHIPPED):
+        # A shipment that left while a cancel was on its way to fulfilment is recorded: the cancel will be refused.
+        cancelling_fulfilment = self.status is OrderStatus.CANCELLING and self.fulfilment_cancel_pending
+        if self.status not in (OrderStatus.CONFIRMED, OrderStatus.PARTIALLY_SHIPPED) and not cancelling_fulfilment:
             return NOTHING
         if reply.warehouse_id not in self.warehouses_to_ship:
             return NOTHING
@@ -614,3 +728,135 @@ class Order:
                 ),
             )
         )
+
+    # ------------------------------------------------------------------ fulfilment
+
+    def on_shipment_progress(self, reply: Message) -> Decision:
+        """A shipment moved (created, picking, picked, packed, a carrier's report, cancelled): recorded for the
+        order's tracking view. A report that changes nothing (a repeated answer, or a carrier update that
+        came out of order and did not move the shipment) is not recorded."""
+        self._require()
+        if self.status not in (
+            OrderStatus.CONFIRMED,
+            OrderStatus.PARTIALLY_SHIPPED,
+            OrderStatus.SHIPPED,
+            OrderStatus.CANCELLING,
+        ):
+            return NOTHING
+        update = self._progress(reply)
+        if update is None:
+            return NOTHING
+        known = self.fulfilment.get(update.shipment_id)
+        if known is not None and known.status == update.status and known.reported_at == update.reported_at:
+            return NOTHING
+        return Decision(events=(update,))
+
+    def _progress(self, reply: Message) -> OrderShipmentUpdated | None:
+        if isinstance(reply, CarrierUpdate):
+            if reply.superseded:
+                return None
+            reason = reply.reason if isinstance(reply, ShipmentDeliveryFailed | ShipmentReturnedToSender) else None
+            return OrderShipmentUpdated(
+                order_id=self.order_id,
+                shipment_id=reply.shipment_id,
+                warehouse_id=self._warehouse_of(reply.shipment_id),
+                status=_carrier_status(reply),
+                location=reply.location,
+                carrier=reply.carrier,
+                tracking_number=reply.tracking_number,
+                reported_at=reply.reported_at,
+                note=reason,
+            )
+        status = _PROGRESS_STATUS.get(type(reply))
+        if status is None or not isinstance(
+            reply, ShipmentCreated | ShipmentPickingStarted | ShipmentPicked | ShipmentPacked | ShipmentCancelled
+        ):
+            return None
+        # An automatic warehouse walks to Shipped in one commit: its steps in between tell the customer
+        # nothing, so the order records only manual shipments' steps (and Shipped, as OrderShipped).
+        if isinstance(reply, ShipmentCreated):
+            # A re-sent ShipOrder is answered with ShipmentCreated again: it must not move tracking back.
+            if reply.mode != "manual" or reply.shipment_id in self.fulfilment:
+                return None
+        elif reply.shipment_id not in self.fulfilment:
+            return None
+        note = None
+        if isinstance(reply, ShipmentPicked) and reply.short:
+            note = "short pick: " + ", ".join(f"{line.quantity} x {line.sku}" for line in reply.short)
+        return OrderShipmentUpdated(
+            order_id=self.order_id,
+            shipment_id=reply.shipment_id,
+            warehouse_id=reply.warehouse_id,
+            status=status,
+            note=note,
+        )
+
+    def _warehouse_of(self, shipment_id: UUID) -> str:
+        known = self.fulfilment.get(shipment_id)
+        return known.warehouse_id if known else "unknown"
+
+    def _refund(self, reason: str) -> RefundPayment:
+        placed = self._require()
+        assert self.payment_id is not None
+        return RefundPayment(
+            order_id=self.order_id,
+            payment_id=self.payment_id,
+            amount_minor=self.payment_amount,
+            currency=placed.currency,
+            reason=reason,
+        )
+
+    def on_fulfilment_failed(self, reply: FulfilmentFailed) -> Decision:
+        """Nothing of a shipment could be found after the payment was captured. Nothing of the order has
+        shipped: cancel the other shipments (if any), refund, release the stock, cancel the order. Part of
+        it has shipped: that warehouse is given up and the rest goes on."""
+        self._require()
+        if self.status is OrderStatus.CONFIRMED and self.payment_id is not None:
+            failed = OrderFulfilmentFailed(
+                order_id=self.order_id,
+                shipment_id=reply.shipment_id,
+                warehouse_id=reply.warehouse_id,
+                reason_code=reply.reason_code,
+                reason=reply.reason,
+            )
+            others = [p for p in self._live_shipments() if p.shipment_id != reply.shipment_id]
+            if others:
+                command: Command = CancelShipment(
+                    order_id=self.order_id,
+                    reason=f"another warehouse could not fulfil the order: {reply.reason}",
+                    requested_by="fulfilment-service",
+                )
+            else:
+                command = self._refund(f"fulfilment failed: {reply.reason_code}")
+            return Decision(events=(failed,), commands=(command,))
+        if self.status is OrderStatus.PARTIALLY_SHIPPED and reply.shipment_id and reply.warehouse_id:
+            return Decision(
+                events=(
+                    OrderShipmentUpdated(
+                        order_id=self.order_id,
+                        shipment_id=reply.shipment_id,
+                        warehouse_id=reply.warehouse_id,
+                        status="failed",
+                        note=f"{reply.reason_code}: {reply.reason}",
+                    ),
+                )
+            )
+        return NOTHING
+
+    def on_fulfilment_cancelled(self, reply: FulfilmentCancelled) -> Decision:
+        """Every shipment stopped before leaving: refund (if paid) then release, as for any cancel."""
+        self._require()
+        if self.status is not OrderStatus.CANCELLING or not self.fulfilment_cancel_pending:
+            return NOTHING
+        done = OrderFulfilmentCancelled(order_id=self.order_id, shipment_ids=reply.shipment_ids)
+        if self.payment_id is not None and not self.refunded:
+            reason = "fulfilment failed" if self.cancel_code == "fulfilment_failed" else "order cancelled"
+            return Decision(events=(done,), commands=(self._refund(f"{reason}: {self.cancel_reason}"),))
+        return Decision(events=(done,), commands=(ReleaseStock(order_id=self.order_id, reason="order cancelled"),))
+
+    def on_cancellation_refused(self, reply: ShipmentCancellationRefused) -> Decision:
+        """Part of the order had left its warehouse: the cancel is refused and the order goes on."""
+        self._require()
+        if self.status is not OrderStatus.CANCELLING or not self.fulfilment_cancel_pending:
+            return NOTHING
+        return Decision(events=(OrderCancellationRefused(order_id=self.order_id, reason=reply.reason),))

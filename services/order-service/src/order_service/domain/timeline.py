@@ -2,9 +2,12 @@
 
 from oms_events.messages import (
     Message,
+    OrderCancellationRefused,
     OrderCancellationRequested,
     OrderCancelled,
     OrderConfirmed,
+    OrderFulfilmentCancelled,
+    OrderFulfilmentFailed,
     OrderHoldReleased,
     OrderNeedsAttention,
     OrderOperatorActionTaken,
@@ -14,6 +17,7 @@ from oms_events.messages import (
     OrderPlaced,
     OrderPutOnHold,
     OrderRejected,
+    OrderShipmentUpdated,
     OrderShipped,
     OrderStepTimedOut,
     OrderStockReleased,
@@ -57,5 +61,15 @@ def describe(event: Message) -> str:
             return f"Put on hold by {event.held_by}: {event.reason}"
         case OrderHoldReleased():
             return f"Hold released by {event.released_by}: {event.note}"
+        case OrderShipmentUpdated():
+            where = f" at {event.location}" if event.location else ""
+            note = f" ({event.note})" if event.note else ""
+            return f"Shipment from {event.warehouse_id}: {event.status.replace('_', ' ')}{where}{note}"
+        case OrderFulfilmentFailed():
+            return f"Fulfilment failed in {event.warehouse_id or 'a warehouse'} ({event.reason_code}): {event.reason}"
+        case OrderFulfilmentCancelled():
+            return f"Fulfilment stopped: {len(event.shipment_ids)} shipment(s) cancelled before leaving"
+        case OrderCancellationRefused():
+            return f"Cancellation refused: {event.reason}"
         case _:
             return type(event).__name__
