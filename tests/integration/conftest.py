@@ -3,6 +3,7 @@
 import asyncio
 import email
 import email.policy
+import json
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from typing import Any
@@ -15,7 +16,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from harness import API_KEYS, SERVICES, Infra, ServiceProcess, System, free_port, recreate_database
+from harness import API_KEYS, MANUAL_WAREHOUSES, SERVICES, Infra, ServiceProcess, System, free_port, recreate_database
 from oms_events.topics import ALL_TOPICS
 from oms_runtime.kafka import ensure_topics
 from order_service.entrypoints.consumers import INTAKE_GROUP
@@ -119,6 +120,7 @@ async def system() -> AsyncIterator[System]:
         "HOLD_ABOVE_MINOR": "1000000",
         "API_KEYS": API_KEYS,
         "TRACKING_TOKEN_SECRET": "integration-tracking-secret-0123456789",
+        "WAREHOUSE_MODES": json.dumps(dict.fromkeys(MANUAL_WAREHOUSES, "manual")),
     }
     # Every service may serve HTTP (its API, health and metrics): each gets a port of its own.
     ports = {name: free_port() for name in SERVICES}

@@ -194,5 +194,7 @@ class OrderSearch:
             last_update=row.last_event_at,
             shipments=[ShipmentTrackingView.model_validate(s) for s in left],
             preparing=[PreparingShipmentView.model_validate(s) for s in row.shipments if not s.get("shipped_at")],
-            delivered=bool(left) and all(s.get("status") == "delivered" for s in left),
+            delivered=bool(left)
+            and all(s.get("status") == "delivered" for s in left)
+            and all(s.get("status") in ("failed", "cancelled") for s in row.shipments if not s.get("shipped_at")),
         )

@@ -106,4 +106,6 @@ class TrackingView(BaseModel):
     preparing: list[PreparingShipmentView] = Field(
         default=[], description="Shipments not handed to a carrier (yet): being picked and packed, or given up"
     )
-    delivered: bool = Field(default=False, description="Every shipment that left has been delivered")
+    delivered: bool = Field(
+        default=False, description="Every shipment of the order has been delivered (none is still being prepared)"
+    )
