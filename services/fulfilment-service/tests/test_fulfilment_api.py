@@ -20,7 +20,11 @@ from fulfilment_service.entrypoints.http import ReadinessCheck, create_app
 from fulfilment_service.handlers import FulfilmentConfig, FulfilmentHandlers, FulfilmentOperations, WarehouseMode
 from oms_events import Message, default_registry
 from oms_events.messages import (
+    AuthoriseReturn,
     FulfilmentFailed,
+    ReturnAuthorised,
+    ReturnInspected,
+    ReturnReceived,
     ShipmentDelivered,
     ShipmentInTransit,
     ShipmentPacked,
@@ -306,3 +310,37 @@ async def test_carrier_update_errors(system: System) -> None:
         assert {f["field"] for f in bad.json()["fields"]} == {"status", "occurred_at"}
         naive = await http.post("/carriers/DHL/updates", json=update("1", "in_transit", "2026-03-03T18:00:00"))
         assert [f["field"] for f in naive.json()["fields"]] == ["occurred_at"]
+
+
+async def test_a_return_is_authorised_received_and_inspected(system: System) -> None:
+    order_id, return_id = uuid4(), uuid4()
+    lines = [
+        Allocation(sku="SKU-A", warehouse_id="WH-1", quantity=2),
+        Allocation(sku="SKU-B", warehouse_id="WH-2", quantity=1),
+    ]
+    command = AuthoriseReturn(order_id=order_id, return_id=return_id, lines=lines, reason="too small")
+    await system.commands.send(command)
+    await system.commands.send(command.model_copy())  # re-sent by the saga: answered again, authorised once
+    async with system.client() as http:
+        expected = (await http.get("/returns")).json()["returns"]
+        assert str(return_id) in {r["return_id"] for r in expected}
+        early = await http.post(f"/returns/{return_id}/inspect", json={"lines": []})
+        assert (early.status_code, early.json()["error"]) == (409, "transition_not_allowed")
+        received = await http.post(f"/returns/{return_id}/receive")
+        assert received.json()["status"] == "received"
+        wrong = await http.post(
+            f"/returns/{return_id}/inspect", json={"lines": [{"sku": "SKU-A", "warehouse_id": "WH-1", "sellable": 3}]}
+        )
+        assert (wrong.status_code, wrong.json()["fields"][0]["field"]) == (422, "lines.0")
+        inspected = await http.post(
+            f"/returns/{return_id}/inspect", json={"lines": [{"sku": "SKU-A", "warehouse_id": "WH-1", "sellable": 1}]}
+        )
+        assert inspected.status_code == 200, inspected.text
+        body = inspected.json()
+        assert body["status"] == "inspected"
+        assert [(x["sku"], x["quantity"]) for x in body["sellable"]] == [("SKU-A", 1)]
+        assert [(x["sku"], x["quantity"]) for x in body["unsellable"]] == [("SKU-A", 1), ("SKU-B", 1)]
+        assert (await http.get(f"/returns/{uuid4()}")).status_code == 404
+    emitted = await system.emitted(order_id)
+    assert [type(m) for m in emitted] == [ReturnAuthorised, ReturnAuthorised, ReturnReceived, ReturnInspected]
+    assert await system.commands.stream_length(f"return-{return_id}") == 3

@@ -17,7 +17,7 @@ import fulfilment_service.handlers
 from fulfilment_service.adapters.shipment_repository import ShipmentRepository
 from fulfilment_service.domain.dispatch import DispatchCalendar, WarehouseCalendars
 from fulfilment_service.domain.shipment import shipment_id_for
-from fulfilment_service.handlers import FulfilmentConfig, FulfilmentHandlers, WarehouseMode
+from fulfilment_service.handlers import FulfilmentConfig, FulfilmentHandlers, WarehouseMode, random_entropy
 from oms_events import Message, default_registry
 from oms_events.messages import (
     CancelShipment,
@@ -58,7 +58,7 @@ class Harness(HandlerHarness):
             CALENDARS,
             FulfilmentConfig(modes=dict.fromkeys(manual, WarehouseMode.MANUAL)),
             clock=lambda: FRIDAY_AFTERNOON,
-            **({"entropy": entropy} if entropy else {}),
+            entropy=entropy or random_entropy,
         )
         super().__init__(db, "fulfilment-service", self.handlers.handler_map(), REGISTRY)
 

@@ -119,6 +119,7 @@ class OrderShipped(Event):
     tracking_number: str
     tracking_url: str
     estimated_delivery: date
+    lines: list[Allocation] = Field(default=[], description="The units in the shipment (empty before the field existed)")
 
 
 class OrderRejected(Event):
@@ -290,6 +291,62 @@ class OrderCancellationRefused(Event):
     topic = topics.ORDERS_EVENTS
 
     reason: str
+
+
+class OrderReturnRequested(Event):
+    """A customer or ops asked to send delivered units back; `lines` name the warehouse each unit left from."""
+
+    topic = topics.ORDERS_EVENTS
+
+    return_id: UUID
+    lines: list[Allocation] = Field(min_length=1)
+    reason: str
+    requested_by: str
+
+
+class OrderReturnUpdated(Event):
+    """The return moved in the warehouse: `authorised` or `received`."""
+
+    topic = topics.ORDERS_EVENTS
+
+    return_id: UUID
+    status: str
+
+
+class OrderReturnInspected(Event):
+    """The returned units were inspected: sellable ones go back on hand, all returned lines are refunded."""
+
+    topic = topics.ORDERS_EVENTS
+
+    return_id: UUID
+    sellable: list[Allocation]
+    unsellable: list[Allocation]
+    refund_minor: MinorUnits
+    currency: CurrencyCode
+
+
+class OrderReturnRefunded(Event):
+    topic = topics.ORDERS_EVENTS
+
+    return_id: UUID
+    refund_id: UUID
+    amount_minor: MinorUnits
+    currency: CurrencyCode
+
+
+class OrderReturnRestocked(Event):
+    topic = topics.ORDERS_EVENTS
+
+    return_id: UUID
+    lines: list[Allocation]
+
+
+class OrderReturnCompleted(Event):
+    """The return is refunded and its sellable units are back on hand."""
+
+    topic = topics.ORDERS_EVENTS
+
+    return_id: UUID
 
 
 class OrderIntakeRejected(Event):
@@ -544,6 +601,43 @@ class FulfilmentFailed(Event):
     reason: str
 
 
+class AuthoriseReturn(Command):
+    """Expect these delivered units back (a return authorisation for the warehouse)."""
+
+    topic = topics.FULFILMENT_COMMANDS
+
+    return_id: UUID
+    lines: list[Allocation] = Field(min_length=1)
+    reason: str
+
+
+class ReturnAuthorised(Event):
+    topic = topics.FULFILMENT_EVENTS
+
+    return_id: UUID
+    lines: list[Allocation] = Field(min_length=1)
+
+
+class ReturnReceived(Event):
+    """The parcel with the returned units arrived at the warehouse."""
+
+    topic = topics.FULFILMENT_EVENTS
+
+    return_id: UUID
+    received_by: str
+
+
+class ReturnInspected(Event):
+    """Every returned unit was inspected: `sellable` ones can be sold again, `unsellable` ones cannot."""
+
+    topic = topics.FULFILMENT_EVENTS
+
+    return_id: UUID
+    sellable: list[Allocation]
+    unsellable: list[Allocation]
+    inspected_by: str
+
+
 class CancelShipment(Command):
     """Cancel the order's shipments that have not left their warehouses. All or nothing: when one of them
     has shipped, nothing is cancelled and the answer is `ShipmentCancellationRefused`."""
@@ -617,6 +711,12 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     OrderFulfilmentFailed,
     OrderFulfilmentCancelled,
     OrderCancellationRefused,
+    OrderReturnRequested,
+    OrderReturnUpdated,
+    OrderReturnInspected,
+    OrderReturnRefunded,
+    OrderReturnRestocked,
+    OrderReturnCompleted,
     ReserveStock,
     ReleaseStock,
     StockReserved,
@@ -646,6 +746,10 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     ShipmentCancelled,
     FulfilmentCancelled,
     ShipmentCancellationRefused,
+    AuthoriseReturn,
+    ReturnAuthorised,
+    ReturnReceived,
+    ReturnInspected,
     NotificationSent,
 )
 

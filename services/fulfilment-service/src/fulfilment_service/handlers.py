@@ -17,9 +17,11 @@ from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
 
+from fulfilment_service.adapters.return_repository import ReturnRepository
 from fulfilment_service.adapters.shipment_repository import ShipmentRepository
 from fulfilment_service.domain.carriers import DEFAULT_SERVICE_LEVELS, ServiceLevel
 from fulfilment_service.domain.dispatch import WarehouseCalendars
+from fulfilment_service.domain.returns import Return
 from fulfilment_service.domain.shipment import (
     Dispatch,
     Shipment,
@@ -31,8 +33,10 @@ from fulfilment_service.domain.shipment import (
 )
 from oms_events import Message, MessageRegistry
 from oms_events.messages import (
+    AuthoriseReturn,
     CancelShipment,
     FulfilmentCancelled,
+    ReturnAuthorised,
     ShipmentCancellationRefused,
     ShipmentCreated,
     ShipOrder,
@@ -83,6 +87,10 @@ class ShipmentNotFoundError(Exception):
     pass
 
 
+class ReturnNotFoundError(Exception):
+    pass
+
+
 class FulfilmentHandlers:
     def __init__(
         self,
@@ -92,8 +100,10 @@ class FulfilmentHandlers:
         *,
         clock: Callable[[], datetime] = utc_now,
         entropy: Callable[[], int] = random_entropy,
+        returns: ReturnRepository | None = None,
     ) -> None:
         self._repo = repository
+        self._returns = returns or ReturnRepository()
         self._calendars = calendars
         self._config = config or FulfilmentConfig()
         self._clock = clock
@@ -103,10 +113,15 @@ class FulfilmentHandlers:
     def repository(self) -> ShipmentRepository:
         return self._repo
 
+    @property
+    def returns(self) -> ReturnRepository:
+        return self._returns
+
     def handler_map(self) -> HandlerMap:
         handlers = HandlerMap()
         handlers.register(ShipOrder, self.ship_order)
         handlers.register(CancelShipment, self.cancel_shipment)
+        handlers.register(AuthoriseReturn, self.authorise_return)
         return handlers
 
     async def _load(self, ctx: MessageContext, shipment_id: UUID) -> Shipment:
@@ -267,6 +282,47 @@ class FulfilmentHandlers:
         )
         return shipment, events
 
+    # ------------------------------------------------------------------ returns
+
+    async def authorise_return(self, ctx: MessageContext, command: AuthoriseReturn) -> None:
+        """The warehouses expect the units back; a re-sent command gets the first answer again."""
+        returned = await self._returns.load(ctx.session, ctx.registry, command.return_id)
+        if returned.exists:
+            await ctx.emit(
+                ReturnAuthorised(
+                    order_id=returned.order_id or command.order_id, return_id=returned.return_id, lines=returned.lines
+                )
+            )
+            return
+        await self._returns.save(ctx, returned, returned.authorise(command.order_id, command.lines))
+        log.info(
+            "return authorised", return_id=str(command.return_id), units=sum(line.quantity for line in command.lines)
+        )
+
+    async def receive_return(self, ctx: MessageContext, return_id: UUID, received_by: str) -> Return:
+        returned = await self._existing_return(ctx, return_id)
+        await self._returns.save(ctx, returned, returned.receive(received_by))
+        return returned
+
+    async def inspect_return(
+        self, ctx: MessageContext, return_id: UUID, sellable: Mapping[tuple[str, str], int], inspected_by: str
+    ) -> Return:
+        returned = await self._existing_return(ctx, return_id)
+        await self._returns.save(ctx, returned, returned.inspect(sellable, inspected_by))
+        log.info(
+            "return inspected",
+            return_id=str(return_id),
+            sellable=sum(line.quantity for line in returned.sellable),
+            unsellable=sum(line.quantity for line in returned.unsellable),
+        )
+        return returned
+
+    async def _existing_return(self, ctx: MessageContext, return_id: UUID) -> Return:
+        returned = await self._returns.load(ctx.session, ctx.registry, return_id)
+        if not returned.exists:
+            raise ReturnNotFoundError(f"no return {return_id}")
+        return returned
+
     async def _existing(self, ctx: MessageContext, shipment_id: UUID) -> Shipment:
         shipment = await self._load(ctx, shipment_id)
         if not shipment.exists:
@@ -315,6 +371,7 @@ __all__ = [
     "FulfilmentConfig",
     "FulfilmentHandlers",
     "FulfilmentOperations",
+    "ReturnNotFoundError",
     "ShipmentNotFoundError",
     "ShipmentStateError",
     "WarehouseMode",

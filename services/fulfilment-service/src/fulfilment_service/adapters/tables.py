@@ -34,3 +34,20 @@ shipment_views = Table(
     Index("ix_shipment_views_order_id", "order_id"),
     Index("ix_shipment_views_warehouse_status", "warehouse_id", "status", "created_at"),
 )
+
+# Returns, projected from their streams in the same transaction: what the warehouses expect back.
+return_views = Table(
+    "return_views",
+    metadata,
+    Column("return_id", Uuid, primary_key=True),
+    Column("order_id", Uuid, nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("lines", JSONB, nullable=False),
+    Column("sellable", JSONB, nullable=False, server_default="[]"),
+    Column("unsellable", JSONB, nullable=False, server_default="[]"),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_return_views_status", "status", "created_at"),
+    Index("ix_return_views_order_id", "order_id"),
+)

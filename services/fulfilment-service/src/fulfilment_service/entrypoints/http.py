@@ -18,8 +18,14 @@ from fastapi.security import APIKeyHeader
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from fulfilment_service.domain.carriers import KNOWN_CARRIERS
+from fulfilment_service.domain.returns import InspectionError, Return, ReturnStateError, ReturnStatus
 from fulfilment_service.domain.shipment import PickError, Shipment, ShipmentStateError, ShipmentStatus
-from fulfilment_service.handlers import FulfilmentOperations, ShipmentNotFoundError, WarehouseMode
+from fulfilment_service.handlers import (
+    FulfilmentOperations,
+    ReturnNotFoundError,
+    ShipmentNotFoundError,
+    WarehouseMode,
+)
 from oms_events.messages import CarrierUpdate
 from oms_events.values import Allocation, Parcel, Sku
 from oms_runtime.http_api import (
@@ -88,6 +94,48 @@ class PackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     parcels: list[Parcel] = Field(min_length=1, max_length=50)
+
+
+class ReturnView(BaseModel):
+    return_id: UUID
+    order_id: UUID
+    status: str
+    lines: list[Allocation] = Field(description="The units coming back, each with the warehouse it left from")
+    sellable: list[Allocation]
+    unsellable: list[Allocation]
+
+
+class ReturnList(BaseModel):
+    returns: list[ReturnView]
+
+
+class InspectedLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: Sku
+    warehouse_id: str = Field(min_length=1, max_length=64)
+    sellable: int = Field(ge=0, le=10_000, description="Units of this line that can be sold again")
+
+
+class InspectReturnRequest(BaseModel):
+    """Per returned line, how many units can be sold again; a line not named has none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[InspectedLine] = Field(max_length=200)
+
+
+def _return_view(returned: Return) -> ReturnView:
+    assert returned.order_id is not None
+    assert returned.status is not None
+    return ReturnView(
+        return_id=returned.return_id,
+        order_id=returned.order_id,
+        status=returned.status.value,
+        lines=returned.lines,
+        sellable=returned.sellable,
+        unsellable=returned.unsellable,
+    )
 
 
 class CarrierStatusUpdate(BaseModel):
@@ -271,6 +319,64 @@ def create_app(
     async def ship(shipment_id: UUID, _: Annotated[Principal, Depends(warehouse_key)]) -> ShipmentView | JSONResponse:
         """Hands the packed shipment to its carrier: tracking number and estimated delivery as of now."""
         return await step(shipment_id, lambda ctx: handlers.ship(ctx, shipment_id))
+
+    def return_not_found(return_id: UUID) -> JSONResponse:
+        return error_response(status.HTTP_404_NOT_FOUND, "return_not_found", f"No return {return_id}.")
+
+    async def return_step(
+        return_id: UUID, use_case: Callable[[MessageContext], Awaitable[Return]]
+    ) -> ReturnView | JSONResponse:
+        try:
+            returned = await operations.run(use_case)
+        except ReturnNotFoundError:
+            return return_not_found(return_id)
+        except ReturnStateError as exc:
+            return error_response(status.HTTP_409_CONFLICT, "transition_not_allowed", str(exc))
+        return _return_view(returned)
+
+    @app.get("/returns", response_model=ReturnList)
+    async def list_returns(
+        _: Annotated[Principal, Depends(warehouse_key)],
+        status_: Annotated[list[ReturnStatus] | None, Query(alias="status")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> ReturnList:
+        """Returns to work on, oldest first: `authorised` (expected) and `received` unless `status` says."""
+        wanted = [s.value for s in status_ or (ReturnStatus.AUTHORISED, ReturnStatus.RECEIVED)]
+        rows = await operations.read(lambda session: handlers.returns.by_status(session, wanted, limit))
+        return ReturnList(returns=[ReturnView.model_validate(r) for r in rows])
+
+    @app.get("/returns/{return_id}", response_model=ReturnView, responses=errors)
+    async def get_return(return_id: UUID, _: Annotated[Principal, Depends(warehouse_key)]) -> ReturnView | JSONResponse:
+        row = await operations.read(lambda session: handlers.returns.view(session, return_id))
+        return ReturnView.model_validate(row) if row else return_not_found(return_id)
+
+    @app.post("/returns/{return_id}/receive", response_model=ReturnView, responses=errors)
+    async def receive_return(
+        return_id: UUID, principal: Annotated[Principal, Depends(warehouse_key)]
+    ) -> ReturnView | JSONResponse:
+        """The parcel with the returned units arrived."""
+        return await return_step(return_id, lambda ctx: handlers.receive_return(ctx, return_id, principal.name))
+
+    @app.post(
+        "/returns/{return_id}/inspect", response_model=ReturnView, responses={**errors, 422: {"model": ErrorBody}}
+    )
+    async def inspect_return(
+        return_id: UUID, body: InspectReturnRequest, principal: Annotated[Principal, Depends(warehouse_key)]
+    ) -> ReturnView | JSONResponse:
+        """Says per line how many units can be sold again; the saga then restocks those and refunds the return."""
+        sellable: dict[tuple[str, str], int] = {}
+        for i, line in enumerate(body.lines):
+            key = (line.sku, line.warehouse_id)
+            if key in sellable:
+                return _invalid(f"lines.{i}.sku", f"{line.sku} from {line.warehouse_id} is listed twice")
+            sellable[key] = line.sellable
+        try:
+            return await return_step(
+                return_id, lambda ctx: handlers.inspect_return(ctx, return_id, sellable, principal.name)
+            )
+        except InspectionError as exc:
+            index = next(i for i, line in enumerate(body.lines) if (line.sku, line.warehouse_id) == exc.line)
+            return _invalid(f"lines.{index}", str(exc))
 
     async def carrier_caller(
         carrier: str,
