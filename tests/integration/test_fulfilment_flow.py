@@ -193,3 +193,126 @@ async def test_a_partially_shipped_order_can_no_longer_be_cancelled(system: Syst
         # The rest of the order goes on.
         await _pick_pack_ship(warehouse, shipments[WH_B])
     await system.wait_for_status(order_id, {"shipped"})
+
+
+# inventory-service's handler of RestockItems is built on another branch. Once it is merged, set this to
+# True: the returns below then also wait for ItemsRestocked and the return's completion.
+INVENTORY_HANDLES_RESTOCK = False
+
+
+async def _delivered_order(system: System, lines: list[tuple[str, int, int]]) -> tuple[str, str]:
+    """An order shipped from manual warehouse A and delivered; its id and tracking token."""
+    placed = (await system.place_order(lines)).json()
+    order_id, token = placed["order_id"], placed["tracking_token"]
+    await system.wait_for_status(order_id, {"confirmed"})
+    async with (
+        system.http(WAREHOUSE_KEY, service="fulfilment-service") as warehouse,
+        system.http(CARRIER_KEY, service="fulfilment-service") as carrier,
+        system.http(None) as customer,
+    ):
+        shipped = await _pick_pack_ship(warehouse, (await _shipments(warehouse, order_id, 1))[WH_A])
+        body = {
+            "tracking_number": shipped["tracking_number"],
+            "status": "delivered",
+            "occurred_at": "2026-03-05T11:00:00Z",
+        }
+        await _post(carrier, f"/carriers/{shipped['carrier']}/updates", body)
+        await eventually(
+            lambda: _get(customer, f"/orders/{order_id}/tracking?token={token}"), lambda t: t["delivered"] is True
+        )
+    return order_id, token
+
+
+async def _receive_and_inspect(system: System, return_id: str, sellable: list[dict[str, Any]]) -> None:
+    async with system.http(WAREHOUSE_KEY, service="fulfilment-service") as warehouse:
+        await eventually(
+            lambda: warehouse.get(f"/returns/{return_id}"),
+            lambda r: r.status_code == 200 and r.json()["status"] == "authorised",
+        )
+        await _post(warehouse, f"/returns/{return_id}/receive")
+        await _post(warehouse, f"/returns/{return_id}/inspect", {"lines": sellable})
+
+
+async def _return_of(system: System, order_id: str, return_id: str, until: Any) -> dict[str, Any]:
+    async with system.http() as http:
+        order = await eventually(
+            lambda: system.order(order_id, http),
+            lambda o: any(r["return_id"] == return_id and until(r) for r in o["returns"]),
+        )
+    found: list[dict[str, Any]] = [r for r in order["returns"] if r["return_id"] == return_id]
+    return found[0]
+
+
+async def test_a_customer_returns_the_whole_order(system: System) -> None:
+    mug, shirt = unique_sku(), unique_sku()
+    await _manual_stock(system, mug, {WH_A: 5})
+    await _manual_stock(system, shirt, {WH_A: 5})
+    order_id, token = await _delivered_order(system, [(mug, 2, PRICE), (shirt, 1, 2 * PRICE)])
+
+    async with system.http(None) as customer:
+        nobody = await customer.post(
+            f"/orders/{order_id}/returns", json={"lines": [{"sku": mug, "quantity": 1}], "reason": "x"}
+        )
+        assert nobody.status_code == 404
+        response = await customer.post(
+            f"/orders/{order_id}/returns?token={token}",
+            json={"lines": [{"sku": mug, "quantity": 2}, {"sku": shirt, "quantity": 1}], "reason": "does not fit"},
+        )
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert sorted((line["sku"], line["warehouse_id"], line["quantity"]) for line in accepted["lines"]) == sorted(
+        [(mug, WH_A, 2), (shirt, WH_A, 1)]
+    )
+    return_id = accepted["return_id"]
+    # The mugs can be sold again; the shirt came back stained.
+    await _receive_and_inspect(system, return_id, [{"sku": mug, "warehouse_id": WH_A, "sellable": 2}])
+
+    returned = await _return_of(system, order_id, return_id, lambda r: r["refunded"])
+    assert (returned["refund_minor"], returned["requested_by"]) == (4 * PRICE, "customer")
+    payments = await system.envelopes(topics.PAYMENTS_EVENTS, order_id)
+    assert [(e["type"], e["payload"].get("amount_minor")) for e in payments] == [
+        ("PaymentCaptured", 4 * PRICE),
+        ("PaymentRefunded", 4 * PRICE),
+    ]
+    [restock] = [e for e in await system.envelopes(topics.INVENTORY_COMMANDS, order_id) if e["type"] == "RestockItems"]
+    assert restock["payload"]["return_id"] == return_id
+    assert restock["payload"]["lines"] == [{"sku": mug, "warehouse_id": WH_A, "quantity": 2}]
+    if INVENTORY_HANDLES_RESTOCK:
+        returned = await _return_of(system, order_id, return_id, lambda r: r["status"] == "completed")
+        assert returned["restocked"] is True
+        await system.wait_for_stock(mug, {WH_A: (5, 0)})
+        await system.wait_for_stock(shirt, {WH_A: (4, 0)})
+
+
+async def test_ops_return_part_of_an_order_and_the_rest_stays_returnable(system: System) -> None:
+    sku = unique_sku()
+    await _manual_stock(system, sku, {WH_A: 5})
+    order_id, _ = await _delivered_order(system, [(sku, 3, PRICE)])
+    async with system.http() as ops:
+        response = await ops.post(
+            f"/orders/{order_id}/returns", json={"lines": [{"sku": sku, "quantity": 1}], "reason": "one too many"}
+        )
+        assert response.status_code == 202, response.text
+        return_id = response.json()["return_id"]
+        too_many = await ops.post(
+            f"/orders/{order_id}/returns", json={"lines": [{"sku": sku, "quantity": 3}], "reason": "all of them"}
+        )
+        assert (too_many.status_code, too_many.json()["error"]) == (409, "return_not_allowed")
+        unknown = await ops.post(
+            f"/orders/{order_id}/returns", json={"lines": [{"sku": "SKU-NEVER-ORDERED", "quantity": 1}], "reason": "x"}
+        )
+        assert unknown.status_code == 409
+    await _receive_and_inspect(system, return_id, [{"sku": sku, "warehouse_id": WH_A, "sellable": 1}])
+
+    returned = await _return_of(system, order_id, return_id, lambda r: r["refunded"])
+    assert (returned["refund_minor"], returned["requested_by"]) == (PRICE, "it-ops")
+    refunds = [e for e in await system.envelopes(topics.PAYMENTS_EVENTS, order_id) if e["type"] == "PaymentRefunded"]
+    assert [e["payload"]["amount_minor"] for e in refunds] == [PRICE]
+    restocks = [e for e in await system.envelopes(topics.INVENTORY_COMMANDS, order_id) if e["type"] == "RestockItems"]
+    assert [e["payload"]["lines"] for e in restocks] == [[{"sku": sku, "warehouse_id": WH_A, "quantity": 1}]]
+    order = await system.order(order_id)
+    assert order["status"] == "shipped"
+    assert "OrderReturnRefunded" in _events(order)
+    if INVENTORY_HANDLES_RESTOCK:
+        await _return_of(system, order_id, return_id, lambda r: r["status"] == "completed")
+        await system.wait_for_stock(sku, {WH_A: (3, 0)})

@@ -4,18 +4,28 @@ capture, and a customer's cancel while the warehouses work. Pure (the aggregate'
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+import pytest
 from order_test_builders import captured, reserved_order, run, shipped, status
 
 from oms_events.messages import (
+    AuthoriseReturn,
     CancelShipment,
     FulfilmentCancelled,
     FulfilmentFailed,
+    ItemsRestocked,
     OrderCancellationRefused,
     OrderCancelled,
+    OrderReturnCompleted,
+    OrderReturnRefunded,
+    OrderReturnRestocked,
     OrderShipmentUpdated,
     PaymentRefunded,
     RefundPayment,
     ReleaseStock,
+    RestockItems,
+    ReturnAuthorised,
+    ReturnInspected,
+    ReturnReceived,
     ShipmentCancellationRefused,
     ShipmentCreated,
     ShipmentDelivered,
@@ -25,7 +35,7 @@ from oms_events.messages import (
     StockReleased,
 )
 from oms_events.values import Allocation
-from order_service.domain.order import Order, OrderStatus
+from order_service.domain.order import Decision, Order, OrderStatus, ReturnNotAllowedError
 
 SPLIT = [
     Allocation(sku="SKU-A", warehouse_id="WH-1", quantity=2),
@@ -187,3 +197,96 @@ def test_a_cancel_that_comes_too_late_is_refused_and_the_order_goes_on() -> None
     assert order.compensating is None
     run(order, order.on_shipped(shipped(order, "WH-2")))
     assert status(order) is OrderStatus.SHIPPED
+
+
+def delivered_order() -> Order:
+    """Two SKU-A at 500 and one SKU-B at 1000, shipped from WH-1 and delivered."""
+    order = confirmed()
+    reply = shipped(order, "WH-1")
+    run(order, order.on_shipped(reply))
+    update = ShipmentDelivered(
+        order_id=order.order_id,
+        shipment_id=reply.shipment_id,
+        carrier="DHL",
+        tracking_number=reply.tracking_number,
+        reported_at=datetime(2026, 3, 5, tzinfo=UTC),
+    )
+    run(order, order.on_shipment_progress(update))
+    return order
+
+
+def inspect(order: Order, return_id: UUID, sellable: list[Allocation], unsellable: list[Allocation]) -> Decision:
+    lines = order.returns[return_id].lines
+    authorised = ReturnAuthorised(order_id=order.order_id, return_id=return_id, lines=lines)
+    assert run(order, order.on_return_authorised(authorised)).events
+    assert order.on_return_authorised(authorised).empty
+    received = ReturnReceived(order_id=order.order_id, return_id=return_id, received_by="wh")
+    assert run(order, order.on_return_received(received)).events
+    assert order.returns[return_id].status == "received"
+    return run(
+        order,
+        order.on_return_inspected(
+            ReturnInspected(
+                order_id=order.order_id,
+                return_id=return_id,
+                sellable=sellable,
+                unsellable=unsellable,
+                inspected_by="wh",
+            )
+        ),
+    )
+
+
+def test_nothing_can_be_returned_before_delivery() -> None:
+    order = confirmed()
+    run(order, order.on_shipped(shipped(order, "WH-1")))
+    with pytest.raises(ReturnNotAllowedError, match="nothing of the order has been delivered"):
+        order.request_return(uuid4(), {"SKU-A": 1}, "broken", "customer")
+
+
+def test_a_full_return_restocks_what_sells_and_refunds_everything() -> None:
+    order = delivered_order()
+    return_id = uuid4()
+    [authorise] = run(
+        order, order.request_return(return_id, {"SKU-A": 2, "SKU-B": 1}, "too small", "customer")
+    ).commands
+    assert isinstance(authorise, AuthoriseReturn)
+    assert sorted((line.sku, line.warehouse_id, line.quantity) for line in authorise.lines) == [
+        ("SKU-A", "WH-1", 2),
+        ("SKU-B", "WH-1", 1),
+    ]
+    with pytest.raises(ReturnNotAllowedError, match="all of it is being returned"):
+        order.request_return(uuid4(), {"SKU-A": 1}, "again", "customer")
+    sellable = [Allocation(sku="SKU-A", warehouse_id="WH-1", quantity=2)]
+    broken = [Allocation(sku="SKU-B", warehouse_id="WH-1", quantity=1)]
+    restock, refund = inspect(order, return_id, sellable, broken).commands
+    assert isinstance(restock, RestockItems)
+    assert (restock.return_id, restock.lines) == (return_id, sellable)
+    assert isinstance(refund, RefundPayment)
+    assert (refund.amount_minor, refund.reason) == (2000, f"return {return_id}")
+    # The refund and the restock may answer in either order; the return completes with the second.
+    assert [type(e) for e in run(order, order.on_payment_refunded(refunded(order))).events] == [OrderReturnRefunded]
+    restocked = ItemsRestocked(order_id=order.order_id, return_id=return_id, lines=sellable)
+    events = run(order, order.on_items_restocked(restocked)).events
+    assert [type(e) for e in events] == [OrderReturnRestocked, OrderReturnCompleted]
+    assert order.returns[return_id].status == "completed"
+    assert order.on_items_restocked(restocked).empty
+    assert status(order) is OrderStatus.SHIPPED
+
+
+def test_a_partial_return_refunds_only_its_lines() -> None:
+    order = delivered_order()
+    return_id = uuid4()
+    run(order, order.request_return(return_id, {"SKU-A": 1}, "one too many", "ops-anna"))
+    [refund] = inspect(order, return_id, [], [Allocation(sku="SKU-A", warehouse_id="WH-1", quantity=1)]).commands
+    assert isinstance(refund, RefundPayment)
+    assert refund.amount_minor == 500
+    answer = PaymentRefunded(
+        order_id=order.order_id, payment_id=refund.payment_id, refund_id=uuid4(), amount_minor=500, currency="EUR"
+    )
+    events = run(order, order.on_payment_refunded(answer)).events
+    assert [type(e) for e in events] == [OrderReturnRefunded, OrderReturnCompleted]
+    # One SKU-A and the SKU-B are still delivered and not returned.
+    assert order.returnable() == {("SKU-A", "WH-1"): 1, ("SKU-B", "WH-1"): 1}
+    with pytest.raises(ReturnNotAllowedError, match="SKU-A: 2 to return, but 1 delivered and not returned"):
+        order.request_return(uuid4(), {"SKU-A": 2}, "more", "customer")

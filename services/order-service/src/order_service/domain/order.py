@@ -37,6 +37,7 @@ from enum import StrEnum
 from uuid import UUID
 
 from oms_events.messages import (
+    AuthoriseReturn,
     CancelShipment,
     CapturePayment,
     CarrierUpdate,
@@ -44,6 +45,7 @@ from oms_events.messages import (
     Event,
     FulfilmentCancelled,
     FulfilmentFailed,
+    ItemsRestocked,
     Message,
     OrderCancellationRefused,
     OrderCancellationRequested,
@@ -60,6 +62,12 @@ from oms_events.messages import (
     OrderPlaced,
     OrderPutOnHold,
     OrderRejected,
+    OrderReturnCompleted,
+    OrderReturnInspected,
+    OrderReturnRefunded,
+    OrderReturnRequested,
+    OrderReturnRestocked,
+    OrderReturnUpdated,
     OrderShipmentUpdated,
     OrderShipped,
     OrderStepTimedOut,
@@ -72,6 +80,10 @@ from oms_events.messages import (
     RefundPayment,
     ReleaseStock,
     ReserveStock,
+    RestockItems,
+    ReturnAuthorised,
+    ReturnInspected,
+    ReturnReceived,
     ShipmentCancellationRefused,
     ShipmentCancelled,
     ShipmentCreated,
@@ -114,6 +126,8 @@ class Step(StrEnum):
     CAPTURE_PAYMENT = "CapturePayment"
     SHIP_ORDER = "ShipOrder"
     CANCEL_SHIPMENT = "CancelShipment"
+    AUTHORISE_RETURN = "AuthoriseReturn"
+    RESTOCK_ITEMS = "RestockItems"
     RELEASE_STOCK = "ReleaseStock"
     REFUND_PAYMENT = "RefundPayment"
 
@@ -186,6 +200,25 @@ def _carrier_status(update: CarrierUpdate) -> str:
 
 
 @dataclass
+class ReturnInfo:
+    """A return of delivered units: requested -> authorised -> received -> inspected -> completed (refunded
+    and, when some units can be sold again, restocked)."""
+
+    return_id: UUID
+    status: str
+    lines: list[Allocation]
+    requested_by: str
+    refund_minor: int = 0
+    refunded: bool = False
+    restock: list[Allocation] = field(default_factory=list)
+    restocked: bool = False
+
+
+class ReturnNotAllowedError(ActionNotAllowedError):
+    """A return of lines that were not delivered, or of more units than are left to return."""
+
+
+@dataclass
 class Order:
     order_id: UUID
     version: int = 0
@@ -211,6 +244,8 @@ class Order:
     fulfilment: dict[UUID, ShipmentProgress] = field(default_factory=dict)
     fulfilment_cancel_pending: bool = False  # CancelShipment sent, its answer not in yet
     cancel_code: str | None = None
+    shipped_lines: dict[UUID, list[Allocation]] = field(default_factory=dict)
+    returns: dict[UUID, ReturnInfo] = field(default_factory=dict)
 
     @property
     def held(self) -> bool:
@@ -323,7 +358,29 @@ class Order:
                 self.compensating = None
                 self.cancel_code = None
                 self.status = self._shipping_status()
+            case OrderReturnRequested():
+                self.returns[event.return_id] = ReturnInfo(
+                    event.return_id, "requested", list(event.lines), event.requested_by
+                )
+            case OrderReturnUpdated():
+                self.returns[event.return_id].status = event.status
+            case OrderReturnInspected():
+                inspected = self.returns[event.return_id]
+                inspected.status = "inspected"
+                inspected.refund_minor = event.refund_minor
+                inspected.refunded = event.refund_minor == 0
+                inspected.restock = list(event.sellable)
+                inspected.restocked = not event.sellable
+            case OrderReturnRefunded():
+                self.returns[event.return_id].refunded = True
+            case OrderReturnRestocked():
+                self.returns[event.return_id].restocked = True
+            case OrderReturnCompleted():
+                self.returns[event.return_id].status = "completed"
             case OrderShipped():
+                self.shipped_lines[event.shipment_id] = list(event.lines) or [
+                    a for a in self.allocations if a.warehouse_id == event.warehouse_id
+                ]
                 self.fulfilment[event.shipment_id] = ShipmentProgress(event.shipment_id, event.warehouse_id, "shipped")
                 self.shipments.append(
                     ShipmentInfo(
@@ -582,7 +639,9 @@ class Order:
 
     def on_payment_refunded(self, reply: PaymentRefunded) -> Decision:
         self._require()
-        if self.status is not OrderStatus.CANCELLING or self.refunded:
+        if self.status is not OrderStatus.CANCELLING:
+            return self._return_refunded(reply)
+        if self.refunded:
             return NOTHING
         return Decision(
             events=(
@@ -667,6 +726,8 @@ class Order:
             Step.REFUND_PAYMENT: "payment",
             Step.SHIP_ORDER: "fulfilment",
             Step.CANCEL_SHIPMENT: "fulfilment",
+            Step.AUTHORISE_RETURN: "fulfilment",
+            Step.RESTOCK_ITEMS: "inventory",
         }[step]
         outcome = " (the payment may or may not have been captured)" if step is Step.CAPTURE_PAYMENT else ""
         return self._park(
@@ -725,6 +786,7 @@ class Order:
                     tracking_number=reply.tracking_number,
                     tracking_url=reply.tracking_url,
                     estimated_delivery=reply.estimated_delivery,
+                    lines=reply.lines,
                 ),
             )
         )
@@ -860,3 +922,131 @@ class Order:
         if self.status is not OrderStatus.CANCELLING or not self.fulfilment_cancel_pending:
             return NOTHING
         return Decision(events=(OrderCancellationRefused(order_id=self.order_id, reason=reply.reason),))
+
+    # ------------------------------------------------------------------ returns
+
+    def returnable(self) -> dict[tuple[str, str], int]:
+        """Units that may still be returned, per (sku, warehouse): delivered, minus those asked back before."""
+        left: dict[tuple[str, str], int] = {}
+        for shipment_id, lines in self.shipped_lines.items():
+            progress = self.fulfilment.get(shipment_id)
+            if progress is None or progress.status != "delivered":
+                continue
+            for line in lines:
+                key = (line.sku, line.warehouse_id)
+                left[key] = left.get(key, 0) + line.quantity
+        for earlier in self.returns.values():
+            for line in earlier.lines:
+                key = (line.sku, line.warehouse_id)
+                left[key] = left.get(key, 0) - line.quantity
+        return {key: qty for key, qty in left.items() if qty > 0}
+
+    def request_return(self, return_id: UUID, wanted: dict[str, int], reason: str, requested_by: str) -> Decision:
+        """Delivered units coming back: `wanted` is units per sku. Each unit is taken from a warehouse it was
+        delivered from (where it will be restocked). Raises ReturnNotAllowedError, naming the sku, when more
+        is asked than was delivered and not returned yet."""
+        self._require()
+        if return_id in self.returns:
+            return NOTHING
+        left = self.returnable()
+        if not left:
+            raise ReturnNotAllowedError("nothing of the order has been delivered, or all of it is being returned")
+        lines: list[Allocation] = []
+        for sku, quantity in sorted(wanted.items()):
+            available = sum(q for (s, _), q in left.items() if s == sku)
+            if quantity > available:
+                raise ReturnNotAllowedError(f"{sku}: {quantity} to return, but {available} delivered and not returned")
+            for (s, warehouse), q in sorted(left.items()):
+                if s != sku or quantity == 0:
+                    continue
+                take = min(q, quantity)
+                lines.append(Allocation(sku=sku, warehouse_id=warehouse, quantity=take))
+                quantity -= take
+        requested = OrderReturnRequested(
+            order_id=self.order_id, return_id=return_id, lines=lines, reason=reason, requested_by=requested_by
+        )
+        return Decision(
+            events=(requested,),
+            commands=(AuthoriseReturn(order_id=self.order_id, return_id=return_id, lines=lines, reason=reason),),
+        )
+
+    def _return_moved(self, return_id: UUID, status: str, before: str) -> Decision:
+        self._require()
+        known = self.returns.get(return_id)
+        if known is None or known.status != before:
+            return NOTHING
+        return Decision(events=(OrderReturnUpdated(order_id=self.order_id, return_id=return_id, status=status),))
+
+    def on_return_authorised(self, reply: ReturnAuthorised) -> Decision:
+        return self._return_moved(reply.return_id, "authorised", "requested")
+
+    def on_return_received(self, reply: ReturnReceived) -> Decision:
+        return self._return_moved(reply.return_id, "received", "authorised")
+
+    def on_return_inspected(self, reply: ReturnInspected) -> Decision:
+        """Restock what can be sold again, refund every returned line at the price it was bought for."""
+        placed = self._require()
+        known = self.returns.get(reply.return_id)
+        if known is None or known.status not in ("requested", "authorised", "received"):
+            return NOTHING
+        prices: dict[str, int] = {}
+        for line in placed.lines:
+            prices.setdefault(line.sku, line.unit_price_minor)
+        refund = sum(prices.get(line.sku, 0) * line.quantity for line in known.lines)
+        inspected = OrderReturnInspected(
+            order_id=self.order_id,
+            return_id=reply.return_id,
+            sellable=reply.sellable,
+            unsellable=reply.unsellable,
+            refund_minor=refund,
+            currency=placed.currency,
+        )
+        commands: list[Command] = []
+        if reply.sellable:
+            commands.append(RestockItems(order_id=self.order_id, return_id=reply.return_id, lines=reply.sellable))
+        if refund > 0 and self.payment_id is not None:
+            # Last, so that the saga's deadline watches the refund (inventory's restock has no deadline).
+            commands.append(
+                RefundPayment(
+                    order_id=self.order_id,
+                    payment_id=self.payment_id,
+                    amount_minor=refund,
+                    currency=placed.currency,
+                    reason=f"return {reply.return_id}",
+                )
+            )
+        events: list[Event] = [inspected]
+        if refund == 0 and not reply.sellable:
+            events.append(OrderReturnCompleted(order_id=self.order_id, return_id=reply.return_id))
+        return Decision(events=tuple(events), commands=tuple(commands))
+
+    def _return_refunded(self, reply: PaymentRefunded) -> Decision:
+        waiting = [r for r in self.returns.values() if r.status == "inspected" and not r.refunded]
+        # A refund answers the return of that amount; returns of equal amounts are refunded in turn.
+        match = next((r for r in waiting if r.refund_minor == reply.amount_minor), None)
+        if match is None:
+            return NOTHING
+        events: list[Event] = [
+            OrderReturnRefunded(
+                order_id=self.order_id,
+                return_id=match.return_id,
+                refund_id=reply.refund_id,
+                amount_minor=reply.amount_minor,
+                currency=reply.currency,
+            )
+        ]
+        if match.restocked:
+            events.append(OrderReturnCompleted(order_id=self.order_id, return_id=match.return_id))
+        return Decision(events=tuple(events))
+
+    def on_items_restocked(self, reply: ItemsRestocked) -> Decision:
+        self._require()
+        known = self.returns.get(reply.return_id)
+        if known is None or known.status != "inspected" or known.restocked:
+            return NOTHING
+        events: list[Event] = [
+            OrderReturnRestocked(order_id=self.order_id, return_id=reply.return_id, lines=reply.lines)
+        ]
+        if known.refunded:
+            events.append(OrderReturnCompleted(order_id=self.order_id, return_id=reply.return_id))
+        return Decision(events=tuple(events))

@@ -1,12 +1,14 @@
 """The saga's timing rules: which reply each command waits for, and what to do when none comes."""
 
 from oms_events.messages import (
+    AuthoriseReturn,
     CancelShipment,
     CapturePayment,
     Command,
     RefundPayment,
     ReleaseStock,
     ReserveStock,
+    RestockItems,
     ShipOrder,
 )
 
@@ -18,6 +20,8 @@ _AWAITED = {
     # itself waits for warehouse staff, with no deadline.
     ShipOrder: "ShipmentCreated|Shipped|FulfilmentFailed",
     CancelShipment: "FulfilmentCancelled|ShipmentCancellationRefused",
+    AuthoriseReturn: "ReturnAuthorised",
+    RestockItems: "ItemsRestocked",
     RefundPayment: "PaymentRefunded|PaymentRefundFailed",
 }
 

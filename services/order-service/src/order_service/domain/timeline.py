@@ -17,6 +17,12 @@ from oms_events.messages import (
     OrderPlaced,
     OrderPutOnHold,
     OrderRejected,
+    OrderReturnCompleted,
+    OrderReturnInspected,
+    OrderReturnRefunded,
+    OrderReturnRequested,
+    OrderReturnRestocked,
+    OrderReturnUpdated,
     OrderShipmentUpdated,
     OrderShipped,
     OrderStepTimedOut,
@@ -69,6 +75,21 @@ def describe(event: Message) -> str:
             return f"Fulfilment failed in {event.warehouse_id or 'a warehouse'} ({event.reason_code}): {event.reason}"
         case OrderFulfilmentCancelled():
             return f"Fulfilment stopped: {len(event.shipment_ids)} shipment(s) cancelled before leaving"
+        case OrderReturnRequested():
+            units = sum(line.quantity for line in event.lines)
+            return f"Return of {units} unit(s) requested by {event.requested_by}: {event.reason}"
+        case OrderReturnUpdated():
+            return f"Return {event.status}"
+        case OrderReturnInspected():
+            sellable = sum(line.quantity for line in event.sellable)
+            unsellable = sum(line.quantity for line in event.unsellable)
+            return f"Return inspected: {sellable} unit(s) to restock, {unsellable} not sellable; refund {event.refund_minor} {event.currency} (minor units)"
+        case OrderReturnRefunded():
+            return f"Return refunded: {event.amount_minor} {event.currency} (minor units)"
+        case OrderReturnRestocked():
+            return f"Returned units back on hand: {sum(line.quantity for line in event.lines)}"
+        case OrderReturnCompleted():
+            return "Return completed"
         case OrderCancellationRefused():
             return f"Cancellation refused: {event.reason}"
         case _:
