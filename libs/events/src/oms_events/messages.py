@@ -119,7 +119,9 @@ class OrderShipped(Event):
     tracking_number: str
     tracking_url: str
     estimated_delivery: date
-    lines: list[Allocation] = Field(default=[], description="The units in the shipment (empty before the field existed)")
+    lines: list[Allocation] = Field(
+        default=[], description="The units in the shipment (empty before the field existed)"
+    )
 
 
 class OrderRejected(Event):
