@@ -45,10 +45,12 @@ async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any] | Non
     return result
 
 
-async def _pick_pack_ship(warehouse: httpx.AsyncClient, shipment: dict[str, Any]) -> dict[str, Any]:
+async def _pick_pack_ship(warehouse: httpx.AsyncClient, shipment: dict[str, Any], missing: int = 0) -> dict[str, Any]:
+    """Picks every unit (but `missing` of the first line: a short pick), packs and ships."""
     sid = shipment["shipment_id"]
     await _post(warehouse, f"/shipments/{sid}/picking")
     lines = [{"sku": line["sku"], "quantity": line["quantity"]} for line in shipment["lines"]]
+    lines[0]["quantity"] -= missing
     await _post(warehouse, f"/shipments/{sid}/picks", {"lines": lines})
     await _post(warehouse, f"/shipments/{sid}/pack", {"parcels": [PARCEL]})
     return await _post(warehouse, f"/shipments/{sid}/ship")
@@ -106,7 +108,9 @@ async def test_a_split_order_is_partially_shipped_then_tracked_to_delivery(syste
         assert shipment["estimated_delivery"] == first["estimated_delivery"]
         assert tracking["delivered"] is False, "the second shipment has not left yet"
 
-        await _pick_pack_ship(warehouse, shipments[WH_B])
+        # One of WH_B's two units is not on the shelf: a partial shipment, and that unit is refunded.
+        second = await _pick_pack_ship(warehouse, shipments[WH_B], missing=1)
+        assert [(line["sku"], line["quantity"]) for line in second["short"]] == [(sku, 1)]
         order = await system.wait_for_status(order_id, {"shipped"})
         tracking = await _get(orders, f"/orders/{order_id}/tracking")
         assert (tracking["shipment_status"], tracking["preparing"], tracking["delivered"]) == ("shipped", [], False)
@@ -115,6 +119,11 @@ async def test_a_split_order_is_partially_shipped_then_tracked_to_delivery(syste
     assert fulfilment.count("Shipped") == 2
     assert fulfilment.count("ShipmentDelivered") == 1
     assert fulfilment.count("ShipmentInTransit") == 2  # the late one is published too, marked superseded
+    refunds = await eventually(
+        lambda: system.envelopes(topics.PAYMENTS_EVENTS, order_id),
+        lambda events: any(e["type"] == "PaymentRefunded" for e in events),
+    )
+    assert [e["payload"]["amount_minor"] for e in refunds if e["type"] == "PaymentRefunded"] == [PRICE]
     await system.wait_for_stock(sku, {WH_A: (0, 0), WH_B: (0, 0)})
 
 

@@ -19,6 +19,8 @@ from oms_events.messages import (
     OrderReturnRefunded,
     OrderReturnRestocked,
     OrderShipmentUpdated,
+    OrderShortShipped,
+    OrderShortShipRefunded,
     PaymentRefunded,
     RefundPayment,
     ReleaseStock,
@@ -100,9 +102,29 @@ def test_progress_is_recorded_once_and_fulfilment_taking_the_order_stops_the_cou
         picked=[order.allocations[0]],
         short=[order.allocations[1]],
     )
-    [update] = run(order, order.on_shipment_progress(short)).events
+    decision = run(order, order.on_shipment_progress(short))
+    update, short_shipped = decision.events
     assert isinstance(update, OrderShipmentUpdated)
     assert (update.status, update.note) == ("picked", "short pick: 1 x SKU-B")
+    # The missing SKU-B (1000) is refunded; the rest ships.
+    assert isinstance(short_shipped, OrderShortShipped)
+    assert short_shipped.refund_minor == 1000
+    [refund] = decision.commands
+    assert isinstance(refund, RefundPayment)
+    assert refund.amount_minor == 1000
+    answer = PaymentRefunded(
+        order_id=order.order_id, payment_id=refund.payment_id, refund_id=uuid4(), amount_minor=1000, currency="EUR"
+    )
+    [refunded_short] = run(order, order.on_payment_refunded(answer)).events
+    assert isinstance(refunded_short, OrderShortShipRefunded)
+    assert order.on_payment_refunded(answer).empty
+    # A cancel now refunds only what is left of the payment.
+    [cancel] = run(order, order.request_cancel("changed my mind", "customer")).commands
+    assert isinstance(cancel, CancelShipment)
+    stopped = FulfilmentCancelled(order_id=order.order_id, shipment_ids=[shipment_id], reason="x")
+    [rest] = run(order, order.on_fulfilment_cancelled(stopped)).commands
+    assert isinstance(rest, RefundPayment)
+    assert rest.amount_minor == 1000
 
 
 def test_carrier_updates_reach_tracking_but_a_superseded_one_does_not() -> None:
@@ -162,7 +184,10 @@ def test_a_failed_warehouse_after_another_shipped_gives_that_warehouse_up() -> N
     run(order, order.on_shipped(shipped(order, "WH-2")))
     assert status(order) is OrderStatus.PARTIALLY_SHIPPED
     decision = run(order, order.on_fulfilment_failed(failed(order, first, "WH-1")))
-    assert decision.commands == ()
+    # WH-1's two SKU-A (500 each) will not ship: refunded; the order counts as shipped.
+    [refund] = decision.commands
+    assert isinstance(refund, RefundPayment)
+    assert refund.amount_minor == 1000
     assert status(order) is OrderStatus.SHIPPED
 
 

@@ -286,6 +286,28 @@ class OrderFulfilmentCancelled(Event):
     shipment_ids: list[UUID]
 
 
+class OrderShortShipped(Event):
+    """Units of a shipment will not ship (a short pick, or a warehouse that found nothing after another had
+    shipped): their value is refunded."""
+
+    topic = topics.ORDERS_EVENTS
+
+    shipment_id: UUID
+    warehouse_id: str
+    short: list[Allocation] = Field(min_length=1)
+    refund_minor: MinorUnits
+    currency: CurrencyCode
+
+
+class OrderShortShipRefunded(Event):
+    topic = topics.ORDERS_EVENTS
+
+    shipment_id: UUID
+    refund_id: UUID
+    amount_minor: MinorUnits
+    currency: CurrencyCode
+
+
 class OrderCancellationRefused(Event):
     """A cancel that came once fulfilment had started could not stop it (part of the order had shipped):
     the order goes on."""
@@ -712,6 +734,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     OrderShipmentUpdated,
     OrderFulfilmentFailed,
     OrderFulfilmentCancelled,
+    OrderShortShipped,
+    OrderShortShipRefunded,
     OrderCancellationRefused,
     OrderReturnRequested,
     OrderReturnUpdated,

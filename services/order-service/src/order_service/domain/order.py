@@ -70,6 +70,8 @@ from oms_events.messages import (
     OrderReturnUpdated,
     OrderShipmentUpdated,
     OrderShipped,
+    OrderShortShipped,
+    OrderShortShipRefunded,
     OrderStepTimedOut,
     OrderStockReleased,
     OrderStockReserved,
@@ -245,6 +247,8 @@ class Order:
     fulfilment_cancel_pending: bool = False  # CancelShipment sent, its answer not in yet
     cancel_code: str | None = None
     shipped_lines: dict[UUID, list[Allocation]] = field(default_factory=dict)
+    refunded_minor: int = 0  # refunded in part so far (short shipments, returns)
+    short_refunds: dict[UUID, int] = field(default_factory=dict)  # shipment -> refund still to come
     returns: dict[UUID, ReturnInfo] = field(default_factory=dict)
 
     @property
@@ -373,6 +377,12 @@ class Order:
                 inspected.restocked = not event.sellable
             case OrderReturnRefunded():
                 self.returns[event.return_id].refunded = True
+                self.refunded_minor += event.amount_minor
+            case OrderShortShipped():
+                self.short_refunds[event.shipment_id] = event.refund_minor
+            case OrderShortShipRefunded():
+                self.short_refunds.pop(event.shipment_id, None)
+                self.refunded_minor += event.amount_minor
             case OrderReturnRestocked():
                 self.returns[event.return_id].restocked = True
             case OrderReturnCompleted():
@@ -811,7 +821,40 @@ class Order:
         known = self.fulfilment.get(update.shipment_id)
         if known is not None and known.status == update.status and known.reported_at == update.reported_at:
             return NOTHING
+        if (
+            isinstance(reply, ShipmentPicked)
+            and reply.short
+            and reply.picked
+            and self.status is not OrderStatus.CANCELLING
+        ):
+            return self._short_shipped(reply.shipment_id, reply.warehouse_id, reply.short, update)
         return Decision(events=(update,))
+
+    def _short_shipped(self, shipment_id: UUID, warehouse_id: str, short: list[Allocation], *before: Event) -> Decision:
+        """Units that will not ship: their value is refunded (the rest of the order goes on)."""
+        placed = self._require()
+        prices: dict[str, int] = {}
+        for line in placed.lines:
+            prices.setdefault(line.sku, line.unit_price_minor)
+        value = sum(prices.get(line.sku, 0) * line.quantity for line in short)
+        recorded = OrderShortShipped(
+            order_id=self.order_id,
+            shipment_id=shipment_id,
+            warehouse_id=warehouse_id,
+            short=short,
+            refund_minor=value,
+            currency=placed.currency,
+        )
+        if value == 0 or self.payment_id is None:
+            return Decision(events=(*before, recorded))
+        refund = RefundPayment(
+            order_id=self.order_id,
+            payment_id=self.payment_id,
+            amount_minor=value,
+            currency=placed.currency,
+            reason=f"not shipped from {warehouse_id} ({shipment_id})",
+        )
+        return Decision(events=(*before, recorded), commands=(refund,))
 
     def _progress(self, reply: Message) -> OrderShipmentUpdated | None:
         if isinstance(reply, CarrierUpdate):
@@ -863,7 +906,8 @@ class Order:
         return RefundPayment(
             order_id=self.order_id,
             payment_id=self.payment_id,
-            amount_minor=self.payment_amount,
+            # What was refunded in part before (a short shipment) is not refunded twice.
+            amount_minor=self.payment_amount - self.refunded_minor,
             currency=placed.currency,
             reason=reason,
         )
@@ -892,17 +936,17 @@ class Order:
                 command = self._refund(f"fulfilment failed: {reply.reason_code}")
             return Decision(events=(failed,), commands=(command,))
         if self.status is OrderStatus.PARTIALLY_SHIPPED and reply.shipment_id and reply.warehouse_id:
-            return Decision(
-                events=(
-                    OrderShipmentUpdated(
-                        order_id=self.order_id,
-                        shipment_id=reply.shipment_id,
-                        warehouse_id=reply.warehouse_id,
-                        status="failed",
-                        note=f"{reply.reason_code}: {reply.reason}",
-                    ),
-                )
+            failed_update = OrderShipmentUpdated(
+                order_id=self.order_id,
+                shipment_id=reply.shipment_id,
+                warehouse_id=reply.warehouse_id,
+                status="failed",
+                note=f"{reply.reason_code}: {reply.reason}",
             )
+            lines = [a for a in self.allocations if a.warehouse_id == reply.warehouse_id]
+            if not lines:
+                return Decision(events=(failed_update,))
+            return self._short_shipped(reply.shipment_id, reply.warehouse_id, lines, failed_update)
         return NOTHING
 
     def on_fulfilment_cancelled(self, reply: FulfilmentCancelled) -> Decision:
@@ -1021,6 +1065,19 @@ class Order:
         return Decision(events=tuple(events), commands=tuple(commands))
 
     def _return_refunded(self, reply: PaymentRefunded) -> Decision:
+        short = next((sid for sid, amount in self.short_refunds.items() if amount == reply.amount_minor), None)
+        if short is not None:
+            return Decision(
+                events=(
+                    OrderShortShipRefunded(
+                        order_id=self.order_id,
+                        shipment_id=short,
+                        refund_id=reply.refund_id,
+                        amount_minor=reply.amount_minor,
+                        currency=reply.currency,
+                    ),
+                )
+            )
         waiting = [r for r in self.returns.values() if r.status == "inspected" and not r.refunded]
         # A refund answers the return of that amount; returns of equal amounts are refunded in turn.
         match = next((r for r in waiting if r.refund_minor == reply.amount_minor), None)

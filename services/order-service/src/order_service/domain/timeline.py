@@ -25,6 +25,8 @@ from oms_events.messages import (
     OrderReturnUpdated,
     OrderShipmentUpdated,
     OrderShipped,
+    OrderShortShipped,
+    OrderShortShipRefunded,
     OrderStepTimedOut,
     OrderStockReleased,
     OrderStockReserved,
@@ -90,6 +92,11 @@ def describe(event: Message) -> str:
             return f"Returned units back on hand: {sum(line.quantity for line in event.lines)}"
         case OrderReturnCompleted():
             return "Return completed"
+        case OrderShortShipped():
+            missing = ", ".join(f"{line.quantity} x {line.sku}" for line in event.short)
+            return f"Not shipped from {event.warehouse_id}: {missing}; {event.refund_minor} {event.currency} (minor units) to refund"
+        case OrderShortShipRefunded():
+            return f"Refunded {event.amount_minor} {event.currency} (minor units) for units not shipped"
         case OrderCancellationRefused():
             return f"Cancellation refused: {event.reason}"
         case _:
