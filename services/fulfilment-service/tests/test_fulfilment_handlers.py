@@ -11,15 +11,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import structlog
+from sqlalchemy import select
 from structlog.testing import LogCapture
 
 import fulfilment_service.handlers
 from fulfilment_service.adapters.shipment_repository import ShipmentRepository
+from fulfilment_service.adapters.tables import return_views, shipment_views
 from fulfilment_service.domain.dispatch import DispatchCalendar, WarehouseCalendars
 from fulfilment_service.domain.shipment import shipment_id_for
 from fulfilment_service.handlers import FulfilmentConfig, FulfilmentHandlers, WarehouseMode, random_entropy
+from fulfilment_service.rebuild_projection import rebuild
 from oms_events import Message, default_registry
 from oms_events.messages import (
+    AuthoriseReturn,
     CancelShipment,
     FulfilmentCancelled,
     ShipmentCancellationRefused,
@@ -244,3 +248,37 @@ async def test_the_address_never_reaches_the_logs(harness: Harness, monkeypatch:
     assert "shipment handed to carrier" in logged
     for personal in ("Jane Doe", "Example Street", "10115"):
         assert personal not in logged
+
+
+async def test_the_projections_are_rebuilt_from_the_event_store(db: Database) -> None:
+    harness = Harness(db, manual=frozenset({"WH-BER"}))
+    order_id = uuid4()
+    await harness.send(ship_order(order_id))
+    await harness.send(CancelShipment(order_id=order_id, reason="x", requested_by="y"))  # refused: WH-LON shipped
+    other = uuid4()
+    await harness.send(ship_order(other))
+    await harness.send(CancelShipment(order_id=other, reason="x", requested_by="y"))
+    await harness.send(
+        AuthoriseReturn(
+            order_id=order_id,
+            return_id=uuid4(),
+            lines=[Allocation(sku="SKU-MUG-BLUE", warehouse_id="WH-LON", quantity=1)],
+            reason="broken",
+        )
+    )
+
+    async def snapshot() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        async with db.transaction() as session:
+            tables = []
+            for table in (shipment_views, return_views):
+                rows = (await session.execute(select(table).order_by(table.c.order_id, table.c.version))).mappings()
+                tables.append([{k: v for k, v in r.items() if k not in ("created_at", "updated_at")} for r in rows])
+        return tables[0], tables[1]
+
+    before = await snapshot()
+    assert {r["status"] for r in before[0]} >= {"shipped", "created", "cancelled"}
+    assert len(before[1]) >= 1
+    result = await rebuild(db, REGISTRY)
+    assert result.shipments == len(before[0])
+    assert result.returns == len(before[1])
+    assert await snapshot() == before

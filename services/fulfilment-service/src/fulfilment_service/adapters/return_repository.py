@@ -29,6 +29,10 @@ class ReturnRepository:
         await ctx.record(self._store, stream_id(returned.return_id), STREAM_TYPE, returned.version, events)
         for event in events:
             returned.apply(event)
+        await self.project(ctx.session, returned)
+
+    async def project(self, session: AsyncSession, returned: Return) -> None:
+        """Writes the return's row of the projection as the aggregate is now."""
         assert returned.order_id is not None
         assert returned.status is not None
         values: dict[str, Any] = {
@@ -41,7 +45,7 @@ class ReturnRepository:
             "version": returned.version,
         }
         statement = insert(return_views).values(values)
-        await ctx.session.execute(
+        await session.execute(
             statement.on_conflict_do_update(
                 index_elements=[return_views.c.return_id],
                 set_={**{k: statement.excluded[k] for k in values if k != "return_id"}, "updated_at": func.now()},

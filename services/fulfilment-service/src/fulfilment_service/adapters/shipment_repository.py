@@ -34,9 +34,10 @@ class ShipmentRepository:
         await ctx.record(self._store, stream_id(shipment.shipment_id), STREAM_TYPE, shipment.version, events)
         for event in events:
             shipment.apply(event)
-        await self._project(ctx.session, shipment)
+        await self.project(ctx.session, shipment)
 
-    async def _project(self, session: AsyncSession, s: Shipment) -> None:
+    async def project(self, session: AsyncSession, s: Shipment) -> None:
+        """Writes the shipment's row of the projection as the aggregate is now."""
         assert s.order_id is not None
         assert s.status is not None
         values: dict[str, Any] = {
