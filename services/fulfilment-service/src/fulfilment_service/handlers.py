@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 from uuid import UUID
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 
 from fulfilment_service.adapters.return_repository import ReturnRepository
@@ -321,13 +322,21 @@ class FulfilmentHandlers:
         returned = await self._returns.load(ctx.session, ctx.registry, return_id)
         if not returned.exists:
             raise ReturnNotFoundError(f"no return {return_id}")
+        _bind_order(returned.order_id)
         return returned
 
     async def _existing(self, ctx: MessageContext, shipment_id: UUID) -> Shipment:
         shipment = await self._load(ctx, shipment_id)
         if not shipment.exists:
             raise ShipmentNotFoundError(f"no shipment {shipment_id}")
+        _bind_order(shipment.order_id)
         return shipment
+
+
+def _bind_order(order_id: UUID | None) -> None:
+    """An API call's logs carry the order they concern, like a message's do (the runtime binds those)."""
+    if order_id is not None:
+        structlog.contextvars.bind_contextvars(order_id=str(order_id), correlation_id=str(order_id))
 
 
 class FulfilmentOperations:
@@ -346,6 +355,15 @@ class FulfilmentOperations:
         return self._handlers
 
     async def run(self, use_case: Callable[[MessageContext], Awaitable[T]]) -> T:
+        # The use case binds the order it concerns to the logs; it is unbound afterwards.
+        before = structlog.contextvars.get_contextvars()
+        try:
+            return await self._run(use_case)
+        finally:
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(**before)
+
+    async def _run(self, use_case: Callable[[MessageContext], Awaitable[T]]) -> T:
         for attempt in range(1, self._ATTEMPTS + 1):
             try:
                 async with self._db.transaction() as session:
