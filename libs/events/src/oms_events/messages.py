@@ -553,6 +553,9 @@ class ShipmentPickingStarted(Event):
 
     shipment_id: UUID
     warehouse_id: str
+    mode: Literal["automatic", "manual"] | None = Field(
+        default=None, description="The warehouse's mode, as in ShipmentCreated (automatic: the same commit)"
+    )
 
 
 class ShipmentPicked(Event):
@@ -564,6 +567,9 @@ class ShipmentPicked(Event):
     warehouse_id: str
     picked: list[Allocation]
     short: list[Allocation] = []
+    mode: Literal["automatic", "manual"] | None = Field(
+        default=None, description="The warehouse's mode, as in ShipmentCreated (automatic: the same commit)"
+    )
 
 
 class ShipmentPacked(Event):
@@ -572,6 +578,9 @@ class ShipmentPacked(Event):
     shipment_id: UUID
     warehouse_id: str
     parcels: list[Parcel] = Field(min_length=1)
+    mode: Literal["automatic", "manual"] | None = Field(
+        default=None, description="The warehouse's mode, as in ShipmentCreated (automatic: the same commit)"
+    )
 
 
 class CarrierUpdate(Event):

@@ -148,6 +148,7 @@ class Shipment:
     warehouse_id: str = ""
     status: ShipmentStatus | None = None
     delivery_method: DeliveryMethod | None = None
+    mode: Literal["automatic", "manual"] | None = None
     lines: list[Allocation] = field(default_factory=list)
     picked: list[Allocation] = field(default_factory=list)
     short: list[Allocation] = field(default_factory=list)
@@ -181,6 +182,7 @@ class Shipment:
                 self.warehouse_id = event.warehouse_id
                 self.lines = list(event.lines)
                 self.delivery_method = event.delivery_method
+                self.mode = event.mode
                 self.status = ShipmentStatus.CREATED
             case ShipmentPickingStarted():
                 self.status = ShipmentStatus.PICKING
@@ -252,7 +254,11 @@ class Shipment:
 
     def start_picking(self) -> list[Message]:
         order_id = self._require(ShipmentStatus.CREATED, doing="start picking")
-        return [ShipmentPickingStarted(order_id=order_id, shipment_id=self.shipment_id, warehouse_id=self.warehouse_id)]
+        return [
+            ShipmentPickingStarted(
+                order_id=order_id, shipment_id=self.shipment_id, warehouse_id=self.warehouse_id, mode=self.mode
+            )
+        ]
 
     def confirm_picks(self, found: Mapping[str, int]) -> list[Message]:
         """`found`: units found per sku; a sku of the pick list that is missing was not found at all.
@@ -282,6 +288,7 @@ class Shipment:
                 warehouse_id=self.warehouse_id,
                 picked=picked,
                 short=short,
+                mode=self.mode,
             )
         ]
         if not picked:
@@ -302,7 +309,11 @@ class Shipment:
             raise ValueError("packing needs at least one parcel")
         return [
             ShipmentPacked(
-                order_id=order_id, shipment_id=self.shipment_id, warehouse_id=self.warehouse_id, parcels=list(parcels)
+                order_id=order_id,
+                shipment_id=self.shipment_id,
+                warehouse_id=self.warehouse_id,
+                parcels=list(parcels),
+                mode=self.mode,
             )
         ]
 
