@@ -19,11 +19,11 @@ SMS_PROVIDER_URL="${SMS_PROVIDER_URL:-http://127.0.0.1:$SMS_PORT}"
 SMS_WEBHOOK_TOKEN="${SMS_WEBHOOK_TOKEN:-local-sms-webhook-token-0123456789}"
 export SMTP_PORT SMS_PROVIDER_URL SMS_WEBHOOK_TOKEN LOG_FORMAT="${LOG_FORMAT:-json}"
 # Local-only credentials (never use these anywhere else): an ops key for the demo, bench and you,
-# and one key per sales channel.
+# one key per sales channel, and a warehouse and a carrier key for fulfilment-service's API.
 OMS_API_KEY="${OMS_API_KEY:-local-ops-key-0123456789}"
 export OMS_API_KEY
 if [[ -z "${API_KEYS:-}" ]]; then
-  API_KEYS=$(printf '[{"name": "local-ops", "key": "%s", "role": "ops"}, {"name": "local-web", "key": "local-web-key-0123456789", "role": "channel", "channel": "web"}, {"name": "local-marketplace", "key": "local-marketplace-key-0123456789", "role": "channel", "channel": "marketplace"}]' "$OMS_API_KEY")
+  API_KEYS=$(printf '[{"name": "local-ops", "key": "%s", "role": "ops"}, {"name": "local-web", "key": "local-web-key-0123456789", "role": "channel", "channel": "web"}, {"name": "local-marketplace", "key": "local-marketplace-key-0123456789", "role": "channel", "channel": "marketplace"}, {"name": "local-warehouse", "key": "local-warehouse-key-0123456789", "role": "warehouse"}, {"name": "local-carrier", "key": "local-carrier-key-0123456789", "role": "carrier"}]' "$OMS_API_KEY")
 fi
 export API_KEYS
 export TRACKING_TOKEN_SECRET="${TRACKING_TOKEN_SECRET:-local-tracking-secret-0123456789}"

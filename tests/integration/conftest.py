@@ -3,6 +3,7 @@
 import asyncio
 import email
 import email.policy
+import json
 from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from typing import Any
@@ -15,7 +16,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from harness import API_KEYS, SERVICES, Infra, ServiceProcess, System, free_port, recreate_database
+from harness import API_KEYS, MANUAL_WAREHOUSES, SERVICES, Infra, ServiceProcess, System, free_port, recreate_database
 from inventory_service.entrypoints.consumers import AVAILABILITY_GROUP
 from inventory_service.entrypoints.sales_consumer import DEMAND_GROUP
 from notification_service.testing import LocalSmsProvider
@@ -140,6 +141,7 @@ async def system(sms_provider: LocalSmsProvider) -> AsyncIterator[System]:
         "RISK_DECLINE_ABOVE_MINOR": '{"GBP": 100000}',
         "API_KEYS": API_KEYS,
         "TRACKING_TOKEN_SECRET": "integration-tracking-secret-0123456789",
+        "WAREHOUSE_MODES": json.dumps(dict.fromkeys(MANUAL_WAREHOUSES, "manual")),
     }
     # Every service may serve HTTP (its API, health and metrics): each gets a port of its own.
     ports = {name: free_port() for name in SERVICES}

@@ -36,6 +36,8 @@ API_KEYS = json.dumps(
     ]
     + [{"name": f"it-{c}", "key": k, "role": "channel", "channel": c} for c, k in CHANNEL_KEYS.items()]
 )
+# Warehouses worked by hand through fulfilment-service's API (every other warehouse ships at once).
+MANUAL_WAREHOUSES = ("WH-IT-MANUAL-A", "WH-IT-MANUAL-B")
 LOG_DIR = REPO / ".local" / "test-logs"
 
 SERVICES = {
@@ -231,6 +233,16 @@ class System:
                     ),
                     {"sku": sku, "wh": warehouse, "on_hand": on_hand},
                 )
+
+    async def add_warehouse(self, warehouse_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO inventory_service.warehouses (warehouse_id, name, location) "
+                    "VALUES (:wh, :wh, 'integration test') ON CONFLICT DO NOTHING"
+                ),
+                {"wh": warehouse_id},
+            )
 
     async def stock(self, sku: str) -> dict[str, tuple[int, int]]:
         """warehouse -> (on hand, reserved)."""

@@ -125,3 +125,20 @@ def test_warehouses_without_a_calendar_use_the_default() -> None:
     calendars = WarehouseCalendars(default=DispatchCalendar(UTC), by_warehouse={"WH-LON": london})
     assert calendars.of("WH-LON") is london
     assert calendars.of("WH-XYZ").timezone is UTC
+
+
+@pytest.mark.parametrize(
+    ("now", "days", "expected"),
+    [
+        # A configured service level of 4 business days, ordered Thursday before the cut-off: over the weekend.
+        (berlin(THU, 9), 4, NEXT_WED),
+        # Thursday after the cut-off leaves Friday: 4 business days later is the Thursday after.
+        (berlin(THU, 15, 1), 4, NEXT_THU),
+        # Sunday evening leaves Monday.
+        (berlin(SUN, 20), 2, NEXT_WED),
+        # Same-day service (0 days): the dispatch day itself; after Friday's cut-off that is Monday.
+        (berlin(FRI, 16), 0, NEXT_MON),
+    ],
+)
+def test_configured_transit_times_across_weekends_and_cut_off(now: datetime, days: int, expected: date) -> None:
+    assert CAL.estimated_delivery(DeliveryMethod.STANDARD, now, transit_business_days=days) == expected

@@ -24,6 +24,9 @@ from oms_events import Envelope, Message, default_registry
 from oms_events.messages import (
     Event,
     OrderPlaced,
+    OrderShipmentUpdated,
+    OrderShipped,
+    OrderStockReserved,
     PaymentCaptured,
     PaymentDeclined,
     Shipped,
@@ -37,6 +40,7 @@ from oms_runtime.eventstore import EventStore, runtime_metadata
 from oms_runtime.outbox import outbox_table
 from order_service.adapters.projection import (
     OrderProjection,
+    fold,
     order_summaries,
     projection_metadata,
     rebuild,
@@ -397,3 +401,71 @@ def test_the_rebuild_command_refuses_a_bad_batch_size() -> None:
     with pytest.raises(SystemExit) as exited:
         rebuild_main(["--batch-size", "0"])
     assert exited.value.code == 2
+
+
+def test_shipment_progress_folds_into_the_tracking_columns() -> None:
+    order_id, shipment_id, other = uuid4(), uuid4(), uuid4()
+    placed = OrderPlaced(
+        order_id=order_id,
+        channel=Channel.WEB,
+        external_reference="W-1",
+        customer=Customer(customer_id="c", name="Jane", email="jane@example.com"),
+        lines=[OrderLine(sku="A", quantity=1, unit_price_minor=100)],
+        currency="EUR",
+        total_minor=100,
+        shipping_address=Address(name="Jane", line1="Main 1", city="Berlin", postal_code="10115", country="DE"),
+        delivery_method=DeliveryMethod.STANDARD,
+    )
+    events: list[Message] = [
+        placed,
+        OrderStockReserved(
+            order_id=order_id,
+            reservation_id=uuid4(),
+            allocations=[
+                Allocation(sku="A", warehouse_id="WH-1", quantity=1),
+                Allocation(sku="A", warehouse_id="WH-2", quantity=1),
+            ],
+        ),
+        OrderShipmentUpdated(order_id=order_id, shipment_id=shipment_id, warehouse_id="WH-1", status="created"),
+        OrderShipmentUpdated(order_id=order_id, shipment_id=other, warehouse_id="WH-2", status="picking"),
+        OrderShipped(
+            order_id=order_id,
+            shipment_id=shipment_id,
+            warehouse_id="WH-1",
+            carrier="DHL",
+            tracking_number="0123456789",
+            tracking_url="https://track.example/0123456789",
+            estimated_delivery=date(2026, 3, 6),
+        ),
+    ]
+    triples = [(v, REGISTRY.wrap(e, producer="t"), e) for v, e in enumerate(events, start=1)]
+    row = fold(None, order_id, "partially_shipped", triples)
+    assert row is not None
+    assert row["shipment_status"] == "partially_shipped"
+    assert [(s["warehouse_id"], s["status"], bool(s["shipped_at"])) for s in row["shipments"]] == [
+        ("WH-1", "shipped", True),
+        ("WH-2", "picking", False),
+    ]
+    at = datetime(2026, 3, 5, 11, tzinfo=UTC)
+    later: list[Message] = [
+        OrderShipmentUpdated(
+            order_id=order_id,
+            shipment_id=shipment_id,
+            warehouse_id="WH-1",
+            status="delivered",
+            location="Berlin",
+            reported_at=at,
+        ),
+        OrderShipmentUpdated(order_id=order_id, shipment_id=other, warehouse_id="WH-2", status="cancelled"),
+    ]
+    more = [(v, REGISTRY.wrap(e, producer="t"), e) for v, e in enumerate(later, start=6)]
+    row = fold(row, order_id, "shipped", more)
+    assert row is not None
+    delivered = row["shipments"][0]
+    assert (delivered["status"], delivered["location"], delivered["delivered_at"]) == (
+        "delivered",
+        "Berlin",
+        at.isoformat(),
+    )
+    # WH-2 gave up: nothing is left to ship.
+    assert row["shipment_status"] == "shipped"

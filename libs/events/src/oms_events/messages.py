@@ -164,6 +164,9 @@ class OrderShipped(Event):
     tracking_number: str
     tracking_url: str
     estimated_delivery: date
+    lines: list[Allocation] = Field(
+        default=[], description="The units in the shipment (empty before the field existed)"
+    )
 
 
 class OrderRejected(Event):
@@ -306,6 +309,131 @@ class SubmitOrder(Command, OrderSubmission):
             if order_id != expected:
                 raise ValueError(f"must be order_id_for(channel, external_reference) = {expected}")
         return order_id
+
+
+class OrderShipmentUpdated(Event):
+    """A shipment of the order moved (created, picking, picked, packed, in transit, out for delivery,
+    delivered, delivery failed, returned to sender, cancelled, failed), as fulfilment reported it. The
+    order's tracking view is built from these; `Shipped` itself is recorded as `OrderShipped`."""
+
+    topic = topics.ORDERS_EVENTS
+
+    shipment_id: UUID
+    warehouse_id: str
+    status: str
+    location: str | None = None
+    carrier: str | None = None
+    tracking_number: str | None = None
+    estimated_delivery: date | None = None
+    reported_at: datetime | None = None
+    note: str | None = None
+
+
+class OrderFulfilmentFailed(Event):
+    """Fulfilment could not ship the order after its payment was captured: the saga refunds, releases the
+    stock and cancels the order."""
+
+    topic = topics.ORDERS_EVENTS
+
+    shipment_id: UUID | None
+    warehouse_id: str | None
+    reason_code: str
+    reason: str
+
+
+class OrderFulfilmentCancelled(Event):
+    """Fulfilment cancelled every shipment of the order (none had shipped): the saga undoes the rest."""
+
+    topic = topics.ORDERS_EVENTS
+
+    shipment_ids: list[UUID]
+
+
+class OrderShortShipped(Event):
+    """Units of a shipment will not ship (a short pick, or a warehouse that found nothing after another had
+    shipped): their value is refunded."""
+
+    topic = topics.ORDERS_EVENTS
+
+    shipment_id: UUID
+    warehouse_id: str
+    short: list[Allocation] = Field(min_length=1)
+    refund_minor: MinorUnits
+    currency: CurrencyCode
+
+
+class OrderShortShipRefunded(Event):
+    topic = topics.ORDERS_EVENTS
+
+    shipment_id: UUID
+    refund_id: UUID
+    amount_minor: MinorUnits
+    currency: CurrencyCode
+
+
+class OrderCancellationRefused(Event):
+    """A cancel that came once fulfilment had started could not stop it (part of the order had shipped):
+    the order goes on."""
+
+    topic = topics.ORDERS_EVENTS
+
+    reason: str
+
+
+class OrderReturnRequested(Event):
+    """A customer or ops asked to send delivered units back; `lines` name the warehouse each unit left from."""
+
+    topic = topics.ORDERS_EVENTS
+
+    return_id: UUID
+    lines: list[Allocation] = Field(min_length=1)
+    reason: str
+    requested_by: str
+
+
+class OrderReturnUpdated(Event):
+    """The return moved in the warehouse: `authorised` or `received`."""
+
+    topic = topics.ORDERS_EVENTS
+
+    return_id: UUID
+    status: str
+
+
+class OrderReturnInspected(Event):
+    """The returned units were inspected: sellable ones go back on hand, all returned lines are refunded."""
+
+    topic = topics.ORDERS_EVENTS
+
+    return_id: UUID
+    sellable: list[Allocation]
+    unsellable: list[Allocation]
+    refund_minor: MinorUnits
+    currency: CurrencyCode
+
+
+class OrderReturnRefunded(Event):
+    topic = topics.ORDERS_EVENTS
+
+    return_id: UUID
+    refund_id: UUID
+    amount_minor: MinorUnits
+    currency: CurrencyCode
+
+
+class OrderReturnRestocked(Event):
+    topic = topics.ORDERS_EVENTS
+
+    return_id: UUID
+    lines: list[Allocation]
+
+
+class OrderReturnCompleted(Event):
+    """The return is refunded and its sellable units are back on hand."""
+
+    topic = topics.ORDERS_EVENTS
+
+    return_id: UUID
 
 
 class OrderIntakeRejected(Event):
@@ -582,6 +710,9 @@ class ShipOrder(Command):
 
 
 class Shipped(Event):
+    """A shipment left its warehouse with the carrier. `lines` are the units in it (after short picks;
+    empty in events recorded before the field existed), `service_level` the carrier's service."""
+
     topic = topics.FULFILMENT_EVENTS
 
     shipment_id: UUID
@@ -590,6 +721,9 @@ class Shipped(Event):
     tracking_number: str
     tracking_url: str
     estimated_delivery: date
+    lines: list[Allocation] = []
+    parcels: list[Parcel] = []
+    service_level: str | None = None
 
 
 class ShipmentCreated(Event):
@@ -600,6 +734,12 @@ class ShipmentCreated(Event):
     shipment_id: UUID
     warehouse_id: str
     lines: list[Allocation] = Field(min_length=1)
+    delivery_method: DeliveryMethod | None = None
+    mode: Literal["automatic", "manual"] | None = Field(
+        default=None,
+        description="automatic: picked, packed and shipped at once (the events follow in the same commit); "
+        "manual: warehouse staff do it",
+    )
 
 
 class ShipmentPickingStarted(Event):
@@ -607,6 +747,9 @@ class ShipmentPickingStarted(Event):
 
     shipment_id: UUID
     warehouse_id: str
+    mode: Literal["automatic", "manual"] | None = Field(
+        default=None, description="The warehouse's mode, as in ShipmentCreated (automatic: the same commit)"
+    )
 
 
 class ShipmentPicked(Event):
@@ -618,6 +761,9 @@ class ShipmentPicked(Event):
     warehouse_id: str
     picked: list[Allocation]
     short: list[Allocation] = []
+    mode: Literal["automatic", "manual"] | None = Field(
+        default=None, description="The warehouse's mode, as in ShipmentCreated (automatic: the same commit)"
+    )
 
 
 class ShipmentPacked(Event):
@@ -626,6 +772,9 @@ class ShipmentPacked(Event):
     shipment_id: UUID
     warehouse_id: str
     parcels: list[Parcel] = Field(min_length=1)
+    mode: Literal["automatic", "manual"] | None = Field(
+        default=None, description="The warehouse's mode, as in ShipmentCreated (automatic: the same commit)"
+    )
 
 
 class CarrierUpdate(Event):
@@ -638,6 +787,14 @@ class CarrierUpdate(Event):
     tracking_number: str
     location: str | None = None
     reported_at: datetime = Field(description="When the carrier saw it (not when we heard of it)")
+    update_id: str | None = Field(
+        default=None, description="The carrier's id of the update (or a digest of it): the same id is one update"
+    )
+    superseded: bool = Field(
+        default=False,
+        description="True when the update arrived after a later status (out of order): recorded, but the "
+        "shipment's status did not change",
+    )
 
 
 class ShipmentInTransit(CarrierUpdate):
@@ -668,6 +825,81 @@ class FulfilmentFailed(Event):
     shipment_id: UUID | None
     warehouse_id: str | None
     reason_code: str = Field(description="short_pick, cancelled_by_warehouse, carrier_refused, ...")
+    reason: str
+
+
+class AuthoriseReturn(Command):
+    """Expect these delivered units back (a return authorisation for the warehouse)."""
+
+    topic = topics.FULFILMENT_COMMANDS
+
+    return_id: UUID
+    lines: list[Allocation] = Field(min_length=1)
+    reason: str
+
+
+class ReturnAuthorised(Event):
+    topic = topics.FULFILMENT_EVENTS
+
+    return_id: UUID
+    lines: list[Allocation] = Field(min_length=1)
+
+
+class ReturnReceived(Event):
+    """The parcel with the returned units arrived at the warehouse."""
+
+    topic = topics.FULFILMENT_EVENTS
+
+    return_id: UUID
+    received_by: str
+
+
+class ReturnInspected(Event):
+    """Every returned unit was inspected: `sellable` ones can be sold again, `unsellable` ones cannot."""
+
+    topic = topics.FULFILMENT_EVENTS
+
+    return_id: UUID
+    sellable: list[Allocation]
+    unsellable: list[Allocation]
+    inspected_by: str
+
+
+class CancelShipment(Command):
+    """Cancel the order's shipments that have not left their warehouses. All or nothing: when one of them
+    has shipped, nothing is cancelled and the answer is `ShipmentCancellationRefused`."""
+
+    topic = topics.FULFILMENT_COMMANDS
+
+    reason: str
+    requested_by: str
+
+
+class ShipmentCancelled(Event):
+    """One shipment was cancelled before it shipped; its units stay reserved until the saga releases them."""
+
+    topic = topics.FULFILMENT_EVENTS
+
+    shipment_id: UUID
+    warehouse_id: str
+    reason: str
+
+
+class FulfilmentCancelled(Event):
+    """The answer to CancelShipment: every shipment of the order is cancelled (none had shipped)."""
+
+    topic = topics.FULFILMENT_EVENTS
+
+    shipment_ids: list[UUID]
+    reason: str
+
+
+class ShipmentCancellationRefused(Event):
+    """The answer to CancelShipment when part of the order has shipped already: nothing was cancelled."""
+
+    topic = topics.FULFILMENT_EVENTS
+
+    shipped_shipment_ids: list[UUID]
     reason: str
 
 
@@ -723,6 +955,18 @@ MESSAGE_TYPES: tuple[type[ContractMessage], ...] = (
     OrderReservationExpired,
     SubmitOrder,
     OrderIntakeRejected,
+    OrderShipmentUpdated,
+    OrderFulfilmentFailed,
+    OrderFulfilmentCancelled,
+    OrderShortShipped,
+    OrderShortShipRefunded,
+    OrderCancellationRefused,
+    OrderReturnRequested,
+    OrderReturnUpdated,
+    OrderReturnInspected,
+    OrderReturnRefunded,
+    OrderReturnRestocked,
+    OrderReturnCompleted,
     ReserveStock,
     ReleaseStock,
     StockReserved,
@@ -756,6 +1000,14 @@ MESSAGE_TYPES: tuple[type[ContractMessage], ...] = (
     ShipmentDeliveryFailed,
     ShipmentReturnedToSender,
     FulfilmentFailed,
+    CancelShipment,
+    ShipmentCancelled,
+    FulfilmentCancelled,
+    ShipmentCancellationRefused,
+    AuthoriseReturn,
+    ReturnAuthorised,
+    ReturnReceived,
+    ReturnInspected,
     NotificationSent,
     NotificationFailed,
 )

@@ -2,30 +2,55 @@
 
 import asyncio
 from datetime import time
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
 from fulfilment_service.adapters.shipment_repository import ShipmentRepository
 from fulfilment_service.adapters.tables import metadata
+from fulfilment_service.domain.carriers import service_levels
 from fulfilment_service.domain.dispatch import DEFAULT_CUTOFF, DispatchCalendar, WarehouseCalendars
 from fulfilment_service.entrypoints.consumers import consumers
-from fulfilment_service.handlers import FulfilmentHandlers
-from oms_runtime.eventstore import EventStore
+from fulfilment_service.entrypoints.http import ReadinessCheck, create_app
+from fulfilment_service.handlers import (
+    SERVICE,
+    FulfilmentConfig,
+    FulfilmentHandlers,
+    FulfilmentOperations,
+    WarehouseMode,
+)
 from oms_runtime.host import ServiceHost
+from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.logging import configure_logging
 from oms_runtime.settings import ServiceSettings
 
-SERVICE = "fulfilment-service"
-
 
 class FulfilmentSettings(ServiceSettings):
+    http_host: str = "127.0.0.1"
+    http_port: int = 8003
+    api_keys: str = Field(default="[]", description="JSON list of {name, key, role: ops|warehouse|carrier|channel}")
     dispatch_cutoff: time = Field(default=DEFAULT_CUTOFF, description="Daily cut-off in each warehouse's local time")
     warehouse_timezones: dict[str, str] = Field(
         default={"WH-BER": "Europe/Berlin", "WH-LON": "Europe/London"},
         description='IANA time zone per warehouse id, as JSON: {"WH-BER": "Europe/Berlin"}',
     )
     default_timezone: str = Field(default="UTC", description="Time zone of warehouses not listed")
+    warehouse_modes: dict[str, WarehouseMode] = Field(
+        default={}, description='Working mode per warehouse id, as JSON: {"WH-BER": "manual"}'
+    )
+    default_warehouse_mode: WarehouseMode = Field(
+        default=WarehouseMode.AUTOMATIC, description="Mode of warehouses not listed in WAREHOUSE_MODES"
+    )
+    service_levels: dict[str, dict[str, Any]] = Field(
+        default={},
+        description='Carrier and transit time per delivery method, as JSON: {"standard": {"carrier": "DHL", '
+        '"transit_business_days": 3}}; methods not listed keep their defaults',
+    )
+    carrier_webhook_secrets: dict[str, str] = Field(
+        default={}, description='HMAC secret per carrier for signed webhook calls, as JSON: {"DHL": "..."}'
+    )
+    automatic_grams_per_unit: int = Field(default=500, gt=0, description="Parcel weight per unit in automatic mode")
 
 
 def calendars(settings: FulfilmentSettings) -> WarehouseCalendars:
@@ -39,11 +64,31 @@ def calendars(settings: FulfilmentSettings) -> WarehouseCalendars:
     )
 
 
+def config(settings: FulfilmentSettings) -> FulfilmentConfig:
+    """Fails at start on an unknown carrier or delivery method in SERVICE_LEVELS."""
+    return FulfilmentConfig(
+        default_mode=settings.default_warehouse_mode,
+        modes=dict(settings.warehouse_modes),
+        service_levels=service_levels(settings.service_levels),
+        grams_per_unit=settings.automatic_grams_per_unit,
+    )
+
+
 def build(settings: FulfilmentSettings) -> ServiceHost:
     host = ServiceHost(SERVICE, settings, metadata=[metadata])
-    handlers = FulfilmentHandlers(ShipmentRepository(), EventStore(), calendars(settings))
+    fulfilment = config(settings)
+    handlers = FulfilmentHandlers(ShipmentRepository(), calendars(settings), fulfilment)
     for spec in consumers(handlers, group_id=SERVICE):
         host.add_consumer(spec)
+    operations = FulfilmentOperations(host.db, host.registry, handlers, notify=host.relay.notify)
+    app = create_app(
+        operations,
+        ApiKeyAuthenticator.from_json(settings.api_keys),
+        ReadinessCheck(("database", host.db.ping)),
+        modes=fulfilment.mode_of,
+        carrier_secrets=settings.carrier_webhook_secrets,
+    )
+    host.serve_http(app, settings.http_host, settings.http_port)
     return host
 
 

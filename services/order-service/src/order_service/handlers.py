@@ -14,6 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from oms_events import ContractViolationError, Envelope, Message, MessageRegistry
 from oms_events.messages import (
     Command,
+    FulfilmentCancelled,
+    FulfilmentFailed,
+    ItemsRestocked,
     OrderIntakeRejected,
     OrderPlaced,
     PaymentCaptured,
@@ -22,6 +25,20 @@ from oms_events.messages import (
     PaymentRefundFailed,
     PaymentReviewRequired,
     ReservationExpired,
+    ReturnAuthorised,
+    ReturnInspected,
+    ReturnReceived,
+    ShipmentCancellationRefused,
+    ShipmentCancelled,
+    ShipmentCreated,
+    ShipmentDelivered,
+    ShipmentDeliveryFailed,
+    ShipmentInTransit,
+    ShipmentOutForDelivery,
+    ShipmentPacked,
+    ShipmentPicked,
+    ShipmentPickingStarted,
+    ShipmentReturnedToSender,
     Shipped,
     StockBackordered,
     StockReleased,
@@ -40,7 +57,7 @@ from order_service.adapters.tables import saga_steps
 from order_service.domain.order import Decision, Order, OrderStateError, Step
 from order_service.domain.saga import next_deadline_s
 from order_service.domain.timeline import describe
-from order_service.views import OrderLineView, OrderView, ShipmentView, TimelineEntry
+from order_service.views import OrderLineView, OrderView, ReturnView, ShipmentView, TimelineEntry
 
 log = get_logger(__name__)
 
@@ -94,7 +111,36 @@ class OrderSaga:
         handlers.register(PaymentRefundFailed, self._reacting(Order.on_payment_refund_failed))
         handlers.register(StockBackordered, self._reacting(Order.on_stock_backordered))
         handlers.register(ReservationExpired, self._reacting(Order.on_reservation_expired))
+        handlers.register(FulfilmentFailed, self._reacting(Order.on_fulfilment_failed))
+        handlers.register(FulfilmentCancelled, self._reacting(Order.on_fulfilment_cancelled))
+        handlers.register(ShipmentCancellationRefused, self._reacting(Order.on_cancellation_refused))
+        handlers.register(ReturnAuthorised, self._reacting(Order.on_return_authorised))
+        handlers.register(ReturnReceived, self._reacting(Order.on_return_received))
+        handlers.register(ReturnInspected, self._reacting(Order.on_return_inspected))
+        handlers.register(ItemsRestocked, self._reacting(Order.on_items_restocked))
+        # A shipment's progress, for the order's tracking view.
+        for progress in (
+            ShipmentCreated,
+            ShipmentPickingStarted,
+            ShipmentPicked,
+            ShipmentPacked,
+            ShipmentCancelled,
+            ShipmentInTransit,
+            ShipmentOutForDelivery,
+            ShipmentDelivered,
+            ShipmentDeliveryFailed,
+            ShipmentReturnedToSender,
+        ):
+            handlers.register(progress, self._on_progress)
         return handlers
+
+    async def _on_progress(self, ctx: MessageContext, reply: Message) -> None:
+        # An automatic warehouse's steps before Shipped are not recorded (Order.on_shipment_progress): they
+        # are skipped here without loading the order, which keeps load runs as cheap as before.
+        if getattr(reply, "mode", None) == "automatic":
+            return
+        order = await self._order(ctx, reply.order_id)
+        await self._repo.save(ctx, order, order.on_shipment_progress(reply), _now())
 
     def _reacting(self, decide: Callable[[Order, R], Decision]) -> Callable[[MessageContext, R], Awaitable[None]]:
         async def react(ctx: MessageContext, reply: R) -> None:
@@ -161,6 +207,15 @@ class OrderCommands:
 
         await self._act(order_id, decide)
         log.info("operator action", order_id=str(order_id), action=action, operator=operator)
+
+    async def request_return(
+        self, order_id: UUID, return_id: UUID, wanted: dict[str, int], reason: str, requested_by: str
+    ) -> None:
+        async def decide(order: Order, _: AsyncSession) -> Decision:
+            return order.request_return(return_id, wanted, reason, requested_by)
+
+        await self._act(order_id, decide)
+        log.info("return requested", order_id=str(order_id), return_id=str(return_id), requested_by=requested_by)
 
     async def put_on_hold(self, order_id: UUID, reason: str, held_by: str) -> None:
         async def decide(order: Order, _: AsyncSession) -> Decision:
@@ -492,6 +547,18 @@ class OrderQueries:
             hold_reason=order.hold_reason if order.held else None,
             held_by=order.held_by if order.held else None,
             shipments=[ShipmentView(**vars(s)) for s in order.shipments],
+            returns=[
+                ReturnView(
+                    return_id=r.return_id,
+                    status=r.status,
+                    lines=[line.model_dump() for line in r.lines],
+                    requested_by=r.requested_by,
+                    refund_minor=r.refund_minor,
+                    refunded=r.refunded,
+                    restocked=r.restocked,
+                )
+                for r in order.returns.values()
+            ],
             timeline=[
                 TimelineEntry(at=s.envelope.occurred_at, event=s.envelope.type, description=describe(e))
                 for s, e in zip(stored, events, strict=True)

@@ -18,6 +18,7 @@ from order_service.entrypoints.auth import API_KEYS_ADAPTER, Authenticator
 from order_service.entrypoints.consumers import consumers
 from order_service.entrypoints.http import ReadinessCheck, create_app
 from order_service.entrypoints.query_routes import query_router
+from order_service.entrypoints.return_routes import return_router
 from order_service.handlers import (
     SERVICE,
     DeadlineSweeper,
@@ -77,7 +78,7 @@ def build(settings: OrderSettings) -> ServiceHost:
         IdempotencyStore(redis, settings.idempotency_ttl_s),
         readiness,
         auth,
-        routers=[query_router(OrderSearch(host.db), auth)],
+        routers=[query_router(OrderSearch(host.db), auth), return_router(commands, queries, auth)],
     )
     host.serve_http(app, settings.http_host, settings.http_port)
 

@@ -13,6 +13,7 @@ from typing import Any, cast
 from order_service.entrypoints.auth import Authenticator
 from order_service.entrypoints.http import ReadinessCheck, create_app
 from order_service.entrypoints.query_routes import query_router
+from order_service.entrypoints.return_routes import return_router
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "openapi.json"
 
@@ -21,7 +22,15 @@ def generate() -> str:
     # Only the routes' shapes matter here: the use cases behind them are never called.
     unused: Any = cast(Any, None)
     auth = Authenticator([], tracking_secret="openapi-generation-only")
-    app = create_app(unused, unused, unused, unused, ReadinessCheck(), auth, routers=[query_router(unused, auth)])
+    app = create_app(
+        unused,
+        unused,
+        unused,
+        unused,
+        ReadinessCheck(),
+        auth,
+        routers=[query_router(unused, auth), return_router(unused, unused, auth)],
+    )
     return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
 
 

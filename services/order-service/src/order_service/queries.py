@@ -23,6 +23,7 @@ from order_service.adapters.projection import OPEN_ORDER, order_summaries
 from order_service.query_views import (
     OrderPage,
     OrderSummaryView,
+    PreparingShipmentView,
     ShipmentTrackingView,
     StuckOrders,
     StuckOrderView,
@@ -180,6 +181,7 @@ class OrderSearch:
             row = (await session.execute(select(order_summaries).where(order_summaries.c.order_id == order_id))).first()
         if row is None:
             return None
+        left = [s for s in row.shipments if s.get("shipped_at")]
         return TrackingView(
             order_id=row.order_id,
             channel=row.channel,
@@ -190,5 +192,9 @@ class OrderSearch:
             tracking_url=row.tracking_url,
             estimated_delivery=row.estimated_delivery,
             last_update=row.last_event_at,
-            shipments=[ShipmentTrackingView.model_validate(s) for s in row.shipments],
+            shipments=[ShipmentTrackingView.model_validate(s) for s in left],
+            preparing=[PreparingShipmentView.model_validate(s) for s in row.shipments if not s.get("shipped_at")],
+            delivered=bool(left)
+            and all(s.get("status") == "delivered" for s in left)
+            and all(s.get("status") in ("failed", "cancelled") for s in row.shipments if not s.get("shipped_at")),
         )

@@ -72,6 +72,23 @@ class ShipmentTrackingView(BaseModel):
     tracking_url: str
     estimated_delivery: date
     shipped_at: datetime
+    status: str = Field(
+        default="shipped",
+        description="shipped, in_transit, out_for_delivery, delivered, delivery_failed or returned_to_sender",
+    )
+    status_at: datetime | None = Field(default=None, description="When the carrier reported the status")
+    location: str | None = Field(default=None, description="Where the carrier last saw the parcel")
+    delivered_at: datetime | None = None
+    note: str | None = Field(default=None, description="Why a delivery failed or the parcel went back")
+
+
+class PreparingShipmentView(BaseModel):
+    """A shipment still in its warehouse (or one that will not ship: `failed`, `cancelled`)."""
+
+    shipment_id: UUID
+    warehouse_id: str
+    status: str = Field(description="created, picking, picked, packed, failed or cancelled")
+    status_at: datetime | None = None
 
 
 class TrackingView(BaseModel):
@@ -86,4 +103,10 @@ class TrackingView(BaseModel):
     tracking_url: str | None
     estimated_delivery: date | None
     last_update: datetime = Field(description="When the order's latest event occurred")
-    shipments: list[ShipmentTrackingView] = Field(description="Every shipment; a split order has several")
+    shipments: list[ShipmentTrackingView] = Field(description="Every shipment that left; a split order has several")
+    preparing: list[PreparingShipmentView] = Field(
+        default=[], description="Shipments not handed to a carrier (yet): being picked and packed, or given up"
+    )
+    delivered: bool = Field(
+        default=False, description="Every shipment of the order has been delivered (none is still being prepared)"
+    )

@@ -21,6 +21,29 @@ class ShipmentView(BaseModel):
     estimated_delivery: date
 
 
+class ReturnLineView(BaseModel):
+    sku: str
+    warehouse_id: str
+    quantity: int
+
+
+class ReturnView(BaseModel):
+    return_id: UUID
+    status: str = Field(description="requested, authorised, received, inspected or completed")
+    lines: list[ReturnLineView]
+    requested_by: str
+    refund_minor: int = Field(description="What the returned lines are refunded (known once inspected)")
+    refunded: bool
+    restocked: bool = Field(description="The units that can be sold again are back on hand (or there are none)")
+
+
+class ReturnAccepted(BaseModel):
+    order_id: UUID
+    return_id: UUID
+    status: str
+    lines: list[ReturnLineView]
+
+
 class OrderLineView(BaseModel):
     sku: str
     quantity: int
@@ -49,4 +72,5 @@ class OrderView(BaseModel):
         default=None, description="Give it to the customer: GET /orders/{id}/tracking?token="
     )
     shipments: list[ShipmentView]
+    returns: list[ReturnView] = []
     timeline: list[TimelineEntry]

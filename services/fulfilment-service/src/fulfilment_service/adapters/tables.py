@@ -1,24 +1,53 @@
 """fulfilment-service's own tables (in its schema, beside the runtime's event store, outbox and inbox)."""
 
-from sqlalchemy import Column, Date, DateTime, Index, MetaData, String, Table, Uuid, func
+from sqlalchemy import Column, Date, DateTime, Index, Integer, MetaData, String, Table, UniqueConstraint, Uuid, func
+from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
 
-# A projection of the Shipped events, written in the same transaction as them, for lookups by
-# tracking number (carrier updates) and by order. It can be rebuilt from the event store.
-shipments = Table(
-    "shipments",
+# A projection of the shipment streams, written in the same transaction as their events: pick lists per
+# warehouse, the shipments of an order, and lookups by tracking number (carrier updates). It can be
+# rebuilt from the event store. (The walking skeleton's `shipments` table, one row per Shipped, is no
+# longer written.)
+shipment_views = Table(
+    "shipment_views",
     metadata,
     Column("shipment_id", Uuid, primary_key=True),
     Column("order_id", Uuid, nullable=False),
     Column("warehouse_id", String(64), nullable=False),
-    Column("carrier", String(20), nullable=False),
-    # Unique: the last line of defence against two parcels sharing a tracking number.
-    Column("tracking_number", String(40), nullable=False, unique=True),
-    Column("tracking_url", String(300), nullable=False),
-    Column("estimated_delivery", Date, nullable=False),
-    Column("status", String(20), nullable=False),
-    Column("shipped_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("delivery_method", String(20)),
+    Column("lines", JSONB, nullable=False),
+    Column("picked", JSONB, nullable=False, server_default="[]"),
+    Column("short", JSONB, nullable=False, server_default="[]"),
+    Column("parcels", JSONB, nullable=False, server_default="[]"),
+    Column("carrier", String(20)),
+    # Unique per carrier: the last line of defence against two parcels sharing a tracking number.
+    Column("tracking_number", String(40)),
+    Column("tracking_url", String(300)),
+    Column("estimated_delivery", Date),
+    Column("location", String(200)),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Index("ix_shipments_order_id", "order_id"),
+    UniqueConstraint("carrier", "tracking_number", name="uq_shipment_views_tracking"),
+    Index("ix_shipment_views_order_id", "order_id"),
+    Index("ix_shipment_views_warehouse_status", "warehouse_id", "status", "created_at"),
+)
+
+# Returns, projected from their streams in the same transaction: what the warehouses expect back.
+return_views = Table(
+    "return_views",
+    metadata,
+    Column("return_id", Uuid, primary_key=True),
+    Column("order_id", Uuid, nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("lines", JSONB, nullable=False),
+    Column("sellable", JSONB, nullable=False, server_default="[]"),
+    Column("unsellable", JSONB, nullable=False, server_default="[]"),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_return_views_status", "status", "created_at"),
+    Index("ix_return_views_order_id", "order_id"),
 )

@@ -56,8 +56,12 @@ class DispatchCalendar:
             return today
         return self.next_business_day(today)
 
-    def estimated_delivery(self, method: DeliveryMethod, now: datetime) -> date:
-        return self.add_business_days(self.dispatch_day(now), TRANSIT_BUSINESS_DAYS[method])
+    def estimated_delivery(
+        self, method: DeliveryMethod, now: datetime, transit_business_days: int | None = None
+    ) -> date:
+        """Dispatch day plus the transit time: the method's default unless the service level says otherwise."""
+        days = TRANSIT_BUSINESS_DAYS[method] if transit_business_days is None else transit_business_days
+        return self.add_business_days(self.dispatch_day(now), days)
 
 
 @dataclass(frozen=True)

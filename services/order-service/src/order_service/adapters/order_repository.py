@@ -65,9 +65,13 @@ class OrderRepository:
         elif order.status is not None and order.status.terminal:
             await ctx.session.execute(delete(saga_steps).where(saga_steps.c.order_id == order.order_id))
             await ctx.session.execute(delete(payment_tokens).where(payment_tokens.c.order_id == order.order_id))
-        elif order.status in (OrderStatus.NEEDS_ATTENTION, OrderStatus.ON_HOLD, OrderStatus.BACKORDERED):
-            # Parked: no more automatic re-sends until an operator acts (or releases the hold), or, for a
-            # backorder, until stock arrives.
+        elif (
+            order.status in (OrderStatus.NEEDS_ATTENTION, OrderStatus.ON_HOLD, OrderStatus.BACKORDERED)
+            or order.fulfilment_accepted
+        ):
+            # Parked: no more automatic re-sends until an operator acts (or releases the hold); for a
+            # backorder, until stock arrives; once fulfilment took the order, until its warehouses ship it
+            # (manual picking has no deadline).
             await ctx.session.execute(
                 update(saga_steps).where(saga_steps.c.order_id == order.order_id).values(state="parked", updated_at=now)
             )

@@ -37,7 +37,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import Envelope, Message, MessageRegistry
-from oms_events.messages import OrderPlaced, OrderShipped, OrderStockReserved
+from oms_events.messages import OrderPlaced, OrderShipmentUpdated, OrderShipped, OrderStockReserved
 from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
 from oms_runtime.logging import get_logger
@@ -87,11 +87,24 @@ order_summaries = Table(
 
 
 def shipment_status(warehouses: Sequence[str], shipments: Sequence[dict[str, Any]]) -> str:
-    """`not_shipped`, `partially_shipped` (some warehouses shipped) or `shipped` (all of them)."""
-    if not shipments:
+    """`not_shipped`, `partially_shipped` (some warehouses shipped) or `shipped` (all of them).
+
+    Entries of shipments still in their warehouse (no `shipped_at`) do not count; a warehouse whose shipment
+    failed or was cancelled no longer has anything to ship."""
+    shipped = {s["warehouse_id"] for s in shipments if s.get("shipped_at")}
+    if not shipped:
         return "not_shipped"
-    shipped = {s["warehouse_id"] for s in shipments}
-    return "shipped" if set(warehouses) <= shipped else "partially_shipped"
+    given_up = {s["warehouse_id"] for s in shipments if s.get("status") in ("failed", "cancelled")}
+    return "shipped" if set(warehouses) - given_up <= shipped else "partially_shipped"
+
+
+def _shipment_entry(shipments: list[dict[str, Any]], shipment_id: str, warehouse_id: str) -> dict[str, Any]:
+    for entry in shipments:
+        if entry["shipment_id"] == shipment_id:
+            return entry
+    entry = {"shipment_id": shipment_id, "warehouse_id": warehouse_id, "status": "created", "shipped_at": None}
+    shipments.append(entry)
+    return entry
 
 
 def fold(
@@ -128,16 +141,17 @@ def fold(
         if isinstance(event, OrderStockReserved):
             new["warehouses"] = sorted({a.warehouse_id for a in event.allocations})
         elif isinstance(event, OrderShipped):
-            shipments = [s for s in new["shipments"] if s["shipment_id"] != str(event.shipment_id)]
-            shipments.append(
+            shipments = [dict(s) for s in new["shipments"]]
+            entry = _shipment_entry(shipments, str(event.shipment_id), event.warehouse_id)
+            entry.update(
                 {
-                    "shipment_id": str(event.shipment_id),
-                    "warehouse_id": event.warehouse_id,
                     "carrier": event.carrier,
                     "tracking_number": event.tracking_number,
                     "tracking_url": event.tracking_url,
                     "estimated_delivery": event.estimated_delivery.isoformat(),
                     "shipped_at": envelope.occurred_at.isoformat(),
+                    "status": "shipped",
+                    "status_at": envelope.occurred_at.isoformat(),
                 }
             )
             new["shipments"] = shipments
@@ -145,6 +159,18 @@ def fold(
             new["tracking_number"] = event.tracking_number
             new["tracking_url"] = event.tracking_url
             new["estimated_delivery"] = event.estimated_delivery
+        elif isinstance(event, OrderShipmentUpdated):
+            shipments = [dict(s) for s in new["shipments"]]
+            entry = _shipment_entry(shipments, str(event.shipment_id), event.warehouse_id)
+            at = event.reported_at or envelope.occurred_at
+            entry["status"] = event.status
+            entry["status_at"] = at.isoformat()
+            entry["location"] = event.location or entry.get("location")
+            if event.note:
+                entry["note"] = event.note
+            if event.status == "delivered":
+                entry["delivered_at"] = at.isoformat()
+            new["shipments"] = shipments
         new["shipment_status"] = shipment_status(new["warehouses"], new["shipments"])
         new["last_event_at"] = envelope.occurred_at
         new["last_event_type"] = envelope.type

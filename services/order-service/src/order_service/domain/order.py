@@ -43,19 +43,28 @@ After payment the expiry should not happen; if it does, the order is parked for 
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from uuid import UUID
 
 from oms_events.messages import (
+    AuthoriseReturn,
+    CancelShipment,
     CapturePayment,
+    CarrierUpdate,
     Command,
     Event,
+    FulfilmentCancelled,
+    FulfilmentFailed,
+    ItemsRestocked,
     Message,
     OrderBackordered,
+    OrderCancellationRefused,
     OrderCancellationRequested,
     OrderCancelled,
     OrderConfirmed,
+    OrderFulfilmentCancelled,
+    OrderFulfilmentFailed,
     OrderHoldReleased,
     OrderNeedsAttention,
     OrderOperatorActionTaken,
@@ -66,7 +75,16 @@ from oms_events.messages import (
     OrderPutOnHold,
     OrderRejected,
     OrderReservationExpired,
+    OrderReturnCompleted,
+    OrderReturnInspected,
+    OrderReturnRefunded,
+    OrderReturnRequested,
+    OrderReturnRestocked,
+    OrderReturnUpdated,
+    OrderShipmentUpdated,
     OrderShipped,
+    OrderShortShipped,
+    OrderShortShipRefunded,
     OrderStepTimedOut,
     OrderStockReleased,
     OrderStockReserved,
@@ -79,6 +97,18 @@ from oms_events.messages import (
     ReleaseStock,
     ReservationExpired,
     ReserveStock,
+    RestockItems,
+    ReturnAuthorised,
+    ReturnInspected,
+    ReturnReceived,
+    ShipmentCancellationRefused,
+    ShipmentCancelled,
+    ShipmentCreated,
+    ShipmentDeliveryFailed,
+    ShipmentPacked,
+    ShipmentPicked,
+    ShipmentPickingStarted,
+    ShipmentReturnedToSender,
     ShipOrder,
     Shipped,
     StockBackordered,
@@ -114,6 +144,9 @@ class Step(StrEnum):
     RESERVE_STOCK = "ReserveStock"
     CAPTURE_PAYMENT = "CapturePayment"
     SHIP_ORDER = "ShipOrder"
+    CANCEL_SHIPMENT = "CancelShipment"
+    AUTHORISE_RETURN = "AuthoriseReturn"
+    RESTOCK_ITEMS = "RestockItems"
     RELEASE_STOCK = "ReleaseStock"
     REFUND_PAYMENT = "RefundPayment"
 
@@ -165,6 +198,54 @@ class ShipmentInfo:
 
 
 @dataclass
+class ShipmentProgress:
+    """Where one shipment of the order is, as fulfilment and its carrier reported it (for tracking)."""
+
+    shipment_id: UUID
+    warehouse_id: str
+    status: str
+    location: str | None = None
+    reported_at: datetime | None = None
+
+
+# Shipments in these states will never ship: their warehouse no longer counts as one to ship from.
+_GAVE_UP = ("failed", "cancelled")
+
+_PROGRESS_STATUS: dict[type[Message], str] = {
+    ShipmentCreated: "created",
+    ShipmentPickingStarted: "picking",
+    ShipmentPicked: "picked",
+    ShipmentPacked: "packed",
+    ShipmentCancelled: "cancelled",
+}
+
+
+def _carrier_status(update: CarrierUpdate) -> str:
+    """`ShipmentOutForDelivery` -> `out_for_delivery`."""
+    name = type(update).__name__.removeprefix("Shipment")
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+@dataclass
+class ReturnInfo:
+    """A return of delivered units: requested -> authorised -> received -> inspected -> completed (refunded
+    and, when some units can be sold again, restocked)."""
+
+    return_id: UUID
+    status: str
+    lines: list[Allocation]
+    requested_by: str
+    refund_minor: int = 0
+    refunded: bool = False
+    restock: list[Allocation] = field(default_factory=list)
+    restocked: bool = False
+
+
+class ReturnNotAllowedError(ActionNotAllowedError):
+    """A return of lines that were not delivered, or of more units than are left to return."""
+
+
+@dataclass
 class Order:
     order_id: UUID
     version: int = 0
@@ -187,6 +268,13 @@ class Order:
     hold_pending: bool = False  # held while `placed`: goes on hold when the stock is reserved
     hold_reason: str | None = None
     held_by: str | None = None
+    fulfilment: dict[UUID, ShipmentProgress] = field(default_factory=dict)
+    fulfilment_cancel_pending: bool = False  # CancelShipment sent, its answer not in yet
+    cancel_code: str | None = None
+    shipped_lines: dict[UUID, list[Allocation]] = field(default_factory=dict)
+    refunded_minor: int = 0  # refunded in part so far (short shipments, returns)
+    short_refunds: dict[UUID, int] = field(default_factory=dict)  # shipment -> refund still to come
+    returns: dict[UUID, ReturnInfo] = field(default_factory=dict)
 
     @property
     def held(self) -> bool:
@@ -246,6 +334,8 @@ class Order:
             case OrderStockReleased():
                 self.stock_released = True
             case OrderCancellationRequested():
+                if self.status is OrderStatus.CONFIRMED:
+                    self.fulfilment_cancel_pending = True
                 self.compensating = "cancel"
                 self.cancel_reason = event.reason
                 self.cancel_requested_by = event.requested_by
@@ -273,7 +363,64 @@ class Order:
                 self.status = self.status_before_attention
                 self.attention_step = None
                 self.attention_reason = None
+            case OrderShipmentUpdated():
+                self.fulfilment[event.shipment_id] = ShipmentProgress(
+                    event.shipment_id,
+                    event.warehouse_id,
+                    event.status,
+                    event.location or self._location_of(event.shipment_id),
+                    event.reported_at,
+                )
+                if self.status is OrderStatus.PARTIALLY_SHIPPED and not self.warehouses_to_ship:
+                    self.status = OrderStatus.SHIPPED
+            case OrderFulfilmentFailed():
+                if event.shipment_id is not None and event.warehouse_id is not None:
+                    self.fulfilment[event.shipment_id] = ShipmentProgress(
+                        event.shipment_id, event.warehouse_id, "failed"
+                    )
+                self.fulfilment_cancel_pending = bool(self._live_shipments())
+                self.compensating = "cancel"
+                self.cancel_code = "fulfilment_failed"
+                self.cancel_reason = event.reason
+                self.cancel_requested_by = "fulfilment-service"
+                self.status = OrderStatus.CANCELLING
+            case OrderFulfilmentCancelled():
+                self.fulfilment_cancel_pending = False
+            case OrderCancellationRefused():
+                self.fulfilment_cancel_pending = False
+                self.compensating = None
+                self.cancel_code = None
+                self.status = self._shipping_status()
+            case OrderReturnRequested():
+                self.returns[event.return_id] = ReturnInfo(
+                    event.return_id, "requested", list(event.lines), event.requested_by
+                )
+            case OrderReturnUpdated():
+                self.returns[event.return_id].status = event.status
+            case OrderReturnInspected():
+                inspected = self.returns[event.return_id]
+                inspected.status = "inspected"
+                inspected.refund_minor = event.refund_minor
+                inspected.refunded = event.refund_minor == 0
+                inspected.restock = list(event.sellable)
+                inspected.restocked = not event.sellable
+            case OrderReturnRefunded():
+                self.returns[event.return_id].refunded = True
+                self.refunded_minor += event.amount_minor
+            case OrderShortShipped():
+                self.short_refunds[event.shipment_id] = event.refund_minor
+            case OrderShortShipRefunded():
+                self.short_refunds.pop(event.shipment_id, None)
+                self.refunded_minor += event.amount_minor
+            case OrderReturnRestocked():
+                self.returns[event.return_id].restocked = True
+            case OrderReturnCompleted():
+                self.returns[event.return_id].status = "completed"
             case OrderShipped():
+                self.shipped_lines[event.shipment_id] = list(event.lines) or [
+                    a for a in self.allocations if a.warehouse_id == event.warehouse_id
+                ]
+                self.fulfilment[event.shipment_id] = ShipmentProgress(event.shipment_id, event.warehouse_id, "shipped")
                 self.shipments.append(
                     ShipmentInfo(
                         event.shipment_id,
@@ -284,7 +431,8 @@ class Order:
                         event.estimated_delivery,
                     )
                 )
-                self.status = OrderStatus.SHIPPED if not self.warehouses_to_ship else OrderStatus.PARTIALLY_SHIPPED
+                if self.status is not OrderStatus.CANCELLING:
+                    self.status = self._shipping_status()
             case OrderRejected():
                 self.rejection_reason = event.reason
                 self.status = OrderStatus.REJECTED
@@ -297,7 +445,30 @@ class Order:
 
     @property
     def warehouses_to_ship(self) -> set[str]:
-        return {a.warehouse_id for a in self.allocations} - {s.warehouse_id for s in self.shipments}
+        given_up = {p.warehouse_id for p in self.fulfilment.values() if p.status in _GAVE_UP}
+        return {a.warehouse_id for a in self.allocations} - {s.warehouse_id for s in self.shipments} - given_up
+
+    def _shipping_status(self) -> OrderStatus:
+        if not self.shipments:
+            return OrderStatus.CONFIRMED
+        return OrderStatus.SHIPPED if not self.warehouses_to_ship else OrderStatus.PARTIALLY_SHIPPED
+
+    def _location_of(self, shipment_id: UUID) -> str | None:
+        known = self.fulfilment.get(shipment_id)
+        return known.location if known else None
+
+    def _live_shipments(self) -> list[ShipmentProgress]:
+        """Shipments that have neither shipped nor been given up: the ones a cancel can still stop."""
+        return [p for p in self.fulfilment.values() if p.status in ("created", "picking", "picked", "packed")]
+
+    @property
+    def fulfilment_accepted(self) -> bool:
+        """Fulfilment took every warehouse's part of the order: shipping now waits for people (manual
+        warehouses), so the saga stops counting down."""
+        if self.status not in (OrderStatus.CONFIRMED, OrderStatus.PARTIALLY_SHIPPED):
+            return False
+        known = {p.warehouse_id for p in self.fulfilment.values()}
+        return bool(self.allocations) and {a.warehouse_id for a in self.allocations} <= known
 
     def _require(self) -> OrderPlaced:
         if self.placed is None:
@@ -495,6 +666,8 @@ class Order:
             code, message = "resolved_by_operator", "Our customer service team has cancelled your order."
         elif self.cancel_requested_by == RESERVATION_EXPIRY:
             code, message = "reservation_expired", "We could not complete your order in time, so it has been cancelled."
+        elif self.cancel_code == "fulfilment_failed":
+            code, message = "fulfilment_failed", "We could not ship your order, so it has been cancelled."
         else:
             code, message = "requested", "Your order has been cancelled as requested."
         return OrderCancelled(
@@ -537,9 +710,14 @@ class Order:
             return Decision(
                 events=(requested,), commands=(ReleaseStock(order_id=self.order_id, reason="order cancelled"),)
             )
+        if self.status is OrderStatus.CONFIRMED:
+            # Fulfilment has started: it cancels the shipments that have not left, or refuses when one has.
+            return Decision(
+                events=(requested,),
+                commands=(CancelShipment(order_id=self.order_id, reason=reason, requested_by=requested_by),),
+            )
         raise ActionNotAllowedError(
             {
-                OrderStatus.CONFIRMED: "fulfilment has started; cancelling a shipment in progress is not supported",
                 OrderStatus.PARTIALLY_SHIPPED: "the order has shipped in part",
                 OrderStatus.SHIPPED: "the order has shipped",
                 OrderStatus.CANCELLING: "the order is being cancelled already",
@@ -552,7 +730,9 @@ class Order:
 
     def on_payment_refunded(self, reply: PaymentRefunded) -> Decision:
         self._require()
-        if self.status is not OrderStatus.CANCELLING or self.refunded:
+        if self.status is not OrderStatus.CANCELLING:
+            return self._return_refunded(reply)
+        if self.refunded:
             return NOTHING
         return Decision(
             events=(
@@ -638,6 +818,9 @@ class Order:
             Step.CAPTURE_PAYMENT: "payment",
             Step.REFUND_PAYMENT: "payment",
             Step.SHIP_ORDER: "fulfilment",
+            Step.CANCEL_SHIPMENT: "fulfilment",
+            Step.AUTHORISE_RETURN: "fulfilment",
+            Step.RESTOCK_ITEMS: "inventory",
         }[step]
         outcome = " (the payment may or may not have been captured)" if step is Step.CAPTURE_PAYMENT else ""
         return self._park(
@@ -680,7 +863,9 @@ class Order:
 
     def on_shipped(self, reply: Shipped) -> Decision:
         self._require()
-        if self.status not in (OrderStatus.CONFIRMED, OrderStatus.PARTIALLY_SHIPPED):
+        # A shipment that left while a cancel was on its way to fulfilment is recorded: the cancel will be refused.
+        cancelling_fulfilment = self.status is OrderStatus.CANCELLING and self.fulfilment_cancel_pending
+        if self.status not in (OrderStatus.CONFIRMED, OrderStatus.PARTIALLY_SHIPPED) and not cancelling_fulfilment:
             return NOTHING
         if reply.warehouse_id not in self.warehouses_to_ship:
             return NOTHING
@@ -694,6 +879,314 @@ class Order:
                     tracking_number=reply.tracking_number,
                     tracking_url=reply.tracking_url,
                     estimated_delivery=reply.estimated_delivery,
+                    lines=reply.lines,
                 ),
             )
         )
+
+    # ------------------------------------------------------------------ fulfilment
+
+    def on_shipment_progress(self, reply: Message) -> Decision:
+        """A shipment moved (created, picking, picked, packed, a carrier's report, cancelled): recorded for the
+        order's tracking view. A report that changes nothing (a repeated answer, or a carrier update that
+        came out of order and did not move the shipment) is not recorded."""
+        self._require()
+        if self.status not in (
+            OrderStatus.CONFIRMED,
+            OrderStatus.PARTIALLY_SHIPPED,
+            OrderStatus.SHIPPED,
+            OrderStatus.CANCELLING,
+        ):
+            return NOTHING
+        update = self._progress(reply)
+        if update is None:
+            return NOTHING
+        known = self.fulfilment.get(update.shipment_id)
+        if known is not None and known.status == update.status and known.reported_at == update.reported_at:
+            return NOTHING
+        if (
+            isinstance(reply, ShipmentPicked)
+            and reply.short
+            and reply.picked
+            and self.status is not OrderStatus.CANCELLING
+        ):
+            return self._short_shipped(reply.shipment_id, reply.warehouse_id, reply.short, update)
+        return Decision(events=(update,))
+
+    def _short_shipped(self, shipment_id: UUID, warehouse_id: str, short: list[Allocation], *before: Event) -> Decision:
+        """Units that will not ship: their value is refunded (the rest of the order goes on)."""
+        placed = self._require()
+        prices: dict[str, int] = {}
+        for line in placed.lines:
+            prices.setdefault(line.sku, line.unit_price_minor)
+        value = sum(prices.get(line.sku, 0) * line.quantity for line in short)
+        recorded = OrderShortShipped(
+            order_id=self.order_id,
+            shipment_id=shipment_id,
+            warehouse_id=warehouse_id,
+            short=short,
+            refund_minor=value,
+            currency=placed.currency,
+        )
+        if value == 0 or self.payment_id is None:
+            return Decision(events=(*before, recorded))
+        refund = RefundPayment(
+            order_id=self.order_id,
+            payment_id=self.payment_id,
+            amount_minor=value,
+            currency=placed.currency,
+            reason=f"not shipped from {warehouse_id} ({shipment_id})",
+        )
+        return Decision(events=(*before, recorded), commands=(refund,))
+
+    def _progress(self, reply: Message) -> OrderShipmentUpdated | None:
+        if isinstance(reply, CarrierUpdate):
+            if reply.superseded:
+                return None
+            reason = reply.reason if isinstance(reply, ShipmentDeliveryFailed | ShipmentReturnedToSender) else None
+            return OrderShipmentUpdated(
+                order_id=self.order_id,
+                shipment_id=reply.shipment_id,
+                warehouse_id=self._warehouse_of(reply.shipment_id),
+                status=_carrier_status(reply),
+                location=reply.location,
+                carrier=reply.carrier,
+                tracking_number=reply.tracking_number,
+                reported_at=reply.reported_at,
+                note=reason,
+            )
+        status = _PROGRESS_STATUS.get(type(reply))
+        if status is None or not isinstance(
+            reply, ShipmentCreated | ShipmentPickingStarted | ShipmentPicked | ShipmentPacked | ShipmentCancelled
+        ):
+            return None
+        # An automatic warehouse walks to Shipped in one commit: its steps in between tell the customer
+        # nothing, so the order records only manual shipments' steps (and Shipped, as OrderShipped).
+        if isinstance(reply, ShipmentCreated):
+            # A re-sent ShipOrder is answered with ShipmentCreated again: it must not move tracking back.
+            if reply.mode != "manual" or reply.shipment_id in self.fulfilment:
+                return None
+        elif reply.shipment_id not in self.fulfilment:
+            return None
+        note = None
+        if isinstance(reply, ShipmentPicked) and reply.short:
+            note = "short pick: " + ", ".join(f"{line.quantity} x {line.sku}" for line in reply.short)
+        return OrderShipmentUpdated(
+            order_id=self.order_id,
+            shipment_id=reply.shipment_id,
+            warehouse_id=reply.warehouse_id,
+            status=status,
+            note=note,
+        )
+
+    def _warehouse_of(self, shipment_id: UUID) -> str:
+        known = self.fulfilment.get(shipment_id)
+        return known.warehouse_id if known else "unknown"
+
+    def _refund(self, reason: str) -> RefundPayment:
+        placed = self._require()
+        assert self.payment_id is not None
+        return RefundPayment(
+            order_id=self.order_id,
+            payment_id=self.payment_id,
+            # What was refunded in part before (a short shipment) is not refunded twice.
+            amount_minor=self.payment_amount - self.refunded_minor,
+            currency=placed.currency,
+            reason=reason,
+        )
+
+    def on_fulfilment_failed(self, reply: FulfilmentFailed) -> Decision:
+        """Nothing of a shipment could be found after the payment was captured. Nothing of the order has
+        shipped: cancel the other shipments (if any), refund, release the stock, cancel the order. Part of
+        it has shipped: that warehouse is given up and the rest goes on."""
+        self._require()
+        if self.status is OrderStatus.CONFIRMED and self.payment_id is not None:
+            failed = OrderFulfilmentFailed(
+                order_id=self.order_id,
+                shipment_id=reply.shipment_id,
+                warehouse_id=reply.warehouse_id,
+                reason_code=reply.reason_code,
+                reason=reply.reason,
+            )
+            others = [p for p in self._live_shipments() if p.shipment_id != reply.shipment_id]
+            if others:
+                command: Command = CancelShipment(
+                    order_id=self.order_id,
+                    reason=f"another warehouse could not fulfil the order: {reply.reason}",
+                    requested_by="fulfilment-service",
+                )
+            else:
+                command = self._refund(f"fulfilment failed: {reply.reason_code}")
+            return Decision(events=(failed,), commands=(command,))
+        if self.status is OrderStatus.PARTIALLY_SHIPPED and reply.shipment_id and reply.warehouse_id:
+            failed_update = OrderShipmentUpdated(
+                order_id=self.order_id,
+                shipment_id=reply.shipment_id,
+                warehouse_id=reply.warehouse_id,
+                status="failed",
+                note=f"{reply.reason_code}: {reply.reason}",
+            )
+            lines = [a for a in self.allocations if a.warehouse_id == reply.warehouse_id]
+            if not lines:
+                return Decision(events=(failed_update,))
+            return self._short_shipped(reply.shipment_id, reply.warehouse_id, lines, failed_update)
+        return NOTHING
+
+    def on_fulfilment_cancelled(self, reply: FulfilmentCancelled) -> Decision:
+        """Every shipment stopped before leaving: refund (if paid) then release, as for any cancel."""
+        self._require()
+        if self.status is not OrderStatus.CANCELLING or not self.fulfilment_cancel_pending:
+            return NOTHING
+        done = OrderFulfilmentCancelled(order_id=self.order_id, shipment_ids=reply.shipment_ids)
+        if self.payment_id is not None and not self.refunded:
+            reason = "fulfilment failed" if self.cancel_code == "fulfilment_failed" else "order cancelled"
+            return Decision(events=(done,), commands=(self._refund(f"{reason}: {self.cancel_reason}"),))
+        return Decision(events=(done,), commands=(ReleaseStock(order_id=self.order_id, reason="order cancelled"),))
+
+    def on_cancellation_refused(self, reply: ShipmentCancellationRefused) -> Decision:
+        """Part of the order had left its warehouse: the cancel is refused and the order goes on."""
+        self._require()
+        if self.status is not OrderStatus.CANCELLING or not self.fulfilment_cancel_pending:
+            return NOTHING
+        return Decision(events=(OrderCancellationRefused(order_id=self.order_id, reason=reply.reason),))
+
+    # ------------------------------------------------------------------ returns
+
+    def returnable(self) -> dict[tuple[str, str], int]:
+        """Units that may still be returned, per (sku, warehouse): delivered, minus those asked back before."""
+        left: dict[tuple[str, str], int] = {}
+        for shipment_id, lines in self.shipped_lines.items():
+            progress = self.fulfilment.get(shipment_id)
+            if progress is None or progress.status != "delivered":
+                continue
+            for line in lines:
+                key = (line.sku, line.warehouse_id)
+                left[key] = left.get(key, 0) + line.quantity
+        for earlier in self.returns.values():
+            for line in earlier.lines:
+                key = (line.sku, line.warehouse_id)
+                left[key] = left.get(key, 0) - line.quantity
+        return {key: qty for key, qty in left.items() if qty > 0}
+
+    def request_return(self, return_id: UUID, wanted: dict[str, int], reason: str, requested_by: str) -> Decision:
+        """Delivered units coming back: `wanted` is units per sku. Each unit is taken from a warehouse it was
+        delivered from (where it will be restocked). Raises ReturnNotAllowedError, naming the sku, when more
+        is asked than was delivered and not returned yet."""
+        self._require()
+        if return_id in self.returns:
+            return NOTHING
+        left = self.returnable()
+        if not left:
+            raise ReturnNotAllowedError("nothing of the order has been delivered, or all of it is being returned")
+        lines: list[Allocation] = []
+        for sku, quantity in sorted(wanted.items()):
+            available = sum(q for (s, _), q in left.items() if s == sku)
+            if quantity > available:
+                raise ReturnNotAllowedError(f"{sku}: {quantity} to return, but {available} delivered and not returned")
+            for (s, warehouse), q in sorted(left.items()):
+                if s != sku or quantity == 0:
+                    continue
+                take = min(q, quantity)
+                lines.append(Allocation(sku=sku, warehouse_id=warehouse, quantity=take))
+                quantity -= take
+        requested = OrderReturnRequested(
+            order_id=self.order_id, return_id=return_id, lines=lines, reason=reason, requested_by=requested_by
+        )
+        return Decision(
+            events=(requested,),
+            commands=(AuthoriseReturn(order_id=self.order_id, return_id=return_id, lines=lines, reason=reason),),
+        )
+
+    def _return_moved(self, return_id: UUID, status: str, before: str) -> Decision:
+        self._require()
+        known = self.returns.get(return_id)
+        if known is None or known.status != before:
+            return NOTHING
+        return Decision(events=(OrderReturnUpdated(order_id=self.order_id, return_id=return_id, status=status),))
+
+    def on_return_authorised(self, reply: ReturnAuthorised) -> Decision:
+        return self._return_moved(reply.return_id, "authorised", "requested")
+
+    def on_return_received(self, reply: ReturnReceived) -> Decision:
+        return self._return_moved(reply.return_id, "received", "authorised")
+
+    def on_return_inspected(self, reply: ReturnInspected) -> Decision:
+        """Restock what can be sold again, refund every returned line at the price it was bought for."""
+        placed = self._require()
+        known = self.returns.get(reply.return_id)
+        if known is None or known.status not in ("requested", "authorised", "received"):
+            return NOTHING
+        prices: dict[str, int] = {}
+        for line in placed.lines:
+            prices.setdefault(line.sku, line.unit_price_minor)
+        refund = sum(prices.get(line.sku, 0) * line.quantity for line in known.lines)
+        inspected = OrderReturnInspected(
+            order_id=self.order_id,
+            return_id=reply.return_id,
+            sellable=reply.sellable,
+            unsellable=reply.unsellable,
+            refund_minor=refund,
+            currency=placed.currency,
+        )
+        commands: list[Command] = []
+        if reply.sellable:
+            commands.append(RestockItems(order_id=self.order_id, return_id=reply.return_id, lines=reply.sellable))
+        if refund > 0 and self.payment_id is not None:
+            # Last, so that the saga's deadline watches the refund (inventory's restock has no deadline).
+            commands.append(
+                RefundPayment(
+                    order_id=self.order_id,
+                    payment_id=self.payment_id,
+                    amount_minor=refund,
+                    currency=placed.currency,
+                    reason=f"return {reply.return_id}",
+                )
+            )
+        events: list[Event] = [inspected]
+        if refund == 0 and not reply.sellable:
+            events.append(OrderReturnCompleted(order_id=self.order_id, return_id=reply.return_id))
+        return Decision(events=tuple(events), commands=tuple(commands))
+
+    def _return_refunded(self, reply: PaymentRefunded) -> Decision:
+        short = next((sid for sid, amount in self.short_refunds.items() if amount == reply.amount_minor), None)
+        if short is not None:
+            return Decision(
+                events=(
+                    OrderShortShipRefunded(
+                        order_id=self.order_id,
+                        shipment_id=short,
+                        refund_id=reply.refund_id,
+                        amount_minor=reply.amount_minor,
+                        currency=reply.currency,
+                    ),
+                )
+            )
+        waiting = [r for r in self.returns.values() if r.status == "inspected" and not r.refunded]
+        # A refund answers the return of that amount; returns of equal amounts are refunded in turn.
+        match = next((r for r in waiting if r.refund_minor == reply.amount_minor), None)
+        if match is None:
+            return NOTHING
+        events: list[Event] = [
+            OrderReturnRefunded(
+                order_id=self.order_id,
+                return_id=match.return_id,
+                refund_id=reply.refund_id,
+                amount_minor=reply.amount_minor,
+                currency=reply.currency,
+            )
+        ]
+        if match.restocked:
+            events.append(OrderReturnCompleted(order_id=self.order_id, return_id=match.return_id))
+        return Decision(events=tuple(events))
+
+    def on_items_restocked(self, reply: ItemsRestocked) -> Decision:
+        self._require()
+        known = self.returns.get(reply.return_id)
+        if known is None or known.status != "inspected" or known.restocked:
+            return NOTHING
+        events: list[Event] = [
+            OrderReturnRestocked(order_id=self.order_id, return_id=reply.return_id, lines=reply.lines)
+        ]
+        if known.refunded:
+            events.append(OrderReturnCompleted(order_id=self.order_id, return_id=reply.return_id))
+        return Decision(events=tuple(events))

@@ -1,12 +1,27 @@
 """The saga's timing rules: which reply each command waits for, and what to do when none comes."""
 
-from oms_events.messages import CapturePayment, Command, RefundPayment, ReleaseStock, ReserveStock, ShipOrder
+from oms_events.messages import (
+    AuthoriseReturn,
+    CancelShipment,
+    CapturePayment,
+    Command,
+    RefundPayment,
+    ReleaseStock,
+    ReserveStock,
+    RestockItems,
+    ShipOrder,
+)
 
 _AWAITED = {
     ReserveStock: "StockReserved|StockReservationFailed",
     CapturePayment: "PaymentCaptured|PaymentDeclined|PaymentReviewRequired",
     ReleaseStock: "StockReleased",
-    ShipOrder: "Shipped",
+    # Fulfilment answers at once that it took the order (ShipmentCreated); in manual mode the shipping
+    # itself waits for warehouse staff, with no deadline.
+    ShipOrder: "ShipmentCreated|Shipped|FulfilmentFailed",
+    CancelShipment: "FulfilmentCancelled|ShipmentCancellationRefused",
+    AuthoriseReturn: "ReturnAuthorised",
+    RestockItems: "ItemsRestocked",
     RefundPayment: "PaymentRefunded|PaymentRefundFailed",
 }
 

@@ -3,9 +3,12 @@
 from oms_events.messages import (
     Message,
     OrderBackordered,
+    OrderCancellationRefused,
     OrderCancellationRequested,
     OrderCancelled,
     OrderConfirmed,
+    OrderFulfilmentCancelled,
+    OrderFulfilmentFailed,
     OrderHoldReleased,
     OrderNeedsAttention,
     OrderOperatorActionTaken,
@@ -16,7 +19,16 @@ from oms_events.messages import (
     OrderPutOnHold,
     OrderRejected,
     OrderReservationExpired,
+    OrderReturnCompleted,
+    OrderReturnInspected,
+    OrderReturnRefunded,
+    OrderReturnRequested,
+    OrderReturnRestocked,
+    OrderReturnUpdated,
+    OrderShipmentUpdated,
     OrderShipped,
+    OrderShortShipped,
+    OrderShortShipRefunded,
     OrderStepTimedOut,
     OrderStockReleased,
     OrderStockReserved,
@@ -64,5 +76,35 @@ def describe(event: Message) -> str:
             return "The stock reservation expired before the order was paid"
         case OrderHoldReleased():
             return f"Hold released by {event.released_by}: {event.note}"
+        case OrderShipmentUpdated():
+            where = f" at {event.location}" if event.location else ""
+            note = f" ({event.note})" if event.note else ""
+            return f"Shipment from {event.warehouse_id}: {event.status.replace('_', ' ')}{where}{note}"
+        case OrderFulfilmentFailed():
+            return f"Fulfilment failed in {event.warehouse_id or 'a warehouse'} ({event.reason_code}): {event.reason}"
+        case OrderFulfilmentCancelled():
+            return f"Fulfilment stopped: {len(event.shipment_ids)} shipment(s) cancelled before leaving"
+        case OrderReturnRequested():
+            units = sum(line.quantity for line in event.lines)
+            return f"Return of {units} unit(s) requested by {event.requested_by}: {event.reason}"
+        case OrderReturnUpdated():
+            return f"Return {event.status}"
+        case OrderReturnInspected():
+            sellable = sum(line.quantity for line in event.sellable)
+            unsellable = sum(line.quantity for line in event.unsellable)
+            return f"Return inspected: {sellable} unit(s) to restock, {unsellable} not sellable; refund {event.refund_minor} {event.currency} (minor units)"
+        case OrderReturnRefunded():
+            return f"Return refunded: {event.amount_minor} {event.currency} (minor units)"
+        case OrderReturnRestocked():
+            return f"Returned units back on hand: {sum(line.quantity for line in event.lines)}"
+        case OrderReturnCompleted():
+            return "Return completed"
+        case OrderShortShipped():
+            missing = ", ".join(f"{line.quantity} x {line.sku}" for line in event.short)
+            return f"Not shipped from {event.warehouse_id}: {missing}; {event.refund_minor} {event.currency} (minor units) to refund"
+        case OrderShortShipRefunded():
+            return f"Refunded {event.amount_minor} {event.currency} (minor units) for units not shipped"
+        case OrderCancellationRefused():
+            return f"Cancellation refused: {event.reason}"
         case _:
             return type(event).__name__

@@ -1,0 +1,455 @@
+"""The HTTP API of fulfilment-service: the warehouse's pick lists and steps, and the carriers' webhook.
+
+Keys (`X-API-Key`, oms_runtime.http_api): `warehouse` keys (and ops) use the warehouse routes; `carrier`
+keys (and ops) post carrier updates, which may instead be signed with the carrier's HMAC secret
+(`X-Carrier-Signature: sha256=<hex of HMAC-SHA256(secret, raw body)>`). Errors use the one error body.
+"""
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import Depends, FastAPI, Query, Request, status
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from fulfilment_service.domain.carriers import KNOWN_CARRIERS
+from fulfilment_service.domain.returns import InspectionError, Return, ReturnStateError, ReturnStatus
+from fulfilment_service.domain.shipment import PickError, Shipment, ShipmentStateError, ShipmentStatus
+from fulfilment_service.handlers import (
+    FulfilmentOperations,
+    ReturnNotFoundError,
+    ShipmentNotFoundError,
+    WarehouseMode,
+)
+from oms_events.messages import CarrierUpdate
+from oms_events.values import Allocation, Parcel, Sku
+from oms_runtime.http_api import (
+    ApiKeyAuthenticator,
+    ErrorBody,
+    FieldError,
+    Principal,
+    Role,
+    error_response,
+    forbidden,
+    install_error_handlers,
+    unauthenticated,
+)
+from oms_runtime.messaging import MessageContext
+
+Check = Callable[[], Awaitable[object]]
+
+SIGNATURE_HEADER = "X-Carrier-Signature"
+
+
+class ShipmentView(BaseModel):
+    shipment_id: UUID
+    order_id: UUID
+    warehouse_id: str
+    status: str
+    delivery_method: str | None
+    lines: list[Allocation]
+    picked: list[Allocation]
+    short: list[Allocation]
+    parcels: list[Parcel]
+    carrier: str | None
+    tracking_number: str | None
+    tracking_url: str | None
+    estimated_delivery: date | None
+    location: str | None
+    updated_at: datetime | None = None
+
+
+class PickLists(BaseModel):
+    warehouse_id: str
+    mode: str
+    pick_lists: list[ShipmentView]
+
+
+class OrderShipments(BaseModel):
+    order_id: UUID
+    shipments: list[ShipmentView]
+
+
+class PickedLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: Sku
+    quantity: int = Field(ge=0, le=10_000, description="Units found on the shelf (0: none)")
+
+
+class ConfirmPicksRequest(BaseModel):
+    """Units found per sku. A sku of the pick list that is not named was not found at all (a short pick)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[PickedLine] = Field(max_length=200)
+
+
+class PackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parcels: list[Parcel] = Field(min_length=1, max_length=50)
+
+
+class ReturnView(BaseModel):
+    return_id: UUID
+    order_id: UUID
+    status: str
+    lines: list[Allocation] = Field(description="The units coming back, each with the warehouse it left from")
+    sellable: list[Allocation]
+    unsellable: list[Allocation]
+
+
+class ReturnList(BaseModel):
+    returns: list[ReturnView]
+
+
+class InspectedLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: Sku
+    warehouse_id: str = Field(min_length=1, max_length=64)
+    sellable: int = Field(ge=0, le=10_000, description="Units of this line that can be sold again")
+
+
+class InspectReturnRequest(BaseModel):
+    """Per returned line, how many units can be sold again; a line not named has none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[InspectedLine] = Field(max_length=200)
+
+
+def _return_view(returned: Return) -> ReturnView:
+    assert returned.order_id is not None
+    assert returned.status is not None
+    return ReturnView(
+        return_id=returned.return_id,
+        order_id=returned.order_id,
+        status=returned.status.value,
+        lines=returned.lines,
+        sellable=returned.sellable,
+        unsellable=returned.unsellable,
+    )
+
+
+class CarrierStatusUpdate(BaseModel):
+    """A carrier's status report on one parcel."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: str | None = Field(
+        default=None, min_length=1, max_length=200, description="The carrier's id of this update; repeats are ignored"
+    )
+    tracking_number: str = Field(min_length=1, max_length=40)
+    status: Literal["in_transit", "out_for_delivery", "delivered", "delivery_failed", "returned_to_sender"]
+    occurred_at: AwareDatetime = Field(description="When the carrier saw it")
+    location: str | None = Field(default=None, max_length=200)
+    reason: str | None = Field(default=None, max_length=500, description="Why delivery failed or it went back")
+
+    def update_id(self, carrier: str) -> str:
+        """The carrier's event id, or a digest of what the update says (the same report twice is one)."""
+        if self.event_id:
+            return f"{carrier}:{self.event_id}"
+        said = "|".join((carrier, self.tracking_number, self.status, self.occurred_at.isoformat(), self.location or ""))
+        return f"{carrier}:sha256:{hashlib.sha256(said.encode()).hexdigest()}"
+
+
+class CarrierUpdateResult(BaseModel):
+    shipment_id: UUID
+    status: str = Field(description="The shipment's status after the update")
+    duplicate: bool = Field(description="The same update was received before: nothing changed")
+    superseded: bool = Field(description="Recorded, but older than the shipment's status: nothing changed")
+
+
+def shipment_view(row: Mapping[str, Any]) -> ShipmentView:
+    return ShipmentView.model_validate(dict(row))
+
+
+def _view_of(shipment: Shipment) -> ShipmentView:
+    assert shipment.order_id is not None
+    assert shipment.status is not None
+    return ShipmentView(
+        shipment_id=shipment.shipment_id,
+        order_id=shipment.order_id,
+        warehouse_id=shipment.warehouse_id,
+        status=shipment.status.value,
+        delivery_method=shipment.delivery_method.value if shipment.delivery_method else None,
+        lines=shipment.lines,
+        picked=shipment.picked,
+        short=shipment.short,
+        parcels=shipment.parcels,
+        carrier=shipment.carrier,
+        tracking_number=shipment.tracking_number,
+        tracking_url=shipment.tracking_url,
+        estimated_delivery=shipment.estimated_delivery,
+        location=shipment.location,
+    )
+
+
+class ReadinessCheck:
+    def __init__(self, *checks: tuple[str, Check]) -> None:
+        self._checks = checks
+
+    async def __call__(self) -> list[str]:
+        problems = []
+        for name, check in self._checks:
+            try:
+                await check()
+            except Exception as exc:
+                problems.append(f"{name}: {type(exc).__name__}")
+        return problems
+
+
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
+_signature = APIKeyHeader(name=SIGNATURE_HEADER, auto_error=False, description="sha256=<hex HMAC of the body>")
+
+
+def create_app(
+    operations: FulfilmentOperations,
+    auth: ApiKeyAuthenticator,
+    readiness: ReadinessCheck,
+    *,
+    modes: Callable[[str], WarehouseMode],
+    carrier_secrets: Mapping[str, str],
+) -> FastAPI:
+    app = FastAPI(
+        title="OMS fulfilment-service",
+        version="1.0.0",
+        description="Pick lists, picking, packing and shipping per warehouse; carriers' status updates.",
+    )
+    install_error_handlers(app)
+    warehouse_key = auth.dependency(roles=frozenset({Role.WAREHOUSE}))
+    handlers = operations.handlers
+    secrets = {name.upper(): secret.encode() for name, secret in carrier_secrets.items()}
+
+    def not_found(shipment_id: UUID | str) -> JSONResponse:
+        return error_response(status.HTTP_404_NOT_FOUND, "shipment_not_found", f"No shipment {shipment_id}.")
+
+    async def step(
+        shipment_id: UUID, use_case: Callable[[MessageContext], Awaitable[Shipment]]
+    ) -> ShipmentView | JSONResponse:
+        try:
+            shipment = await operations.run(use_case)
+        except ShipmentNotFoundError:
+            return not_found(shipment_id)
+        except ShipmentStateError as exc:
+            return error_response(status.HTTP_409_CONFLICT, "transition_not_allowed", str(exc))
+        return _view_of(shipment)
+
+    errors: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
+
+    @app.get("/health/live", include_in_schema=False)
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/health/ready", include_in_schema=False, response_model=None)
+    async def ready() -> dict[str, str] | JSONResponse:
+        problems = await readiness()
+        if problems:
+            return error_response(status.HTTP_503_SERVICE_UNAVAILABLE, "unavailable", "; ".join(problems))
+        return {"status": "ok"}
+
+    @app.get("/warehouses/{warehouse_id}/pick-lists", response_model=PickLists)
+    async def pick_lists(
+        warehouse_id: str,
+        _: Annotated[Principal, Depends(warehouse_key)],
+        status_: Annotated[list[ShipmentStatus] | None, Query(alias="status")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> PickLists:
+        """Shipments to work on in one warehouse, oldest first: `created` and `picking` unless `status` says."""
+        wanted = [s.value for s in status_ or (ShipmentStatus.CREATED, ShipmentStatus.PICKING)]
+        rows = await operations.read(
+            lambda session: handlers.repository.pick_lists(session, warehouse_id, wanted, limit)
+        )
+        return PickLists(
+            warehouse_id=warehouse_id, mode=modes(warehouse_id).value, pick_lists=[shipment_view(r) for r in rows]
+        )
+
+    @app.get("/shipments/{shipment_id}", response_model=ShipmentView, responses=errors)
+    async def get_shipment(
+        shipment_id: UUID, _: Annotated[Principal, Depends(warehouse_key)]
+    ) -> ShipmentView | JSONResponse:
+        row = await operations.read(lambda session: handlers.repository.view(session, shipment_id))
+        return shipment_view(row) if row else not_found(shipment_id)
+
+    @app.get("/orders/{order_id}/shipments", response_model=OrderShipments)
+    async def order_shipments(order_id: UUID, _: Annotated[Principal, Depends(warehouse_key)]) -> OrderShipments:
+        rows = await operations.read(lambda session: handlers.repository.of_order(session, order_id))
+        return OrderShipments(order_id=order_id, shipments=[shipment_view(r) for r in rows])
+
+    @app.post("/shipments/{shipment_id}/picking", response_model=ShipmentView, responses=errors)
+    async def start_picking(
+        shipment_id: UUID, _: Annotated[Principal, Depends(warehouse_key)]
+    ) -> ShipmentView | JSONResponse:
+        return await step(shipment_id, lambda ctx: handlers.start_picking(ctx, shipment_id))
+
+    @app.post(
+        "/shipments/{shipment_id}/picks", response_model=ShipmentView, responses={**errors, 422: {"model": ErrorBody}}
+    )
+    async def confirm_picks(
+        shipment_id: UUID, body: ConfirmPicksRequest, _: Annotated[Principal, Depends(warehouse_key)]
+    ) -> ShipmentView | JSONResponse:
+        """Confirms what was found. Short picks go on as a partial shipment; nothing found fails the shipment."""
+        found: dict[str, int] = {}
+        for i, line in enumerate(body.lines):
+            if line.sku in found:
+                return _invalid(f"lines.{i}.sku", f"{line.sku} is listed twice")
+            found[line.sku] = line.quantity
+        try:
+            return await step(shipment_id, lambda ctx: handlers.confirm_picks(ctx, shipment_id, found))
+        except PickError as exc:
+            index = next(i for i, line in enumerate(body.lines) if line.sku == exc.field)
+            return _invalid(f"lines.{index}", str(exc))
+
+    @app.post(
+        "/shipments/{shipment_id}/pack", response_model=ShipmentView, responses={**errors, 422: {"model": ErrorBody}}
+    )
+    async def pack(
+        shipment_id: UUID, body: PackRequest, _: Annotated[Principal, Depends(warehouse_key)]
+    ) -> ShipmentView | JSONResponse:
+        return await step(shipment_id, lambda ctx: handlers.pack(ctx, shipment_id, body.parcels))
+
+    @app.post("/shipments/{shipment_id}/ship", response_model=ShipmentView, responses=errors)
+    async def ship(shipment_id: UUID, _: Annotated[Principal, Depends(warehouse_key)]) -> ShipmentView | JSONResponse:
+        """Hands the packed shipment to its carrier: tracking number and estimated delivery as of now."""
+        return await step(shipment_id, lambda ctx: handlers.ship(ctx, shipment_id))
+
+    def return_not_found(return_id: UUID) -> JSONResponse:
+        return error_response(status.HTTP_404_NOT_FOUND, "return_not_found", f"No return {return_id}.")
+
+    async def return_step(
+        return_id: UUID, use_case: Callable[[MessageContext], Awaitable[Return]]
+    ) -> ReturnView | JSONResponse:
+        try:
+            returned = await operations.run(use_case)
+        except ReturnNotFoundError:
+            return return_not_found(return_id)
+        except ReturnStateError as exc:
+            return error_response(status.HTTP_409_CONFLICT, "transition_not_allowed", str(exc))
+        return _return_view(returned)
+
+    @app.get("/returns", response_model=ReturnList)
+    async def list_returns(
+        _: Annotated[Principal, Depends(warehouse_key)],
+        status_: Annotated[list[ReturnStatus] | None, Query(alias="status")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> ReturnList:
+        """Returns to work on, oldest first: `authorised` (expected) and `received` unless `status` says."""
+        wanted = [s.value for s in status_ or (ReturnStatus.AUTHORISED, ReturnStatus.RECEIVED)]
+        rows = await operations.read(lambda session: handlers.returns.by_status(session, wanted, limit))
+        return ReturnList(returns=[ReturnView.model_validate(r) for r in rows])
+
+    @app.get("/returns/{return_id}", response_model=ReturnView, responses=errors)
+    async def get_return(return_id: UUID, _: Annotated[Principal, Depends(warehouse_key)]) -> ReturnView | JSONResponse:
+        row = await operations.read(lambda session: handlers.returns.view(session, return_id))
+        return ReturnView.model_validate(row) if row else return_not_found(return_id)
+
+    @app.post("/returns/{return_id}/receive", response_model=ReturnView, responses=errors)
+    async def receive_return(
+        return_id: UUID, principal: Annotated[Principal, Depends(warehouse_key)]
+    ) -> ReturnView | JSONResponse:
+        """The parcel with the returned units arrived."""
+        return await return_step(return_id, lambda ctx: handlers.receive_return(ctx, return_id, principal.name))
+
+    @app.post(
+        "/returns/{return_id}/inspect", response_model=ReturnView, responses={**errors, 422: {"model": ErrorBody}}
+    )
+    async def inspect_return(
+        return_id: UUID, body: InspectReturnRequest, principal: Annotated[Principal, Depends(warehouse_key)]
+    ) -> ReturnView | JSONResponse:
+        """Says per line how many units can be sold again; the saga then restocks those and refunds the return."""
+        sellable: dict[tuple[str, str], int] = {}
+        for i, line in enumerate(body.lines):
+            key = (line.sku, line.warehouse_id)
+            if key in sellable:
+                return _invalid(f"lines.{i}.sku", f"{line.sku} from {line.warehouse_id} is listed twice")
+            sellable[key] = line.sellable
+        try:
+            return await return_step(
+                return_id, lambda ctx: handlers.inspect_return(ctx, return_id, sellable, principal.name)
+            )
+        except InspectionError as exc:
+            index = next(i for i, line in enumerate(body.lines) if (line.sku, line.warehouse_id) == exc.line)
+            return _invalid(f"lines.{index}", str(exc))
+
+    async def carrier_caller(
+        carrier: str,
+        request: Request,
+        key: Annotated[str | None, Depends(_api_key)] = None,
+        signature: Annotated[str | None, Depends(_signature)] = None,
+    ) -> str:
+        """A carrier (or ops) key, or the carrier's HMAC signature of the raw body."""
+        name = carrier.upper()
+        principal = auth.principal(key)
+        if principal is not None:
+            if principal.role not in (Role.CARRIER, Role.OPS):
+                raise forbidden("This needs a key of role carrier or ops.")
+            return name
+        secret = secrets.get(name)
+        if signature and secret is not None:
+            expected = "sha256=" + hmac.new(secret, await request.body(), hashlib.sha256).hexdigest()
+            if hmac.compare_digest(expected, signature.strip()):
+                return name
+        raise unauthenticated()
+
+    @app.post(
+        "/carriers/{carrier}/updates",
+        response_model=CarrierUpdateResult,
+        responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+    )
+    async def carrier_update(
+        body: CarrierStatusUpdate, carrier_name: Annotated[str, Depends(carrier_caller)]
+    ) -> CarrierUpdateResult | JSONResponse:
+        """A carrier's status update. The same update twice has one effect; an update older than the shipment's
+        status (e.g. "in transit" after "delivered") is recorded but does not move it back."""
+        if carrier_name not in KNOWN_CARRIERS:
+            return error_response(status.HTTP_404_NOT_FOUND, "carrier_not_found", f"No carrier {carrier_name}.")
+
+        async def use_case(ctx: MessageContext) -> tuple[Shipment, list[Any]]:
+            return await handlers.carrier_update(
+                ctx,
+                carrier_name,
+                body.tracking_number,
+                ShipmentStatus(body.status),
+                reported_at=body.occurred_at,
+                update_id=body.update_id(carrier_name),
+                location=body.location,
+                reason=body.reason,
+            )
+
+        try:
+            shipment, events = await operations.run(use_case)
+        except ShipmentNotFoundError:
+            return error_response(
+                status.HTTP_404_NOT_FOUND, "shipment_not_found", f"No {carrier_name} shipment {body.tracking_number}."
+            )
+        except ShipmentStateError as exc:
+            return error_response(status.HTTP_409_CONFLICT, "transition_not_allowed", str(exc))
+        recorded = events[0] if events else None
+        assert shipment.status is not None
+        return CarrierUpdateResult(
+            shipment_id=shipment.shipment_id,
+            status=shipment.status.value,
+            duplicate=recorded is None,
+            superseded=isinstance(recorded, CarrierUpdate) and recorded.superseded,
+        )
+
+    return app
+
+
+def _invalid(field: str, message: str) -> JSONResponse:
+    return error_response(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        "validation_failed",
+        f"Invalid fields: {field}",
+        [FieldError(field=field, message=message, type="value_error")],
+    )
+
+
+__all__ = ["SIGNATURE_HEADER", "CarrierStatusUpdate", "ReadinessCheck", "create_app"]

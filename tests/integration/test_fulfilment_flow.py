@@ -1,0 +1,322 @@
+"""Fulfilment by hand (manual warehouses), carrier updates, and the saga's paths once fulfilment started, end to
+end through the five services on the real broker, database and cache."""
+
+from typing import Any
+
+import httpx
+
+from harness import CARRIER_KEY, MANUAL_WAREHOUSES, WAREHOUSE_KEY, System, eventually, unique_sku
+from oms_events import topics
+
+PRICE = 1_250
+WH_A, WH_B = MANUAL_WAREHOUSES
+PARCEL = {"weight_grams": 1800, "length_mm": 350, "width_mm": 250, "height_mm": 120}
+
+
+def _events(order: dict[str, Any]) -> list[str]:
+    return [t["event"] for t in order["timeline"]]
+
+
+async def _manual_stock(system: System, sku: str, levels: dict[str, int]) -> None:
+    for warehouse in levels:
+        await system.add_warehouse(warehouse)
+    await system.set_stock(sku, levels)
+
+
+async def _shipments(warehouse: httpx.AsyncClient, order_id: str, count: int) -> dict[str, dict[str, Any]]:
+    """The order's shipments in fulfilment, by warehouse, once all `count` exist."""
+    body = await eventually(
+        lambda: _get(warehouse, f"/orders/{order_id}/shipments"), lambda b: len(b["shipments"]) == count
+    )
+    return {s["warehouse_id"]: s for s in body["shipments"]}
+
+
+async def _get(client: httpx.AsyncClient, path: str) -> dict[str, Any]:
+    response = await client.get(path)
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    response = await client.post(path, json=body or {})
+    assert response.status_code == 200, f"{path}: {response.status_code} {response.text}"
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def _pick_pack_ship(warehouse: httpx.AsyncClient, shipment: dict[str, Any], missing: int = 0) -> dict[str, Any]:
+    """Picks every unit (but `missing` of the first line: a short pick), packs and ships."""
+    sid = shipment["shipment_id"]
+    await _post(warehouse, f"/shipments/{sid}/picking")
+    lines = [{"sku": line["sku"], "quantity": line["quantity"]} for line in shipment["lines"]]
+    lines[0]["quantity"] -= missing
+    await _post(warehouse, f"/shipments/{sid}/picks", {"lines": lines})
+    await _post(warehouse, f"/shipments/{sid}/pack", {"parcels": [PARCEL]})
+    return await _post(warehouse, f"/shipments/{sid}/ship")
+
+
+async def test_a_split_order_is_partially_shipped_then_tracked_to_delivery(system: System) -> None:
+    sku = unique_sku()
+    await _manual_stock(system, sku, {WH_A: 3, WH_B: 2})
+    order_id = (await system.place_order([(sku, 5, PRICE)])).json()["order_id"]
+    await system.wait_for_status(order_id, {"confirmed"})
+
+    async with (
+        system.http(WAREHOUSE_KEY, service="fulfilment-service") as warehouse,
+        system.http(CARRIER_KEY, service="fulfilment-service") as carrier,
+        system.http() as orders,
+    ):
+        shipments = await _shipments(warehouse, order_id, 2)
+        listed = await _get(warehouse, f"/warehouses/{WH_A}/pick-lists")
+        assert listed["mode"] == "manual"
+        assert shipments[WH_A]["shipment_id"] in {p["shipment_id"] for p in listed["pick_lists"]}
+        # Manual picking has no saga deadline: the order waits for the warehouse, not for a timer.
+        first = await _pick_pack_ship(warehouse, shipments[WH_A])
+        assert first["status"] == "shipped"
+
+        order = await system.wait_for_status(order_id, {"partially_shipped"})
+        assert [s["warehouse_id"] for s in order["shipments"]] == [WH_A]
+        tracking = await _get(orders, f"/orders/{order_id}/tracking")
+        assert tracking["shipment_status"] == "partially_shipped"
+        assert [(s["warehouse_id"], s["tracking_number"]) for s in tracking["shipments"]] == [
+            (WH_A, first["tracking_number"])
+        ]
+        assert [(p["warehouse_id"], p["status"]) for p in tracking["preparing"]] == [(WH_B, "created")]
+
+        track = first["tracking_number"]
+        for status, at, where, expected, duplicate in (
+            ("in_transit", "2026-03-03T18:00:00Z", "Leipzig hub", "in_transit", False),
+            ("delivered", "2026-03-05T11:00:00Z", "Berlin", "delivered", False),
+            ("in_transit", "2026-03-03T20:00:00Z", "Hannover hub", "delivered", False),  # late: recorded only
+            ("delivered", "2026-03-05T11:00:00Z", "Berlin", "delivered", True),  # the same update again
+        ):
+            body = {"tracking_number": track, "status": status, "occurred_at": at, "location": where}
+            result = await _post(carrier, f"/carriers/{first['carrier']}/updates", body)
+            assert (result["status"], result["duplicate"]) == (expected, duplicate)
+
+        def delivered(t: dict[str, Any]) -> bool:
+            return bool(t["shipments"]) and t["shipments"][0]["status"] == "delivered"
+
+        tracking = await eventually(lambda: _get(orders, f"/orders/{order_id}/tracking"), delivered)
+        [shipment] = tracking["shipments"]
+        assert (shipment["location"], shipment["carrier"], shipment["delivered_at"][:10]) == (
+            "Berlin",
+            first["carrier"],
+            "2026-03-05",
+        )
+        assert shipment["estimated_delivery"] == first["estimated_delivery"]
+        assert tracking["delivered"] is False, "the second shipment has not left yet"
+
+        # One of WH_B's two units is not on the shelf: a partial shipment, and that unit is refunded.
+        second = await _pick_pack_ship(warehouse, shipments[WH_B], missing=1)
+        assert [(line["sku"], line["quantity"]) for line in second["short"]] == [(sku, 1)]
+        order = await system.wait_for_status(order_id, {"shipped"})
+        tracking = await _get(orders, f"/orders/{order_id}/tracking")
+        assert (tracking["shipment_status"], tracking["preparing"], tracking["delivered"]) == ("shipped", [], False)
+    assert sorted(s["warehouse_id"] for s in order["shipments"]) == [WH_A, WH_B]
+    fulfilment = [e["type"] for e in await system.envelopes(topics.FULFILMENT_EVENTS, order_id)]
+    assert fulfilment.count("Shipped") == 2
+    assert fulfilment.count("ShipmentDelivered") == 1
+    assert fulfilment.count("ShipmentInTransit") == 2  # the late one is published too, marked superseded
+    refunds = await eventually(
+        lambda: system.envelopes(topics.PAYMENTS_EVENTS, order_id),
+        lambda events: any(e["type"] == "PaymentRefunded" for e in events),
+    )
+    assert [e["payload"]["amount_minor"] for e in refunds if e["type"] == "PaymentRefunded"] == [PRICE]
+    await system.wait_for_stock(sku, {WH_A: (0, 0), WH_B: (0, 0)})
+
+
+async def test_nothing_found_after_capture_refunds_releases_and_cancels(system: System) -> None:
+    sku = unique_sku()
+    await _manual_stock(system, sku, {WH_A: 4})
+    order_id = (await system.place_order([(sku, 2, PRICE)])).json()["order_id"]
+    await system.wait_for_status(order_id, {"confirmed"})
+    async with system.http(WAREHOUSE_KEY, service="fulfilment-service") as warehouse:
+        shipment = (await _shipments(warehouse, order_id, 1))[WH_A]
+        await _post(warehouse, f"/shipments/{shipment['shipment_id']}/picking")
+        result = await _post(warehouse, f"/shipments/{shipment['shipment_id']}/picks", {"lines": []})
+    assert result["status"] == "failed"
+
+    order = await system.wait_for_status(order_id, {"cancelled", "needs_attention"})
+    assert order["status"] == "cancelled"
+    events = _events(order)
+    assert events[-4:] == ["OrderFulfilmentFailed", "OrderPaymentRefunded", "OrderStockReleased", "OrderCancelled"]
+    # The authorisation before the capture is payment-service's own step: not what this test is about.
+    payments = [e for e in await system.envelopes(topics.PAYMENTS_EVENTS, order_id) if e["type"] != "PaymentAuthorised"]
+    assert [e["type"] for e in payments] == ["PaymentCaptured", "PaymentRefunded"]
+    assert payments[1]["payload"]["amount_minor"] == 2 * PRICE
+    # Refund before release: the saga undoes in reverse order.
+    commands = [e["type"] for e in await system.envelopes(topics.INVENTORY_COMMANDS, order_id)]
+    assert commands == ["ReserveStock", "ReleaseStock"]
+    await system.wait_for_stock(sku, {WH_A: (4, 0)})
+
+
+async def test_a_cancel_once_fulfilment_started_stops_the_shipments_and_undoes_the_rest(system: System) -> None:
+    sku = unique_sku()
+    await _manual_stock(system, sku, {WH_A: 3, WH_B: 3})
+    order_id = (await system.place_order([(sku, 2, PRICE)])).json()["order_id"]
+    await system.wait_for_status(order_id, {"confirmed"})
+    async with system.http(WAREHOUSE_KEY, service="fulfilment-service") as warehouse, system.http() as orders:
+        [shipment] = (await _shipments(warehouse, order_id, 1)).values()
+        await _post(warehouse, f"/shipments/{shipment['shipment_id']}/picking")
+        response = await orders.post(f"/orders/{order_id}/cancel", json={"reason": "changed my mind"})
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "cancelling"
+        order = await system.wait_for_status(order_id, {"cancelled", "needs_attention"})
+        assert order["status"] == "cancelled"
+        stopped = await _get(warehouse, f"/shipments/{shipment['shipment_id']}")
+        assert stopped["status"] == "cancelled"
+        too_late = await warehouse.post(f"/shipments/{shipment['shipment_id']}/picks", json={"lines": []})
+        assert too_late.status_code == 409
+    # The shipment's own progress (picking, cancelled) may interleave with the cancel: left out here.
+    assert [e for e in _events(order) if e != "OrderShipmentUpdated"][-5:] == [
+        "OrderCancellationRequested",
+        "OrderFulfilmentCancelled",
+        "OrderPaymentRefunded",
+        "OrderStockReleased",
+        "OrderCancelled",
+    ]
+    async with system.http() as orders:
+        tracking = await _get(orders, f"/orders/{order_id}/tracking")
+    assert [(p["shipment_id"], p["status"]) for p in tracking["preparing"]] == [(shipment["shipment_id"], "cancelled")]
+    fulfilment = [e["type"] for e in await system.envelopes(topics.FULFILMENT_EVENTS, order_id)]
+    assert fulfilment[-2:] == ["ShipmentCancelled", "FulfilmentCancelled"]
+    payments = [e["type"] for e in await system.envelopes(topics.PAYMENTS_EVENTS, order_id)]
+    assert payments == ["PaymentAuthorised", "PaymentCaptured", "PaymentRefunded"]
+    levels = await system.stock(sku)
+    await system.wait_for_stock(sku, {wh: (on_hand, 0) for wh, (on_hand, _) in levels.items()})
+
+
+async def test_a_partially_shipped_order_can_no_longer_be_cancelled(system: System) -> None:
+    sku = unique_sku()
+    await _manual_stock(system, sku, {WH_A: 1, WH_B: 1})
+    order_id = (await system.place_order([(sku, 2, PRICE)])).json()["order_id"]
+    await system.wait_for_status(order_id, {"confirmed"})
+    async with system.http(WAREHOUSE_KEY, service="fulfilment-service") as warehouse, system.http() as orders:
+        shipments = await _shipments(warehouse, order_id, 2)
+        await _pick_pack_ship(warehouse, shipments[WH_A])
+        await system.wait_for_status(order_id, {"partially_shipped"})
+        refused = await orders.post(f"/orders/{order_id}/cancel", json={"reason": "too late"})
+        assert refused.status_code == 409
+        assert refused.json()["error"] == "cancel_not_allowed"
+        # The rest of the order goes on.
+        await _pick_pack_ship(warehouse, shipments[WH_B])
+    await system.wait_for_status(order_id, {"shipped"})
+
+
+async def _delivered_order(system: System, lines: list[tuple[str, int, int]]) -> tuple[str, str]:
+    """An order shipped from manual warehouse A and delivered; its id and tracking token."""
+    placed = (await system.place_order(lines)).json()
+    order_id, token = placed["order_id"], placed["tracking_token"]
+    await system.wait_for_status(order_id, {"confirmed"})
+    async with (
+        system.http(WAREHOUSE_KEY, service="fulfilment-service") as warehouse,
+        system.http(CARRIER_KEY, service="fulfilment-service") as carrier,
+        system.http(None) as customer,
+    ):
+        shipped = await _pick_pack_ship(warehouse, (await _shipments(warehouse, order_id, 1))[WH_A])
+        body = {
+            "tracking_number": shipped["tracking_number"],
+            "status": "delivered",
+            "occurred_at": "2026-03-05T11:00:00Z",
+        }
+        await _post(carrier, f"/carriers/{shipped['carrier']}/updates", body)
+        await eventually(
+            lambda: _get(customer, f"/orders/{order_id}/tracking?token={token}"), lambda t: t["delivered"] is True
+        )
+    return order_id, token
+
+
+async def _receive_and_inspect(system: System, return_id: str, sellable: list[dict[str, Any]]) -> None:
+    async with system.http(WAREHOUSE_KEY, service="fulfilment-service") as warehouse:
+        await eventually(
+            lambda: warehouse.get(f"/returns/{return_id}"),
+            lambda r: r.status_code == 200 and r.json()["status"] == "authorised",
+        )
+        await _post(warehouse, f"/returns/{return_id}/receive")
+        await _post(warehouse, f"/returns/{return_id}/inspect", {"lines": sellable})
+
+
+async def _return_of(system: System, order_id: str, return_id: str, until: Any) -> dict[str, Any]:
+    async with system.http() as http:
+        order = await eventually(
+            lambda: system.order(order_id, http),
+            lambda o: any(r["return_id"] == return_id and until(r) for r in o["returns"]),
+        )
+    found: list[dict[str, Any]] = [r for r in order["returns"] if r["return_id"] == return_id]
+    return found[0]
+
+
+async def test_a_customer_returns_the_whole_order(system: System) -> None:
+    mug, shirt = unique_sku(), unique_sku()
+    await _manual_stock(system, mug, {WH_A: 5})
+    await _manual_stock(system, shirt, {WH_A: 5})
+    order_id, token = await _delivered_order(system, [(mug, 2, PRICE), (shirt, 1, 2 * PRICE)])
+
+    async with system.http(None) as customer:
+        nobody = await customer.post(
+            f"/orders/{order_id}/returns", json={"lines": [{"sku": mug, "quantity": 1}], "reason": "x"}
+        )
+        assert nobody.status_code == 404
+        response = await customer.post(
+            f"/orders/{order_id}/returns?token={token}",
+            json={"lines": [{"sku": mug, "quantity": 2}, {"sku": shirt, "quantity": 1}], "reason": "does not fit"},
+        )
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert sorted((line["sku"], line["warehouse_id"], line["quantity"]) for line in accepted["lines"]) == sorted(
+        [(mug, WH_A, 2), (shirt, WH_A, 1)]
+    )
+    return_id = accepted["return_id"]
+    # The mugs can be sold again; the shirt came back stained.
+    await _receive_and_inspect(system, return_id, [{"sku": mug, "warehouse_id": WH_A, "sellable": 2}])
+
+    returned = await _return_of(system, order_id, return_id, lambda r: r["refunded"])
+    assert (returned["refund_minor"], returned["requested_by"]) == (4 * PRICE, "customer")
+    payments = await system.envelopes(topics.PAYMENTS_EVENTS, order_id)
+    assert [(e["type"], e["payload"].get("amount_minor")) for e in payments] == [
+        ("PaymentAuthorised", 4 * PRICE),
+        ("PaymentCaptured", 4 * PRICE),
+        ("PaymentRefunded", 4 * PRICE),
+    ]
+    [restock] = [e for e in await system.envelopes(topics.INVENTORY_COMMANDS, order_id) if e["type"] == "RestockItems"]
+    assert restock["payload"]["return_id"] == return_id
+    assert restock["payload"]["lines"] == [{"sku": mug, "warehouse_id": WH_A, "quantity": 2}]
+    returned = await _return_of(system, order_id, return_id, lambda r: r["status"] == "completed")
+    assert returned["restocked"] is True
+    await system.wait_for_stock(mug, {WH_A: (5, 0)})
+    await system.wait_for_stock(shirt, {WH_A: (4, 0)})
+
+
+async def test_ops_return_part_of_an_order_and_the_rest_stays_returnable(system: System) -> None:
+    sku = unique_sku()
+    await _manual_stock(system, sku, {WH_A: 5})
+    order_id, _ = await _delivered_order(system, [(sku, 3, PRICE)])
+    async with system.http() as ops:
+        response = await ops.post(
+            f"/orders/{order_id}/returns", json={"lines": [{"sku": sku, "quantity": 1}], "reason": "one too many"}
+        )
+        assert response.status_code == 202, response.text
+        return_id = response.json()["return_id"]
+        too_many = await ops.post(
+            f"/orders/{order_id}/returns", json={"lines": [{"sku": sku, "quantity": 3}], "reason": "all of them"}
+        )
+        assert (too_many.status_code, too_many.json()["error"]) == (409, "return_not_allowed")
+        unknown = await ops.post(
+            f"/orders/{order_id}/returns", json={"lines": [{"sku": "SKU-NEVER-ORDERED", "quantity": 1}], "reason": "x"}
+        )
+        assert unknown.status_code == 409
+    await _receive_and_inspect(system, return_id, [{"sku": sku, "warehouse_id": WH_A, "sellable": 1}])
+
+    returned = await _return_of(system, order_id, return_id, lambda r: r["refunded"])
+    assert (returned["refund_minor"], returned["requested_by"]) == (PRICE, "it-ops")
+    refunds = [e for e in await system.envelopes(topics.PAYMENTS_EVENTS, order_id) if e["type"] == "PaymentRefunded"]
+    assert [e["payload"]["amount_minor"] for e in refunds] == [PRICE]
+    restocks = [e for e in await system.envelopes(topics.INVENTORY_COMMANDS, order_id) if e["type"] == "RestockItems"]
+    assert [e["payload"]["lines"] for e in restocks] == [[{"sku": sku, "warehouse_id": WH_A, "quantity": 1}]]
+    order = await system.order(order_id)
+    assert order["status"] == "shipped"
+    assert "OrderReturnRefunded" in _events(order)
+    await _return_of(system, order_id, return_id, lambda r: r["status"] == "completed")
+    await system.wait_for_stock(sku, {WH_A: (3, 0)})
