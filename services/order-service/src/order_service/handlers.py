@@ -436,8 +436,9 @@ class DeadlineSweeper:
                 log.exception("saga deadline sweep failed")
             await asyncio.sleep(self._interval_s)
 
-    async def sweep(self) -> int:
-        now = _now()
+    async def sweep(self, now: datetime | None = None) -> int:
+        """Re-sends or compensates every step overdue at `now` (the clock, unless a test moves time)."""
+        now = now or _now()
         async with self._db.transaction() as session:
             overdue = (
                 await session.scalars(
