@@ -14,6 +14,7 @@ For every record a consumer receives:
 """
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import ContractViolationError, Envelope, Message, MessageRegistry
+from oms_runtime import metrics
 from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
 from oms_runtime.inbox import Inbox
@@ -137,6 +139,9 @@ class DeadLetterPublisher:
             ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
         ]
         await self._producer.send_and_wait(self.topic, value=record.value, key=record.key, headers=headers)
+        metrics.DEAD_LETTERS.labels(
+            consumer=self._consumer, source_topic=record.topic, dead_letter_topic=self.topic
+        ).inc()
         log.warning(
             "message dead-lettered",
             reason=reason,
@@ -176,17 +181,29 @@ class MessageProcessor:
         self._outbox = Outbox()
 
     async def process(self, record: SourceRecord) -> Outcome:
+        message_type = "unreadable"
+        outcome = await self._process(record)
+        if isinstance(outcome, tuple):
+            outcome, message_type = outcome
+        metrics.MESSAGES_CONSUMED.labels(
+            consumer=self.consumer, topic=record.topic, type=message_type, outcome=outcome.value
+        ).inc()
+        return outcome
+
+    async def _process(self, record: SourceRecord) -> Outcome | tuple[Outcome, str]:
         try:
             envelope = self._registry.parse_envelope(record.value)
         except ContractViolationError as exc:
             await self._dead_letters.send(record, exc.reason)
             return Outcome.DEAD_LETTERED
+        # Only known types become label values: a flood of made-up types must not blow up the metrics.
+        known_type = envelope.type if self._registry.knows(envelope.type) else "unknown"
         handler = self._handlers.get(envelope.type)
         if handler is None:
             if self._registry.knows(envelope.type):
-                return Outcome.SKIPPED
+                return Outcome.SKIPPED, known_type
             await self._dead_letters.send(record, f"unknown message type {envelope.type!r}")
-            return Outcome.DEAD_LETTERED
+            return Outcome.DEAD_LETTERED, known_type
         with structlog.contextvars.bound_contextvars(
             order_id=envelope.correlation_id,
             correlation_id=envelope.correlation_id,
@@ -202,8 +219,8 @@ class MessageProcessor:
                     if failure is not None:
                         reason = f"{reason}; rejection not sent: {failure}"
                 await self._dead_letters.send(record, reason)
-                return Outcome.DEAD_LETTERED
-            return await self._handle(record, envelope, message, handler)
+                return Outcome.DEAD_LETTERED, known_type
+            return await self._handle(record, envelope, message, handler), known_type
 
     async def _reject(
         self, envelope: Envelope, error: ContractViolationError, rejection_handler: RejectionHandler
@@ -243,6 +260,7 @@ class MessageProcessor:
 
     async def _handle(self, record: SourceRecord, envelope: Envelope, message: Message, handler: Handler) -> Outcome:
         for attempt in range(1, self._max_attempts + 1):
+            started = time.perf_counter()
             try:
                 async with self._db.transaction() as session:
                     if not await self._inbox.record(session, self.consumer, envelope):
@@ -256,6 +274,9 @@ class MessageProcessor:
                         outbox=self._outbox,
                     )
                     await handler(context, message)
+                metrics.HANDLER_DURATION.labels(consumer=self.consumer, type=envelope.type).observe(
+                    time.perf_counter() - started
+                )
                 if context.emitted:
                     self._on_commit()
                 log.debug("message processed", emitted=[e.type for e in context.emitted])
@@ -263,6 +284,7 @@ class MessageProcessor:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                metrics.HANDLER_ERRORS.labels(consumer=self.consumer, type=envelope.type).inc()
                 if attempt == self._max_attempts:
                     log.exception("handler failed; dead-lettering", attempts=attempt)
                     await self._dead_letters.send(
