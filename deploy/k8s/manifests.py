@@ -40,6 +40,9 @@ CLUSTER_VALUES: dict[str, str] = {
     "http_port": str(HTTP_PORT),
     "log_format": "json",
     "shutdown_grace_s": "25",
+    # An OpenTelemetry Collector in the namespace (or a Service of that name pointing at one).
+    "otel_traces_exporter": "otlp",
+    "otel_exporter_otlp_endpoint": "http://otel-collector:4318",
     # Cluster defaults that differ from a developer's machine:
     "smtp_host": "smtp-relay",
     "smtp_port": "25",

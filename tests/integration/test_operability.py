@@ -185,3 +185,50 @@ async def test_sigterm_to_every_service_under_load_loses_and_doubles_nothing(sys
     assert shipped == dict.fromkeys(order_ids, 1), "every order reached its final state exactly once"
     # Inventory applied each reservation and shipment exactly once.
     await system.wait_for_stock(sku, {"WH-BER": (stock - len(order_ids), 0)})
+
+
+async def test_one_orders_spans_share_one_trace_id_from_the_http_call_through_every_service(system: System) -> None:
+    trace_id = uuid4().hex
+    caller_span = uuid4().hex[:16]
+    sku = unique_sku()
+    await system.set_stock(sku, {"WH-BER": 3})
+    async with system.http() as http:
+        response = await http.post(
+            "/orders",
+            json=order_body([(sku, 1, PRICE)]),
+            headers={"traceparent": f"00-{trace_id}-{caller_span}-01"},
+        )
+    assert response.status_code == 201
+    order_id = response.json()["order_id"]
+    assert (await system.wait_for_status(order_id, FINAL))["status"] == "shipped"
+
+    expected = set(SERVICES)
+    deadline = time.monotonic() + 20
+    while {s.service for s in system.traces.of_trace(trace_id)} != expected:
+        assert time.monotonic() < deadline, (
+            f"services in the trace: {sorted({s.service for s in system.traces.of_trace(trace_id)})}"
+        )
+        await asyncio.sleep(0.2)
+    spans = system.traces.of_trace(trace_id)
+    [server] = [s for s in spans if s.name == "POST /orders"]
+    assert server.parent_span_id == caller_span, "the HTTP span continues the caller's trace"
+    by_id = {s.span_id: s for s in spans}
+    processed = [s for s in spans if s.name.endswith(" process")]
+    assert {s.attributes["oms.message.type"] for s in processed} >= {
+        "ReserveStock",
+        "StockReserved",
+        "CapturePayment",
+        "PaymentCaptured",
+        "ShipOrder",
+        "Shipped",
+    }
+    for span in processed:
+        assert span.attributes["oms.order_id"] == order_id
+        assert span.parent_span_id in by_id, f"{span.name} in {span.service} hangs off a span of the same trace"
+
+    # The trace id travels in every envelope and Kafka header of the order, and in the JSON logs.
+    for topic in (topics.ORDERS_EVENTS, topics.INVENTORY_COMMANDS, topics.PAYMENTS_EVENTS, topics.FULFILMENT_EVENTS):
+        for record in await system.records(topic, order_id):
+            assert dict(record.headers)["traceparent"].decode().split("-")[1] == trace_id, topic
+    log = system.services["inventory-service"].log_path.read_text(errors="replace")
+    assert f'"trace_id": "{trace_id}"' in log

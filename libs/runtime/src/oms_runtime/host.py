@@ -36,6 +36,7 @@ from oms_runtime.messaging import DeadLetterPublisher, HandlerMap, MessageProces
 from oms_runtime.ops_http import DependencyCheck, Readiness, ops_app
 from oms_runtime.outbox import OutboxRelay
 from oms_runtime.settings import ServiceSettings
+from oms_runtime.tracing import configure_tracing, shutdown_tracing
 
 log = get_logger(__name__)
 
@@ -84,6 +85,7 @@ class ServiceHost:
         self.service = service
         self.settings = settings
         self.registry = registry or default_registry()
+        configure_tracing(service, settings.otel_traces_exporter, settings.otel_exporter_otlp_endpoint)
         self.db = Database.for_service(settings, service)
         self.producer = idempotent_producer(settings.kafka_bootstrap_servers, client_id=service)
         self.relay = OutboxRelay(
@@ -262,6 +264,7 @@ class ServiceHost:
         await self._lag.close()
         await self._cache.aclose()
         await self.db.dispose()
+        shutdown_tracing()
         log.info("service stopped")
 
     async def run_until_signalled(self) -> None:

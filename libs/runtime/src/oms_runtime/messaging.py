@@ -26,12 +26,13 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import ContractViolationError, Envelope, Message, MessageRegistry
-from oms_runtime import metrics
+from oms_runtime import metrics, tracing
 from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
 from oms_runtime.inbox import Inbox
 from oms_runtime.logging import get_logger
 from oms_runtime.outbox import Outbox
+from oms_runtime.tracing import current_trace_context
 
 log = get_logger(__name__)
 
@@ -54,7 +55,9 @@ class MessageContext:
 
     async def emit(self, message: Message) -> Envelope:
         """Queue a message in the outbox; it is published only if this transaction commits."""
-        envelope = self.registry.wrap(message, producer=self.producer_name, causation=self.envelope)
+        envelope = self.registry.wrap(
+            message, producer=self.producer_name, causation=self.envelope, trace_context=current_trace_context()
+        )
         await self.outbox.add(self.session, message.topic, message.key, envelope)
         self.emitted.append(envelope)
         return envelope
@@ -68,7 +71,11 @@ class MessageContext:
         events: Sequence[Message],
     ) -> list[Envelope]:
         """Append events to a stream and queue them for publishing, in this one transaction."""
-        envelopes = [self.registry.wrap(e, producer=self.producer_name, causation=self.envelope) for e in events]
+        trace_context = current_trace_context()
+        envelopes = [
+            self.registry.wrap(e, producer=self.producer_name, causation=self.envelope, trace_context=trace_context)
+            for e in events
+        ]
         await store.append(self.session, stream_id, stream_type, expected_version, envelopes)
         for event, envelope in zip(events, envelopes, strict=True):
             await self.outbox.add(self.session, event.topic, event.key, envelope)
@@ -204,11 +211,14 @@ class MessageProcessor:
                 return Outcome.SKIPPED, known_type
             await self._dead_letters.send(record, f"unknown message type {envelope.type!r}")
             return Outcome.DEAD_LETTERED, known_type
-        with structlog.contextvars.bound_contextvars(
-            order_id=envelope.correlation_id,
-            correlation_id=envelope.correlation_id,
-            message_id=str(envelope.event_id),
-            message_type=envelope.type,
+        with (
+            tracing.consuming(envelope, record.topic, self.consumer),
+            structlog.contextvars.bound_contextvars(
+                order_id=envelope.correlation_id,
+                correlation_id=envelope.correlation_id,
+                message_id=str(envelope.event_id),
+                message_type=envelope.type,
+            ),
         ):
             try:
                 message = self._registry.decode(envelope)

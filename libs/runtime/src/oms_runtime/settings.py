@@ -27,6 +27,12 @@ class ServiceSettings(BaseSettings):
     http_port: int | None = Field(
         default=None, ge=0, le=65535, description="HTTP port; unset: the service's local default (8000-8004)"
     )
+    otel_traces_exporter: str = Field(
+        default="none", description="otlp (OTLP/HTTP), console or none: where the services' spans go"
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP base URL, e.g. http://otel-collector:4318 (spans go to /v1/traces)"
+    )
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Per dependency, in /health/ready")
     shutdown_grace_s: float = Field(
         default=25.0,
