@@ -13,8 +13,10 @@ from redis.asyncio import Redis
 from oms_events.messages import ReleaseStock
 from oms_runtime import metrics
 from oms_runtime.db import Database
+from oms_runtime.host import ServiceHost
 from oms_runtime.messaging import HandlerMap, MessageContext, Outcome
 from oms_runtime.ops_http import DependencyCheck, Readiness, ops_app
+from oms_runtime.settings import ServiceSettings
 from oms_runtime.testing import HandlerHarness
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -162,3 +164,24 @@ async def test_metrics_count_consumed_messages_handler_latency_errors_and_refres
     assert sample("oms_messages_consumed_total", **labels, type="unreadable", outcome="dead_lettered") == 1
     assert sample("oms_handler_errors_total", consumer=consumer, type="ReleaseStock") == 1
     assert sample("oms_handler_duration_seconds_count", consumer=consumer, type="ReleaseStock") == 1
+
+
+async def test_the_hosts_readiness_checks_broker_database_and_cache() -> None:
+    down = ServiceSettings(
+        kafka_bootstrap_servers="127.0.0.1:1",
+        database_url="postgresql+asyncpg://oms:oms@127.0.0.1:1/oms",
+        redis_url="redis://127.0.0.1:1/0",
+        readiness_timeout_s=1.0,
+    )
+    up = ServiceSettings(readiness_timeout_s=2.0)
+    unreachable, reachable = ServiceHost("payment-service", down), ServiceHost("payment-service", up)
+    await reachable.producer.start()
+    try:
+        assert set(await unreachable.readiness.problems()) == {"broker", "database", "cache"}
+        assert await reachable.readiness.problems() == {}
+        assert reachable.http_address == ("127.0.0.1", 8002), "the service's local default port"
+    finally:
+        for host in (unreachable, reachable):
+            await host.producer.stop()
+            await host.db.dispose()
+            await host._cache.aclose()
