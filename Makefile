@@ -22,6 +22,7 @@ help:
 	@echo "make test    install, start the infrastructure, run lint, types, unit and integration tests"
 	@echo "make bench   place N orders (N=2000) and print throughput and placed-to-shipped latency"
 	@echo "make down    stop what make run started"
+	@echo "make schemas / make manifests   regenerate the JSON Schemas + AsyncAPI / the Kubernetes base"
 
 install:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
