@@ -63,8 +63,8 @@ def test_every_resource_validates_against_the_kubernetes_schemas(built: tuple[st
     overlay, documents = built
     problems = []
     for document in documents:
-        if document["apiVersion"].startswith("kafka.strimzi.io/"):
-            continue  # a custom resource: checked against the topics below
+        if document["apiVersion"].startswith(("kafka.strimzi.io/", "monitoring.coreos.com/")):
+            continue  # custom resources: the topics and alerts are checked below
         try:
             kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
@@ -147,24 +147,46 @@ def test_every_topic_is_a_kafka_topic_and_every_kafka_topic_is_a_topic(
         assert len(dead_letters) == 1, f"{overlay}: {service} needs exactly one dead-letter KafkaTopic"
 
 
-def test_the_grafana_dashboard_shows_every_metric_and_queries_only_exported_ones() -> None:
-    families = {
+def _metric_families() -> set[str]:
+    return {
         family.name
         for collector in vars(metrics).values()
         if isinstance(collector, MetricWrapperBase)
         for family in collector.describe()
     }
+
+
+def _used(expression: str) -> set[str]:
+    return {re.sub(r"_(total|bucket|count|sum)$", "", n) for n in re.findall(r"\b(oms_[a-z_]+)", expression)}
+
+
+def test_prometheus_scrapes_every_service_and_the_alerts_query_exported_metrics(
+    built: tuple[str, list[dict[str, Any]]],
+) -> None:
+    overlay, documents = built
+    [monitor] = [d for d in documents if d["kind"] == "ServiceMonitor"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    services = [d for d in documents if d["kind"] == "Service"]
+    assert {s["metadata"]["name"] for s in services if selector.items() <= s["metadata"]["labels"].items()} == set(
+        SERVICES
+    ), overlay
+    [rules] = [d for d in documents if d["kind"] == "PrometheusRule"]
+    alerts = [rule for group in rules["spec"]["groups"] for rule in group["rules"]]
+    assert len(alerts) >= 5
+    for alert in alerts:
+        assert _used(alert["expr"]), alert["alert"]
+        assert _used(alert["expr"]) <= _metric_families(), alert["alert"]
+
+
+def test_the_grafana_dashboard_shows_every_metric_and_queries_only_exported_ones() -> None:
+    families = _metric_families()
     assert "oms_messages_consumed" in families
     dashboards = sorted((REPO / "deploy" / "grafana").glob("*.json"))
     assert dashboards
     for path in dashboards:
         dashboard = json.loads(path.read_text())
         expressions = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
-        used = {
-            re.sub(r"_(total|bucket|count|sum)$", "", name)
-            for expr in expressions
-            for name in re.findall(r"\b(oms_[a-z_]+)", expr)
-        }
+        used = {name for expr in expressions for name in _used(expr)}
         assert used <= families, f"{path.name} queries unknown metrics: {sorted(used - families)}"
         # In-flight requests are for ad-hoc looks; everything else belongs on the dashboard.
         assert families - {"oms_http_requests_in_flight"} <= used, f"{path.name} leaves out {sorted(families - used)}"
