@@ -3,9 +3,11 @@
 import asyncio
 import os
 import re
+import signal
 from uuid import uuid4
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
@@ -13,7 +15,7 @@ from redis.asyncio import Redis
 from oms_events.messages import ReleaseStock
 from oms_runtime import metrics
 from oms_runtime.db import Database
-from oms_runtime.host import ServiceHost
+from oms_runtime.host import ServiceHost, ShutdownTooSlowError
 from oms_runtime.messaging import HandlerMap, MessageContext, Outcome
 from oms_runtime.ops_http import DependencyCheck, Readiness, ops_app
 from oms_runtime.settings import ServiceSettings
@@ -185,3 +187,33 @@ async def test_the_hosts_readiness_checks_broker_database_and_cache() -> None:
             await host.producer.stop()
             await host.db.dispose()
             await host._cache.aclose()
+
+
+@pytest.mark.parametrize(("stop_takes_s", "fails"), [(0.0, False), (5.0, True)])
+async def test_sigterm_stops_the_host_within_the_grace_period_or_fails_loudly(
+    monkeypatch: pytest.MonkeyPatch, stop_takes_s: float, fails: bool
+) -> None:
+    host = ServiceHost("payment-service", ServiceSettings(shutdown_grace_s=0.3))
+    stopped: list[bool] = []
+
+    async def start() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to the host's handler, as from the kubelet
+
+    async def stop() -> None:
+        await asyncio.sleep(stop_takes_s)
+        stopped.append(True)
+
+    monkeypatch.setattr(host, "start", start)
+    monkeypatch.setattr(host, "stop", stop)
+    try:
+        if fails:
+            with pytest.raises(ShutdownTooSlowError):
+                await asyncio.wait_for(host.run_until_signalled(), 3)
+            assert stopped == []
+        else:
+            await asyncio.wait_for(host.run_until_signalled(), 3)
+            assert stopped == [True]
+    finally:
+        await host.producer.stop()
+        await host.db.dispose()
+        await host._cache.aclose()

@@ -288,4 +288,7 @@ class ServiceHost:
             except TimeoutError:
                 log.error("shutdown exceeded the grace period", grace_s=grace)
                 raise ShutdownTooSlowError(f"not stopped within {grace:g}s of SIGTERM") from None
+            finally:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
             log.info("shutdown complete", seconds=round(time.monotonic() - started, 2))
