@@ -3,12 +3,14 @@
 import json
 from uuid import UUID, uuid4
 
+import pytest
 from sqlalchemy import text
 
 from oms_events import ContractViolationError, Envelope, default_registry
 from oms_events.messages import ReleaseStock
 from oms_runtime.db import Database
 from oms_runtime.messaging import (
+    DependencyUnavailableError,
     HandlerMap,
     MessageContext,
     MessageProcessor,
@@ -127,3 +129,37 @@ async def test_without_a_rejection_handler_nothing_is_answered(db: Database) -> 
     proc, _ = processor(db, None)
     assert await proc.process(record(invalid(uuid4()))) is Outcome.DEAD_LETTERED
     assert await outbox_reasons(db) == []
+
+
+async def test_a_dependency_that_does_not_answer_pauses_the_consumer_instead_of_dead_lettering(db: Database) -> None:
+    calls: list[str] = []
+    failure: list[BaseException] = [ConnectionRefusedError("database down")]
+
+    async def on_release(ctx: MessageContext, message: ReleaseStock) -> None:
+        calls.append(message.reason)
+        raise failure[0]
+
+    handlers = HandlerMap()
+    handlers.register(ReleaseStock, on_release)
+    dead_letters = RecordingDeadLetters("test")
+    processor = MessageProcessor(
+        consumer="test",
+        producer_name="test",
+        db=db,
+        registry=registry,
+        handlers=handlers,
+        dead_letters=dead_letters,
+        max_attempts=2,
+        retry_backoff_s=0.0,
+    )
+    message = ReleaseStock(order_id=uuid4(), reason="r")
+    record = SourceRecord(message.topic, 0, 1, message.key.encode(), registry.wrap(message, producer="t").to_bytes())
+    with pytest.raises(DependencyUnavailableError):
+        await processor.process(record)
+    assert calls == ["r", "r"]
+    assert dead_letters.sent == [], "an outage is not the message's fault"
+
+    failure[0] = ValueError("a bug")
+    assert await processor.process(record) == Outcome.DEAD_LETTERED
+    [(_, reason)] = dead_letters.sent
+    assert "ValueError: a bug" in reason

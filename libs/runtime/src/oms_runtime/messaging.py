@@ -9,7 +9,10 @@ For every record a consumer receives:
 2. A message type the consumer has no handler for is skipped: topics carry many types.
 3. Otherwise the inbox record, the handler's state changes and its outgoing messages commit in one
    database transaction. A message already in the inbox has no second effect.
-4. A handler that keeps failing is retried with backoff, then dead-lettered with the error.
+4. A handler that keeps failing is retried with backoff, then dead-lettered with the error, unless
+   the failure is a dependency that does not answer (database connection, network): that is not
+   the message's fault, so it is not dead-lettered; `DependencyUnavailableError` makes the consumer
+   seek back, and the batch is retried until the dependency is back (the inbox skips what was done).
 5. Only then does FastStream commit the offset (see `subscribe`).
 """
 
@@ -23,6 +26,8 @@ from typing import Any, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaProducer
+from asyncpg.exceptions import PostgresConnectionError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import ContractViolationError, Envelope, Message, MessageRegistry
@@ -108,6 +113,23 @@ class HandlerMap:
     @property
     def message_types(self) -> frozenset[str]:
         return frozenset(self._handlers)
+
+
+class DependencyUnavailableError(RuntimeError):
+    """A dependency (the database, the network) did not answer while handling a message.
+
+    Raised out of the processor, so that the consumer seeks back instead of committing: an outage
+    pauses consumption rather than dead-lettering every message that arrives during it.
+    """
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Errors of a dependency that does not answer, as opposed to errors of the message or the code."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    # Not OSError as a whole: e.g. an SMTP server refusing a recipient is an OSError too, and is the
+    # message's problem; a refused or timed-out connection is not.
+    return isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError | PostgresConnectionError)
 
 
 class Outcome(StrEnum):
@@ -295,6 +317,9 @@ class MessageProcessor:
                 raise
             except Exception as exc:
                 metrics.HANDLER_ERRORS.labels(consumer=self.consumer, type=envelope.type).inc()
+                if attempt == self._max_attempts and is_unavailable(exc):
+                    log.error("dependency unavailable; the batch will be retried", error=f"{type(exc).__name__}: {exc}")
+                    raise DependencyUnavailableError(f"{type(exc).__name__}: {exc}") from exc
                 if attempt == self._max_attempts:
                     log.exception("handler failed; dead-lettering", attempts=attempt)
                     await self._dead_letters.send(
