@@ -10,9 +10,9 @@ For every record a consumer receives:
 3. Otherwise the inbox record, the handler's state changes and its outgoing messages commit in one
    database transaction. A message already in the inbox has no second effect.
 4. A handler that keeps failing is retried with backoff, then dead-lettered with the error, unless
-   the failure is a dependency that does not answer (database connection, network): that is not
-   the message's fault, so it is not dead-lettered; `DependencyUnavailableError` makes the consumer
-   seek back, and the batch is retried until the dependency is back (the inbox skips what was done).
+   the database does not answer (checked after the last attempt): an outage is not the message's
+   fault, so it is not dead-lettered; `DependencyUnavailableError` makes the consumer seek back, and
+   the batch is retried until the database is back (the inbox skips what was done).
 5. Only then does FastStream commit the offset (see `subscribe`).
 """
 
@@ -26,8 +26,6 @@ from typing import Any, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from asyncpg.exceptions import PostgresConnectionError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import ContractViolationError, Envelope, Message, MessageRegistry
@@ -116,20 +114,11 @@ class HandlerMap:
 
 
 class DependencyUnavailableError(RuntimeError):
-    """A dependency (the database, the network) did not answer while handling a message.
+    """The database did not answer while handling a message (checked after the last attempt).
 
     Raised out of the processor, so that the consumer seeks back instead of committing: an outage
     pauses consumption rather than dead-lettering every message that arrives during it.
     """
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """Errors of a dependency that does not answer, as opposed to errors of the message or the code."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    # Not OSError as a whole: e.g. an SMTP server refusing a recipient is an OSError too, and is the
-    # message's problem; a refused or timed-out connection is not.
-    return isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError | PostgresConnectionError)
 
 
 class Outcome(StrEnum):
@@ -290,6 +279,14 @@ class MessageProcessor:
                 await asyncio.sleep(self._retry_backoff_s * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
+    async def _database_answers(self, timeout_s: float = 2.0) -> bool:
+        """Asked after the last failed attempt: is the database down, rather than the message bad?"""
+        try:
+            await asyncio.wait_for(self._db.ping(), timeout_s)
+        except Exception:
+            return False
+        return True
+
     async def _handle(self, record: SourceRecord, envelope: Envelope, message: Message, handler: Handler) -> Outcome:
         for attempt in range(1, self._max_attempts + 1):
             started = time.perf_counter()
@@ -317,9 +314,9 @@ class MessageProcessor:
                 raise
             except Exception as exc:
                 metrics.HANDLER_ERRORS.labels(consumer=self.consumer, type=envelope.type).inc()
-                if attempt == self._max_attempts and is_unavailable(exc):
-                    log.error("dependency unavailable; the batch will be retried", error=f"{type(exc).__name__}: {exc}")
-                    raise DependencyUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+                if attempt == self._max_attempts and not await self._database_answers():
+                    log.error("database unavailable; the batch will be retried", error=f"{type(exc).__name__}: {exc}")
+                    raise DependencyUnavailableError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
                 if attempt == self._max_attempts:
                     log.exception("handler failed; dead-lettering", attempts=attempt)
                     await self._dead_letters.send(
