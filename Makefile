@@ -8,16 +8,21 @@ UV_VERSION := 0.13.8
 UV := $(PYTHON) -m uv
 INFRA := deploy/local/infra.sh
 SERVICES := deploy/local/services.sh
-PACKAGES := -p oms_events -p oms_runtime -p order_service -p inventory_service -p payment_service -p fulfilment_service -p notification_service
-TEST_DIRS := libs/events/tests libs/runtime/tests $(wildcard services/*/tests) tests/integration
+PACKAGES := -p oms_events -p oms_runtime -p order_service -p inventory_service -p payment_service -p fulfilment_service -p notification_service -p oms_cli
+TEST_DIRS := libs/events/tests libs/runtime/tests $(wildcard services/*/tests) tools/oms-cli/tests tests/deploy tests/integration
+# kustomize for the offline manifest checks: built once from its Go module into .local/bin (about 2 min on
+# a fresh machine, then cached; the checks themselves take ~10 s).
+KUSTOMIZE_VERSION := v5.7.1
+KUSTOMIZE := .local/bin/kustomize
 
-.PHONY: help install infra infra-down run demo down test lint types schemas openapi unit integration bench logs
+.PHONY: help install infra infra-down run demo down test lint types schemas openapi manifests kustomize unit integration bench logs
 
 help:
 	@echo "make run     install, start Kafka/PostgreSQL/Redis and the five services, place demo orders"
 	@echo "make test    install, start the infrastructure, run lint, types, unit and integration tests"
 	@echo "make bench   place N orders (N=2000) and print throughput and placed-to-shipped latency"
 	@echo "make down    stop what make run started"
+	@echo "make schemas / make manifests   regenerate the JSON Schemas + AsyncAPI / the Kubernetes base"
 
 install:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
@@ -54,18 +59,28 @@ schemas:
 openapi:
 	$(UV) run --frozen python -m order_service.openapi --write
 
-unit:
-	$(UV) run --frozen pytest libs services -q
+manifests:
+	$(UV) run --frozen python deploy/k8s/manifests.py --write
+
+$(KUSTOMIZE):
+	@mkdir -p $(dir $@)
+	GOBIN=$(CURDIR)/$(dir $@) GOTOOLCHAIN=local go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+kustomize: $(KUSTOMIZE)
+
+unit: $(KUSTOMIZE)
+	$(UV) run --frozen pytest libs services tools tests/deploy -q
 
 integration: infra
 	@bash $(SERVICES) stop >/dev/null 2>&1 || true
 	$(UV) run --frozen pytest tests/integration -q
 
-test: install infra lint types
+test: install infra lint types $(KUSTOMIZE)
 	@# The tests run their own copies of the services on the same topics: make run's would compete.
 	@bash $(SERVICES) stop >/dev/null 2>&1 || true
 	$(UV) run --frozen python -m oms_events.schema --check
-	$(UV) run --frozen pytest libs services tests/integration -q -ra
+	$(UV) run --frozen python deploy/k8s/manifests.py --check
+	$(UV) run --frozen pytest libs services tools tests/deploy tests/integration -q -ra
 
 bench: install infra
 	@bash $(SERVICES) start

@@ -11,6 +11,7 @@ WORKDIR /app
 COPY pyproject.toml uv.lock ./
 COPY libs libs
 COPY services services
+COPY tools tools
 RUN uv sync --frozen --no-dev --package "$SERVICE" && chown -R oms /app
 USER 10001
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 LOG_FORMAT=json SERVICE=$SERVICE

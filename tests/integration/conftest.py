@@ -23,6 +23,7 @@ from notification_service.testing import LocalSmsProvider
 from oms_events.topics import ALL_TOPICS
 from oms_runtime.kafka import ensure_topics
 from order_service.entrypoints.consumers import INTAKE_GROUP
+from otlp_receiver import OtlpReceiver
 
 TEST_DATABASE = "oms_integration"
 SMS_WEBHOOK_TOKEN = "it-sms-webhook-token-0123456789"
@@ -117,6 +118,8 @@ async def system(sms_provider: LocalSmsProvider) -> AsyncIterator[System]:
     await _skip_earlier_messages(base)
     infra = base.with_database(TEST_DATABASE)
 
+    traces = OtlpReceiver()
+    traces.start()
     mail = MailCollector()
     smtp_port = free_port()
     smtp = Controller(mail, hostname="127.0.0.1", port=smtp_port)
@@ -142,6 +145,10 @@ async def system(sms_provider: LocalSmsProvider) -> AsyncIterator[System]:
         "API_KEYS": API_KEYS,
         "TRACKING_TOKEN_SECRET": "integration-tracking-secret-0123456789",
         "WAREHOUSE_MODES": json.dumps(dict.fromkeys(MANUAL_WAREHOUSES, "manual")),
+        # Spans go to a receiver in this process, exported within a fraction of a second.
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": traces.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
     }
     # Every service may serve HTTP (its API, health and metrics): each gets a port of its own.
     ports = {name: free_port() for name in SERVICES}
@@ -154,10 +161,11 @@ async def system(sms_provider: LocalSmsProvider) -> AsyncIterator[System]:
             service.start()
         await asyncio.gather(*(s.wait_started() for s in services.values()))
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        yield System(infra, urls, services, engine, mail.messages)
+        yield System(infra, urls, services, engine, mail.messages, traces)
     finally:
         codes = {name: s.stop() for name, s in services.items()}
         smtp.stop()
+        traces.stop()
         await engine.dispose()
     unclean = {name: code for name, code in codes.items() if code not in (0, None)}
     assert not unclean, f"services did not shut down cleanly on SIGTERM: {unclean}"

@@ -170,6 +170,8 @@ class System:
     services: dict[str, ServiceProcess]
     engine: AsyncEngine
     mailbox: list[Any] = field(default_factory=list)
+    traces: Any = None
+    """The OTLP receiver the services export their spans to (otlp_receiver.OtlpReceiver)."""
 
     @property
     def http_url(self) -> str:

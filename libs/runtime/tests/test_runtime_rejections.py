@@ -3,12 +3,14 @@
 import json
 from uuid import UUID, uuid4
 
+import pytest
 from sqlalchemy import text
 
 from oms_events import ContractViolationError, Envelope, default_registry
 from oms_events.messages import ReleaseStock
 from oms_runtime.db import Database
 from oms_runtime.messaging import (
+    DependencyUnavailableError,
     HandlerMap,
     MessageContext,
     MessageProcessor,
@@ -127,3 +129,66 @@ async def test_without_a_rejection_handler_nothing_is_answered(db: Database) -> 
     proc, _ = processor(db, None)
     assert await proc.process(record(invalid(uuid4()))) is Outcome.DEAD_LETTERED
     assert await outbox_reasons(db) == []
+
+
+async def test_a_database_that_does_not_answer_pauses_the_consumer_instead_of_dead_lettering(db: Database) -> None:
+    calls: list[str] = []
+
+    async def on_release(ctx: MessageContext, message: ReleaseStock) -> None:
+        calls.append(message.reason)
+
+    handlers = HandlerMap()
+    handlers.register(ReleaseStock, on_release)
+    message = ReleaseStock(order_id=uuid4(), reason="r")
+    record = SourceRecord(message.topic, 0, 1, message.key.encode(), registry.wrap(message, producer="t").to_bytes())
+
+    def processor(database: Database, dead_letters: RecordingDeadLetters) -> MessageProcessor:
+        return MessageProcessor(
+            consumer="test",
+            producer_name="test",
+            db=database,
+            registry=registry,
+            handlers=handlers,
+            dead_letters=dead_letters,
+            max_attempts=2,
+            retry_backoff_s=0.0,
+        )
+
+    down = Database("postgresql+asyncpg://oms:oms@127.0.0.1:1/oms", schema=db.schema)
+    dead_letters = RecordingDeadLetters("test")
+    try:
+        with pytest.raises(DependencyUnavailableError):
+            await processor(down, dead_letters).process(record)
+    finally:
+        await down.dispose()
+    assert dead_letters.sent == [], "an outage is not the message's fault"
+    assert calls == []
+    # The database is back: the redelivered message is processed.
+    assert await processor(db, dead_letters).process(record) == Outcome.PROCESSED
+    assert calls == ["r"]
+
+
+async def test_a_handler_failing_on_its_own_dependency_is_dead_lettered_while_the_database_answers(
+    db: Database,
+) -> None:
+    async def on_release(ctx: MessageContext, message: ReleaseStock) -> None:
+        raise ConnectionResetError("gateway connection lost")
+
+    handlers = HandlerMap()
+    handlers.register(ReleaseStock, on_release)
+    dead_letters = RecordingDeadLetters("test")
+    processor = MessageProcessor(
+        consumer="test",
+        producer_name="test",
+        db=db,
+        registry=registry,
+        handlers=handlers,
+        dead_letters=dead_letters,
+        max_attempts=2,
+        retry_backoff_s=0.0,
+    )
+    message = ReleaseStock(order_id=uuid4(), reason="r")
+    record = SourceRecord(message.topic, 0, 1, message.key.encode(), registry.wrap(message, producer="t").to_bytes())
+    assert await processor.process(record) == Outcome.DEAD_LETTERED
+    [(_, reason)] = dead_letters.sent
+    assert "ConnectionResetError: gateway connection lost" in reason

@@ -2,6 +2,9 @@
 
 python -m oms_events.schema --write    regenerate
 python -m oms_events.schema --check    exit 1 when the checked-in files differ from the models
+
+Both also cover the AsyncAPI document (libs/events/asyncapi.json, see `oms_events.asyncapi`), so one
+command keeps every generated description of the contract current.
 """
 
 import argparse
@@ -10,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from oms_events import asyncapi
 from oms_events.envelope import Envelope
 from oms_events.messages import MESSAGE_TYPES
 
@@ -60,8 +64,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.write:
         write()
+        asyncapi.DOCUMENT.write_text(asyncapi.render())
         return 0
-    problems = differences()
+    problems = differences() + asyncapi.differences()
     for problem in problems:
         print(problem, file=sys.stderr)
     return 1 if problems else 0

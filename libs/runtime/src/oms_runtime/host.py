@@ -3,12 +3,17 @@
 Start order: database schema, topics, producer, outbox relay, consumers, HTTP. Stop order is the
 reverse, so in-flight messages finish and their outbox rows are published before the producer
 closes.
+
+Every service serves HTTP: `/health/live`, `/health/ready` (broker, database and cache) and
+`/metrics` come from the host (`oms_runtime.ops_http`), in front of the service's own app if it
+gives one with `serve_http`.
 """
 
 import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,19 +22,36 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
+from redis.asyncio import Redis
 from sqlalchemy import MetaData
 
 from oms_events import MessageRegistry, default_registry
 from oms_events.topics import ALL_TOPICS, dead_letter_topic
+from oms_runtime import metrics
 from oms_runtime.db import Database
 from oms_runtime.eventstore import runtime_metadata
-from oms_runtime.kafka import ensure_topics, idempotent_producer
+from oms_runtime.kafka import LagProbe, ensure_topics, idempotent_producer
 from oms_runtime.logging import get_logger
 from oms_runtime.messaging import DeadLetterPublisher, HandlerMap, MessageProcessor, RejectionHandler, SourceRecord
+from oms_runtime.ops_http import DependencyCheck, Readiness, ops_app
 from oms_runtime.outbox import OutboxRelay
 from oms_runtime.settings import ServiceSettings
+from oms_runtime.tracing import configure_tracing, shutdown_tracing
 
 log = get_logger(__name__)
+
+DEFAULT_HTTP_PORTS = {
+    "order-service": 8000,
+    "inventory-service": 8001,
+    "payment-service": 8002,
+    "fulfilment-service": 8003,
+    "notification-service": 8004,
+}
+"""Local defaults (deploy/local/services.sh uses the same); HTTP_PORT overrides them."""
+
+
+class ShutdownTooSlowError(RuntimeError):
+    """The service did not stop within SHUTDOWN_GRACE_S after SIGTERM."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +85,7 @@ class ServiceHost:
         self.service = service
         self.settings = settings
         self.registry = registry or default_registry()
+        configure_tracing(service, settings.otel_traces_exporter, settings.otel_exporter_otlp_endpoint)
         self.db = Database.for_service(settings, service)
         self.producer = idempotent_producer(settings.kafka_bootstrap_servers, client_id=service)
         self.relay = OutboxRelay(
@@ -76,7 +99,8 @@ class ServiceHost:
             client_id=service,
             logger=logging.getLogger(f"{service}.faststream"),
             log_level=logging.DEBUG,
-            graceful_timeout=20.0,
+            # Part of the grace period for the handlers in flight; the rest publishes and closes.
+            graceful_timeout=max(1.0, settings.shutdown_grace_s * 0.6),
             # A safety net: a topic a consumer missed at start is picked up within this time.
             metadata_max_age_ms=30_000,
         )
@@ -85,10 +109,24 @@ class ServiceHost:
         self._start_hooks: list[Callable[[], Awaitable[None]]] = []
         self._stop_hooks: list[Callable[[], Awaitable[None]]] = []
         self._asgi_app: Any = None
-        self._http: tuple[str, int] | None = None
+        port = settings.http_port if settings.http_port is not None else DEFAULT_HTTP_PORTS.get(service, 8000)
+        self._http: tuple[str, int] = (settings.http_host, port)
         self._server: Any = None
         self._server_task: asyncio.Task[None] | None = None
         self.processors: dict[str, MessageProcessor] = {}
+        self._consumer_topics: dict[str, tuple[str, ...]] = {}
+        # The cache check gets a client of its own: a service that uses no Redis is still told when it
+        # is gone, and a service's own pool exhaustion does not read as a cache outage.
+        self._cache = Redis.from_url(settings.redis_url, socket_timeout=settings.readiness_timeout_s)
+        self.readiness = Readiness(
+            [
+                DependencyCheck("broker", self._broker_ready),
+                DependencyCheck("database", self.db.ping),
+                DependencyCheck("cache", self._cache.ping),
+            ],
+            timeout_s=settings.readiness_timeout_s,
+        )
+        self._lag = LagProbe(settings.kafka_bootstrap_servers, client_id=service)
 
     def add_consumer(self, spec: ConsumerSpec) -> MessageProcessor:
         processor = MessageProcessor(
@@ -135,11 +173,43 @@ class ServiceHost:
 
         subscriber(consume)
         self.processors[spec.group_id] = processor
+        self._consumer_topics[spec.group_id] = tuple(spec.topics)
         return processor
 
     def serve_http(self, app: Any, host: str, port: int) -> None:
+        """Serve the service's own API (beside the host's probes and metrics) on host:port."""
         self._asgi_app = app
         self._http = (host, port)
+
+    @property
+    def http_address(self) -> tuple[str, int]:
+        return self._http
+
+    def asgi_app(self) -> Any:
+        """What the HTTP server runs: probes and metrics in front of the service's app."""
+        return ops_app(self.service, self.readiness, self.refresh_gauges, self._asgi_app)
+
+    async def _broker_ready(self) -> None:
+        # A metadata round trip through the producer's connection: the broker answers, or it does not.
+        await self.producer.client.fetch_all_metadata()
+
+    async def refresh_gauges(self) -> None:
+        """Gauges that need I/O, refreshed for a scrape; a failure leaves the last values in place."""
+        timeout = self.settings.readiness_timeout_s
+        try:
+            age, pending = await asyncio.wait_for(self.relay.backlog(), timeout)
+            metrics.OUTBOX_LAG.set(age)
+            metrics.OUTBOX_PENDING.set(pending)
+        except Exception as exc:
+            log.warning("outbox lag not measured", error=f"{type(exc).__name__}: {exc}")
+        for group, topics in self._consumer_topics.items():
+            try:
+                lags = await asyncio.wait_for(self._lag.lag(group, topics), timeout)
+            except Exception as exc:
+                log.warning("consumer lag not measured", group=group, error=f"{type(exc).__name__}: {exc}")
+                continue
+            for (topic, partition), lag in lags.items():
+                metrics.CONSUMER_LAG.labels(group=group, topic=topic, partition=str(partition)).set(lag)
 
     def on_start(self, hook: Callable[[], Awaitable[None]]) -> None:
         self._start_hooks.append(hook)
@@ -155,23 +225,32 @@ class ServiceHost:
         for hook in self._start_hooks:
             await hook()
         await self.broker.start()
-        if self._asgi_app is not None and self._http is not None:
-            import uvicorn
+        await self._start_http()
+        log.info("service started", http=f"{self._http[0]}:{self._http[1]}")
 
-            config = uvicorn.Config(
-                self._asgi_app, host=self._http[0], port=self._http[1], log_level="warning", lifespan="off"
-            )
-            self._server = uvicorn.Server(config)
-            self._server_task = asyncio.create_task(self._server.serve(), name="http")
-            while not self._server.started:
-                if self._server_task.done():
-                    await self._server_task
-                    raise RuntimeError(f"HTTP server could not start on {self._http[0]}:{self._http[1]}")
-                await asyncio.sleep(0.05)
-        log.info("service started", http=f"{self._http[0]}:{self._http[1]}" if self._http else None)
+    async def _start_http(self) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(
+            self.asgi_app(),
+            host=self._http[0],
+            port=self._http[1],
+            log_level="warning",
+            lifespan="off",
+            # Requests in flight get this long after SIGTERM; new connections are refused at once.
+            timeout_graceful_shutdown=max(1, int(self.settings.shutdown_grace_s * 0.2)),
+        )
+        self._server = uvicorn.Server(config)
+        self._server_task = asyncio.create_task(self._server.serve(), name="http")
+        while not self._server.started:
+            if self._server_task.done():
+                await self._server_task
+                raise RuntimeError(f"HTTP server could not start on {self._http[0]}:{self._http[1]}")
+            await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         log.info("service stopping")
+        self.readiness.shutting_down = True
         if self._server is not None and self._server_task is not None:
             self._server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
@@ -182,10 +261,18 @@ class ServiceHost:
             await hook()
         await self.relay.stop()
         await self.producer.stop()
+        await self._lag.close()
+        await self._cache.aclose()
         await self.db.dispose()
+        shutdown_tracing()
         log.info("service stopped")
 
     async def run_until_signalled(self) -> None:
+        """Runs until SIGTERM or SIGINT, then stops within SHUTDOWN_GRACE_S or fails loudly.
+
+        An exit past the grace period is no data loss (offsets are committed only after each
+        message's transaction, so unfinished messages are redelivered), but it is a bug to see.
+        """
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -194,4 +281,14 @@ class ServiceHost:
         try:
             await stop.wait()
         finally:
-            await self.stop()
+            started = time.monotonic()
+            grace = self.settings.shutdown_grace_s
+            try:
+                await asyncio.wait_for(self.stop(), grace)
+            except TimeoutError:
+                log.error("shutdown exceeded the grace period", grace_s=grace)
+                raise ShutdownTooSlowError(f"not stopped within {grace:g}s of SIGTERM") from None
+            finally:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            log.info("shutdown complete", seconds=round(time.monotonic() - started, 2))

@@ -1,9 +1,9 @@
-"""Kafka plumbing: topic creation and the idempotent producer."""
+"""Kafka plumbing: topic creation, the idempotent producer and consumer lag."""
 
 import asyncio
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from oms_events.topics import TopicSpec
@@ -81,3 +81,53 @@ def idempotent_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProdu
         acks="all",
         linger_ms=2,
     )
+
+
+class LagProbe:
+    """Consumer lag per partition: the log end offset minus the group's committed offset.
+
+    Uses its own admin client and a group-less consumer (which never joins or commits), both made at
+    the first probe and kept, so a scrape costs three requests per group and no rebalance.
+    """
+
+    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._client_id = client_id
+        self._admin: AIOKafkaAdminClient | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def lag(self, group_id: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+        if self._admin is None or self._consumer is None:
+            self._admin = AIOKafkaAdminClient(
+                bootstrap_servers=self._bootstrap_servers, client_id=f"{self._client_id}-lag"
+            )
+            await self._admin.start()
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap_servers, client_id=f"{self._client_id}-lag", enable_auto_commit=False
+            )
+            await self._consumer.start()
+        described = await self._admin.describe_topics(list(topics))
+        partitions = [
+            TopicPartition(d["topic"], p["partition"])
+            for d in described
+            if d["error_code"] == 0
+            for p in sorted(d["partitions"], key=lambda p: p["partition"])
+        ]
+        if not partitions:
+            return {}
+        committed = await self._admin.list_consumer_group_offsets(group_id, partitions=partitions)
+        ends = await self._consumer.end_offsets(partitions)
+        result = {}
+        for tp in partitions:
+            done = committed.get(tp)
+            # No committed offset yet: everything on the partition is still to be read.
+            position = done.offset if done is not None and done.offset >= 0 else 0
+            result[(tp.topic, tp.partition)] = max(0, ends[tp] - position)
+        return result
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._admin is not None:
+            await self._admin.close()
+        self._admin = self._consumer = None

@@ -8,6 +8,8 @@ from typing import Any
 
 import structlog
 
+from oms_runtime.tracing import add_trace_ids
+
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 _PAN = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 # Only international numbers (+CC ...): a bare digit run could be a date, an amount or an id.
@@ -73,6 +75,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
+        add_trace_ids,
         _mask_personal_data,
     ]
     structlog.configure(

@@ -9,11 +9,15 @@ For every record a consumer receives:
 2. A message type the consumer has no handler for is skipped: topics carry many types.
 3. Otherwise the inbox record, the handler's state changes and its outgoing messages commit in one
    database transaction. A message already in the inbox has no second effect.
-4. A handler that keeps failing is retried with backoff, then dead-lettered with the error.
+4. A handler that keeps failing is retried with backoff, then dead-lettered with the error, unless
+   the database does not answer (checked after the last attempt): an outage is not the message's
+   fault, so it is not dead-lettered; `DependencyUnavailableError` makes the consumer seek back, and
+   the batch is retried until the database is back (the inbox skips what was done).
 5. Only then does FastStream commit the offset (see `subscribe`).
 """
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,11 +30,13 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import ContractMessage, ContractViolationError, Envelope, MessageRegistry
+from oms_runtime import metrics, tracing
 from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
 from oms_runtime.inbox import Inbox
 from oms_runtime.logging import get_logger
 from oms_runtime.outbox import Outbox
+from oms_runtime.tracing import current_trace_context
 
 log = get_logger(__name__)
 
@@ -53,7 +59,9 @@ class MessageContext:
 
     async def emit(self, message: ContractMessage) -> Envelope:
         """Queue a message in the outbox; it is published only if this transaction commits."""
-        envelope = self.registry.wrap(message, producer=self.producer_name, causation=self.envelope)
+        envelope = self.registry.wrap(
+            message, producer=self.producer_name, causation=self.envelope, trace_context=current_trace_context()
+        )
         await self.outbox.add(self.session, message.topic, message.key, envelope)
         self.emitted.append(envelope)
         return envelope
@@ -67,7 +75,11 @@ class MessageContext:
         events: Sequence[ContractMessage],
     ) -> list[Envelope]:
         """Append events to a stream and queue them for publishing, in this one transaction."""
-        envelopes = [self.registry.wrap(e, producer=self.producer_name, causation=self.envelope) for e in events]
+        trace_context = current_trace_context()
+        envelopes = [
+            self.registry.wrap(e, producer=self.producer_name, causation=self.envelope, trace_context=trace_context)
+            for e in events
+        ]
         await store.append(self.session, stream_id, stream_type, expected_version, envelopes)
         for event, envelope in zip(events, envelopes, strict=True):
             await self.outbox.add(self.session, event.topic, event.key, envelope)
@@ -100,6 +112,14 @@ class HandlerMap:
     @property
     def message_types(self) -> frozenset[str]:
         return frozenset(self._handlers)
+
+
+class DependencyUnavailableError(RuntimeError):
+    """The database did not answer while handling a message (checked after the last attempt).
+
+    Raised out of the processor, so that the consumer seeks back instead of committing: an outage
+    pauses consumption rather than dead-lettering every message that arrives during it.
+    """
 
 
 class Outcome(StrEnum):
@@ -138,6 +158,9 @@ class DeadLetterPublisher:
             ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
         ]
         await self._producer.send_and_wait(self.topic, value=record.value, key=record.key, headers=headers)
+        metrics.DEAD_LETTERS.labels(
+            consumer=self._consumer, source_topic=record.topic, dead_letter_topic=self.topic
+        ).inc()
         log.warning(
             "message dead-lettered",
             reason=reason,
@@ -185,23 +208,38 @@ class MessageProcessor:
         self._outbox = Outbox()
 
     async def process(self, record: SourceRecord) -> Outcome:
+        message_type = "unreadable"
+        outcome = await self._process(record)
+        if isinstance(outcome, tuple):
+            outcome, message_type = outcome
+        metrics.MESSAGES_CONSUMED.labels(
+            consumer=self.consumer, topic=record.topic, type=message_type, outcome=outcome.value
+        ).inc()
+        return outcome
+
+    async def _process(self, record: SourceRecord) -> Outcome | tuple[Outcome, str]:
         try:
             envelope = self._registry.parse_envelope(record.value)
         except ContractViolationError as exc:
             await self._dead_letters.send(record, exc.reason)
             return Outcome.DEAD_LETTERED
+        # Only known types become label values: a flood of made-up types must not blow up the metrics.
+        known_type = envelope.type if self._registry.knows(envelope.type) else "unknown"
         handler = self._handlers.get(envelope.type)
         if handler is None:
             if self._registry.knows(envelope.type):
-                return Outcome.SKIPPED
+                return Outcome.SKIPPED, known_type
             await self._dead_letters.send(record, f"unknown message type {envelope.type!r}")
-            return Outcome.DEAD_LETTERED
-        with structlog.contextvars.bound_contextvars(
-            # Messages about a sku (stock events) are correlated by the sku when no order caused them.
-            order_id=envelope.correlation_id if _is_uuid(envelope.correlation_id) else None,
-            correlation_id=envelope.correlation_id,
-            message_id=str(envelope.event_id),
-            message_type=envelope.type,
+            return Outcome.DEAD_LETTERED, known_type
+        with (
+            tracing.consuming(envelope, record.topic, self.consumer),
+            structlog.contextvars.bound_contextvars(
+                # Messages about a sku (stock events) are correlated by the sku when no order caused them.
+                order_id=envelope.correlation_id if _is_uuid(envelope.correlation_id) else None,
+                correlation_id=envelope.correlation_id,
+                message_id=str(envelope.event_id),
+                message_type=envelope.type,
+            ),
         ):
             try:
                 message = self._registry.decode_any(envelope)
@@ -212,8 +250,8 @@ class MessageProcessor:
                     if failure is not None:
                         reason = f"{reason}; rejection not sent: {failure}"
                 await self._dead_letters.send(record, reason)
-                return Outcome.DEAD_LETTERED
-            return await self._handle(record, envelope, message, handler)
+                return Outcome.DEAD_LETTERED, known_type
+            return await self._handle(record, envelope, message, handler), known_type
 
     async def _reject(
         self, envelope: Envelope, error: ContractViolationError, rejection_handler: RejectionHandler
@@ -251,10 +289,19 @@ class MessageProcessor:
                 await asyncio.sleep(self._retry_backoff_s * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
+    async def _database_answers(self, timeout_s: float = 2.0) -> bool:
+        """Asked after the last failed attempt: is the database down, rather than the message bad?"""
+        try:
+            await asyncio.wait_for(self._db.ping(), timeout_s)
+        except Exception:
+            return False
+        return True
+
     async def _handle(
         self, record: SourceRecord, envelope: Envelope, message: ContractMessage, handler: Handler
     ) -> Outcome:
         for attempt in range(1, self._max_attempts + 1):
+            started = time.perf_counter()
             try:
                 async with self._db.transaction() as session:
                     if not await self._inbox.record(session, self.consumer, envelope):
@@ -268,6 +315,9 @@ class MessageProcessor:
                         outbox=self._outbox,
                     )
                     await handler(context, message)
+                metrics.HANDLER_DURATION.labels(consumer=self.consumer, type=envelope.type).observe(
+                    time.perf_counter() - started
+                )
                 if context.emitted:
                     self._on_commit()
                 log.debug("message processed", emitted=[e.type for e in context.emitted])
@@ -275,6 +325,10 @@ class MessageProcessor:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                metrics.HANDLER_ERRORS.labels(consumer=self.consumer, type=envelope.type).inc()
+                if attempt == self._max_attempts and not await self._database_answers():
+                    log.error("database unavailable; the batch will be retried", error=f"{type(exc).__name__}: {exc}")
+                    raise DependencyUnavailableError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
                 if attempt == self._max_attempts:
                     log.exception("handler failed; dead-lettering", attempts=attempt)
                     await self._dead_letters.send(

@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import Envelope
+from oms_runtime import metrics
 from oms_runtime.db import Database
 from oms_runtime.eventstore import runtime_metadata
 from oms_runtime.logging import get_logger
@@ -180,6 +181,8 @@ class OutboxRelay:
                     await self._producer.send(row.topic, value=row.value, key=row.message_key.encode(), headers=headers)
                 )
             await asyncio.gather(*deliveries)
+            for row in rows:
+                metrics.MESSAGES_PRODUCED.labels(topic=row.topic, type=row.headers.get("type", "unknown")).inc()
             await session.execute(
                 update(outbox_table).where(outbox_table.c.id.in_([r.id for r in rows])).values(published_at=func.now())
             )
@@ -192,8 +195,18 @@ class OutboxRelay:
             await session.execute(delete(outbox_table).where(outbox_table.c.published_at < cutoff))
 
     async def oldest_unpublished_age_s(self) -> float:
+        return (await self.backlog())[0]
+
+    async def backlog(self) -> tuple[float, int]:
+        """Age in seconds of the oldest unpublished row (0 when none), and how many rows wait."""
         async with self._db.transaction() as session:
-            oldest = await session.scalar(
-                select(func.min(outbox_table.c.created_at)).where(outbox_table.c.published_at.is_(None))
-            )
-        return 0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
+            row = (
+                await session.execute(
+                    select(func.min(outbox_table.c.created_at), func.count()).where(
+                        outbox_table.c.published_at.is_(None)
+                    )
+                )
+            ).one()
+        oldest, pending = row
+        age = 0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+        return age, int(pending)

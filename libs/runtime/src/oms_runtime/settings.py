@@ -22,3 +22,21 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_s: float = Field(default=0.25, gt=0)
     outbox_batch_size: int = Field(default=500, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
+
+    http_host: str = Field(default="127.0.0.1", description="Address of the HTTP server (API, probes, metrics)")
+    http_port: int | None = Field(
+        default=None, ge=0, le=65535, description="HTTP port; unset: the service's local default (8000-8004)"
+    )
+    otel_traces_exporter: str = Field(
+        default="none", description="otlp (OTLP/HTTP), console or none: where the services' spans go"
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP base URL, e.g. http://otel-collector:4318 (spans go to /v1/traces)"
+    )
+    readiness_timeout_s: float = Field(default=2.0, gt=0, description="Per dependency, in /health/ready")
+    shutdown_grace_s: float = Field(
+        default=25.0,
+        gt=0,
+        description="After SIGTERM: time to finish in-flight messages, publish the outbox and exit; keep it "
+        "below the pod's terminationGracePeriodSeconds",
+    )

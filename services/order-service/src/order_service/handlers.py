@@ -51,6 +51,7 @@ from oms_runtime.db import Database
 from oms_runtime.eventstore import ConcurrencyError
 from oms_runtime.logging import get_logger
 from oms_runtime.messaging import HandlerMap, MessageContext
+from oms_runtime.metrics import record_saga_step
 from oms_runtime.outbox import Outbox
 from order_service.adapters.order_repository import OrderRepository
 from order_service.adapters.tables import saga_steps
@@ -145,9 +146,19 @@ class OrderSaga:
     def _reacting(self, decide: Callable[[Order, R], Decision]) -> Callable[[MessageContext, R], Awaitable[None]]:
         async def react(ctx: MessageContext, reply: R) -> None:
             order = await self._order(ctx, reply.order_id)
+            await self._observe_step(ctx, reply)
             await self._repo.save(ctx, order, decide(order, reply), _now())
 
         return react
+
+    async def _observe_step(self, ctx: MessageContext, reply: Message) -> None:
+        """Metrics hook: the reply ends the step the saga waits on (latency since its command was sent)."""
+        step = await self._repo.saga_step(ctx.session, reply.order_id)
+        if step is None or step.get("state") != "waiting":
+            return
+        sent_at = step.get("updated_at")
+        latency = (_now() - sent_at).total_seconds() if isinstance(sent_at, datetime) else None
+        record_saga_step(str(step["command_type"]), reply.message_type, latency)
 
     async def _order(self, ctx: MessageContext, order_id: UUID) -> Order:
         order = await self._repo.load(ctx.session, order_id)
@@ -158,6 +169,7 @@ class OrderSaga:
 
     async def on_stock_reserved(self, ctx: MessageContext, reply: StockReserved) -> None:
         order = await self._order(ctx, reply.order_id)
+        await self._observe_step(ctx, reply)
         token = await self._repo.payment_token(ctx.session, reply.order_id)
         if token is None:
             log.info("stock reserved for an order past payment; ignored", status=str(order.status))
@@ -487,6 +499,7 @@ class DeadlineSweeper:
             order = await self._repo.load(session, order_id)
             ctx = _api_context(session, self._registry)
             decision = order.on_step_timed_out(Step(row["command_type"]), attempts)
+            record_saga_step(row["command_type"], "timed_out", (now - row["updated_at"]).total_seconds())
             if decision.empty:
                 await session.execute(delete(saga_steps).where(saga_steps.c.order_id == order_id))
                 return

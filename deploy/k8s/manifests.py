@@ -1,0 +1,412 @@
+"""Generates the kustomize base under deploy/k8s/base from the code, so it cannot drift from it.
+
+    uv run --frozen python deploy/k8s/manifests.py --write    regenerate the base
+    uv run --frozen python deploy/k8s/manifests.py --check    exit 1 when the checked-in base differs
+
+What comes from the code:
+- one KafkaTopic (Strimzi) per topic of `oms_events.topics.ALL_TOPICS`, dead-letter topics included;
+- per service: a ConfigMap holding every non-secret field of its settings class (the default value,
+  or the cluster value from `CLUSTER_VALUES`), and a Secret reference for each secret field.
+The rest (Deployment, Service, ServiceAccount, PodDisruptionBudget, HorizontalPodAutoscaler) is the same
+shape for every service, written here once, and so are the ServiceMonitor and the PrometheusRule with the
+alerts of docs/runbook.md. The overlays (deploy/k8s/overlays) are written by hand.
+"""
+
+import argparse
+import importlib
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import SecretStr
+
+from oms_events.topics import ALL_TOPICS, SERVICES
+from oms_runtime.settings import ServiceSettings
+
+BASE = Path(__file__).resolve().parent / "base"
+KAFKA_CLUSTER = "oms-kafka"
+HTTP_PORT = 8080
+# Pods get this long after SIGTERM; the service itself gives up at SHUTDOWN_GRACE_S, the preStop pause
+# (for endpoints to drop the pod) comes first.
+PRE_STOP_S = 5
+GRACE_S = 40
+IMAGE_REPOSITORY = "oms"
+
+CLUSTER_VALUES: dict[str, str] = {
+    "kafka_bootstrap_servers": f"{KAFKA_CLUSTER}-kafka-bootstrap:9092",
+    "http_host": "0.0.0.0",
+    "http_port": str(HTTP_PORT),
+    "log_format": "json",
+    "shutdown_grace_s": "25",
+    # An OpenTelemetry Collector in the namespace (or a Service of that name pointing at one).
+    "otel_traces_exporter": "otlp",
+    "otel_exporter_otlp_endpoint": "http://otel-collector:4318",
+    # Cluster defaults that differ from a developer's machine:
+    "smtp_host": "smtp-relay",
+    "smtp_port": "25",
+    "seed_demo_stock": "false",
+}
+"""Values for the cluster where a setting's default (made for a developer's machine) does not fit."""
+
+SECRET_FIELDS = {"database_url", "redis_url", "api_keys"}
+"""Settings that carry credentials although they are plain strings in the code."""
+
+RESOURCES = {
+    "order-service": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+}
+DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "192Mi"}, "limits": {"cpu": "500m", "memory": "384Mi"}}
+
+
+def settings_class(service: str) -> type[ServiceSettings]:
+    """The settings class a service's composition root defines (its `main` module)."""
+    module = importlib.import_module(f"{service.replace('-', '_')}.main")
+    found = [
+        cls
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, ServiceSettings) and cls.__module__ == module.__name__
+    ]
+    if len(found) != 1:
+        raise RuntimeError(f"{module.__name__} should define exactly one ServiceSettings subclass, found {found}")
+    return found[0]
+
+
+def is_secret(name: str, annotation: Any) -> bool:
+    return name in SECRET_FIELDS or "SecretStr" in repr(annotation) or annotation is SecretStr
+
+
+def env_value(value: Any) -> str | None:
+    """How pydantic-settings reads the value back from an environment variable."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def config_and_secrets(service: str) -> tuple[dict[str, str], dict[str, bool]]:
+    """The ConfigMap's data, and the secret settings (name -> optional: a setting that may be unset)."""
+    cls = settings_class(service)
+    defaults = cls.model_construct().model_dump(mode="json")
+    config: dict[str, str] = {}
+    secrets: dict[str, bool] = {}
+    for name, info in sorted(cls.model_fields.items()):
+        if is_secret(name, info.annotation):
+            secrets[name.upper()] = defaults.get(name) is None
+            continue
+        value = CLUSTER_VALUES.get(name, env_value(defaults.get(name)))
+        # An optional setting without a value stays unset, but is still listed (empty means "not set").
+        config[name.upper()] = value if value is not None else ""
+    return config, secrets
+
+
+def _labels(service: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": service, "app.kubernetes.io/part-of": "oms"}
+
+
+def service_documents(service: str) -> list[dict[str, Any]]:
+    config, secrets = config_and_secrets(service)
+    # Empty values would override nothing useful and confuse readers: optional settings left unset are
+    # dropped from the ConfigMap but named in its annotation, so the settings check still sees them.
+    unset = sorted(k for k, v in config.items() if v == "")
+    config = {k: v for k, v in config.items() if v != ""}
+    labels = _labels(service)
+    secret_name = f"{service}-secrets"
+    env = [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key, "optional": optional}}}
+        for key, optional in secrets.items()
+    ]
+    probe_http = {"path": "/health/live", "port": "http"}
+    container = {
+        "name": service,
+        "image": f"{IMAGE_REPOSITORY}/{service}:latest",
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "envFrom": [{"configMapRef": {"name": f"{service}-config"}}],
+        "env": [*env, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}, {"name": "TMPDIR", "value": "/tmp"}],
+        "resources": RESOURCES.get(service, DEFAULT_RESOURCES),
+        "startupProbe": {"httpGet": probe_http, "periodSeconds": 2, "failureThreshold": 60, "timeoutSeconds": 2},
+        "livenessProbe": {"httpGet": probe_http, "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 2},
+        "readinessProbe": {
+            # Longer than READINESS_TIMEOUT_S (2 s): the checks run concurrently, each bounded by it.
+            "httpGet": {"path": "/health/ready", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+            "timeoutSeconds": 4,
+        },
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_S}}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": service, "labels": labels},
+            "automountServiceAccountToken": False,
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": f"{service}-config",
+                "labels": labels,
+                "annotations": {
+                    "oms.io/secret-settings": ",".join(secrets),
+                    "oms.io/unset-settings": ",".join(unset),
+                },
+            },
+            "data": config,
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": service, "labels": labels},
+            "spec": {
+                "replicas": 2,
+                "revisionHistoryLimit": 5,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": service}},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "template": {
+                    "metadata": {
+                        "labels": labels,
+                        "annotations": {
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(HTTP_PORT),
+                            "prometheus.io/path": "/metrics",
+                        },
+                    },
+                    "spec": {
+                        "serviceAccountName": service,
+                        "automountServiceAccountToken": False,
+                        "terminationGracePeriodSeconds": GRACE_S,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 10001,
+                            "runAsGroup": 10001,
+                            "fsGroup": 10001,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [container],
+                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": service, "labels": labels},
+            "spec": {
+                "selector": {"app.kubernetes.io/name": service},
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": service, "labels": labels},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": service}}},
+        },
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": service, "labels": labels},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": service},
+                "minReplicas": 2,
+                # More consumers than partitions would sit idle: the topics have DEFAULT_PARTITIONS (3).
+                "maxReplicas": max(t.partitions for t in ALL_TOPICS),
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                    }
+                ],
+            },
+        },
+    ]
+
+
+def topic_documents() -> list[dict[str, Any]]:
+    documents = []
+    for spec in ALL_TOPICS:
+        dead_letter_of = next((s for s in SERVICES if spec.name == f"oms.{s.removesuffix('-service')}.dlq"), None)
+        labels = {"strimzi.io/cluster": KAFKA_CLUSTER, "app.kubernetes.io/part-of": "oms"}
+        if dead_letter_of:
+            labels["oms.io/dead-letter-of"] = dead_letter_of
+        documents.append(
+            {
+                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "kind": "KafkaTopic",
+                "metadata": {
+                    "name": spec.name,
+                    "labels": labels,
+                    "annotations": {"oms.io/description": spec.description},
+                },
+                "spec": {
+                    "topicName": spec.name,
+                    "partitions": spec.partitions,
+                    "replicas": 3,
+                    "config": {
+                        "retention.ms": str(spec.retention_ms),
+                        "cleanup.policy": "delete",
+                        "min.insync.replicas": "2",
+                    },
+                },
+            }
+        )
+    return documents
+
+
+class _NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+ALERTS = [
+    ("OmsServiceUnready", "min by (service) (oms_ready) == 0", "2m", "critical", "{{ $labels.service }} is not ready"),
+    (
+        "OmsOutboxNotDraining",
+        "max by (service) (oms_outbox_lag_seconds) > 60",
+        "5m",
+        "critical",
+        "{{ $labels.service }} has not published its outbox for {{ $value }}s (broker down?)",
+    ),
+    (
+        "OmsDeadLetters",
+        "sum by (consumer) (increase(oms_dead_letters_total[10m])) > 0",
+        "0m",
+        "warning",
+        "{{ $labels.consumer }} dead-lettered {{ $value }} messages (oms dlq list)",
+    ),
+    (
+        "OmsConsumerLag",
+        "sum by (group) (max by (group, topic, partition) (oms_consumer_lag_messages)) > 1000",
+        "10m",
+        "warning",
+        "consumer group {{ $labels.group }} is {{ $value }} messages behind",
+    ),
+    (
+        "OmsSagaStepsTimedOut",
+        'sum by (step) (increase(oms_saga_steps_total{outcome="timed_out"}[15m])) > 0',
+        "0m",
+        "warning",
+        "saga step {{ $labels.step }} timed out (oms orders stuck)",
+    ),
+    (
+        "OmsHandlerErrors",
+        "sum by (consumer) (rate(oms_handler_errors_total[5m])) > 1",
+        "5m",
+        "warning",
+        "{{ $labels.consumer }} handlers fail {{ $value }} times a second",
+    ),
+]
+"""Alerts of docs/runbook.md: name, PromQL, for, severity, summary."""
+
+
+def monitoring_documents() -> list[dict[str, Any]]:
+    """Prometheus Operator resources: scrape every OMS Service, and the runbook's alerts."""
+    labels = {"app.kubernetes.io/part-of": "oms"}
+    return [
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": {"name": "oms-services", "labels": labels},
+            "spec": {
+                "selector": {"matchLabels": labels},
+                "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+            },
+        },
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PrometheusRule",
+            "metadata": {"name": "oms-alerts", "labels": labels},
+            "spec": {
+                "groups": [
+                    {
+                        "name": "oms",
+                        "rules": [
+                            {
+                                "alert": name,
+                                "expr": expr,
+                                "for": duration,
+                                "labels": {"severity": severity},
+                                "annotations": {
+                                    "summary": summary,
+                                    "runbook_url": "docs/runbook.md",
+                                },
+                            }
+                            for name, expr, duration, severity, summary in ALERTS
+                        ],
+                    }
+                ]
+            },
+        },
+    ]
+
+
+def _dump(documents: list[dict[str, Any]], header: str) -> str:
+    body = "---\n".join(yaml.dump(d, Dumper=_NoAliases, sort_keys=False, width=120) for d in documents)
+    return f"# {header}\n# Generated by deploy/k8s/manifests.py from the code: do not edit by hand.\n{body}"
+
+
+def generate() -> dict[str, str]:
+    files = {f"{service}.yaml": _dump(service_documents(service), service) for service in SERVICES}
+    files["kafka-topics.yaml"] = _dump(topic_documents(), "Strimzi KafkaTopics: every topic of oms_events.topics")
+    files["monitoring.yaml"] = _dump(monitoring_documents(), "Prometheus Operator: scraping and the runbook's alerts")
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "labels": [{"pairs": {"app.kubernetes.io/managed-by": "kustomize"}}],
+        "resources": sorted(files),
+    }
+    files["kustomization.yaml"] = _dump([kustomization], "The OMS base: five services and their topics")
+    return files
+
+
+def differences(directory: Path = BASE) -> list[str]:
+    expected = generate()
+    found = {p.name: p.read_text() for p in directory.glob("*.yaml")} if directory.is_dir() else {}
+    problems = [f"missing {name}" for name in sorted(expected.keys() - found.keys())]
+    problems += [f"stale {name}" for name in sorted(found.keys() - expected.keys())]
+    problems += [f"differs {name}" for name in sorted(expected) if name in found and found[name] != expected[name]]
+    return problems
+
+
+def write(directory: Path = BASE) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.yaml"):
+        stale.unlink()
+    for name, text in generate().items():
+        (directory / name).write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--write", action="store_true")
+    group.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    if args.write:
+        write()
+        return 0
+    problems = differences()
+    for problem in problems:
+        print(f"deploy/k8s/base: {problem} (run: python deploy/k8s/manifests.py --write)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

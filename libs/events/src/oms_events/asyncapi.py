@@ -1,0 +1,179 @@
+"""The AsyncAPI document of the contract, generated from the code and checked in as libs/events/asyncapi.json.
+
+One channel per topic of `oms_events.topics` (address = topic name), each with the messages the models
+say travel on it; a message's payload is the envelope with the model's schema as `payload`; the Kafka
+key and headers are documented as message bindings and headers. Dead-letter channels carry the
+original bytes of any message plus the `dlq.*` headers.
+
+python -m oms_events.asyncapi --write    regenerate
+python -m oms_events.asyncapi --check    exit 1 when the checked-in document differs from the models
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from oms_events.envelope import Envelope, TraceContext
+from oms_events.messages import MESSAGE_TYPES
+from oms_events.topics import ALL_TOPICS, SERVICES, dead_letter_topic
+
+DOCUMENT = Path(__file__).resolve().parents[2] / "asyncapi.json"
+_REF = "#/components/schemas/{model}"
+
+
+def _channel_id(topic: str) -> str:
+    return topic.replace(".", "-")
+
+
+def _kafka_headers() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string", "description": "The message type, e.g. OrderPlaced"},
+            "schema_version": {"type": "string", "description": "The payload's schema version"},
+            "event_id": {"type": "string", "format": "uuid"},
+            "correlation_id": {"type": "string", "description": "The order id"},
+            "traceparent": {"type": "string", "description": "W3C trace context of the trace the message belongs to"},
+        },
+        "required": ["type", "schema_version", "event_id", "correlation_id"],
+    }
+
+
+def _dead_letter_headers() -> dict[str, Any]:
+    def text(description: str) -> dict[str, str]:
+        return {"type": "string", "description": description}
+
+    return {
+        "type": "object",
+        "description": "The original record's headers, plus:",
+        "properties": {
+            "dlq.reason": text("Why the record could not be processed, naming the bad fields"),
+            "dlq.consumer": text("The consumer group that gave up on it"),
+            "dlq.source_topic": text("Where the record came from"),
+            "dlq.source_partition": text("Its partition there"),
+            "dlq.source_offset": text("Its offset there"),
+            "dlq.failed_at": text("When (ISO 8601, UTC)"),
+            "dlq.redriven_by": text("Set by `oms dlq redrive` on the re-published copy: who redrove it"),
+        },
+        "required": ["dlq.reason", "dlq.consumer", "dlq.source_topic", "dlq.source_partition", "dlq.source_offset"],
+    }
+
+
+def generate() -> dict[str, Any]:
+    classes: list[type[BaseModel]] = [*MESSAGE_TYPES, Envelope, TraceContext]
+    models: list[tuple[type[BaseModel], Literal["validation"]]] = [(cls, "validation") for cls in classes]
+    keys, definitions = models_json_schema(models, ref_template=_REF)
+    schemas: dict[str, Any] = dict(definitions.get("$defs", {}))
+
+    messages: dict[str, Any] = {}
+    for cls in MESSAGE_TYPES:
+        payload_ref = keys[(cls, "validation")]
+        messages[cls.message_type] = {
+            "name": cls.message_type,
+            "title": f"{cls.message_type} v{cls.schema_version}",
+            "summary": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else cls.message_type,
+            "contentType": "application/json",
+            "tags": [{"name": cls.message_kind}],
+            "headers": _kafka_headers(),
+            "payload": {
+                "allOf": [
+                    {"$ref": _REF.format(model="Envelope")},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "type": {"const": cls.message_type},
+                            "schema_version": {"const": cls.schema_version},
+                            "payload": payload_ref,
+                        },
+                    },
+                ]
+            },
+            "correlationId": {"location": "$message.payload#/correlation_id", "description": "The order id"},
+            "bindings": {
+                "kafka": {
+                    "key": {"type": "string", "format": "uuid", "description": "The order id"},
+                    "bindingVersion": "0.5.0",
+                }
+            },
+        }
+    messages["DeadLetter"] = {
+        "name": "DeadLetter",
+        "title": "A record a consumer could not process",
+        "summary": "The original key and bytes (any message, or unreadable bytes), with the reason in headers",
+        "contentType": "application/octet-stream",
+        "headers": _dead_letter_headers(),
+        "payload": {"description": "The original record's value, byte for byte"},
+    }
+
+    dead_letter_topics = {dead_letter_topic(s): s for s in SERVICES}
+    channels: dict[str, Any] = {}
+    for spec in ALL_TOPICS:
+        if spec.name in dead_letter_topics:
+            on_topic = ["DeadLetter"]
+        else:
+            on_topic = sorted(cls.message_type for cls in MESSAGE_TYPES if cls.topic == spec.name)
+        channels[_channel_id(spec.name)] = {
+            "address": spec.name,
+            "title": spec.name,
+            "description": spec.description,
+            "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in on_topic},
+            "bindings": {
+                "kafka": {
+                    "topic": spec.name,
+                    "partitions": spec.partitions,
+                    "topicConfiguration": {"retention.ms": spec.retention_ms, "cleanup.policy": ["delete"]},
+                    "bindingVersion": "0.5.0",
+                }
+            },
+        }
+
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "OMS event contract",
+            "version": "1.0.0",
+            "description": (
+                "Every Kafka topic of the order management system and the messages on it. Generated from "
+                "libs/events (python -m oms_events.asyncapi --write); the JSON Schemas of each message are "
+                "also in libs/events/schemas. Every message about an order is keyed by the order id. Fields "
+                "are only added, never renamed or retyped; a breaking change is a new schema_version."
+            ),
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def render() -> str:
+    return json.dumps(generate(), indent=2, sort_keys=True) + "\n"
+
+
+def differences(path: Path = DOCUMENT) -> list[str]:
+    if not path.is_file():
+        return [f"missing {path.name}"]
+    return [] if path.read_text() == render() else [f"differs {path.name}"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--write", action="store_true")
+    group.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    if args.write:
+        DOCUMENT.write_text(render())
+        return 0
+    problems = differences()
+    for problem in problems:
+        print(f"{problem} (run: python -m oms_events.asyncapi --write)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

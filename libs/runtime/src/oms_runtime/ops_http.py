@@ -1,0 +1,92 @@
+"""The operational HTTP surface every service has: probes and metrics, in front of the service's own API.
+
+The host always serves HTTP. Its outer app answers `/health/live`, `/health/ready` and `/metrics`
+itself and hands every other path to the service's app (when it has one), so a service gets probes
+and metrics without writing a line, and its OpenAPI document stays about its API.
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from oms_runtime import metrics
+
+Check = Callable[[], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class DependencyCheck:
+    name: str
+    check: Check
+
+
+class Readiness:
+    """Checks every dependency concurrently, each with a short timeout; names the ones that failed."""
+
+    def __init__(self, checks: Sequence[DependencyCheck], timeout_s: float = 2.0) -> None:
+        self._checks = list(checks)
+        self._timeout_s = timeout_s
+        self.shutting_down = False
+
+    async def problems(self) -> dict[str, str]:
+        if self.shutting_down:
+            # Kubernetes stops routing to a pod that is unready: say so as soon as SIGTERM arrives.
+            return {"service": "shutting down"}
+
+        async def run(check: DependencyCheck) -> tuple[str, str | None]:
+            try:
+                await asyncio.wait_for(check.check(), self._timeout_s)
+            except TimeoutError:
+                return check.name, f"no answer within {self._timeout_s:g}s"
+            except Exception as exc:
+                return check.name, f"{type(exc).__name__}: {exc}"[:300]
+            return check.name, None
+
+        results = await asyncio.gather(*(run(c) for c in self._checks))
+        return {name: problem for name, problem in results if problem is not None}
+
+
+def ops_app(
+    service: str,
+    readiness: Readiness,
+    refresh_gauges: Callable[[], Awaitable[None]],
+    service_app: Any = None,
+) -> Any:
+    """The ASGI app the host serves: probes, metrics, then the service's own routes."""
+
+    async def live(_: Request) -> Response:
+        # Liveness only says the event loop answers: a dependency outage must not restart the pod.
+        return JSONResponse({"status": "ok", "service": service})
+
+    async def ready(_: Request) -> Response:
+        started = time.perf_counter()
+        problems = await readiness.problems()
+        metrics.READY.set(0 if problems else 1)
+        body = {
+            "status": "unready" if problems else "ok",
+            "service": service,
+            "problems": problems,
+            "checked_in_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        return JSONResponse(body, status_code=503 if problems else 200)
+
+    async def scrape(_: Request) -> Response:
+        await refresh_gauges()
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    routes: list[Any] = [
+        Route("/health/live", live, methods=["GET"]),
+        Route("/health/ready", ready, methods=["GET"]),
+        Route("/metrics", scrape, methods=["GET"]),
+    ]
+    if service_app is not None:
+        routes.append(Mount("", app=service_app))
+    return metrics.HttpMetricsMiddleware(Starlette(routes=routes))

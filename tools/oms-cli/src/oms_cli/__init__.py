@@ -1,0 +1,1 @@
+"""oms: the operators command line."""
