@@ -36,8 +36,8 @@ class PaymentSettings(ServiceSettings):
     payment_gateway: Literal["simulated", "stripe_like"] = Field(
         default="simulated", description="simulated (test tokens, local ledger) or stripe_like (a provider's HTTP API)"
     )
-    gateway_base_url: str = Field(default="", description="stripe_like: the provider's API base URL")
-    gateway_api_key: SecretStr = Field(default=SecretStr(""), description="stripe_like: the provider's secret key")
+    gateway_base_url: str | None = Field(default=None, description="stripe_like: the provider's API base URL")
+    gateway_api_key: SecretStr | None = Field(default=None, description="stripe_like: the provider's secret key")
     simulated_gateway_slow_s: float = Field(default=2.0, ge=0, description="How long tok_slow's answers take")
     gateway_timeout_s: float = Field(default=10.0, gt=0, description="A gateway call taking longer is retried")
     gateway_attempts: int = Field(default=4, ge=1, description="Tries of one gateway call on transient errors")
@@ -72,12 +72,13 @@ class PaymentSettings(ServiceSettings):
 def gateway_for(settings: PaymentSettings, host: ServiceHost) -> PaymentGateway:
     """The configured gateway adapter (without retries)."""
     if settings.payment_gateway == "stripe_like":
-        if not settings.gateway_base_url or not settings.gateway_api_key.get_secret_value():
+        url, key = settings.gateway_base_url, settings.gateway_api_key
+        if not url or key is None or not key.get_secret_value():
             raise ValueError("PAYMENT_GATEWAY=stripe_like needs GATEWAY_BASE_URL and GATEWAY_API_KEY")
         # The retry wrapper enforces GATEWAY_TIMEOUT_S; the client's own timeout is only a backstop.
-        client = httpx.AsyncClient(base_url=settings.gateway_base_url, timeout=settings.gateway_timeout_s + 5)
+        client = httpx.AsyncClient(base_url=url, timeout=settings.gateway_timeout_s + 5)
         host.on_stop(client.aclose)
-        return StripeLikeGateway(client, settings.gateway_api_key.get_secret_value())
+        return StripeLikeGateway(client, key.get_secret_value())
     return SimulatedGateway(host.db, slow_s=settings.simulated_gateway_slow_s)
 
 
