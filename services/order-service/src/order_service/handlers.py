@@ -1,7 +1,5 @@
 """Use cases of order-service: place an order, drive the saga on every reply, read an order."""
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,6 +51,7 @@ from oms_runtime.logging import get_logger
 from oms_runtime.messaging import HandlerMap, MessageContext
 from oms_runtime.metrics import record_saga_step
 from oms_runtime.outbox import Outbox
+from oms_runtime.periodic import PeriodicTask
 from order_service.adapters.order_repository import OrderRepository
 from order_service.adapters.tables import saga_steps
 from order_service.domain.order import Decision, Order, OrderStateError, Step
@@ -424,29 +423,15 @@ class DeadlineSweeper:
         self._registry = registry
         self._step_timeout = step_timeout
         self._max_attempts = max_attempts
-        self._interval_s = interval_s
         self._notify = notify
         self._outbox = Outbox()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = PeriodicTask("saga-deadlines", self.sweep, interval_s=interval_s)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="saga-deadlines")
+        await self._loop.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("saga deadline sweep failed")
-            await asyncio.sleep(self._interval_s)
+        await self._loop.stop()
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Re-sends or compensates every step overdue at `now` (the clock, unless a test moves time)."""
