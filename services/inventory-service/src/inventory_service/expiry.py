@@ -12,9 +12,8 @@ from inventory_service.ledger import StockLedger
 from oms_events import MessageRegistry
 from oms_runtime.db import Database
 from oms_runtime.logging import get_logger
-from oms_runtime.messaging import MessageContext
-from oms_runtime.outbox import Outbox
 from oms_runtime.periodic import PeriodicTask
+from oms_runtime.use_cases import local_context
 
 log = get_logger(__name__)
 
@@ -55,9 +54,7 @@ class ReservationExpirer:
             async with self._db.transaction() as session:
                 if not await self._ledger.repo.lock_if_overdue(session, order_id, now):
                     continue  # paid, released or being expired by another replica meanwhile
-                ctx = MessageContext(
-                    session=session, envelope=None, producer_name=SERVICE, registry=self._registry, outbox=Outbox()
-                )
+                ctx = local_context(session, SERVICE, self._registry)
                 await self._handlers.expire(ctx, order_id)
             expired += 1
         if expired:
