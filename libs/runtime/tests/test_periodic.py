@@ -37,6 +37,14 @@ class Job:
         await asyncio.wait_for(event.wait(), GUARD_S)
 
 
+async def assert_rounds_stay(job: Job, rounds: int) -> None:
+    """The loop had every chance to run again (many turns of the event loop) and did not."""
+    await job.reach(rounds)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert job.rounds == rounds
+
+
 def recording_sleep(pauses: list[float]) -> Callable[[float], Awaitable[None]]:
     async def sleep(seconds: float) -> None:
         pauses.append(seconds)
@@ -62,10 +70,7 @@ async def test_waits_the_interval_between_rounds() -> None:
     task = PeriodicTask("test", job, interval_s=HOUR)
     await task.start()
     try:
-        await job.reach(1)
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert job.rounds == 1
+        await assert_rounds_stay(job, 1)
     finally:
         await task.stop()
 
@@ -140,10 +145,7 @@ async def test_start_twice_runs_one_loop() -> None:
     await task.start()
     await task.start()
     try:
-        await job.reach(1)
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert job.rounds == 1
+        await assert_rounds_stay(job, 1)
     finally:
         await task.stop()
 
@@ -165,10 +167,7 @@ async def test_a_busy_round_is_followed_at_once_only_when_asked() -> None:
     task = PeriodicTask("test", busy, interval_s=HOUR, again_while_busy=True)
     await task.start()
     try:
-        await busy.reach(3)  # two busy rounds, then the idle one that waits the hour
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert busy.rounds == 3
+        await assert_rounds_stay(busy, 3)  # two busy rounds, then the idle one that waits the hour
     finally:
         await task.stop()
 
@@ -176,10 +175,7 @@ async def test_a_busy_round_is_followed_at_once_only_when_asked() -> None:
     task = PeriodicTask("test", plain, interval_s=HOUR)
     await task.start()
     try:
-        await plain.reach(1)
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert plain.rounds == 1
+        await assert_rounds_stay(plain, 1)
     finally:
         await task.stop()
 
