@@ -193,3 +193,63 @@ async def test_settles_after_every_wait() -> None:
         assert pauses == [0.02]
     finally:
         await task.stop()
+
+
+async def test_a_draining_stop_finishes_the_round_in_flight_and_the_busy_ones_after_it() -> None:
+    release = asyncio.Event()
+    entered = asyncio.Event()
+    rounds: list[str] = []
+
+    async def batch() -> int:
+        rounds.append("started")
+        if len(rounds) == 1:
+            entered.set()
+            await release.wait()
+            rounds[-1] = "finished"
+            return 5  # busy: there may be more
+        rounds[-1] = "finished"
+        return 3 if len(rounds) == 2 else 0
+
+    task = PeriodicTask("test", batch, interval_s=HOUR, again_while_busy=True)
+    await task.start()
+    await asyncio.wait_for(entered.wait(), GUARD_S)
+    stopping = asyncio.create_task(task.stop(drain=True))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not stopping.done()  # not cut off in the middle of a round
+    release.set()
+    await asyncio.wait_for(stopping, GUARD_S)
+    assert rounds == ["finished", "finished", "finished"]  # busy, busy, then idle: done
+    assert not task.running
+
+
+async def test_a_draining_stop_does_not_wait_out_the_interval() -> None:
+    job = Job()
+    task = PeriodicTask("test", job, interval_s=HOUR)
+    await task.start()
+    await job.reach(1)
+    await asyncio.wait_for(task.stop(drain=True), GUARD_S)
+    assert job.rounds == 2  # woken for one last round, which found nothing
+    assert not task.running
+
+
+async def test_a_draining_stop_ends_on_a_failed_round() -> None:
+    job = Job(0, RuntimeError("broker gone"), default=1)
+    task = PeriodicTask("test", job, interval_s=HOUR, again_while_busy=True)
+    await task.start()
+    await job.reach(1)
+    await asyncio.wait_for(task.stop(drain=True), GUARD_S)
+    assert job.rounds == 2
+
+
+async def test_a_loop_drained_once_starts_again() -> None:
+    job = Job()
+    task = PeriodicTask("test", job, interval_s=HOUR)
+    await task.start()
+    await job.reach(1)
+    await task.stop(drain=True)
+    await task.start()
+    try:
+        await assert_rounds_stay(job, 3)  # the restart's first round, and it keeps waiting
+    finally:
+        await task.stop()

@@ -4,7 +4,9 @@ One round of `job` now, then one every `interval_s` until the service stops. A r
 logged and the loop goes on: the next round is the retry, so one bad round (the database restarting,
 a provider timing out) never ends the loop for the life of the process. Stopping cancels the task,
 so shutdown does not wait for the rest of an interval or a round in flight; each round commits its
-work in transactions of its own, so a cancelled round leaves nothing half done.
+work in transactions of its own, so a cancelled round leaves nothing half done. A loop that must not
+be cut off in a round (the outbox relay: a batch sent but not yet marked published would be sent
+again) stops with `drain=True` instead: it finishes rounds until one finds nothing to do.
 
 Start and stop it with the service: `host.on_start(task.start)` and `host.on_stop(task.stop)`.
 """
@@ -49,6 +51,7 @@ class PeriodicTask:
         self._sleep = sleep
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._draining = False
 
     @property
     def running(self) -> bool:
@@ -61,12 +64,18 @@ class PeriodicTask:
     async def start(self) -> None:
         if self.running:
             return
+        self._draining = False
         self._task = asyncio.create_task(self._run(), name=self.name)
 
-    async def stop(self) -> None:
+    async def stop(self, *, drain: bool = False) -> None:
+        """Cancels the loop; with `drain`, lets it run rounds until one is idle (or fails), then end."""
         if self._task is None:
             return
-        self._task.cancel()
+        if drain:
+            self._draining = True
+            self._wake.set()
+        else:
+            self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
@@ -84,6 +93,8 @@ class PeriodicTask:
                     await self._sleep(self._failure_pause_s)
             if busy:
                 continue
+            if self._draining:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
             self._wake.clear()
