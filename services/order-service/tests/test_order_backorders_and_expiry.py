@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest_asyncio
-from order_test_builders import captured, placed_order, reserved_order, run, saga_row, status
+from order_test_builders import captured, placed_order, reserved_order, run, saga_row, status, stock_reserved
 
 from oms_events import Command, default_registry
 from oms_events.messages import (
@@ -60,14 +60,6 @@ def backordered_order() -> Order:
     return order
 
 
-def reserved_reply(order: Order) -> StockReserved:
-    return StockReserved(
-        order_id=order.order_id,
-        reservation_id=uuid4(),
-        allocations=[Allocation(sku="SKU-A", warehouse_id="WH-1", quantity=2)],
-    )
-
-
 def expired_reply(order: Order) -> ReservationExpired:
     assert order.reservation_id is not None
     return ReservationExpired(
@@ -80,7 +72,7 @@ def expired_reply(order: Order) -> ReservationExpired:
 
 def test_a_backordered_order_goes_on_when_its_stock_is_reserved() -> None:
     order = backordered_order()
-    decision = run(order, order.on_stock_reserved(reserved_reply(order), "tok_approve"))
+    decision = run(order, order.on_stock_reserved(stock_reserved(order), "tok_approve"))
     assert [type(c) for c in decision.commands] == [CapturePayment]
     assert status(order) is OrderStatus.AWAITING_PAYMENT
 
