@@ -59,3 +59,13 @@ class Smtp:
     def sender(self, **overrides: Any) -> SmtpEmailSender:
         config = {"port": self.port, "from_name": "OMS Orders", "timeout_s": 5.0, **overrides}
         return SmtpEmailSender(SmtpConfig(**config))
+
+
+def parts(message: EmailMessage) -> dict[str, str]:
+    """content type -> text, of every text part of a received message."""
+    found = {}
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            assert isinstance(part, EmailMessage)
+            found[part.get_content_type()] = str(part.get_content())
+    return found

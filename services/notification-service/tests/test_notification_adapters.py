@@ -5,13 +5,12 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import httpx
 import pytest
-from notification_smtp import Smtp, free_port
+from notification_smtp import Smtp, free_port, parts
 
 from notification_service.adapters.email_sender import (
     EmailRejectedError,
@@ -27,18 +26,6 @@ CUSTOMER = "jane.doe@example.com"
 PHONE = "+49301234567"
 
 pytestmark = pytest.mark.integration
-
-
-# ---------------------------------------------------------------- a real SMTP server (conftest.py)
-
-
-def parts(message: EmailMessage) -> dict[str, str]:
-    found = {}
-    for part in message.walk():
-        if part.get_content_maintype() == "text":
-            assert isinstance(part, EmailMessage)
-            found[part.get_content_type()] = str(part.get_content())
-    return found
 
 
 # ---------------------------------------------------------------- the SMTP adapter

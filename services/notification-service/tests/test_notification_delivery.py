@@ -17,7 +17,7 @@ import httpx
 import pytest
 import pytest_asyncio
 import structlog
-from notification_smtp import Smtp
+from notification_smtp import Smtp, parts
 from sqlalchemy import select
 
 import notification_service.handlers
@@ -208,15 +208,6 @@ class Harness:
 @pytest.fixture
 def harness(db: Database, smtp: Smtp, provider: LocalSmsProvider) -> Harness:
     return Harness(db, smtp, provider)
-
-
-def parts(message: EmailMessage) -> dict[str, str]:
-    found = {}
-    for part in message.walk():
-        if part.get_content_maintype() == "text":
-            assert isinstance(part, EmailMessage)
-            found[part.get_content_type()] = str(part.get_content())
-    return found
 
 
 # ---------------------------------------------------------------- every message, once
