@@ -38,6 +38,8 @@ API_KEYS = json.dumps(
 )
 # Warehouses worked by hand through fulfilment-service's API (every other warehouse ships at once).
 MANUAL_WAREHOUSES = ("WH-IT-MANUAL-A", "WH-IT-MANUAL-B")
+SETTLED = frozenset({"shipped", "rejected", "cancelled", "needs_attention"})
+"""An order's statuses that no reply moves on from (needs_attention waits for an operator)."""
 LOG_DIR = REPO / ".local" / "test-logs"
 
 SERVICES = {
@@ -340,6 +342,15 @@ def order_body(
         "delivery_method": "standard",
         "payment_token": token,
     }
+
+
+def timeline_events(order: dict[str, Any]) -> list[str]:
+    """The event names of an order's timeline (GET /orders/{id}), oldest first."""
+    return [t["event"] for t in order["timeline"]]
+
+
+def message_types(envelopes: list[dict[str, Any]]) -> list[str]:
+    return [e["type"] for e in envelopes]
 
 
 def unique_sku(prefix: str = "SKU-IT") -> str:

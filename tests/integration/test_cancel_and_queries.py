@@ -1,16 +1,9 @@
 """Cancels that race in-flight replies, and the order queries, end to end."""
 
-from typing import Any
-
-from harness import CHANNEL_KEYS, System, eventually, unique_sku
+from harness import CHANNEL_KEYS, SETTLED, System, eventually, timeline_events, unique_sku
 from oms_events import topics
 
 PRICE = 2_500
-FINAL = {"shipped", "rejected", "cancelled", "needs_attention"}
-
-
-def _events(order: dict[str, Any]) -> list[str]:
-    return [t["event"] for t in order["timeline"]]
 
 
 async def test_a_cancel_that_overtakes_the_reservation_releases_it_and_cancels(system: System) -> None:
@@ -28,10 +21,15 @@ async def test_a_cancel_that_overtakes_the_reservation_releases_it_and_cancels(s
         inventory.start()
         await inventory.wait_started()
 
-    order = await system.wait_for_status(order_id, FINAL)
+    order = await system.wait_for_status(order_id, SETTLED)
     assert order["status"] == "cancelled"
     assert order["cancel_reason"] == "ordered twice"
-    assert _events(order) == ["OrderPlaced", "OrderCancellationRequested", "OrderStockReleased", "OrderCancelled"]
+    assert timeline_events(order) == [
+        "OrderPlaced",
+        "OrderCancellationRequested",
+        "OrderStockReleased",
+        "OrderCancelled",
+    ]
     # Inventory reserved (the command was first in line), then released: the late StockReserved changed nothing.
     replies = [e["type"] for e in await system.envelopes(topics.INVENTORY_EVENTS, order_id)]
     assert replies == ["StockReserved", "StockReleased"]
@@ -58,9 +56,9 @@ async def test_a_capture_that_lands_after_the_cancel_is_refunded_before_the_stoc
         payment.start()
         await payment.wait_started()
 
-    order = await system.wait_for_status(order_id, FINAL)
+    order = await system.wait_for_status(order_id, SETTLED)
     assert order["status"] == "cancelled"
-    assert _events(order) == [
+    assert timeline_events(order) == [
         "OrderPlaced",
         "OrderStockReserved",
         "OrderCancellationRequested",
@@ -80,7 +78,7 @@ async def test_cancel_is_refused_once_shipped_and_queries_find_the_order(system:
     sku = unique_sku()
     await system.set_stock(sku, {"WH-BER": 3})
     order_id = (await system.place_order([(sku, 1, PRICE)], channel="marketplace")).json()["order_id"]
-    order = await system.wait_for_status(order_id, FINAL)
+    order = await system.wait_for_status(order_id, SETTLED)
     assert order["status"] == "shipped"
 
     async with system.http() as http:
@@ -105,7 +103,7 @@ async def test_cancel_is_refused_once_shipped_and_queries_find_the_order(system:
         assert not_waiting.json()["error"] == "action_not_allowed"
 
     still = await eventually(lambda: system.order(order_id), lambda o: o["status"] == "shipped")
-    assert "OrderCancellationRequested" not in _events(still)
+    assert "OrderCancellationRequested" not in timeline_events(still)
 
 
 async def test_api_keys_roles_and_tracking_tokens(system: System) -> None:
@@ -131,7 +129,7 @@ async def test_api_keys_roles_and_tracking_tokens(system: System) -> None:
         action = await web.post(f"/orders/{order_id}/actions", json={"action": "retry", "operator": "x", "note": "x"})
         assert action.status_code == 403
 
-    await system.wait_for_status(order_id, FINAL)
+    await system.wait_for_status(order_id, SETTLED)
     async with system.http(None) as anonymous, system.http("not-a-real-key-0000000000") as stranger:
         assert (await anonymous.get(f"/orders/{order_id}")).status_code == 401
         assert (await stranger.get(f"/orders/{order_id}")).json()["error"] == "unauthenticated"

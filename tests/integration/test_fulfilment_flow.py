@@ -5,16 +5,12 @@ from typing import Any
 
 import httpx
 
-from harness import CARRIER_KEY, MANUAL_WAREHOUSES, WAREHOUSE_KEY, System, eventually, unique_sku
+from harness import CARRIER_KEY, MANUAL_WAREHOUSES, WAREHOUSE_KEY, System, eventually, timeline_events, unique_sku
 from oms_events import topics
 
 PRICE = 1_250
 WH_A, WH_B = MANUAL_WAREHOUSES
 PARCEL = {"weight_grams": 1800, "length_mm": 350, "width_mm": 250, "height_mm": 120}
-
-
-def _events(order: dict[str, Any]) -> list[str]:
-    return [t["event"] for t in order["timeline"]]
 
 
 async def _manual_stock(system: System, sku: str, levels: dict[str, int]) -> None:
@@ -140,7 +136,7 @@ async def test_nothing_found_after_capture_refunds_releases_and_cancels(system: 
 
     order = await system.wait_for_status(order_id, {"cancelled", "needs_attention"})
     assert order["status"] == "cancelled"
-    events = _events(order)
+    events = timeline_events(order)
     assert events[-4:] == ["OrderFulfilmentFailed", "OrderPaymentRefunded", "OrderStockReleased", "OrderCancelled"]
     # The authorisation before the capture is payment-service's own step: not what this test is about.
     payments = [e for e in await system.envelopes(topics.PAYMENTS_EVENTS, order_id) if e["type"] != "PaymentAuthorised"]
@@ -170,7 +166,7 @@ async def test_a_cancel_once_fulfilment_started_stops_the_shipments_and_undoes_t
         too_late = await warehouse.post(f"/shipments/{shipment['shipment_id']}/picks", json={"lines": []})
         assert too_late.status_code == 409
     # The shipment's own progress (picking, cancelled) may interleave with the cancel: left out here.
-    assert [e for e in _events(order) if e != "OrderShipmentUpdated"][-5:] == [
+    assert [e for e in timeline_events(order) if e != "OrderShipmentUpdated"][-5:] == [
         "OrderCancellationRequested",
         "OrderFulfilmentCancelled",
         "OrderPaymentRefunded",
@@ -317,6 +313,6 @@ async def test_ops_return_part_of_an_order_and_the_rest_stays_returnable(system:
     assert [e["payload"]["lines"] for e in restocks] == [[{"sku": sku, "warehouse_id": WH_A, "quantity": 1}]]
     order = await system.order(order_id)
     assert order["status"] == "shipped"
-    assert "OrderReturnRefunded" in _events(order)
+    assert "OrderReturnRefunded" in timeline_events(order)
     await _return_of(system, order_id, return_id, lambda r: r["status"] == "completed")
     await system.wait_for_stock(sku, {WH_A: (3, 0)})

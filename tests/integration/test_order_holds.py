@@ -1,18 +1,11 @@
 """Holds end to end: the risk rule holds a big order until ops release it; a manual hold on a placed
 order, then a cancel; holds and releases are for ops keys only."""
 
-from typing import Any
-
-from harness import CHANNEL_KEYS, System, unique_sku
+from harness import CHANNEL_KEYS, SETTLED, System, timeline_events, unique_sku
 from oms_events import topics
 
 BIG_PRICE = 600_000  # two of them: 1,200,000, above HOLD_ABOVE_MINOR (1,000,000 in conftest.py)
 PRICE = 2_500
-FINAL = {"shipped", "rejected", "cancelled", "needs_attention"}
-
-
-def _events(order: dict[str, Any]) -> list[str]:
-    return [t["event"] for t in order["timeline"]]
 
 
 async def test_an_order_above_the_threshold_waits_on_hold_until_ops_release_it_then_ships(system: System) -> None:
@@ -20,11 +13,11 @@ async def test_an_order_above_the_threshold_waits_on_hold_until_ops_release_it_t
     await system.set_stock(sku, {"WH-BER": 5})
     order_id = (await system.place_order([(sku, 2, BIG_PRICE)])).json()["order_id"]
 
-    held = await system.wait_for_status(order_id, {"on_hold", *FINAL})
+    held = await system.wait_for_status(order_id, {"on_hold", *SETTLED})
     assert held["status"] == "on_hold"
     assert held["held_by"] == "risk-rule"
     assert "1200000" in held["hold_reason"]
-    assert _events(held) == ["OrderPlaced", "OrderStockReserved", "OrderPutOnHold"]
+    assert timeline_events(held) == ["OrderPlaced", "OrderStockReserved", "OrderPutOnHold"]
     assert await system.envelopes(topics.PAYMENTS_COMMANDS, order_id) == []
     await system.wait_for_stock(sku, {"WH-BER": (5, 2)})
 
@@ -43,9 +36,9 @@ async def test_an_order_above_the_threshold_waits_on_hold_until_ops_release_it_t
         assert released.json()["status"] == "awaiting_payment"
         assert released.json()["hold_reason"] is None
 
-    order = await system.wait_for_status(order_id, FINAL)
+    order = await system.wait_for_status(order_id, SETTLED)
     assert order["status"] == "shipped"
-    assert _events(order)[:5] == [
+    assert timeline_events(order)[:5] == [
         "OrderPlaced",
         "OrderStockReserved",
         "OrderPutOnHold",
@@ -82,7 +75,7 @@ async def test_a_manual_hold_on_a_placed_order_then_a_cancel_gives_the_stock_bac
         inventory.start()
         await inventory.wait_started()
 
-    order = await system.wait_for_status(order_id, {"on_hold", *FINAL})
+    order = await system.wait_for_status(order_id, {"on_hold", *SETTLED})
     assert order["status"] == "on_hold"
     assert order["hold_reason"] == "address on a watch list"
     await system.wait_for_stock(sku, {"WH-LON": (8, 3)})
@@ -94,9 +87,9 @@ async def test_a_manual_hold_on_a_placed_order_then_a_cancel_gives_the_stock_bac
         assert cancelled.status_code == 202, cancelled.text
         assert cancelled.json()["status"] == "cancelling"
 
-    order = await system.wait_for_status(order_id, FINAL)
+    order = await system.wait_for_status(order_id, SETTLED)
     assert order["status"] == "cancelled"
-    assert _events(order) == [
+    assert timeline_events(order) == [
         "OrderPlaced",
         "OrderPutOnHold",
         "OrderStockReserved",
@@ -130,6 +123,6 @@ async def test_holds_and_releases_are_for_ops_keys_only(system: System) -> None:
         assert bad.status_code == 422
         assert {f["field"] for f in bad.json()["fields"]} == {"reason", "held_by"}
 
-    order = await system.wait_for_status(order_id, FINAL)
+    order = await system.wait_for_status(order_id, SETTLED)
     assert order["status"] == "shipped"
-    assert "OrderPutOnHold" not in _events(order)
+    assert "OrderPutOnHold" not in timeline_events(order)

@@ -2,16 +2,11 @@
 
 import asyncio
 import itertools
-from typing import Any
 
-from harness import System, eventually, unique_sku
+from harness import System, eventually, message_types, unique_sku
 from oms_events import topics
 
 PRICE = 1_999
-
-
-def _types(envelopes: list[dict[str, Any]]) -> list[str]:
-    return [e["type"] for e in envelopes]
 
 
 async def test_happy_path_reaches_shipped_with_every_event_on_its_topic_in_causal_order(system: System) -> None:
@@ -43,14 +38,14 @@ async def test_happy_path_reaches_shipped_with_every_event_on_its_topic_in_causa
     payments = await system.envelopes(topics.PAYMENTS_EVENTS, order_id)
     ship = await system.envelopes(topics.FULFILMENT_COMMANDS, order_id)
     fulfilment = await system.envelopes(topics.FULFILMENT_EVENTS, order_id)
-    assert _types(orders) == ["OrderPlaced", "OrderStockReserved", "OrderConfirmed", "OrderShipped"]
-    assert _types(reserve) == ["ReserveStock"]
-    assert _types(inventory) == ["StockReserved"]
-    assert _types(capture) == ["CapturePayment"]
-    assert _types(payments) == ["PaymentAuthorised", "PaymentCaptured"]
-    assert _types(ship) == ["ShipOrder"]
+    assert message_types(orders) == ["OrderPlaced", "OrderStockReserved", "OrderConfirmed", "OrderShipped"]
+    assert message_types(reserve) == ["ReserveStock"]
+    assert message_types(inventory) == ["StockReserved"]
+    assert message_types(capture) == ["CapturePayment"]
+    assert message_types(payments) == ["PaymentAuthorised", "PaymentCaptured"]
+    assert message_types(ship) == ["ShipOrder"]
     # An automatic warehouse walks its shipment through every state in one commit.
-    assert _types(fulfilment) == [
+    assert message_types(fulfilment) == [
         "ShipmentCreated",
         "ShipmentPickingStarted",
         "ShipmentPicked",
@@ -88,7 +83,7 @@ async def test_out_of_stock_is_rejected_and_no_payment_is_attempted(system: Syst
     order = await system.wait_for_status(order_id, {"shipped", "rejected"})
     assert order["status"] == "rejected"
     assert sku in order["rejection_reason"]
-    assert _types(await system.envelopes(topics.INVENTORY_EVENTS, order_id)) == ["StockReservationFailed"]
+    assert message_types(await system.envelopes(topics.INVENTORY_EVENTS, order_id)) == ["StockReservationFailed"]
     assert await system.envelopes(topics.PAYMENTS_COMMANDS, order_id) == []
     assert await system.envelopes(topics.PAYMENTS_EVENTS, order_id) == []
     await system.wait_for_stock(sku, {"WH-BER": (1, 0), "WH-LON": (1, 0)})
@@ -110,8 +105,11 @@ async def test_payment_declined_releases_the_stock_and_rejects(system: System) -
         "OrderStockReleased",
         "OrderRejected",
     ]
-    assert _types(await system.envelopes(topics.INVENTORY_EVENTS, order_id)) == ["StockReserved", "StockReleased"]
-    assert _types(await system.envelopes(topics.PAYMENTS_EVENTS, order_id)) == ["PaymentDeclined"]
+    assert message_types(await system.envelopes(topics.INVENTORY_EVENTS, order_id)) == [
+        "StockReserved",
+        "StockReleased",
+    ]
+    assert message_types(await system.envelopes(topics.PAYMENTS_EVENTS, order_id)) == ["PaymentDeclined"]
     assert await system.envelopes(topics.FULFILMENT_COMMANDS, order_id) == []
     await system.wait_for_stock(sku, {"WH-LON": (4, 0)})
 

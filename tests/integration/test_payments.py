@@ -8,22 +8,13 @@ from uuid import uuid4
 
 import httpx
 
-from harness import System, eventually, order_body, unique_sku
+from harness import SETTLED, System, eventually, message_types, order_body, timeline_events, unique_sku
 from oms_events import default_registry, topics
 from oms_events.messages import CapturePayment, SubmitOrder
 from oms_events.values import order_id_for
 
-FINAL = {"shipped", "rejected", "cancelled", "needs_attention"}
 PAN = "4111 1111 1111 1111"
 registry = default_registry()
-
-
-def _events(order: dict[str, Any]) -> list[str]:
-    return [t["event"] for t in order["timeline"]]
-
-
-def _types(envelopes: list[dict[str, Any]]) -> list[str]:
-    return [e["type"] for e in envelopes]
 
 
 async def place(
@@ -65,7 +56,7 @@ async def test_a_risk_review_holds_the_order_until_ops_release_it_then_it_is_cap
     await system.set_stock(sku, {"WH-BER": 5})
     order_id = await place(system, [(sku, 1, 4_000)], billing_country="FR")  # ships to DE
 
-    held = await system.wait_for_status(order_id, {"on_hold", *FINAL})
+    held = await system.wait_for_status(order_id, {"on_hold", *SETTLED})
     assert held["status"] == "on_hold"
     assert held["held_by"] == "payment-risk"
     assert "billing country FR differs from shipping country DE" in held["hold_reason"]
@@ -80,9 +71,9 @@ async def test_a_risk_review_holds_the_order_until_ops_release_it_then_it_is_cap
         )
         assert released.status_code == 202, released.text
 
-    order = await system.wait_for_status(order_id, FINAL)
+    order = await system.wait_for_status(order_id, SETTLED)
     assert order["status"] == "shipped"
-    assert _events(order)[:5] == [
+    assert timeline_events(order)[:5] == [
         "OrderPlaced",
         "OrderStockReserved",
         "OrderPutOnHold",
@@ -97,7 +88,7 @@ async def test_a_risk_review_holds_the_order_until_ops_release_it_then_it_is_cap
     assert done["status"] == "captured"
     assert done["captured_minor"] == 4_000
     assert [h["type"] for h in done["history"]] == ["PaymentReviewRequired", "PaymentAuthorised", "PaymentCaptured"]
-    assert _types(await system.envelopes(topics.PAYMENTS_EVENTS, order_id)) == [
+    assert message_types(await system.envelopes(topics.PAYMENTS_EVENTS, order_id)) == [
         "PaymentReviewRequired",
         "PaymentAuthorised",
         "PaymentCaptured",
@@ -110,7 +101,7 @@ async def test_a_risk_decline_rejects_the_order_and_gives_the_stock_back(system:
     await system.set_stock(sku, {"WH-BER": 5})
     order_id = await place(system, [(sku, 2, 60_000)], currency="GBP")  # above the GBP decline limit
 
-    order = await system.wait_for_status(order_id, FINAL)
+    order = await system.wait_for_status(order_id, SETTLED)
     assert order["status"] == "rejected"
     [declined] = await system.envelopes(topics.PAYMENTS_EVENTS, order_id)
     assert declined["type"] == "PaymentDeclined"
@@ -182,7 +173,7 @@ async def test_money_is_conserved_across_a_mixed_run_and_the_reconciliation_show
         await payment_service.wait_started()
 
     statuses = {
-        order_id: (await system.wait_for_status(order_id, FINAL))["status"]
+        order_id: (await system.wait_for_status(order_id, SETTLED))["status"]
         for order_id in (shipped_web, shipped_phone, shipped_flaky, declined, capture_fails, cancelled)
     }
     assert statuses == {

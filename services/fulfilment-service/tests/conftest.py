@@ -1,20 +1,15 @@
 """fulfilment-service's test fixtures: a throwaway PostgreSQL schema, and loggers independent of other tests."""
 
-import os
-import sys
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-import structlog
 
 import fulfilment_service.handlers
 import oms_runtime.messaging
 from fulfilment_service.adapters.tables import metadata
 from oms_runtime.db import Database
-from oms_runtime.testing import throwaway_schema
-
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
+from oms_runtime.testing import stderr_logger, throwaway_schema
 
 LOGGING_MODULES = (fulfilment_service.handlers, oms_runtime.messaging)
 
@@ -28,11 +23,7 @@ async def db() -> AsyncIterator[Database]:
 
 @pytest.fixture(autouse=True)
 def fresh_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test logs to its own stderr, whatever another test did to structlog's global configuration
-    (a cached logger bound to a closed capture stream would fail every log call)."""
-    logger = structlog.wrap_logger(
-        structlog.PrintLogger(sys.stderr),
-        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
-    )
+    """Each test logs to its own stderr, whatever another test did to structlog's global configuration."""
+    logger = stderr_logger()
     for module in LOGGING_MODULES:
         monkeypatch.setattr(module, "log", logger)

@@ -1,9 +1,13 @@
-"""Realistic order events for notification-service's tests (fixtures, so test modules stay independent)."""
+"""Fixtures of notification-service's tests: realistic order events (so test modules stay independent) and a
+real SMTP server."""
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from uuid import uuid4
 
 import pytest
+from aiosmtpd.controller import Controller
+from notification_smtp import CollectingSmtp, Smtp, free_port
 
 from notification_service.domain.notifications import NotifyingEvent
 from oms_events.messages import (
@@ -132,3 +136,15 @@ def every_event(
 ) -> list[NotifyingEvent]:
     """One event of every kind that sends a message, in the order of NotificationKind."""
     return [placed, confirmed, payment_declined, rejected, cancelled, shipped, out_for_delivery, delivered, refunded]
+
+
+@pytest.fixture
+def smtp() -> Iterator[Smtp]:
+    handler = CollectingSmtp()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield Smtp(handler, port)
+    finally:
+        controller.stop()

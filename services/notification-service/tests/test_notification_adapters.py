@@ -2,20 +2,15 @@
 provider's HTTP API (the local provider of notification_service.testing on a free port)."""
 
 import asyncio
-import email
-import email.policy
-import itertools
 import json
-import socket
 import threading
 from collections.abc import Iterator
-from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
+from notification_smtp import Smtp, free_port, parts
 
 from notification_service.adapters.email_sender import (
     EmailRejectedError,
@@ -31,78 +26,6 @@ CUSTOMER = "jane.doe@example.com"
 PHONE = "+49301234567"
 
 pytestmark = pytest.mark.integration
-
-
-# ---------------------------------------------------------------- a real SMTP server
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class CollectingSmtp:
-    """aiosmtpd handler: keeps every message; refuses recipients when told to."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[list[str], EmailMessage]] = []
-        self.refuse: dict[str, str] = {}
-        """recipient -> the reply to its RCPT TO, e.g. `550 5.1.1 no such user`."""
-        self.refuse_once: dict[str, str] = {}
-        self._queue_ids = itertools.count(1)
-
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd's name)
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        if address in self.refuse_once:
-            return self.refuse_once.pop(address)
-        if address in self.refuse:
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        self.received.append((list(envelope.rcpt_tos), message))
-        return f"250 2.0.0 Ok: queued as Q{next(self._queue_ids)}"
-
-
-class Smtp:
-    def __init__(self, handler: CollectingSmtp, port: int) -> None:
-        self.handler = handler
-        self.port = port
-
-    @property
-    def received(self) -> list[tuple[list[str], EmailMessage]]:
-        return self.handler.received
-
-    def sender(self, **overrides: Any) -> SmtpEmailSender:
-        config = {"port": self.port, "from_name": "OMS Orders", "timeout_s": 5.0, **overrides}
-        return SmtpEmailSender(SmtpConfig(**config))
-
-
-@pytest.fixture
-def smtp() -> Iterator[Smtp]:
-    handler = CollectingSmtp()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield Smtp(handler, port)
-    finally:
-        controller.stop()
-
-
-def parts(message: EmailMessage) -> dict[str, str]:
-    found = {}
-    for part in message.walk():
-        if part.get_content_maintype() == "text":
-            assert isinstance(part, EmailMessage)
-            found[part.get_content_type()] = str(part.get_content())
-    return found
 
 
 # ---------------------------------------------------------------- the SMTP adapter

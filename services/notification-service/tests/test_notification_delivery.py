@@ -4,11 +4,8 @@ real local SMS provider over HTTP, on the real PostgreSQL (a throwaway schema). 
 backoff and quiet hours are shown without sleeping.
 """
 
-import email
-import email.policy
 import itertools
 import json
-import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, time, timedelta
 from email.message import EmailMessage
@@ -20,7 +17,7 @@ import httpx
 import pytest
 import pytest_asyncio
 import structlog
-from aiosmtpd.controller import Controller
+from notification_smtp import Smtp, parts
 from sqlalchemy import select
 
 import notification_service.handlers
@@ -71,41 +68,6 @@ RETRY_BASE_S = 10.0
 pytestmark = pytest.mark.integration
 
 
-class CollectingSmtp:
-    def __init__(self) -> None:
-        self.received: list[tuple[list[str], EmailMessage]] = []
-        self.refuse: dict[str, str] = {}
-        self._queue_ids = itertools.count(1)
-
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd's name)
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        if address in self.refuse:
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        self.received.append((list(envelope.rcpt_tos), message))
-        return f"250 2.0.0 Ok: queued as Q{next(self._queue_ids)}"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[CollectingSmtp, int]]:
-    handler = CollectingSmtp()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
-
-
 @pytest.fixture
 def provider() -> Iterator[LocalSmsProvider]:
     with LocalSmsProvider() as local:
@@ -148,14 +110,14 @@ class Harness:
     def __init__(
         self,
         db: Database,
-        smtp: tuple[CollectingSmtp, int],
+        smtp: Smtp,
         provider: LocalSmsProvider,
         clock: Clock | None = None,
         *,
         max_attempts: int = 4,
     ) -> None:
         self.db = db
-        self.smtp, self.smtp_port = smtp
+        self.smtp, self.smtp_port = smtp.handler, smtp.port
         self.provider = provider
         self.clock = clock or Clock(datetime(2025, 3, 12, 10, 0, tzinfo=UTC))
         self.repository = NotificationRepository()
@@ -244,17 +206,8 @@ class Harness:
 
 
 @pytest.fixture
-def harness(db: Database, smtp: tuple[CollectingSmtp, int], provider: LocalSmsProvider) -> Harness:
+def harness(db: Database, smtp: Smtp, provider: LocalSmsProvider) -> Harness:
     return Harness(db, smtp, provider)
-
-
-def parts(message: EmailMessage) -> dict[str, str]:
-    found = {}
-    for part in message.walk():
-        if part.get_content_maintype() == "text":
-            assert isinstance(part, EmailMessage)
-            found[part.get_content_type()] = str(part.get_content())
-    return found
 
 
 # ---------------------------------------------------------------- every message, once

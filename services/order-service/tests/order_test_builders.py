@@ -1,7 +1,10 @@
 """Builders shared by the order-service unit tests."""
 
 from datetime import date
-from uuid import uuid4
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import select
 
 from oms_events.messages import (
     CapturePayment,
@@ -11,6 +14,8 @@ from oms_events.messages import (
     StockReserved,
 )
 from oms_events.values import Address, Allocation, Channel, Customer, DeliveryMethod, OrderLine
+from oms_runtime.db import Database
+from order_service.adapters.tables import saga_steps
 from order_service.domain.order import Decision, Order, OrderStatus
 
 
@@ -41,6 +46,22 @@ def run(order: Order, decision: Decision) -> Decision:
     return decision
 
 
+def new_order() -> Order:
+    """A placed order, its stock not reserved yet."""
+    placed = placed_order()
+    order = Order(placed.order_id)
+    run(order, Order.place(placed))
+    return order
+
+
+def stock_reserved(order: Order) -> StockReserved:
+    return StockReserved(
+        order_id=order.order_id,
+        reservation_id=uuid4(),
+        allocations=[Allocation(sku="SKU-A", warehouse_id="WH-1", quantity=2)],
+    )
+
+
 def shipped(order: Order, warehouse: str) -> Shipped:
     return Shipped(
         order_id=order.order_id,
@@ -54,9 +75,7 @@ def shipped(order: Order, warehouse: str) -> Shipped:
 
 
 def reserved_order(allocations: list[Allocation] | None = None) -> tuple[Order, StockReserved]:
-    placed = placed_order()
-    order = Order(placed.order_id)
-    run(order, Order.place(placed))
+    order = new_order()
     reply = StockReserved(
         order_id=order.order_id,
         reservation_id=uuid4(),
@@ -79,3 +98,10 @@ def captured(order: Order) -> PaymentCaptured:
     return PaymentCaptured(
         order_id=order.order_id, payment_id=uuid4(), amount_minor=2000, currency="EUR", gateway_reference="g"
     )
+
+
+async def saga_row(db: Database, order_id: UUID) -> dict[str, Any] | None:
+    """The order's row in saga_steps (the command it waits on a reply to), if it has one."""
+    async with db.transaction() as session:
+        row = (await session.execute(select(saga_steps).where(saga_steps.c.order_id == order_id))).mappings().first()
+        return dict(row) if row else None

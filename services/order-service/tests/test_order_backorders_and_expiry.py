@@ -5,12 +5,10 @@ the cancel path (refunding a capture in flight), and parks a paid one for an ope
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest_asyncio
-from order_test_builders import captured, placed_order, reserved_order, run, status
-from sqlalchemy import select
+from order_test_builders import captured, placed_order, reserved_order, run, saga_row, status, stock_reserved
 
 from oms_events import Command, default_registry
 from oms_events.messages import (
@@ -36,7 +34,7 @@ from oms_runtime.eventstore import EventStore
 from oms_runtime.testing import HandlerHarness, throwaway_schema
 from order_service.adapters.order_repository import OrderRepository
 from order_service.adapters.projection import OrderProjection, projection_metadata
-from order_service.adapters.tables import metadata, saga_steps
+from order_service.adapters.tables import metadata
 from order_service.domain.order import NOTHING, Order, OrderStatus, Step
 from order_service.domain.timeline import describe
 from order_service.handlers import DeadlineSweeper, OrderCommands, OrderPlacement, OrderSaga
@@ -62,14 +60,6 @@ def backordered_order() -> Order:
     return order
 
 
-def reserved_reply(order: Order) -> StockReserved:
-    return StockReserved(
-        order_id=order.order_id,
-        reservation_id=uuid4(),
-        allocations=[Allocation(sku="SKU-A", warehouse_id="WH-1", quantity=2)],
-    )
-
-
 def expired_reply(order: Order) -> ReservationExpired:
     assert order.reservation_id is not None
     return ReservationExpired(
@@ -82,7 +72,7 @@ def expired_reply(order: Order) -> ReservationExpired:
 
 def test_a_backordered_order_goes_on_when_its_stock_is_reserved() -> None:
     order = backordered_order()
-    decision = run(order, order.on_stock_reserved(reserved_reply(order), "tok_approve"))
+    decision = run(order, order.on_stock_reserved(stock_reserved(order), "tok_approve"))
     assert [type(c) for c in decision.commands] == [CapturePayment]
     assert status(order) is OrderStatus.AWAITING_PAYMENT
 
@@ -165,12 +155,6 @@ async def db() -> AsyncIterator[Database]:
 
 def repository() -> OrderRepository:
     return OrderRepository(EventStore(), REGISTRY, STEP, OrderProjection())
-
-
-async def saga_row(db: Database, order_id: UUID) -> dict[str, Any] | None:
-    async with db.transaction() as session:
-        row = (await session.execute(select(saga_steps).where(saga_steps.c.order_id == order_id))).mappings().first()
-        return dict(row) if row else None
 
 
 async def test_a_backordered_order_has_no_deadline_running_and_a_held_one_is_cancelled_on_expiry(db: Database) -> None:

@@ -3,7 +3,7 @@
 from uuid import uuid4
 
 import pytest
-from order_test_builders import captured, placed_order, reserved_order, run, shipped, status
+from order_test_builders import captured, new_order, reserved_order, run, shipped, status, stock_reserved
 
 from oms_events.messages import (
     CapturePayment,
@@ -17,25 +17,8 @@ from oms_events.messages import (
     ReleaseStock,
     StockReleased,
     StockReservationFailed,
-    StockReserved,
 )
-from oms_events.values import Allocation
 from order_service.domain.order import NOTHING, ActionNotAllowedError, Decision, Order, OrderStatus, Step
-
-
-def new_order() -> Order:
-    placed = placed_order()
-    order = Order(placed.order_id)
-    run(order, Order.place(placed))
-    return order
-
-
-def stock_reserved(order: Order) -> StockReserved:
-    return StockReserved(
-        order_id=order.order_id,
-        reservation_id=uuid4(),
-        allocations=[Allocation(sku="SKU-A", warehouse_id="WH-1", quantity=2)],
-    )
 
 
 def released(order: Order) -> StockReleased:

@@ -4,13 +4,11 @@ PostgreSQL, that a held order has no saga deadline running."""
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 import pytest_asyncio
-from order_test_builders import placed_order, run, status
-from sqlalchemy import select
+from order_test_builders import new_order, placed_order, run, saga_row, status, stock_reserved
 
 from oms_events import Message, default_registry
 from oms_events.messages import (
@@ -33,7 +31,7 @@ from oms_runtime.eventstore import EventStore
 from oms_runtime.testing import HandlerHarness, throwaway_schema
 from order_service.adapters.order_repository import OrderRepository
 from order_service.adapters.projection import OrderProjection, projection_metadata
-from order_service.adapters.tables import metadata, saga_steps
+from order_service.adapters.tables import metadata
 from order_service.domain.order import (
     NOTHING,
     RISK_RULE,
@@ -47,21 +45,6 @@ from order_service.domain.timeline import describe
 from order_service.handlers import DeadlineSweeper, OrderCommands, OrderPlacement, OrderSaga
 
 THRESHOLD = 1_500  # the builders' order totals 2000
-
-
-def new_order() -> Order:
-    placed = placed_order()
-    order = Order(placed.order_id)
-    run(order, Order.place(placed))
-    return order
-
-
-def stock_reserved(order: Order) -> StockReserved:
-    return StockReserved(
-        order_id=order.order_id,
-        reservation_id=uuid4(),
-        allocations=[Allocation(sku="SKU-A", warehouse_id="WH-1", quantity=2)],
-    )
 
 
 def held_by_risk_rule() -> Order:
@@ -290,12 +273,6 @@ async def db() -> AsyncIterator[Database]:
 
 def repository() -> OrderRepository:
     return OrderRepository(EventStore(), REGISTRY, STEP, OrderProjection())
-
-
-async def saga_row(db: Database, order_id: UUID) -> dict[str, Any] | None:
-    async with db.transaction() as session:
-        row = (await session.execute(select(saga_steps).where(saga_steps.c.order_id == order_id))).mappings().first()
-        return dict(row) if row else None
 
 
 async def load(db: Database, order_id: UUID) -> Order:

@@ -4,7 +4,7 @@ Also: the capture carries the channel and the billing and shipping countries for
 
 from uuid import uuid4
 
-from order_test_builders import placed_order, reserved_order, run, status
+from order_test_builders import new_order, placed_order, reserved_order, run, status, stock_reserved
 
 from oms_events.messages import (
     CapturePayment,
@@ -12,9 +12,8 @@ from oms_events.messages import (
     PaymentDeclined,
     PaymentReviewRequired,
     ReleaseStock,
-    StockReserved,
 )
-from oms_events.values import Address, Allocation
+from oms_events.values import Address
 from order_service.domain.order import PAYMENT_RISK, RISK_RULE, Order, OrderStatus
 from order_service.domain.saga import awaited_reply
 
@@ -60,15 +59,8 @@ def test_releasing_a_review_hold_re_sends_the_capture_marked_reviewed() -> None:
 
 
 def test_releasing_the_order_services_own_risk_hold_does_not_skip_the_payment_risk_check() -> None:
-    placed = placed_order()
-    order = Order(placed.order_id)
-    run(order, Order.place(placed))
-    reserved = StockReserved(
-        order_id=order.order_id,
-        reservation_id=uuid4(),
-        allocations=[Allocation(sku="SKU-A", warehouse_id="WH-1", quantity=2)],
-    )
-    run(order, order.on_stock_reserved(reserved, "tok_approve", 1_000))
+    order = new_order()
+    run(order, order.on_stock_reserved(stock_reserved(order), "tok_approve", 1_000))
     assert order.held_by == RISK_RULE
     [capture] = run(order, order.release_hold("ops", "ok", "tok_approve")).commands
     assert isinstance(capture, CapturePayment)

@@ -6,8 +6,6 @@ version after the events, in the same transaction.
 """
 
 import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -15,7 +13,6 @@ from uuid import UUID, uuid4
 
 import pytest
 import pytest_asyncio
-import structlog
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,8 +33,9 @@ from oms_events.messages import (
 )
 from oms_events.values import Address, Allocation, Channel, Customer, DeliveryMethod, OrderLine, Shortage
 from oms_runtime.db import Database
-from oms_runtime.eventstore import EventStore, runtime_metadata
+from oms_runtime.eventstore import EventStore
 from oms_runtime.outbox import outbox_table
+from oms_runtime.testing import stderr_logger, throwaway_schema
 from order_service.adapters.projection import (
     OrderProjection,
     fold,
@@ -49,7 +47,6 @@ from order_service.adapters.tables import metadata
 from order_service.domain.order import Order
 from order_service.rebuild_projection import main as rebuild_main
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
 REGISTRY = default_registry()
 STORE = EventStore()
 PROJECTION = OrderProjection()
@@ -58,23 +55,14 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 @pytest_asyncio.fixture(scope="module")
 async def db() -> AsyncIterator[Database]:
-    database = Database(DATABASE_URL, schema=f"test_orders_{uuid4().hex[:8]}", pool_size=4)
-    await database.create_schema(runtime_metadata, metadata, projection_metadata)
-    try:
+    async with throwaway_schema("test_orders", metadata, projection_metadata) as database:
         yield database
-    finally:
-        async with database.engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{database.schema}" CASCADE'))
-        await database.dispose()
 
 
 @pytest.fixture(autouse=True)
 def fresh_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Logs go to this test's stderr, whatever another test did to structlog's configuration."""
-    logger = structlog.wrap_logger(
-        structlog.PrintLogger(sys.stderr),
-        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
-    )
+    logger = stderr_logger()
     monkeypatch.setattr(order_service.adapters.projection, "log", logger)
 
 

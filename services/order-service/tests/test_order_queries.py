@@ -3,8 +3,6 @@
 Rows are written through the projection from real envelopes whose times are set explicitly.
 """
 
-import os
-import sys
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID, uuid4
@@ -12,7 +10,6 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 import pytest_asyncio
-import structlog
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -30,7 +27,7 @@ from oms_events.messages import (
 )
 from oms_events.values import Address, Allocation, Channel, Customer, DeliveryMethod, OrderLine
 from oms_runtime.db import Database
-from oms_runtime.eventstore import runtime_metadata
+from oms_runtime.testing import stderr_logger, throwaway_schema
 from order_service.adapters.projection import OrderProjection, projection_metadata
 from order_service.adapters.tables import metadata
 from order_service.entrypoints.auth import API_KEYS_ADAPTER, Authenticator
@@ -38,7 +35,6 @@ from order_service.entrypoints.query_routes import query_router
 from order_service.queries import InvalidQueryError, OrderSearch, decode_cursor, encode_cursor
 from order_service.query_views import OrderSummaryView
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
 REGISTRY = default_registry()
 PROJECTION = OrderProjection()
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -47,14 +43,8 @@ CHANNELS = (Channel.WEB, Channel.MARKETPLACE, Channel.PHONE, Channel.STORE)
 
 @pytest_asyncio.fixture(scope="module")
 async def db() -> AsyncIterator[Database]:
-    database = Database(DATABASE_URL, schema=f"test_orders_{uuid4().hex[:8]}", pool_size=4)
-    await database.create_schema(runtime_metadata, metadata, projection_metadata)
-    try:
+    async with throwaway_schema("test_orders", metadata, projection_metadata) as database:
         yield database
-    finally:
-        async with database.engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{database.schema}" CASCADE'))
-        await database.dispose()
 
 
 @pytest_asyncio.fixture
@@ -68,10 +58,7 @@ async def search(db: Database) -> OrderSearch:
 @pytest.fixture(autouse=True)
 def fresh_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Logs go to this test's stderr, whatever another test did to structlog's configuration."""
-    logger = structlog.wrap_logger(
-        structlog.PrintLogger(sys.stderr),
-        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
-    )
+    logger = stderr_logger()
     for module in (order_service.adapters.projection, order_service.entrypoints.query_routes):
         monkeypatch.setattr(module, "log", logger)
 

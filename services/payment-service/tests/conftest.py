@@ -1,22 +1,17 @@
 """payment-service's test fixtures: a throwaway PostgreSQL schema, and loggers independent of other tests."""
 
-import os
-import sys
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-import structlog
 
 import oms_runtime.messaging
 import payment_service.adapters.retrying_gateway
 import payment_service.adapters.simulated_gateway
 import payment_service.handlers
 from oms_runtime.db import Database
-from oms_runtime.testing import throwaway_schema
+from oms_runtime.testing import stderr_logger, throwaway_schema
 from payment_service.adapters.tables import gateway_metadata, metadata
-
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
 
 LOGGING_MODULES = (
     payment_service.handlers,
@@ -35,11 +30,7 @@ async def db() -> AsyncIterator[Database]:
 
 @pytest.fixture(autouse=True)
 def fresh_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test logs to its own stderr, whatever another test did to structlog's global configuration
-    (a cached logger bound to a closed capture stream would fail every log call)."""
-    logger = structlog.wrap_logger(
-        structlog.PrintLogger(sys.stderr),
-        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
-    )
+    """Each test logs to its own stderr, whatever another test did to structlog's global configuration."""
+    logger = stderr_logger()
     for module in LOGGING_MODULES:
         monkeypatch.setattr(module, "log", logger)

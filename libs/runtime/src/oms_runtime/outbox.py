@@ -7,7 +7,6 @@ messages; every consumer's inbox absorbs those duplicates.
 """
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
@@ -35,9 +34,7 @@ from oms_events import Envelope
 from oms_runtime import metrics
 from oms_runtime.db import Database
 from oms_runtime.eventstore import runtime_metadata
-from oms_runtime.logging import get_logger
-
-log = get_logger(__name__)
+from oms_runtime.periodic import PeriodicTask
 
 outbox_table = Table(
     "outbox",
@@ -98,57 +95,39 @@ class OutboxRelay:
         keep_published: timedelta = timedelta(hours=24),
         linger_s: float = 0.005,
     ) -> None:
-        self._linger_s = linger_s
         self._db = db
         self._producer = producer
         self._batch_size = batch_size
-        self._poll_interval_s = poll_interval_s
         self._keep_published = keep_published
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._rounds = 0
+        self._loop = PeriodicTask(
+            "outbox-relay",
+            self._round,
+            interval_s=poll_interval_s,
+            again_while_busy=True,
+            # Let commits that land together go out in one batch rather than one round each.
+            settle_s=linger_s,
+            failure_pause_s=1.0,
+        )
         self.published_total = 0
 
     def notify(self) -> None:
         """Something was committed to the outbox: publish it now rather than at the next poll."""
-        self._wake.set()
+        self._loop.wake()
 
     async def start(self) -> None:
-        self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        await self._loop.start()
 
     async def stop(self) -> None:
         """Publishes what is already committed, then stops."""
-        self._stopping = True
-        self._wake.set()
-        if self._task:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop(drain=True)
 
-    async def _run(self) -> None:
-        rounds = 0
-        while True:
-            try:
-                published = await self.publish_batch()
-                rounds += 1
-                if rounds % 1000 == 0:
-                    await self._purge_published()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay round failed; will retry")
-                published = 0
-                await asyncio.sleep(1.0)
-            if published:
-                continue
-            if self._stopping:
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
-            self._wake.clear()
-            # Let commits that land together go out in one batch rather than one round each.
-            await asyncio.sleep(self._linger_s)
+    async def _round(self) -> int:
+        published = await self.publish_batch()
+        self._rounds += 1
+        if self._rounds % 1000 == 0:
+            await self._purge_published()
+        return published
 
     async def publish_batch(self) -> int:
         """Publishes up to one batch; returns how many rows it published."""

@@ -3,10 +3,13 @@ dead-letter stand-in that records, and a harness that drives handlers through th
 (inbox, transaction, outbox) without Kafka."""
 
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from uuid import UUID
 
+import structlog
 from sqlalchemy import MetaData, func, select, text
 
 from oms_events import ContractMessage, Message, MessageRegistry, default_registry
@@ -29,6 +32,18 @@ async def throwaway_schema(prefix: str, *metadata: MetaData, pool_size: int = 4)
         async with database.engine.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA "{database.schema}" CASCADE'))
         await database.dispose()
+
+
+def stderr_logger() -> Any:
+    """A logger that prints to the current stderr, for a test to put in place of a module's `log`.
+
+    A module's cached logger may still be bound to a stream an earlier test captured and closed (every
+    log call would then fail), whatever that test did to structlog's global configuration; this one
+    looks sys.stderr up now, so it writes into the running test's capture."""
+    return structlog.wrap_logger(
+        structlog.PrintLogger(sys.stderr),
+        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
+    )
 
 
 class RecordingDeadLetters(DeadLetterPublisher):

@@ -45,10 +45,9 @@ from oms_events.messages import (
 )
 from oms_events.values import DeliveryMethod, Parcel
 from oms_runtime.db import Database
-from oms_runtime.eventstore import ConcurrencyError
 from oms_runtime.logging import get_logger
 from oms_runtime.messaging import HandlerMap, MessageContext
-from oms_runtime.outbox import Outbox
+from oms_runtime.use_cases import UseCaseRunner, lost_a_race
 
 log = get_logger(__name__)
 
@@ -339,16 +338,18 @@ def _bind_order(order_id: UUID | None) -> None:
         structlog.contextvars.bind_contextvars(order_id=str(order_id), correlation_id=str(order_id))
 
 
+def _worth_another_attempt(exc: Exception) -> bool:
+    return lost_a_race(exc) or isinstance(exc, IntegrityError)
+
+
 class FulfilmentOperations:
     """Runs the API's use cases, each in a transaction of its own with the outbox, like a message would."""
 
-    _ATTEMPTS = 5
-
     def __init__(self, db: Database, registry: MessageRegistry, handlers: FulfilmentHandlers, notify: Any) -> None:
         self._db = db
-        self._registry = registry
         self._handlers = handlers
-        self._notify = notify
+        # Another writer got to the shipment first (or a tracking number collided): decide again.
+        self._use_cases = UseCaseRunner(db, registry, SERVICE, notify, retry_on=_worth_another_attempt)
 
     @property
     def handlers(self) -> FulfilmentHandlers:
@@ -358,27 +359,10 @@ class FulfilmentOperations:
         # The use case binds the order it concerns to the logs; it is unbound afterwards.
         before = structlog.contextvars.get_contextvars()
         try:
-            return await self._run(use_case)
+            return await self._use_cases.run(use_case)
         finally:
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(**before)
-
-    async def _run(self, use_case: Callable[[MessageContext], Awaitable[T]]) -> T:
-        for attempt in range(1, self._ATTEMPTS + 1):
-            try:
-                async with self._db.transaction() as session:
-                    ctx = MessageContext(
-                        session=session, envelope=None, producer_name=SERVICE, registry=self._registry, outbox=Outbox()
-                    )
-                    result = await use_case(ctx)
-                if ctx.emitted:
-                    self._notify()
-                return result
-            except (ConcurrencyError, IntegrityError):
-                # Another writer got to the shipment first (or a tracking number collided): decide again.
-                if attempt == self._ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
 
     async def read(self, query: Callable[[Any], Awaitable[T]]) -> T:
         async with self._db.transaction() as session:

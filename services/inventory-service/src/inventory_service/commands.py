@@ -2,7 +2,7 @@
 its events in the outbox. Stock that arrives (a receipt, a purchase order, an upward adjustment) serves
 the waiting backorders before the transaction commits."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TypeVar
 from uuid import UUID
 
@@ -16,10 +16,9 @@ from inventory_service.ledger import StockChange, StockLedger
 from oms_events import MessageRegistry
 from oms_events.messages import PurchaseOrderReceived
 from oms_runtime.db import Database
-from oms_runtime.eventstore import ConcurrencyError
 from oms_runtime.logging import get_logger
 from oms_runtime.messaging import MessageContext
-from oms_runtime.outbox import Outbox
+from oms_runtime.use_cases import UseCaseRunner, lost_a_race
 
 log = get_logger(__name__)
 
@@ -56,9 +55,11 @@ def _is_deadlock(exc: DBAPIError) -> bool:
     return "deadlock detected" in str(exc.orig) or "could not serialize" in str(exc.orig)
 
 
-class InventoryCommands:
-    _ATTEMPTS = 5
+def _worth_another_attempt(exc: Exception) -> bool:
+    return lost_a_race(exc) or (isinstance(exc, DBAPIError) and _is_deadlock(exc))
 
+
+class InventoryCommands:
     def __init__(
         self,
         db: Database,
@@ -67,33 +68,12 @@ class InventoryCommands:
         registry: MessageRegistry,
         notify: Callable[[], None],
     ) -> None:
-        self._db = db
         self._ledger = ledger
         self._handlers = handlers
         self._repo = ledger.repo
-        self._registry = registry
-        self._notify = notify
-
-    async def _run(self, work: Callable[[MessageContext], Awaitable[T]]) -> T:
         # Two receipts of one sku in different warehouses may lock its rows in another order than a
         # reservation does: PostgreSQL then aborts one of them, and it is simply run again.
-        for attempt in range(1, self._ATTEMPTS + 1):
-            try:
-                async with self._db.transaction() as session:
-                    ctx = MessageContext(
-                        session=session, envelope=None, producer_name=SERVICE, registry=self._registry, outbox=Outbox()
-                    )
-                    result = await work(ctx)
-                if ctx.emitted:
-                    self._notify()
-                return result
-            except ConcurrencyError:
-                if attempt == self._ATTEMPTS:
-                    raise
-            except DBAPIError as exc:
-                if attempt == self._ATTEMPTS or not _is_deadlock(exc):
-                    raise
-        raise AssertionError("unreachable")
+        self._use_cases = UseCaseRunner(db, registry, SERVICE, notify, retry_on=_worth_another_attempt)
 
     async def _require_warehouse(self, session: AsyncSession, warehouse_id: str) -> None:
         if warehouse_id not in {w.warehouse_id for w in await self._repo.warehouses(session)}:
@@ -103,7 +83,7 @@ class InventoryCommands:
         async def work(ctx: MessageContext) -> None:
             await self._repo.upsert_warehouse(ctx.session, warehouse)
 
-        await self._run(work)
+        await self._use_cases.run(work)
 
     async def _arrive(self, ctx: MessageContext, change: StockChange) -> StockLevel:
         """Units arrive in a warehouse: on hand up, then the oldest backorders are served."""
@@ -126,7 +106,7 @@ class InventoryCommands:
                 ctx, StockChange(sku, warehouse_id, "goods_receipt", on_hand_change=quantity, reference=reference)
             )
 
-        level = await self._run(work)
+        level = await self._use_cases.run(work)
         log.info("goods received", sku=sku, warehouse_id=warehouse_id, quantity=quantity)
         return level
 
@@ -140,7 +120,7 @@ class InventoryCommands:
             await self._require_warehouse(ctx.session, warehouse_id)
             return await self._ledger.change(ctx, change)
 
-        level = await self._run(work)
+        level = await self._use_cases.run(work)
         log.info("stock adjusted", sku=sku, warehouse_id=warehouse_id, change=quantity_change, reason=reason, by=by)
         return level
 
@@ -152,13 +132,13 @@ class InventoryCommands:
                 ctx, StockChange(sku, warehouse_id, "safety_stock", safety_stock=safety_stock)
             )
 
-        return await self._run(work)
+        return await self._use_cases.run(work)
 
     async def set_unit_cost(self, sku: str, unit_cost_minor: int, currency: str) -> None:
         async def work(ctx: MessageContext) -> None:
             await self._repo.set_unit_cost(ctx.session, sku, unit_cost_minor, currency)
 
-        await self._run(work)
+        await self._use_cases.run(work)
 
     async def put_policy(self, policy: ReplenishmentPolicy) -> UUID | None:
         """Stores the policy and applies it at once: stock already at or below the reorder point is ordered."""
@@ -169,13 +149,13 @@ class InventoryCommands:
             level = await self._repo.lock_level(ctx.session, policy.sku, policy.warehouse_id)
             return await self._ledger.replenish(ctx, level) if level is not None else None
 
-        return await self._run(work)
+        return await self._use_cases.run(work)
 
     async def delete_policy(self, sku: str, warehouse_id: str) -> bool:
         async def work(ctx: MessageContext) -> bool:
             return await self._repo.delete_policy(ctx.session, sku, warehouse_id)
 
-        return await self._run(work)
+        return await self._use_cases.run(work)
 
     async def receive_purchase_order(self, purchase_order_id: UUID, quantity: int | None) -> PurchaseOrder:
         """The goods of an open purchase order arrived (all of it unless `quantity` says otherwise): on hand up,
@@ -212,7 +192,7 @@ class InventoryCommands:
             assert closed is not None
             return closed
 
-        result = await self._run(work)
+        result = await self._use_cases.run(work)
         log.info("purchase order received", purchase_order_id=str(purchase_order_id), quantity=result.received_quantity)
         return result
 
@@ -229,4 +209,4 @@ class InventoryCommands:
                 raise ReservationNotExpirableError(f"the reservation of order {order_id} is {state}")
             await self._handlers.expire(ctx, order_id)
 
-        await self._run(work)
+        await self._use_cases.run(work)

@@ -5,8 +5,6 @@ A sweeper looks for overdue reservations every few seconds; each one is released
 own, locked with SKIP LOCKED so that several replicas never expire the same reservation twice.
 """
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 
 from inventory_service.handlers import InventoryHandlers
@@ -14,8 +12,8 @@ from inventory_service.ledger import StockLedger
 from oms_events import MessageRegistry
 from oms_runtime.db import Database
 from oms_runtime.logging import get_logger
-from oms_runtime.messaging import MessageContext
-from oms_runtime.outbox import Outbox
+from oms_runtime.periodic import PeriodicTask
+from oms_runtime.use_cases import local_context
 
 log = get_logger(__name__)
 
@@ -37,28 +35,14 @@ class ReservationExpirer:
         self._ledger = ledger
         self._handlers = handlers
         self._registry = registry
-        self._interval_s = interval_s
         self._notify = notify
-        self._task: asyncio.Task[None] | None = None
+        self._loop = PeriodicTask("reservation-expiry", self.sweep, interval_s=interval_s)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="reservation-expiry")
+        await self._loop.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reservation expiry sweep failed")
-            await asyncio.sleep(self._interval_s)
+        await self._loop.stop()
 
     async def sweep(self) -> int:
         """Expires every overdue reservation; returns how many."""
@@ -70,9 +54,7 @@ class ReservationExpirer:
             async with self._db.transaction() as session:
                 if not await self._ledger.repo.lock_if_overdue(session, order_id, now):
                     continue  # paid, released or being expired by another replica meanwhile
-                ctx = MessageContext(
-                    session=session, envelope=None, producer_name=SERVICE, registry=self._registry, outbox=Outbox()
-                )
+                ctx = local_context(session, SERVICE, self._registry)
                 await self._handlers.expire(ctx, order_id)
             expired += 1
         if expired:

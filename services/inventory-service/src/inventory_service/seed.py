@@ -7,8 +7,7 @@ from inventory_service.adapters.stock_repository import Warehouse
 from inventory_service.ledger import StockChange, StockLedger
 from oms_events import MessageRegistry
 from oms_runtime.db import Database
-from oms_runtime.messaging import MessageContext
-from oms_runtime.outbox import Outbox
+from oms_runtime.use_cases import local_context
 
 WAREHOUSES = (
     Warehouse("WH-BER", "Berlin fulfilment centre", "Berlin, DE", "DE", 52.52, 13.40),
@@ -29,9 +28,7 @@ STOCK = (
 
 async def seed_demo_stock(db: Database, ledger: StockLedger, registry: MessageRegistry, notify: object) -> None:
     async with db.transaction() as session:
-        ctx = MessageContext(
-            session=session, envelope=None, producer_name="inventory-service", registry=registry, outbox=Outbox()
-        )
+        ctx = local_context(session, "inventory-service", registry)
         for warehouse in WAREHOUSES:
             await ledger.repo.upsert_warehouse(session, warehouse, overwrite=False)
         for sku, warehouse_id, on_hand in STOCK:

@@ -20,7 +20,6 @@ again: it becomes `unconfirmed` (the history shows it, and it went out at most o
 """
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -74,6 +73,7 @@ from oms_runtime.db import Database
 from oms_runtime.logging import get_logger, mask_text
 from oms_runtime.messaging import HandlerMap, MessageContext
 from oms_runtime.outbox import Outbox
+from oms_runtime.periodic import PeriodicTask
 
 log = get_logger(__name__)
 
@@ -234,46 +234,31 @@ class Dispatcher:
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
         self._lease = timedelta(seconds=lease_s)
-        self._poll_interval_s = poll_interval_s
         self._batch_size = batch_size
         self._concurrency = concurrency
         self._on_commit = on_commit
         self._outbox = Outbox()
-        self._wake_event = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = PeriodicTask(
+            "notification-dispatcher",
+            self.run_once,
+            interval_s=poll_interval_s,
+            # A full round may have left more due: go on at once rather than after the interval.
+            again_while_busy=True,
+            # The wake comes before the consumer's commit: give it a moment to land.
+            settle_s=0.02,
+            failure_pause_s=1.0,
+        )
 
     # ------------------------------------------------------------ the loop
 
     def wake(self) -> None:
-        self._wake_event.set()
+        self._loop.wake()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="notification-dispatcher")
+        await self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                done = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("dispatcher round failed; will retry")
-                done = 0
-                await asyncio.sleep(1.0)
-            if done:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_event.wait(), timeout=self._poll_interval_s)
-            self._wake_event.clear()
-            # The wake comes before the consumer's commit: give it a moment to land.
-            await asyncio.sleep(0.02)
+        await self._loop.stop()
 
     async def run_once(self) -> int:
         """Handles every row due now (up to one batch); returns how many it handled.

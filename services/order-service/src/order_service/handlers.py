@@ -1,7 +1,5 @@
 """Use cases of order-service: place an order, drive the saga on every reply, read an order."""
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,6 +51,8 @@ from oms_runtime.logging import get_logger
 from oms_runtime.messaging import HandlerMap, MessageContext
 from oms_runtime.metrics import record_saga_step
 from oms_runtime.outbox import Outbox
+from oms_runtime.periodic import PeriodicTask
+from oms_runtime.use_cases import UseCaseRunner, local_context
 from order_service.adapters.order_repository import OrderRepository
 from order_service.adapters.tables import saga_steps
 from order_service.domain.order import Decision, Order, OrderStateError, Step
@@ -81,7 +81,7 @@ class OrderNotFoundError(Exception):
 
 def _api_context(session: AsyncSession, registry: MessageRegistry) -> MessageContext:
     """The context of work that starts at an API call or a timer: no message caused it."""
-    return MessageContext(session=session, envelope=None, producer_name=SERVICE, registry=registry, outbox=Outbox())
+    return local_context(session, SERVICE, registry)
 
 
 R = TypeVar("R", bound=Message)
@@ -180,30 +180,20 @@ class OrderSaga:
 class OrderCommands:
     """Cancels and operator actions from the API, each one transaction like a saga reply."""
 
-    _ATTEMPTS = 5
-
     def __init__(self, db: Database, repository: OrderRepository, registry: MessageRegistry, notify: Any) -> None:
-        self._db = db
         self._repo = repository
-        self._registry = registry
-        self._notify = notify
+        # A saga reply for the same order may commit first: then decide again on the new state.
+        self._use_cases = UseCaseRunner(db, registry, SERVICE, notify)
 
     async def _act(self, order_id: UUID, decide: Callable[[Order, AsyncSession], Awaitable[Decision]]) -> None:
-        # A saga reply for the same order may commit first: then decide again on the new state.
-        for attempt in range(1, self._ATTEMPTS + 1):
-            try:
-                async with self._db.transaction() as session:
-                    order = await self._repo.load(session, order_id)
-                    if not order.exists:
-                        raise OrderNotFoundError(str(order_id))
-                    decision = await decide(order, session)
-                    ctx = _api_context(session, self._registry)
-                    await self._repo.save(ctx, order, decision, _now())
-                self._notify()
-                return
-            except ConcurrencyError:
-                if attempt == self._ATTEMPTS:
-                    raise
+        async def use_case(ctx: MessageContext) -> None:
+            order = await self._repo.load(ctx.session, order_id)
+            if not order.exists:
+                raise OrderNotFoundError(str(order_id))
+            decision = await decide(order, ctx.session)
+            await self._repo.save(ctx, order, decision, _now())
+
+        await self._use_cases.run(use_case)
 
     async def cancel(self, order_id: UUID, reason: str, requested_by: str) -> None:
         async def decide(order: Order, _: AsyncSession) -> Decision:
@@ -424,29 +414,15 @@ class DeadlineSweeper:
         self._registry = registry
         self._step_timeout = step_timeout
         self._max_attempts = max_attempts
-        self._interval_s = interval_s
         self._notify = notify
         self._outbox = Outbox()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = PeriodicTask("saga-deadlines", self.sweep, interval_s=interval_s)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="saga-deadlines")
+        await self._loop.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("saga deadline sweep failed")
-            await asyncio.sleep(self._interval_s)
+        await self._loop.stop()
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Re-sends or compensates every step overdue at `now` (the clock, unless a test moves time)."""
