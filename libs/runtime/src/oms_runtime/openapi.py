@@ -20,9 +20,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from oms_events.generated import GeneratedFiles, command
 from oms_events.topics import SERVICES
 from oms_runtime.host import ServiceHost
 from oms_runtime.settings import ServiceSettings
+
+SERVICES_DIR = Path(__file__).resolve().parents[4] / "services"
 
 REQUIRED_SETTINGS: dict[str, dict[str, Any]] = {
     "order-service": {"tracking_token_secret": SecretStr("openapi-generation-only")},
@@ -36,9 +39,7 @@ def _main_module(service: str) -> ModuleType:
 
 def document_path(service: str) -> Path:
     """services/<name>/openapi.json, beside the service's pyproject.toml."""
-    module_file = _main_module(service).__file__
-    assert module_file is not None
-    return Path(module_file).resolve().parents[2] / "openapi.json"
+    return SERVICES_DIR / service / "openapi.json"
 
 
 def _settings(service: str, module: ModuleType) -> ServiceSettings:
@@ -71,42 +72,17 @@ def document(service: str) -> str:
     return json.dumps(asyncio.run(_build_document(service)), indent=2, sort_keys=True) + "\n"
 
 
-def generate() -> dict[Path, str]:
-    return {document_path(service): document(service) for service in SERVICES}
+def generate() -> dict[str, str]:
+    """services/-relative path -> document, for every service."""
+    return {f"{service}/openapi.json": document(service) for service in SERVICES}
 
 
-def differences() -> list[str]:
-    problems = []
-    for path, text in generate().items():
-        name = f"{path.parent.name}/{path.name}"
-        if not path.is_file():
-            problems.append(f"missing {name}")
-        elif path.read_text() != text:
-            problems.append(f"differs {name}")
-    return problems
-
-
-def write() -> None:
-    for path, text in generate().items():
-        path.write_text(text)
+def generated_files() -> GeneratedFiles:
+    return GeneratedFiles(SERVICES_DIR, generate)
 
 
 def main() -> int:
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--write", action="store_true")
-    group.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    if args.write:
-        write()
-        return 0
-    problems = differences()
-    for problem in problems:
-        print(f"{problem} (run: make openapi)", file=sys.stderr)
-    return 1 if problems else 0
+    return command(__doc__, [generated_files()], report="{problem} (run: make openapi)")
 
 
 if __name__ == "__main__":
