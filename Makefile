@@ -22,7 +22,7 @@ help:
 	@echo "make test    install, start the infrastructure, run lint, types, unit and integration tests"
 	@echo "make bench   place N orders (N=2000) and print throughput and placed-to-shipped latency"
 	@echo "make down    stop what make run started"
-	@echo "make schemas / make manifests   regenerate the JSON Schemas + AsyncAPI / the Kubernetes base"
+	@echo "make schemas / make openapi / make manifests   regenerate the JSON Schemas + AsyncAPI / every service's OpenAPI document / the Kubernetes base"
 
 install:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
@@ -57,7 +57,7 @@ schemas:
 	$(UV) run --frozen python -m oms_events.schema --write
 
 openapi:
-	$(UV) run --frozen python -m order_service.openapi --write
+	$(UV) run --frozen python -m oms_runtime.openapi --write
 
 manifests:
 	$(UV) run --frozen python deploy/k8s/manifests.py --write

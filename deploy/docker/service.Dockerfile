@@ -13,6 +13,8 @@ COPY libs libs
 COPY services services
 COPY tools tools
 RUN uv sync --frozen --no-dev --package "$SERVICE" && chown -R oms /app
+# The local SMS sink runs from notification-service's image (docker-compose.yml's smssink).
+COPY deploy/local/smssink.py deploy/local/smssink.py
 USER 10001
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 LOG_FORMAT=json SERVICE=$SERVICE
 CMD ["sh", "-c", "exec \"$SERVICE\""]

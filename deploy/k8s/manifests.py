@@ -12,17 +12,16 @@ shape for every service, written here once, and so are the ServiceMonitor and th
 alerts of docs/runbook.md. The overlays (deploy/k8s/overlays) are written by hand.
 """
 
-import argparse
 import importlib
 import inspect
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import SecretStr
 
+from oms_events.generated import GeneratedFiles, command
 from oms_events.topics import ALL_TOPICS, SERVICES
 from oms_runtime.settings import ServiceSettings
 
@@ -376,36 +375,24 @@ def generate() -> dict[str, str]:
     return files
 
 
+def generated_files(directory: Path = BASE) -> GeneratedFiles:
+    return GeneratedFiles(directory, generate, owned="*.yaml")
+
+
 def differences(directory: Path = BASE) -> list[str]:
-    expected = generate()
-    found = {p.name: p.read_text() for p in directory.glob("*.yaml")} if directory.is_dir() else {}
-    problems = [f"missing {name}" for name in sorted(expected.keys() - found.keys())]
-    problems += [f"stale {name}" for name in sorted(found.keys() - expected.keys())]
-    problems += [f"differs {name}" for name in sorted(expected) if name in found and found[name] != expected[name]]
-    return problems
+    return generated_files(directory).differences()
 
 
 def write(directory: Path = BASE) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.yaml"):
-        stale.unlink()
-    for name, text in generate().items():
-        (directory / name).write_text(text)
+    generated_files(directory).write()
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--write", action="store_true")
-    group.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    if args.write:
-        write()
-        return 0
-    problems = differences()
-    for problem in problems:
-        print(f"deploy/k8s/base: {problem} (run: python deploy/k8s/manifests.py --write)", file=sys.stderr)
-    return 1 if problems else 0
+    return command(
+        __doc__,
+        [generated_files()],
+        report="deploy/k8s/base: {problem} (run: python deploy/k8s/manifests.py --write)",
+    )
 
 
 if __name__ == "__main__":

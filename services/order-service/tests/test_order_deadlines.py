@@ -8,6 +8,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest_asyncio
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from order_test_builders import placed_order
 from sqlalchemy import select
 
@@ -16,7 +18,9 @@ from oms_events.messages import CapturePayment, Command, ReleaseStock, ReserveSt
 from oms_events.values import Allocation
 from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
+from oms_runtime.outbox import outbox_table
 from oms_runtime.testing import HandlerHarness, throwaway_schema
+from oms_runtime.tracing import configure_tracing, tracer
 from order_service.adapters.order_repository import OrderRepository
 from order_service.adapters.projection import OrderProjection, projection_metadata
 from order_service.adapters.tables import metadata, saga_steps
@@ -146,3 +150,32 @@ async def harness_history(db: Database, order_id: UUID) -> list[Message]:
     async with db.transaction() as session:
         stored = await repository().history(session, order_id)
     return [REGISTRY.decode(s.envelope) for s in stored]
+
+
+async def test_a_re_sent_command_starts_a_trace_of_its_own_that_names_the_order(db: Database) -> None:
+    spans = InMemorySpanExporter()
+    configure_tracing("order-service").add_span_processor(SimpleSpanProcessor(spans))
+    harness = HandlerHarness(db, "order-service", OrderSaga(repository()).handler_map())
+    order_id = await place(db)
+
+    with tracer.start_as_current_span("unrelated work that happens to be current"):
+        assert await sweep_when_due(db) == 1
+
+    [span] = [s for s in spans.get_finished_spans() if s.name == "ReserveStock overdue"]
+    assert span.parent is None, "a root span: the saga row keeps no trace to continue"
+    assert span.attributes is not None
+    assert span.attributes["oms.order_id"] == str(order_id)
+    assert span.attributes["oms.saga.command"] == "ReserveStock"
+    async with db.transaction() as session:
+        rows = (await session.execute(select(outbox_table.c.value, outbox_table.c.headers))).all()
+    re_sent = [
+        (envelope, headers)
+        for envelope, headers in ((REGISTRY.parse_envelope(value), headers) for value, headers in rows)
+        if envelope.type == "ReserveStock" and envelope.correlation_id == str(order_id)
+    ]
+    assert len(re_sent) == 2, "placed, then re-sent"
+    [(envelope, headers)] = [(e, h) for e, h in re_sent if e.trace_context.traceparent]
+    assert envelope.trace_context.traceparent is not None
+    assert envelope.trace_context.traceparent.split("-")[1] == format(span.context.trace_id, "032x")
+    assert headers["traceparent"] == envelope.trace_context.traceparent
+    assert await commands(harness, order_id) == [ReserveStock, ReserveStock]

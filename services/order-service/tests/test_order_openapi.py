@@ -1,16 +1,12 @@
-"""The checked-in OpenAPI document is the one the code generates, and it documents the API's rules."""
+"""The checked-in OpenAPI document documents the API's rules (tests/deploy checks it matches the code)."""
 
 import json
 
-from order_service.openapi import DOCUMENT, generate
-
-
-def test_checked_in_openapi_matches_the_code() -> None:
-    assert DOCUMENT.read_text() == generate(), "run `make openapi` and commit services/order-service/openapi.json"
+from oms_runtime.openapi import document_path
 
 
 def test_the_document_names_the_key_and_every_route() -> None:
-    document = json.loads(generate())
+    document = json.loads(document_path("order-service").read_text())
     assert document["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
     paths = set(document["paths"])
     assert {

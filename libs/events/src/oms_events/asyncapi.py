@@ -9,9 +9,7 @@ python -m oms_events.asyncapi --write    regenerate
 python -m oms_events.asyncapi --check    exit 1 when the checked-in document differs from the models
 """
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +17,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from oms_events.envelope import Envelope, TraceContext
+from oms_events.generated import GeneratedFiles, command
 from oms_events.messages import MESSAGE_TYPES
 from oms_events.topics import ALL_TOPICS, SERVICES, dead_letter_topic
 
@@ -154,25 +153,16 @@ def render() -> str:
     return json.dumps(generate(), indent=2, sort_keys=True) + "\n"
 
 
+def generated_files(path: Path = DOCUMENT) -> GeneratedFiles:
+    return GeneratedFiles(path.parent, lambda: {path.name: render()})
+
+
 def differences(path: Path = DOCUMENT) -> list[str]:
-    if not path.is_file():
-        return [f"missing {path.name}"]
-    return [] if path.read_text() == render() else [f"differs {path.name}"]
+    return generated_files(path).differences()
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--write", action="store_true")
-    group.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    if args.write:
-        DOCUMENT.write_text(render())
-        return 0
-    problems = differences()
-    for problem in problems:
-        print(f"{problem} (run: python -m oms_events.asyncapi --write)", file=sys.stderr)
-    return 1 if problems else 0
+    return command(__doc__, [generated_files()], report="{problem} (run: python -m oms_events.asyncapi --write)")
 
 
 if __name__ == "__main__":

@@ -7,14 +7,13 @@ Both also cover the AsyncAPI document (libs/events/asyncapi.json, see `oms_event
 command keeps every generated description of the contract current.
 """
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from oms_events import asyncapi
 from oms_events.envelope import Envelope
+from oms_events.generated import GeneratedFiles, command
 from oms_events.messages import MESSAGE_TYPES
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -39,37 +38,20 @@ def generate() -> dict[str, str]:
     return {name: json.dumps(body, indent=2, sort_keys=True) + "\n" for name, body in files.items()}
 
 
+def generated_files(directory: Path = SCHEMA_DIR) -> GeneratedFiles:
+    return GeneratedFiles(directory, generate, owned="*.json", stale_note=" (no such message)")
+
+
 def differences(directory: Path = SCHEMA_DIR) -> list[str]:
-    expected = generate()
-    found = {p.name: p.read_text() for p in directory.glob("*.json")} if directory.is_dir() else {}
-    problems = [f"missing {name}" for name in sorted(expected.keys() - found.keys())]
-    problems += [f"stale {name} (no such message)" for name in sorted(found.keys() - expected.keys())]
-    problems += [f"differs {name}" for name in sorted(expected) if name in found and found[name] != expected[name]]
-    return problems
+    return generated_files(directory).differences()
 
 
 def write(directory: Path = SCHEMA_DIR) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.json"):
-        stale.unlink()
-    for name, text in generate().items():
-        (directory / name).write_text(text)
+    generated_files(directory).write()
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--write", action="store_true")
-    group.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    if args.write:
-        write()
-        asyncapi.DOCUMENT.write_text(asyncapi.render())
-        return 0
-    problems = differences() + asyncapi.differences()
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    return 1 if problems else 0
+    return command(__doc__, [generated_files(), asyncapi.generated_files()])
 
 
 if __name__ == "__main__":

@@ -182,6 +182,11 @@ class ServiceHost:
         self._http = (host, port)
 
     @property
+    def service_app(self) -> Any:
+        """The service's own app given to `serve_http` (None if it has none): its OpenAPI document is the API's."""
+        return self._asgi_app
+
+    @property
     def http_address(self) -> tuple[str, int]:
         return self._http
 

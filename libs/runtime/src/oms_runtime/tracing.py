@@ -14,7 +14,7 @@ OTEL_TRACES_SAMPLER... apply); `console` prints them; `none` (default) exports n
 still made and propagated, so logs and envelopes can be joined.
 """
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -101,6 +101,20 @@ def consuming(envelope: Envelope, topic: str, consumer: str) -> Iterator[trace.S
             "oms.message.type": envelope.type,
             "oms.order_id": envelope.correlation_id,
         },
+    ) as span:
+        yield span
+
+
+@contextmanager
+def new_trace(name: str, order_id: object, attributes: Mapping[str, str | int] | None = None) -> Iterator[trace.Span]:
+    """The span of work that no request or message started (a timer's re-send of a command): the root of a
+    trace of its own, whatever span is current. It carries the order id (`oms.order_id`, as consumer spans
+    do), so it can be found from the order, and what is emitted inside it continues it."""
+    with tracer.start_as_current_span(
+        name,
+        context=otel_context.Context(),
+        kind=SpanKind.INTERNAL,
+        attributes={"oms.order_id": str(order_id), **(attributes or {})},
     ) as span:
         yield span
 

@@ -52,6 +52,7 @@ from oms_runtime.messaging import HandlerMap, MessageContext
 from oms_runtime.metrics import record_saga_step
 from oms_runtime.outbox import Outbox
 from oms_runtime.periodic import PeriodicTask
+from oms_runtime.tracing import current_trace_context, new_trace
 from oms_runtime.use_cases import UseCaseRunner, local_context
 from order_service.adapters.order_repository import OrderRepository
 from order_service.adapters.tables import saga_steps
@@ -465,6 +466,17 @@ class DeadlineSweeper:
         return handled
 
     async def _overdue(self, session: AsyncSession, row: Any, now: datetime) -> None:
+        # No request or message starts this work, so without a span of its own the re-sent command (or the
+        # compensation after the last one) would carry no trace context and the participants' handling of
+        # it would start unrelated traces. The saga row keeps no trace context: a new trace, with the order id.
+        with new_trace(
+            f"{row['command_type']} overdue",
+            row["order_id"],
+            {"oms.saga.command": row["command_type"], "oms.saga.attempts": row["attempts"]},
+        ):
+            await self._handle_overdue(session, row, now)
+
+    async def _handle_overdue(self, session: AsyncSession, row: Any, now: datetime) -> None:
         order_id: UUID = row["order_id"]
         attempts: int = row["attempts"]
         command_cls = self._registry.message_class(row["command_type"])
@@ -488,7 +500,7 @@ class DeadlineSweeper:
                 status=str(order.status),
             )
             return
-        envelope = self._registry.wrap(command, producer=SERVICE)
+        envelope = self._registry.wrap(command, producer=SERVICE, trace_context=current_trace_context())
         await self._outbox.add(session, command.topic, command.key, envelope)
         timeout_s = next_deadline_s(self._step_timeout.total_seconds(), attempts)
         await session.execute(

@@ -16,7 +16,7 @@ from order_service.adapters.projection import OrderProjection, projection_metada
 from order_service.adapters.tables import metadata
 from order_service.entrypoints.auth import API_KEYS_ADAPTER, Authenticator
 from order_service.entrypoints.consumers import consumers
-from order_service.entrypoints.http import ReadinessCheck, create_app
+from order_service.entrypoints.http import create_app
 from order_service.entrypoints.query_routes import query_router
 from order_service.entrypoints.return_routes import return_router
 from order_service.handlers import (
@@ -68,7 +68,6 @@ def build(settings: OrderSettings) -> ServiceHost:
     redis = Redis.from_url(settings.redis_url)
     placement = OrderPlacement(host.db, repository, host.registry, notify=host.relay.notify)
     queries = OrderQueries(host.db, repository, host.registry)
-    readiness = ReadinessCheck(("database", host.db.ping), ("redis", redis.ping))
     commands = OrderCommands(host.db, repository, host.registry, notify=host.relay.notify)
     auth = authenticator(settings)
     app = create_app(
@@ -76,7 +75,6 @@ def build(settings: OrderSettings) -> ServiceHost:
         queries,
         commands,
         IdempotencyStore(redis, settings.idempotency_ttl_s),
-        readiness,
         auth,
         routers=[query_router(OrderSearch(host.db), auth), return_router(commands, queries, auth)],
     )

@@ -206,8 +206,14 @@ class ReadinessCheck:
         return problems
 
 
-_api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
-_signature = APIKeyHeader(name=SIGNATURE_HEADER, auto_error=False, description="sha256=<hex HMAC of the body>")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (see API_KEYS)")
+# A scheme name of its own: under the default one ("APIKeyHeader") it would replace X-API-Key in the OpenAPI document.
+_signature = APIKeyHeader(
+    name=SIGNATURE_HEADER,
+    scheme_name="CarrierSignature",
+    auto_error=False,
+    description="sha256=<hex HMAC of the body>",
+)
 
 
 def create_app(

@@ -196,11 +196,12 @@ def create_app(
     ops_key = auth.dependency(ops_only=True)
     errors: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
 
-    @app.get("/health/live")
+    # Shadowed where the host serves the app (its own probes answer first): kept out of the document.
+    @app.get("/health/live", include_in_schema=False)
     async def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/health/ready", response_model=None)
+    @app.get("/health/ready", include_in_schema=False, response_model=None)
     async def ready() -> dict[str, str] | JSONResponse:
         try:
             await (readiness or db.ping)()

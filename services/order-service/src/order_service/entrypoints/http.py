@@ -1,7 +1,7 @@
 """The HTTP API of order-service (FastAPI). Every error is a structured body naming the field; never a 500."""
 
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Annotated
 from uuid import UUID
 
@@ -35,27 +35,9 @@ from order_service.views import OrderView
 
 log = get_logger(__name__)
 
-Check = Callable[[], Awaitable[object]]
-
 
 def _fingerprint(request: PlaceOrderRequest) -> str:
     return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
-
-
-class ReadinessCheck:
-    """Callable returning the list of dependencies that do not answer."""
-
-    def __init__(self, *checks: tuple[str, Check]) -> None:
-        self._checks = checks
-
-    async def __call__(self) -> list[str]:
-        problems = []
-        for name, check in self._checks:
-            try:
-                await check()
-            except Exception as exc:
-                problems.append(f"{name}: {type(exc).__name__}")
-        return problems
 
 
 def create_app(
@@ -63,7 +45,6 @@ def create_app(
     queries: OrderQueries,
     commands: OrderCommands,
     idempotency: IdempotencyStore,
-    readiness: ReadinessCheck,
     auth: Authenticator,
     routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
@@ -245,18 +226,6 @@ def create_app(
             commands.release_hold(order_id, body.released_by, body.note),
             "release_not_allowed",
             "The hold cannot be released: {}.",
-        )
-
-    @app.get("/health/live", include_in_schema=False)
-    async def live() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/health/ready", include_in_schema=False)
-    async def ready() -> JSONResponse:
-        problems = await readiness()
-        code = status.HTTP_200_OK if not problems else status.HTTP_503_SERVICE_UNAVAILABLE
-        return JSONResponse(
-            status_code=code, content={"status": "ok" if not problems else "unready", "problems": problems}
         )
 
     return app

@@ -68,7 +68,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(queries: PaymentQueries, auth: ApiKeyAuthenticator) -> FastAPI:
-    app = FastAPI(title="payment-service", version="1.0.0")
+    app = FastAPI(
+        title="OMS payment-service",
+        version="1.0.0",
+        description="A payment's history per order and the reconciliation report against the gateway (ops keys).",
+    )
     install_error_handlers(app)
     ops = auth.dependency(ops_only=True)
 
