@@ -320,3 +320,55 @@ async def test_ops_return_part_of_an_order_and_the_rest_stays_returnable(system:
     assert "OrderReturnRefunded" in _events(order)
     await _return_of(system, order_id, return_id, lambda r: r["status"] == "completed")
     await system.wait_for_stock(sku, {WH_A: (3, 0)})
+
+
+async def test_a_refused_short_ship_refund_waits_for_ops_while_the_order_ships(system: System) -> None:
+    sku = unique_sku()
+    await _manual_stock(system, sku, {WH_A: 3})
+    # The gateway refuses the first refund of this payment.
+    placed = await system.place_order([(sku, 3, PRICE)], token="tok_refund_refused_once")
+    order_id = placed.json()["order_id"]
+    await system.wait_for_status(order_id, {"confirmed"})
+    async with system.http(WAREHOUSE_KEY, service="fulfilment-service") as warehouse, system.http() as ops:
+        shipment = (await _shipments(warehouse, order_id, 1))[WH_A]
+        sid = shipment["shipment_id"]
+        await _post(warehouse, f"/shipments/{sid}/picking")
+        await _post(warehouse, f"/shipments/{sid}/picks", {"lines": [{"sku": sku, "quantity": 2}]})
+
+        order = await eventually(
+            lambda: system.order(order_id, ops), lambda o: any(r["status"] == "failed" for r in o["refunds"])
+        )
+        [refund] = order["refunds"]
+        assert (refund["amount_minor"], refund["failure_code"]) == (PRICE, "refund_declined")
+        assert order["status"] == "confirmed", "only the refund waits for an operator, not the order"
+        stuck = await _get(ops, "/orders/stuck?older_than_s=3600")
+        [listed] = [s for s in stuck["orders"] if s["order_id"] == order_id]
+        assert listed["reason"] == "refund_failed"
+        assert [f["refund"] for f in listed["failed_refunds"]] == [refund["refund"]]
+
+        # The warehouse goes on, and its Shipped is applied.
+        await _post(warehouse, f"/shipments/{sid}/pack", {"parcels": [PARCEL]})
+        await _post(warehouse, f"/shipments/{sid}/ship")
+        await system.wait_for_status(order_id, {"shipped"})
+
+        response = await ops.post(
+            f"/orders/{order_id}/actions",
+            json={"action": "retry", "operator": "ops-anna", "note": "processor fixed", "refund": refund["refund"]},
+        )
+        assert response.status_code == 202, response.text
+        order = await eventually(lambda: system.order(order_id, ops), lambda o: o["refunds"][0]["status"] == "refunded")
+        assert order["status"] == "shipped"
+        events = _events(order)
+        assert events.index("OrderRefundFailed") < events.index("OrderRefundActionTaken")
+        assert events[-1] == "OrderShortShipRefunded"
+        stuck = await _get(ops, "/orders/stuck?older_than_s=3600")
+        assert order_id not in {s["order_id"] for s in stuck["orders"]}
+        again = await ops.post(
+            f"/orders/{order_id}/actions", json={"action": "skip", "operator": "ops-anna", "note": "x"}
+        )
+        assert (again.status_code, again.json()["error"]) == (409, "action_not_allowed")
+    payments = [e for e in await system.envelopes(topics.PAYMENTS_EVENTS, order_id) if "Refund" in e["type"]]
+    assert [(e["type"], e["payload"]["amount_minor"]) for e in payments] == [
+        ("PaymentRefundFailed", PRICE),
+        ("PaymentRefunded", PRICE),
+    ]

@@ -371,6 +371,34 @@ class OrderShortShipRefunded(Event):
     currency: CurrencyCode
 
 
+class OrderRefundFailed(Event):
+    """A partial refund (units not shipped, or a return) was refused by payment or went unanswered. Only
+    that refund is parked for an operator (retry, skip or resolve it); the order itself goes on.
+    `refund` names it within the order: `short-ship:<shipment_id>` or `return:<return_id>`."""
+
+    topic = topics.ORDERS_EVENTS
+
+    refund: str
+    shipment_id: UUID | None = None
+    return_id: UUID | None = None
+    amount_minor: MinorUnits
+    currency: CurrencyCode
+    reason_code: str = Field(description="payment's reason code (e.g. exceeds_captured), or no_answer")
+    reason: str
+
+
+class OrderRefundActionTaken(Event):
+    """An operator acted on a failed partial refund: `retry` sends it again, `skip` gives it up,
+    `resolve` says it was settled outside the system. The order's status does not change."""
+
+    topic = topics.ORDERS_EVENTS
+
+    refund: str
+    action: Literal["retry", "skip", "resolve"]
+    operator: str
+    note: str
+
+
 class OrderCancellationRefused(Event):
     """A cancel that came once fulfilment had started could not stop it (part of the order had shipped):
     the order goes on."""
@@ -696,6 +724,10 @@ class PaymentRefundFailed(Event):
     payment_id: UUID
     reason_code: str
     reason: str
+    amount_minor: MinorUnits | None = Field(
+        default=None, description="The refused request's amount (absent from events of older versions)"
+    )
+    currency: CurrencyCode | None = Field(default=None, description="The refused request's currency")
 
 
 # ---------------------------------------------------------------- fulfilment
@@ -960,6 +992,8 @@ MESSAGE_TYPES: tuple[type[ContractMessage], ...] = (
     OrderFulfilmentCancelled,
     OrderShortShipped,
     OrderShortShipRefunded,
+    OrderRefundFailed,
+    OrderRefundActionTaken,
     OrderCancellationRefused,
     OrderReturnRequested,
     OrderReturnUpdated,
