@@ -38,6 +38,11 @@ async def _get(client: httpx.AsyncClient, path: str) -> dict[str, Any]:
     return body
 
 
+async def _mails(system: System, order_id: str, kind: str) -> list[Any]:
+    """The emails of one kind the customer got about the order (the test's SMTP server)."""
+    return [m for m in system.mailbox if m["X-OMS-Order-Id"] == order_id and m["X-OMS-Notification-Kind"] == kind]
+
+
 async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     response = await client.post(path, json=body or {})
     assert response.status_code == 200, f"{path}: {response.status_code} {response.text}"
@@ -285,6 +290,11 @@ async def test_a_customer_returns_the_whole_order(system: System) -> None:
     assert restock["payload"]["lines"] == [{"sku": mug, "warehouse_id": WH_A, "quantity": 2}]
     returned = await _return_of(system, order_id, return_id, lambda r: r["status"] == "completed")
     assert returned["restocked"] is True
+    [mail] = await eventually(lambda: _mails(system, order_id, "order_refunded"), lambda found: len(found) == 1)
+    text = mail.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
+    assert "we have received the items you sent back" in text
+    assert f"  2 x {mug}\n" in text
+    assert f"  1 x {shirt}\n" in text
     await system.wait_for_stock(mug, {WH_A: (5, 0)})
     await system.wait_for_stock(shirt, {WH_A: (4, 0)})
 
@@ -372,3 +382,10 @@ async def test_a_refused_short_ship_refund_waits_for_ops_while_the_order_ships(s
         ("PaymentRefundFailed", PRICE),
         ("PaymentRefunded", PRICE),
     ]
+
+    # The customer hears about the refund, and why.
+    [mail] = await eventually(lambda: _mails(system, order_id, "order_refunded"), lambda found: len(found) == 1)
+    text = mail.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
+    assert "we could not ship some items of your order" in text
+    assert f"Items not shipped:\n  1 x {sku}\n" in text
+    assert "EUR 12.50" in text

@@ -109,6 +109,7 @@ def test_retrying_a_refused_refund_sends_a_new_request_and_its_success_settles_i
     assert not order.refunds_needing_attention
     [done] = run(order, order.on_payment_refunded(refunded(order, 1000))).events
     assert isinstance(done, OrderShortShipRefunded)
+    assert [(line.sku, line.quantity) for line in done.lines] == [("SKU-B", 1)], "what was refunded, for the customer"
     assert order.partial_refunds[f"short-ship:{shipment_id}"].status == "refunded"
     assert order.refunded_minor == 1000
     with pytest.raises(ActionNotAllowedError, match="not waiting for an operator"):
@@ -172,6 +173,8 @@ def test_resolve_closes_the_refund_and_a_late_success_is_still_recorded() -> Non
     # The unanswered request did go through after all: the money movement is recorded, once.
     events = run(order, order.on_payment_refunded(refunded(order, 1000))).events
     assert [type(e) for e in events] == [OrderReturnRefunded]
+    assert isinstance(events[0], OrderReturnRefunded)
+    assert [(line.sku, line.quantity) for line in events[0].lines] == [("SKU-B", 1)]
     assert order.refunded_minor == 1000
     assert order.on_payment_refunded(refunded(order, 1000)).empty
 

@@ -363,12 +363,15 @@ class OrderShortShipped(Event):
 
 
 class OrderShortShipRefunded(Event):
+    """The value of units that did not ship was refunded."""
+
     topic = topics.ORDERS_EVENTS
 
     shipment_id: UUID
     refund_id: UUID
     amount_minor: MinorUnits
     currency: CurrencyCode
+    lines: list[Allocation] = Field(default=[], description="The units not shipped (empty in older events)")
 
 
 class OrderRefundFailed(Event):
@@ -441,12 +444,15 @@ class OrderReturnInspected(Event):
 
 
 class OrderReturnRefunded(Event):
+    """The returned units were refunded."""
+
     topic = topics.ORDERS_EVENTS
 
     return_id: UUID
     refund_id: UUID
     amount_minor: MinorUnits
     currency: CurrencyCode
+    lines: list[Allocation] = Field(default=[], description="The units returned (empty in older events)")
 
 
 class OrderReturnRestocked(Event):

@@ -265,6 +265,7 @@ class PartialRefund:
     failure_code: str | None = None
     failure: str | None = None
     attempt: int = 1  # how many distinct requests were made (a retry after a refusal is a new request)
+    lines: list[Allocation] = field(default_factory=list)  # what is refunded (units not shipped, or returned)
 
     @property
     def settled(self) -> bool:
@@ -463,6 +464,7 @@ class Order:
                         event.currency,
                         _return_reason(event.return_id),
                         return_id=event.return_id,
+                        lines=list(inspected.lines),
                     )
             case OrderReturnRefunded():
                 self.returns[event.return_id].refunded = True
@@ -478,6 +480,7 @@ class Order:
                         event.currency,
                         _short_ship_reason(event.warehouse_id, event.shipment_id),
                         shipment_id=event.shipment_id,
+                        lines=list(event.short),
                     )
             case OrderShortShipRefunded():
                 self.short_refunds.pop(event.shipment_id, None)
@@ -1353,6 +1356,7 @@ class Order:
                         refund_id=reply.refund_id,
                         amount_minor=reply.amount_minor,
                         currency=reply.currency,
+                        lines=partial.lines,
                     ),
                 )
             )
@@ -1366,6 +1370,7 @@ class Order:
                 refund_id=reply.refund_id,
                 amount_minor=reply.amount_minor,
                 currency=reply.currency,
+                lines=match.lines,
             )
         ]
         if match.restocked and match.status != "completed":
