@@ -1,9 +1,8 @@
 """Which customer messages an event calls for, and what goes into them. Pure: no I/O.
 
 - Every message kind below is sent by email; by SMS when the customer's preferences say so (by default
-  only the kinds where a text message helps: payment failed, shipped, out for delivery, delivered, delivery
-  failed) and
-  the order has a phone number.
+  only the kinds where a text message helps: payment failed, shipped, out for delivery, delivered,
+  delivery failed) and the order has a phone number.
 - At most one message per (causing event, channel), and per (order, dedupe key, channel): the same
   fact arriving again under a new event id sends nothing. Shipments are once per parcel (a split order
   ships in several) and refunds once per refund.
