@@ -1,14 +1,27 @@
 """Payments end to end: the risk review holds an order until ops release it, a risk decline compensates,
 card numbers are refused at every edge, and money is conserved across a mixed run (captured minus
-refunded equals the value of what shipped), as the reconciliation report and the payment history show."""
+refunded equals the value of what shipped and was not returned, per currency), as the reconciliation
+report and the payment history show."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
 import httpx
+from warehouse_steps import pick_pack_ship, post_json, receive_and_inspect, return_of, shipments_by_warehouse
 
-from harness import SETTLED, System, eventually, message_types, order_body, timeline_events, unique_sku
+from harness import (
+    CARRIER_KEY,
+    MANUAL_WAREHOUSES,
+    SETTLED,
+    WAREHOUSE_KEY,
+    System,
+    eventually,
+    message_types,
+    order_body,
+    timeline_events,
+    unique_sku,
+)
 from oms_events import default_registry, topics
 from oms_events.messages import CapturePayment, SubmitOrder
 from oms_events.values import order_id_for
@@ -149,10 +162,63 @@ async def test_card_numbers_are_refused_at_every_edge_and_never_echoed(system: S
     assert "4111" not in str(declined)
 
 
+async def _short_picked_order(system: System, sku: str) -> str:
+    """3 x 4_000 SEK from a manual warehouse that finds only 2: 4_000 is refunded, the rest ships."""
+    order_id = await place(system, [(sku, 3, 4_000)], currency="SEK", channel="web")
+    await system.wait_for_status(order_id, {"confirmed"})
+    async with system.http(WAREHOUSE_KEY, service="fulfilment-service") as warehouse:
+        [shipment] = (await shipments_by_warehouse(warehouse, order_id, 1)).values()
+        shipped = await pick_pack_ship(warehouse, shipment, missing=1)
+    assert [line["quantity"] for line in shipped["short"]] == [1]
+    return order_id
+
+
+async def _partly_returned_order(system: System, sku: str) -> str:
+    """2 x 6_000 DKK shipped from a manual warehouse and delivered; one unit comes back and is refunded."""
+    order_id = await place(system, [(sku, 2, 6_000)], currency="DKK", channel="phone")
+    await system.wait_for_status(order_id, {"confirmed"})
+    async with (
+        system.http(WAREHOUSE_KEY, service="fulfilment-service") as warehouse,
+        system.http(CARRIER_KEY, service="fulfilment-service") as carrier,
+        system.http() as ops,
+    ):
+        [shipment] = (await shipments_by_warehouse(warehouse, order_id, 1)).values()
+        shipped = await pick_pack_ship(warehouse, shipment)
+        update = {
+            "tracking_number": shipped["tracking_number"],
+            "status": "delivered",
+            "occurred_at": "2026-03-05T11:00:00Z",
+        }
+        await post_json(carrier, f"/carriers/{shipped['carrier']}/updates", update)
+
+        async def tracking() -> dict[str, Any]:
+            response = await ops.get(f"/orders/{order_id}/tracking")
+            response.raise_for_status()
+            body: dict[str, Any] = response.json()
+            return body
+
+        await eventually(tracking, lambda t: t["delivered"] is True)
+        response = await ops.post(
+            f"/orders/{order_id}/returns", json={"lines": [{"sku": sku, "quantity": 1}], "reason": "too big"}
+        )
+        assert response.status_code == 202, response.text
+        return_id = response.json()["return_id"]
+    warehouse_id = shipment["warehouse_id"]
+    await receive_and_inspect(system, return_id, [{"sku": sku, "warehouse_id": warehouse_id, "sellable": 1}])
+    await return_of(system, order_id, return_id, lambda r: r["refunded"])
+    return order_id
+
+
 async def test_money_is_conserved_across_a_mixed_run_and_the_reconciliation_shows_it(system: System) -> None:
-    """SEK is paid in this test only, so the report's SEK lines are this run's."""
+    """SEK and DKK are paid in this test only, so the report's SEK and DKK lines are this run's."""
     sku = unique_sku()
     await system.set_stock(sku, {"WH-BER": 50})
+    # Short picks and returns need a warehouse worked by hand.
+    manual_sek, manual_dkk = unique_sku(), unique_sku()
+    manual = MANUAL_WAREHOUSES[0]
+    await system.add_warehouse(manual)
+    await system.set_stock(manual_sek, {manual: 3})
+    await system.set_stock(manual_dkk, {manual: 2})
     payment_service = system.services["payment-service"]
     payment_service.stop()
     try:
@@ -162,6 +228,7 @@ async def test_money_is_conserved_across_a_mixed_run_and_the_reconciliation_show
         declined = await place(system, [(sku, 1, 5_000)], currency="SEK", token="tok_decline_insufficient_funds")
         capture_fails = await place(system, [(sku, 1, 7_000)], currency="SEK", token="tok_permanent_error")
         cancelled = await place(system, [(sku, 4, 2_500)], currency="SEK", channel="phone")
+        shipped_dkk = await place(system, [(sku, 1, 5_000)], currency="DKK", channel="web")
         await system.wait_for_status(cancelled, {"awaiting_payment"})
         async with system.http() as http:
             response = await http.post(
@@ -171,10 +238,22 @@ async def test_money_is_conserved_across_a_mixed_run_and_the_reconciliation_show
     finally:
         payment_service.start()
         await payment_service.wait_started()
+    short_picked = await _short_picked_order(system, manual_sek)
+    returned = await _partly_returned_order(system, manual_dkk)
 
     statuses = {
         order_id: (await system.wait_for_status(order_id, SETTLED))["status"]
-        for order_id in (shipped_web, shipped_phone, shipped_flaky, declined, capture_fails, cancelled)
+        for order_id in (
+            shipped_web,
+            shipped_phone,
+            shipped_flaky,
+            declined,
+            capture_fails,
+            cancelled,
+            shipped_dkk,
+            short_picked,
+            returned,
+        )
     }
     assert statuses == {
         shipped_web: "shipped",
@@ -183,8 +262,15 @@ async def test_money_is_conserved_across_a_mixed_run_and_the_reconciliation_show
         declined: "rejected",
         capture_fails: "rejected",
         cancelled: "cancelled",
+        shipped_dkk: "shipped",
+        short_picked: "shipped",
+        returned: "shipped",
     }
-    shipped_value = 2 * 12_345 + 9_990 + 3 * 1_000
+    # What left a warehouse and did not come back, per currency.
+    kept = {
+        "SEK": 2 * 12_345 + 9_990 + 3 * 1_000 + 2 * 4_000,
+        "DKK": 5_000 + (2 - 1) * 6_000,
+    }
 
     async with system.http(service="payment-service") as http:
         refunded = await payment(system, cancelled, http)
@@ -193,6 +279,14 @@ async def test_money_is_conserved_across_a_mixed_run_and_the_reconciliation_show
             10_000,
             10_000,
         )
+        short = await eventually(lambda: payment(system, short_picked, http), lambda p: p["refunded_minor"] > 0)
+        assert (short["status"], short["captured_minor"], short["refunded_minor"]) == (
+            "partially_refunded",
+            12_000,
+            4_000,
+        )
+        partly_returned = await payment(system, returned, http)
+        assert (partly_returned["status"], partly_returned["refunded_minor"]) == ("partially_refunded", 6_000)
         voided = await payment(system, capture_fails, http)
         assert [h["type"] for h in voided["history"]] == [
             "PaymentAuthorised",
@@ -201,28 +295,31 @@ async def test_money_is_conserved_across_a_mixed_run_and_the_reconciliation_show
         ]
         assert voided["decline_reason_code"] == "capture_failed"
         today = datetime.now(UTC).date()
-        report = await http.get(
-            "/reconciliation",
-            params={
-                "currency": "SEK",
-                "date_from": (today - timedelta(days=1)).isoformat(),
-                "date_to": (today + timedelta(days=1)).isoformat(),
-            },
-        )
-        assert report.status_code == 200, report.text
-        data = report.json()
+        window = {
+            "date_from": (today - timedelta(days=1)).isoformat(),
+            "date_to": (today + timedelta(days=1)).isoformat(),
+        }
+        reports: dict[str, Any] = {}
+        for currency in kept:
+            report = await http.get("/reconciliation", params={"currency": currency, **window})
+            assert report.status_code == 200, report.text
+            reports[currency] = report.json()
         forbidden = await http.get("/reconciliation", headers={"X-API-Key": "not-a-key"})
         assert forbidden.status_code == 401
 
-    [total] = data["totals"]
-    assert total["currency"] == "SEK"
-    assert total["captured_minor"] == shipped_value + 10_000
-    assert total["refunded_minor"] == 10_000
-    assert total["net_minor"] == total["captured_minor"] - total["refunded_minor"] == shipped_value
+    for currency, value in kept.items():
+        [total] = reports[currency]["totals"]
+        assert total["currency"] == currency
+        assert total["net_minor"] == total["captured_minor"] - total["refunded_minor"] == value, currency
+    sek, dkk = reports["SEK"]["totals"][0], reports["DKK"]["totals"][0]
+    assert (sek["captured_minor"], sek["refunded_minor"]) == (kept["SEK"] + 10_000 + 4_000, 10_000 + 4_000)
+    assert (dkk["captured_minor"], dkk["refunded_minor"]) == (5_000 + 12_000, 6_000)
     by_channel: dict[str, list[int]] = {}
-    for line in data["lines"]:
+    for line in reports["SEK"]["lines"]:
         assert line["net_minor"] == line["captured_minor"] - line["refunded_minor"]
         sums = by_channel.setdefault(line["channel"], [0, 0])
         sums[0] += line["captured_minor"]
         sums[1] += line["refunded_minor"]
-    assert by_channel == {"web": [2 * 12_345 + 3 * 1_000, 0], "phone": [9_990 + 10_000, 10_000]}
+    assert by_channel == {"web": [2 * 12_345 + 3 * 1_000 + 12_000, 4_000], "phone": [9_990 + 10_000, 10_000]}
+    # A refund counts under its capture's channel: the DKK return was a phone order.
+    assert {line["channel"]: line["refunded_minor"] for line in reports["DKK"]["lines"]} == {"web": 0, "phone": 6_000}

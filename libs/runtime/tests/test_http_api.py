@@ -6,6 +6,7 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from oms_runtime.http_api import API_KEYS_ADAPTER, ApiKeyAuthenticator, Principal, Role, install_error_handlers
 
@@ -68,3 +69,43 @@ def test_a_channel_key_must_name_its_channel_and_others_must_not() -> None:
         API_KEYS_ADAPTER.validate_python([{"name": "x", "key": "k" * 16, "role": "channel"}])
     with pytest.raises(ValidationError):
         API_KEYS_ADAPTER.validate_python([{"name": "x", "key": "k" * 16, "role": "carrier", "channel": "web"}])
+
+
+def test_only_a_warehouse_key_may_name_its_warehouse() -> None:
+    [scoped] = API_KEYS_ADAPTER.validate_python(
+        [{"name": "ber", "key": "k" * 16, "role": "warehouse", "warehouse_id": "WH-BER"}]
+    )
+    assert scoped.warehouse_id == "WH-BER"
+    for role in ("ops", "carrier"):
+        with pytest.raises(ValidationError, match="only a warehouse key"):
+            API_KEYS_ADAPTER.validate_python([{"name": "x", "key": "k" * 16, "role": role, "warehouse_id": "WH-BER"}])
+    with pytest.raises(ValidationError):
+        API_KEYS_ADAPTER.validate_python([{"name": "x", "key": "k" * 16, "role": "warehouse", "warehouse_id": ""}])
+
+
+def test_a_scoped_warehouse_key_acts_for_its_warehouse_only_and_an_unscoped_one_for_every_warehouse() -> None:
+    auth = ApiKeyAuthenticator(
+        API_KEYS_ADAPTER.validate_python(
+            [
+                *KEYS,
+                {"name": "ber", "key": "berlin-key-0123456789", "role": "warehouse", "warehouse_id": "WH-BER"},
+            ]
+        )
+    )
+    berlin = auth.principal("berlin-key-0123456789")
+    assert berlin is not None
+    assert berlin.warehouse_id == "WH-BER"
+    assert berlin.may_act_for("WH-BER")
+    assert not berlin.may_act_for("WH-HAM")
+    berlin.require_warehouse("WH-BER")
+    with pytest.raises(StarletteHTTPException) as refused:
+        berlin.require_warehouse("WH-HAM", "shipment 42")
+    assert refused.value.status_code == 403
+    assert (
+        str(refused.value.detail) == "This key acts for warehouse WH-BER only; shipment 42 belongs to warehouse WH-HAM."
+    )
+    for unscoped in ("warehouse-key-0123456789", "ops-key-0123456789"):
+        principal = auth.principal(unscoped)
+        assert principal is not None
+        assert principal.warehouse_id is None
+        principal.require_warehouse("WH-HAM")

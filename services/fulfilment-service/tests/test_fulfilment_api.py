@@ -42,10 +42,12 @@ REGISTRY = default_registry()
 WAREHOUSE_KEY = "test-warehouse-key-0123456789"
 CARRIER_KEY = "test-carrier-key-0123456789"
 CHANNEL_KEY = "test-channel-key-0123456789"
+BERLIN_KEY = "test-berlin-key-0123456789"
 DHL_SECRET = "dhl-webhook-secret-0123456789"
 KEYS = json.dumps(
     [
         {"name": "wh", "key": WAREHOUSE_KEY, "role": "warehouse"},
+        {"name": "berlin", "key": BERLIN_KEY, "role": "warehouse", "warehouse_id": "WH-BER"},
         {"name": "dhl", "key": CARRIER_KEY, "role": "carrier"},
         {"name": "web", "key": CHANNEL_KEY, "role": "channel", "channel": "web"},
     ]
@@ -344,3 +346,73 @@ async def test_a_return_is_authorised_received_and_inspected(system: System) -> 
     emitted = await system.emitted(order_id)
     assert [type(m) for m in emitted] == [ReturnAuthorised, ReturnAuthorised, ReturnReceived, ReturnInspected]
     assert await system.commands.stream_length(f"return-{return_id}") == 3
+
+
+async def test_a_key_limited_to_one_warehouse_works_that_warehouse_only(system: System) -> None:
+    other = wh()
+    order_id = await system.new_order([("SKU-A", "WH-BER", 2), ("SKU-A", other, 2)])
+    mine, theirs = shipment_id_for(order_id, "WH-BER"), shipment_id_for(order_id, other)
+    async with system.client(BERLIN_KEY) as http:
+        assert (await http.get("/warehouses/WH-BER/pick-lists")).status_code == 200
+        refused = await http.get(f"/warehouses/{other}/pick-lists")
+        assert (refused.status_code, refused.json()["error"]) == (403, "forbidden")
+        assert refused.json()["message"] == f"This key acts for warehouse WH-BER only; warehouse {other}."
+        listed = (await http.get(f"/orders/{order_id}/shipments")).json()["shipments"]
+        assert [s["warehouse_id"] for s in listed] == ["WH-BER"]
+        looked = await http.get(f"/shipments/{theirs}")
+        assert looked.status_code == 403
+        assert f"shipment {theirs} belongs to warehouse {other}" in looked.json()["message"]
+        for path, body in (
+            ("picking", None),
+            ("picks", {"lines": [{"sku": "SKU-A", "quantity": 2}]}),
+            ("pack", {"parcels": [PARCEL]}),
+            ("ship", None),
+        ):
+            response = await http.post(f"/shipments/{theirs}/{path}", json=body)
+            assert (response.status_code, response.json()["error"]) == (403, "forbidden"), path
+        assert (await http.post(f"/shipments/{mine}/picking")).json()["status"] == "picking"
+        assert (await http.post(f"/shipments/{uuid4()}/picking")).status_code == 404
+    # A warehouse key without a warehouse still works every warehouse.
+    async with system.client() as http:
+        assert (await http.get(f"/shipments/{theirs}")).json()["status"] == "created", "nothing happened to it"
+        assert len((await http.get(f"/orders/{order_id}/shipments")).json()["shipments"]) == 2
+        assert (await http.post(f"/shipments/{theirs}/picking")).status_code == 200
+    emitted = await system.emitted(order_id)
+    assert [(type(m), m.warehouse_id) for m in emitted if isinstance(m, ShipmentPickingStarted)] == [
+        (ShipmentPickingStarted, "WH-BER"),
+        (ShipmentPickingStarted, other),
+    ]
+
+
+async def test_a_key_limited_to_one_warehouse_works_the_returns_coming_back_to_it(system: System) -> None:
+    other = wh()
+    elsewhere, shared = uuid4(), uuid4()
+    for return_id, lines in (
+        (elsewhere, [Allocation(sku="SKU-A", warehouse_id=other, quantity=1)]),
+        (
+            shared,
+            [
+                Allocation(sku="SKU-A", warehouse_id="WH-BER", quantity=1),
+                Allocation(sku="SKU-B", warehouse_id=other, quantity=1),
+            ],
+        ),
+    ):
+        await system.commands.send(AuthoriseReturn(order_id=uuid4(), return_id=return_id, lines=lines, reason="x"))
+    async with system.client(BERLIN_KEY) as http:
+        listed = {r["return_id"] for r in (await http.get("/returns")).json()["returns"]}
+        assert str(shared) in listed
+        assert str(elsewhere) not in listed
+        assert (await http.get(f"/returns/{elsewhere}")).status_code == 403
+        assert (await http.post(f"/returns/{elsewhere}/receive")).status_code == 403
+        assert (await http.post(f"/returns/{shared}/receive")).json()["status"] == "received"
+        foreign = await http.post(
+            f"/returns/{shared}/inspect", json={"lines": [{"sku": "SKU-B", "warehouse_id": other, "sellable": 1}]}
+        )
+        assert foreign.status_code == 403
+        assert f"lines.0 (SKU-B) belongs to warehouse {other}" in foreign.json()["message"]
+        inspected = await http.post(
+            f"/returns/{shared}/inspect", json={"lines": [{"sku": "SKU-A", "warehouse_id": "WH-BER", "sellable": 1}]}
+        )
+        assert inspected.json()["status"] == "inspected"
+    async with system.client() as http:
+        assert (await http.get(f"/returns/{elsewhere}")).json()["status"] == "authorised"

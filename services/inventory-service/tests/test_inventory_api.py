@@ -23,11 +23,13 @@ from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.testing import HandlerHarness
 
 OPS, WAREHOUSE, CHANNEL = "ops-key-0123456789abcdef", "warehouse-key-0123456789abcdef", "web-key-0123456789abcdef"
+LONDON = "london-key-0123456789abcdef"
 KEYS = json.dumps(
     [
         {"name": "ops", "key": OPS, "role": "ops"},
         {"name": "wh-berlin", "key": WAREHOUSE, "role": "warehouse"},
         {"name": "web", "key": CHANNEL, "role": "channel", "channel": "web"},
+        {"name": "wh-london", "key": LONDON, "role": "warehouse", "warehouse_id": "WH-LON"},
     ]
 )
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -92,6 +94,41 @@ async def test_keys_decide_who_may_do_what(api: Api) -> None:
     assert put.status_code == 403  # policies are for ops
     assert (await api.http.get("/stock/A", headers=api.as_(CHANNEL))).status_code == 403
     assert (await api.http.get("/availability/A", headers=api.as_(CHANNEL))).status_code == 200
+
+
+async def test_a_key_limited_to_one_warehouse_receives_and_adjusts_that_warehouse_only(api: Api) -> None:
+    for path, body in (
+        ("/stock/receipts", {"sku": "A", "warehouse_id": "WH-BER", "quantity": 5}),
+        ("/stock/adjustments", {"sku": "A", "warehouse_id": "WH-BER", "quantity_change": -1, "reason": "broken"}),
+    ):
+        refused = await _post(api, path, body, key=LONDON)
+        assert (refused.status_code, refused.json()["error"]) == (403, "forbidden"), path
+        assert refused.json()["message"] == "This key acts for warehouse WH-LON only; warehouse WH-BER."
+        own = await _post(api, path, {**body, "warehouse_id": "WH-LON"}, key=LONDON)
+        assert own.status_code == 201, own.text
+    levels = {
+        w["warehouse_id"]: w["on_hand"]
+        for w in (await api.http.get("/stock/A", headers=api.as_(OPS))).json()["warehouses"]
+    }
+    assert levels == {"WH-BER": 10, "WH-LON": 4 + 5 - 1}, "nothing happened in WH-BER"
+    # A warehouse key without a warehouse acts for every warehouse (keys configured before scoping).
+    assert (
+        await _post(api, "/stock/receipts", {"sku": "A", "warehouse_id": "WH-BER", "quantity": 1}, key=WAREHOUSE)
+    ).status_code == 201
+    # A purchase order's goods arrive at its warehouse: only that warehouse's key (or an unlimited one) books them.
+    put = await api.http.put(
+        "/replenishment/policies/A/WH-BER",
+        json={"reorder_point": 20, "order_up_to": 30, "lead_time_days": 5},
+        headers=api.as_(OPS),
+    )
+    raised = put.json()["purchase_order_raised"]
+    assert raised is not None
+    refused = await _post(api, f"/purchase-orders/{raised}/receive", {}, key=LONDON)
+    assert refused.status_code == 403
+    assert f"purchase order {raised} belongs to warehouse WH-BER" in refused.json()["message"]
+    assert (await _post(api, f"/purchase-orders/{uuid4()}/receive", {}, key=LONDON)).status_code == 404
+    received = await _post(api, f"/purchase-orders/{raised}/receive", {}, key=WAREHOUSE)
+    assert received.json()["status"] == "received"
 
 
 async def test_bad_input_names_the_field_and_conflicts_are_409s(api: Api) -> None:

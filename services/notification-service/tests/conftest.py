@@ -17,11 +17,14 @@ from oms_events.messages import (
     OrderPaymentRefunded,
     OrderPlaced,
     OrderRejected,
+    OrderReturnRefunded,
     OrderShipped,
+    OrderShortShipRefunded,
     ShipmentDelivered,
+    ShipmentDeliveryFailed,
     ShipmentOutForDelivery,
 )
-from oms_events.values import Address, Channel, Customer, DeliveryMethod, OrderLine
+from oms_events.values import Address, Allocation, Channel, Customer, DeliveryMethod, OrderLine
 
 
 @pytest.fixture
@@ -92,6 +95,48 @@ def refunded(placed: OrderPlaced) -> OrderPaymentRefunded:
 
 
 @pytest.fixture
+def return_refunded(placed: OrderPlaced) -> OrderReturnRefunded:
+    """Both T-shirts came back (2 x 19.90), shipped from two warehouses."""
+    return OrderReturnRefunded(
+        order_id=placed.order_id,
+        return_id=uuid4(),
+        refund_id=uuid4(),
+        amount_minor=3980,
+        currency="EUR",
+        lines=[
+            Allocation(sku="SKU-TSHIRT-RED-M", warehouse_id="WH-BER", quantity=1),
+            Allocation(sku="SKU-TSHIRT-RED-M", warehouse_id="WH-HAM", quantity=1),
+        ],
+    )
+
+
+@pytest.fixture
+def short_ship_refunded(placed: OrderPlaced) -> OrderShortShipRefunded:
+    """The mug (12.50) was not on the shelf."""
+    return OrderShortShipRefunded(
+        order_id=placed.order_id,
+        shipment_id=uuid4(),
+        refund_id=uuid4(),
+        amount_minor=1250,
+        currency="EUR",
+        lines=[Allocation(sku="SKU-MUG-BLUE", warehouse_id="WH-BER", quantity=1)],
+    )
+
+
+@pytest.fixture
+def delivery_failed(shipped: OrderShipped) -> ShipmentDeliveryFailed:
+    return ShipmentDeliveryFailed(
+        order_id=shipped.order_id,
+        shipment_id=shipped.shipment_id,
+        carrier=shipped.carrier,
+        tracking_number=shipped.tracking_number,
+        location="Berlin-Mitte depot",
+        reported_at=datetime(2025, 3, 14, 16, 5, tzinfo=UTC),
+        reason="Recipient not at home; card left",
+    )
+
+
+@pytest.fixture
 def payment_declined(placed: OrderPlaced) -> OrderPaymentDeclined:
     return OrderPaymentDeclined(
         order_id=placed.order_id, reason_code="insufficient_funds", reason="The card issuer declined the payment."
@@ -133,9 +178,25 @@ def every_event(
     out_for_delivery: ShipmentOutForDelivery,
     delivered: ShipmentDelivered,
     refunded: OrderPaymentRefunded,
+    return_refunded: OrderReturnRefunded,
+    short_ship_refunded: OrderShortShipRefunded,
+    delivery_failed: ShipmentDeliveryFailed,
 ) -> list[NotifyingEvent]:
-    """One event of every kind that sends a message, in the order of NotificationKind."""
-    return [placed, confirmed, payment_declined, rejected, cancelled, shipped, out_for_delivery, delivered, refunded]
+    """One event of every type that sends a message, in the order of NotificationKind (the refunds share one)."""
+    return [
+        placed,
+        confirmed,
+        payment_declined,
+        rejected,
+        cancelled,
+        shipped,
+        out_for_delivery,
+        delivered,
+        refunded,
+        return_refunded,
+        short_ship_refunded,
+        delivery_failed,
+    ]
 
 
 @pytest.fixture

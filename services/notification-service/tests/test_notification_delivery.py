@@ -32,6 +32,7 @@ from notification_service.adapters.templates import TEMPLATES_DIR, TemplateRende
 from notification_service.domain.notifications import (
     NotificationKind,
     NotifyingEvent,
+    kind_for,
     message_id_for,
     notification_id_for,
     short_order_id,
@@ -51,6 +52,7 @@ from oms_events.messages import (
     OrderRejected,
     OrderShipped,
     ShipmentDelivered,
+    ShipmentDeliveryFailed,
     ShipmentOutForDelivery,
 )
 from oms_runtime.db import Database
@@ -226,7 +228,8 @@ async def test_every_message_by_email_and_the_urgent_ones_by_sms(
 
     ref = short_order_id(placed.order_id)
     mails = harness.mails(placed.order_id)
-    assert [m["X-OMS-Notification-Kind"] for m in mails] == [k.value for k in NotificationKind]
+    assert [m["X-OMS-Notification-Kind"] for m in mails] == [kind_for(e).value for e in every_event]
+    assert {m["X-OMS-Notification-Kind"] for m in mails} == {k.value for k in NotificationKind}
     assert [m["Subject"] for m in mails] == [
         f"We received your order {ref}",
         f"Your order {ref} is confirmed",
@@ -237,15 +240,27 @@ async def test_every_message_by_email_and_the_urgent_ones_by_sms(
         f"Your order {ref} arrives today",
         f"Your order {ref} has been delivered",
         f"Refund issued for your order {ref}",
+        f"Refund issued for your order {ref}",
+        f"Refund issued for your order {ref}",
+        f"We could not deliver your order {ref}",
     ]
     for envelope, mail in zip(envelopes, mails, strict=True):
         assert mail["Message-ID"] == message_id_for(envelope.event_id, "email", "oms.example")
         assert mail["To"] == "Jane Doe <jane.doe@example.com>"
         assert set(parts(mail)) == {"text/plain", "text/html"}
     assert "Carrier:            DHL" in parts(mails[5])["text/plain"]
+    assert "Returned items:\r\n  2 x SKU-TSHIRT-RED-M" in parts(mails[9])["text/plain"]
+    assert "Items not shipped:\r\n  1 x SKU-MUG-BLUE" in parts(mails[10])["text/plain"]
 
     texts = harness.provider.messages
-    assert [m.reference for m in texts] == ["payment_failed", "order_shipped", "out_for_delivery", "delivered"]
+    assert [m.reference for m in texts] == [
+        "payment_failed",
+        "order_shipped",
+        "out_for_delivery",
+        "delivered",
+        "delivery_failed",
+    ]
+    assert "could not deliver" in texts[4].body
     assert {m.to for m in texts} == {PHONE}
     shipped_envelope = envelopes[5]
     assert texts[1].idempotency_key == str(notification_id_for(shipped_envelope.event_id, "sms"))
@@ -253,16 +268,32 @@ async def test_every_message_by_email_and_the_urgent_ones_by_sms(
     assert "https://tracking.example/track?id=JJD000390007713&lang=en" in texts[1].body
 
     rows = await harness.rows(placed.order_id)
-    assert len(rows) == 13
+    assert len(rows) == 17
     assert {r["status"] for r in rows} == {"sent"}
     sent = await harness.emitted(placed.order_id, "NotificationSent")
-    assert len(sent) == 13
+    assert len(sent) == 17
     by_id = {e.payload["notification_id"]: e for e in sent}
     shipped_sms = by_id[str(notification_id_for(shipped_envelope.event_id, "sms"))]
     assert shipped_sms.causation_id == shipped_envelope.event_id
     notification = REGISTRY.decode(shipped_sms)
     assert isinstance(notification, NotificationSent)
     assert (notification.channel, notification.recipient_masked) == ("sms", "+49*******67")
+
+
+async def test_a_delivery_failure_reported_out_of_order_sends_nothing(
+    harness: Harness, placed: OrderPlaced, delivery_failed: ShipmentDeliveryFailed
+) -> None:
+    await harness.send(placed)
+    _, outcome = await harness.send(delivery_failed.model_copy(update={"superseded": True}))
+    assert outcome is Outcome.PROCESSED
+    await harness.dispatch()
+    assert [m["X-OMS-Notification-Kind"] for m in harness.mails(placed.order_id)] == ["order_received"]
+    await harness.send(delivery_failed)
+    await harness.dispatch()
+    assert [m["X-OMS-Notification-Kind"] for m in harness.mails(placed.order_id)] == [
+        "order_received",
+        "delivery_failed",
+    ]
 
 
 async def test_a_redelivered_event_or_the_same_fact_again_sends_nothing_more(

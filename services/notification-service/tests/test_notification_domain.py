@@ -8,6 +8,7 @@ import pytest
 
 from notification_service.domain.notifications import (
     CHANNEL_EMAIL,
+    SMS_BY_DEFAULT,
     NotificationKind,
     NotifyingEvent,
     contact_from_order_placed,
@@ -33,8 +34,11 @@ from oms_events.messages import (
     OrderPaymentRefunded,
     OrderPlaced,
     OrderRejected,
+    OrderReturnRefunded,
     OrderShipped,
+    OrderShortShipRefunded,
     ShipmentDelivered,
+    ShipmentDeliveryFailed,
     ShipmentOutForDelivery,
 )
 from oms_runtime.logging import mask_email
@@ -134,8 +138,27 @@ def test_kinds_and_dedupe_keys(
     refunded: OrderPaymentRefunded,
     out_for_delivery: ShipmentOutForDelivery,
     delivered: ShipmentDelivered,
+    return_refunded: OrderReturnRefunded,
+    short_ship_refunded: OrderShortShipRefunded,
+    delivery_failed: ShipmentDeliveryFailed,
 ) -> None:
-    assert [kind_for(e) for e in every_event] == list(NotificationKind)
+    assert list(dict.fromkeys(kind_for(e) for e in every_event)) == list(NotificationKind)
+    # Every refund the saga records is a "refund issued" message, once per refund.
+    for refund in (refunded, return_refunded, short_ship_refunded):
+        assert kind_for(refund) is NotificationKind.ORDER_REFUNDED
+        assert dedupe_key(refund) == f"order_refunded:{refund.refund_id}"
+    assert [event_context(r)["refund_reason"] for r in (refunded, return_refunded, short_ship_refunded)] == [
+        "cancelled",
+        "returned",
+        "not_shipped",
+    ]
+    assert event_context(return_refunded)["refunded_items"] == [{"sku": "SKU-TSHIRT-RED-M", "quantity": 2}]
+    assert event_context(refunded)["refunded_items"] == []
+    # A failed delivery once per attempt: the same report again is the same message, a later attempt is news.
+    assert dedupe_key(delivery_failed) == dedupe_key(delivery_failed.model_copy(update={"update_id": "again"}))
+    next_day = delivery_failed.model_copy(update={"reported_at": delivery_failed.reported_at.replace(day=15)})
+    assert dedupe_key(delivery_failed) != dedupe_key(next_day)
+    assert kind_for(delivery_failed) in SMS_BY_DEFAULT
     # Once per order for confirmation and rejection, whatever the event id ...
     assert dedupe_key(confirmed) == dedupe_key(confirmed.model_copy(update={"payment_id": uuid4()}))
     assert dedupe_key(rejected) == "order_rejected"

@@ -3,7 +3,7 @@ and SMS, with fallback to `en`."""
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from jinja2 import UndefinedError
@@ -33,8 +33,11 @@ from oms_events.messages import (
     OrderPaymentRefunded,
     OrderPlaced,
     OrderRejected,
+    OrderReturnRefunded,
     OrderShipped,
+    OrderShortShipRefunded,
     ShipmentDelivered,
+    ShipmentDeliveryFailed,
     ShipmentOutForDelivery,
 )
 
@@ -67,7 +70,8 @@ def test_every_kind_has_every_part_in_every_locale(locale: str, kind: Notificati
 
 
 def test_the_fixtures_cover_every_kind(every_event: list[NotifyingEvent]) -> None:
-    assert [kind_for(e) for e in every_event] == list(NotificationKind)
+    assert list(dict.fromkeys(kind_for(e) for e in every_event)) == list(NotificationKind)
+    assert {type(e) for e in every_event} == set(get_args(NotifyingEvent)), "every notifying event type"
 
 
 GREETING = {"en": "Hello Jane Doe,", "de": "Hallo Jane Doe,"}
@@ -183,10 +187,76 @@ def test_order_refunded(placed: OrderPlaced, refunded: OrderPaymentRefunded) -> 
     email = render(refunded, placed)
     assert_well_formed(email, placed)
     assert email.subject == f"Refund issued for your order {short_order_id(placed.order_id)}"
-    assert "we have refunded EUR 25.00 for your order" in email.text
+    assert "was cancelled, so we have refunded\nEUR 25.00 to the payment method you used." in email.text
+    assert "Items not shipped" not in email.text
     assert "Amount refunded:  EUR 25.00" in email.text
     assert f"Refund reference: {refunded.refund_id.hex[:8].upper()}" in email.text
     assert "<strong>EUR 25.00</strong>" in email.html
+
+
+def test_a_stored_cancel_refund_from_before_the_reasons_still_renders(
+    placed: OrderPlaced, refunded: OrderPaymentRefunded
+) -> None:
+    stored = {k: v for k, v in event_context(refunded).items() if k not in ("refund_reason", "refunded_items")}
+    context = template_context(contact_from_order_placed(placed), stored)
+    email = TemplateRenderer().render(NotificationKind.ORDER_REFUNDED, "de", context)
+    assert "wurde storniert" in email.text
+    assert "stornierte Bestellung" in TemplateRenderer().render_sms(NotificationKind.ORDER_REFUNDED, "de", context).body
+
+
+def test_a_return_refund_says_what_came_back(placed: OrderPlaced, return_refunded: OrderReturnRefunded) -> None:
+    ref = short_order_id(placed.order_id)
+    email = render(return_refunded, placed)
+    assert_well_formed(email, placed)
+    assert "we have received the items you sent back" in email.text
+    assert "refunded EUR 39.80 for them" in email.text
+    # Two units of one sku (from two warehouses): one line for the customer.
+    assert "Returned items:\n  2 x SKU-TSHIRT-RED-M\n" in email.text
+    assert "<li>2 &times; SKU-TSHIRT-RED-M</li>" in email.html
+    assert render_sms(return_refunded, placed).body == (
+        f"We refunded EUR 39.80 for the items you returned from order {ref} "
+        f"(reference {return_refunded.refund_id.hex[:8].upper()})."
+    )
+    german = render(return_refunded, placed, "de")
+    assert "die Sie aus Ihrer Bestellung" in german.text
+    assert "Zurückgesendete Artikel:\n  2 x SKU-TSHIRT-RED-M\n" in german.text
+    assert "zurückgesendeten Artikel" in render_sms(return_refunded, placed, "de").body
+
+
+def test_a_short_ship_refund_says_what_could_not_be_shipped(
+    placed: OrderPlaced, short_ship_refunded: OrderShortShipRefunded
+) -> None:
+    email = render(short_ship_refunded, placed)
+    assert_well_formed(email, placed)
+    assert "we could not ship some items of your order" in email.text
+    assert "refunded EUR 12.50 for them" in email.text
+    assert "Items not shipped:\n  1 x SKU-MUG-BLUE\n" in email.text
+    assert "The rest of your order is on\nits way as planned." in email.text
+    assert "<li>1 &times; SKU-MUG-BLUE</li>" in email.html
+    assert "for items we could not ship" in render_sms(short_ship_refunded, placed).body
+    german = render(short_ship_refunded, placed, "de")
+    assert "nicht liefern" in german.text
+    assert "Nicht gelieferte Artikel:\n  1 x SKU-MUG-BLUE\n" in german.text
+    assert "nicht lieferbare Artikel" in render_sms(short_ship_refunded, placed, "de").body
+
+
+def test_delivery_failed(placed: OrderPlaced, delivery_failed: ShipmentDeliveryFailed) -> None:
+    ref = short_order_id(placed.order_id)
+    email = render(delivery_failed, placed)
+    assert_well_formed(email, placed)
+    assert email.subject == f"We could not deliver your order {ref}"
+    assert "on Friday, 14 March 2025, but could not." in email.text
+    assert "The carrier says: Recipient not at home; card left" in email.text
+    assert "Last seen:       Berlin-Mitte depot" in email.text
+    sms = render_sms(delivery_failed, placed).body
+    assert "DHL could not deliver your parcel" in sms
+    assert "JJD000390007713" in sms
+    german = render(delivery_failed, placed, "de")
+    assert german.subject == f"Ihre Bestellung {ref} konnte nicht zugestellt werden"
+    assert "am Freitag, 14. März 2025 versucht" in german.text
+    without_reason = delivery_failed.model_copy(update={"reason": "", "location": None})
+    assert "The carrier says" not in render(without_reason, placed).text
+    assert "None" not in render(without_reason, placed).text
 
 
 def test_order_refunded_in_a_currency_without_decimals(placed: OrderPlaced, refunded: OrderPaymentRefunded) -> None:

@@ -3,7 +3,7 @@ the state lives in the database (a new sweeper, as after a restart, carries on),
 retry puts a parked order back on its way."""
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -14,7 +14,19 @@ from order_test_builders import placed_order
 from sqlalchemy import select
 
 from oms_events import Message, default_registry
-from oms_events.messages import CapturePayment, Command, ReleaseStock, ReserveStock, StockReserved
+from oms_events.messages import (
+    CapturePayment,
+    Command,
+    PaymentCaptured,
+    PaymentRefunded,
+    RefundPayment,
+    ReleaseStock,
+    ReserveStock,
+    ShipmentCreated,
+    ShipmentPicked,
+    Shipped,
+    StockReserved,
+)
 from oms_events.values import Allocation
 from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
@@ -179,3 +191,83 @@ async def test_a_re_sent_command_starts_a_trace_of_its_own_that_names_the_order(
     assert envelope.trace_context.traceparent.split("-")[1] == format(span.context.trace_id, "032x")
     assert headers["traceparent"] == envelope.trace_context.traceparent
     assert await commands(harness, order_id) == [ReserveStock, ReserveStock]
+
+
+async def test_an_unanswered_partial_refund_parks_only_the_refund_and_the_order_still_ships(db: Database) -> None:
+    saga = OrderSaga(repository())
+    harness = HandlerHarness(db, "order-service", saga.handler_map())
+    order_id = await place(db)
+    allocations = [
+        Allocation(sku="SKU-A", warehouse_id="WH-1", quantity=2),
+        Allocation(sku="SKU-B", warehouse_id="WH-1", quantity=1),
+    ]
+    await harness.send(StockReserved(order_id=order_id, reservation_id=uuid4(), allocations=allocations))
+    payment_id, shipment_id = uuid4(), uuid4()
+    await harness.send(
+        PaymentCaptured(
+            order_id=order_id, payment_id=payment_id, amount_minor=2000, currency="EUR", gateway_reference="g"
+        )
+    )
+    await harness.send(
+        ShipmentCreated(
+            order_id=order_id, shipment_id=shipment_id, warehouse_id="WH-1", lines=allocations, mode="manual"
+        )
+    )
+    # SKU-B is not on the shelf: its 1000 is refunded, and payment never answers.
+    await harness.send(
+        ShipmentPicked(
+            order_id=order_id,
+            shipment_id=shipment_id,
+            warehouse_id="WH-1",
+            picked=allocations[:1],
+            short=allocations[1:],
+            mode="manual",
+        )
+    )
+    assert (await saga_row(db, order_id) or {})["command_type"] == "RefundPayment"
+    await sweep_when_due(db)
+    await sweep_when_due(db, waits=2)
+
+    refund_key = f"short-ship:{shipment_id}"
+    current = await order(db, order_id)
+    assert current.status is OrderStatus.CONFIRMED, "the order does not wait for an operator"
+    assert [(r.refund, r.failure_code) for r in current.refunds_needing_attention] == [(refund_key, "no_answer")]
+    row = await saga_row(db, order_id)
+    assert row is not None
+    assert row["state"] == "parked", "no more automatic re-sends of the refund"
+    assert await sweep_when_due(db, waits=3) == 0
+
+    await harness.send(
+        Shipped(
+            order_id=order_id,
+            shipment_id=shipment_id,
+            warehouse_id="WH-1",
+            carrier="DHL",
+            tracking_number="JD1",
+            tracking_url="https://track.example/JD1",
+            estimated_delivery=date(2026, 12, 1),
+        )
+    )
+    assert (await order(db, order_id)).status is OrderStatus.SHIPPED
+
+    refunds_before = (await commands(harness, order_id)).count(RefundPayment)
+    await OrderCommands(db, repository(), REGISTRY, notify=lambda: None).operator_action(
+        order_id, "retry", "ops-ana", "payment-service is back", refund_key
+    )
+    sent = [m for m in await harness.emitted(order_id) if isinstance(m, RefundPayment)]
+    assert len(sent) == refunds_before + 1
+    assert sent[-1] == sent[0], "an unanswered refund is retried as the very same request"
+    assert (await saga_row(db, order_id) or {})["state"] == "waiting"
+    await harness.send(
+        PaymentRefunded(order_id=order_id, payment_id=payment_id, refund_id=uuid4(), amount_minor=1000, currency="EUR")
+    )
+    done = await order(db, order_id)
+    assert done.partial_refunds[refund_key].status == "refunded"
+    assert done.status is OrderStatus.SHIPPED
+    timeline = [type(e).__name__ for e in await harness_history(db, order_id)]
+    assert (
+        timeline.index("OrderRefundFailed")
+        < timeline.index("OrderShipped")
+        < timeline.index("OrderRefundActionTaken")
+        < timeline.index("OrderShortShipRefunded")
+    )

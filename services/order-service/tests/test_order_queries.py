@@ -21,6 +21,8 @@ from oms_events.messages import (
     OrderConfirmed,
     OrderNeedsAttention,
     OrderPlaced,
+    OrderRefundActionTaken,
+    OrderRefundFailed,
     OrderRejected,
     OrderShipped,
     OrderStockReserved,
@@ -299,6 +301,31 @@ async def test_stuck_lists_quiet_open_orders_and_every_order_needing_attention(
     assert [s.order_id for s in (await search.stuck(timedelta(minutes=15), limit=1)).orders] == [quiet_placed]
     with pytest.raises(InvalidQueryError):
         await search.stuck(timedelta(minutes=-1))
+
+
+async def test_stuck_lists_a_shipped_order_whose_partial_refund_failed_until_an_operator_acts(
+    db: Database, search: OrderSearch
+) -> None:
+    order_id = await shipped_order(db)
+    refund = f"return:{uuid4()}"
+    failed = OrderRefundFailed(
+        order_id=order_id,
+        refund=refund,
+        amount_minor=700,
+        currency="EUR",
+        reason_code="exceeds_captured",
+        reason="refused",
+    )
+    await project(db, order_id, "shipped", [(NOW - timedelta(minutes=2), failed)], version=5)
+    # However recent: a failed refund waits for a human.
+    [stuck] = [s for s in (await search.stuck(timedelta(hours=1), limit=100)).orders if s.order_id == order_id]
+    assert (stuck.status, stuck.reason) == ("shipped", "refund_failed")
+    assert [(f.refund, f.amount_minor, f.reason_code) for f in stuck.failed_refunds] == [
+        (refund, 700, "exceeds_captured")
+    ]
+    skipped = OrderRefundActionTaken(order_id=order_id, refund=refund, action="skip", operator="ops", note="voucher")
+    await project(db, order_id, "shipped", [(NOW - timedelta(minutes=1), skipped)], version=6)
+    assert order_id not in {s.order_id for s in (await search.stuck(timedelta(hours=1), limit=100)).orders}
 
 
 # ---------------------------------------------------------------- tracking

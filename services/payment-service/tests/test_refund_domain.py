@@ -99,13 +99,23 @@ def test_an_approved_refund_becomes_payment_refunded() -> None:
 def test_a_refused_refund_carries_the_gateways_reason() -> None:
     order_id = uuid4()
     payment = captured(order_id)
-    step = payment.plan_refund(refund(order_id))
+    step = payment.plan_refund(refund(order_id, amount_minor=2500))
     assert isinstance(step, GatewayRefund)
     event = payment.record_refund(
         step, GatewayResult(approved=False, reference="sim_rr_1", reason_code="exceeds_captured", reason="Too much.")
     )
     assert isinstance(event, PaymentRefundFailed)
     assert (event.reason_code, event.reason) == ("exceeds_captured", "Too much.")
+    # The saga tells which of its partial refunds failed by the amount.
+    assert (event.amount_minor, event.currency) == (2500, "EUR")
+
+
+def test_a_refund_refused_by_the_rules_names_the_amount_asked() -> None:
+    order_id = uuid4()
+    event = captured(order_id, amount_minor=1000).plan_refund(refund(order_id, amount_minor=1500))
+    assert refusal(event) == "exceeds_captured"
+    assert isinstance(event, PaymentRefundFailed)
+    assert (event.amount_minor, event.currency) == (1500, "EUR")
 
 
 def test_partial_refunds_add_up_to_the_captured_amount_and_no_further() -> None:

@@ -42,6 +42,8 @@ def test_behaviour_tokens() -> None:
     assert token_behaviour("tok_transient_error").flaky
     assert token_behaviour("tok_slow").slow
     assert token_behaviour("tok_permanent_error").capture_fails
+    assert token_behaviour("tok_refund_refused_once").refund_refused_once
+    assert token_behaviour("tok_refund_refused_once").approved
     assert not token_behaviour("tok_approve").flaky
 
 
@@ -188,6 +190,19 @@ async def test_concurrent_refunds_of_one_capture_never_exceed_it(db: Database) -
     results = await asyncio.gather(*(gateway.refund(f"r-{uuid4()}", reference, 300, "EUR") for _ in range(5)))
     assert sum(1 for r in results if r.approved) == 3
     assert sum(amount for amount, ok in await rows(db, "refund", reference) if ok) == 900
+
+
+async def test_the_refund_refused_once_token_refuses_the_first_refund_only(db: Database) -> None:
+    gateway = SimulatedGateway(db)
+    auth = await gateway.authorise(f"a-{uuid4()}", 1_000, "EUR", "tok_refund_refused_once")
+    capture = await gateway.capture(f"c-{uuid4()}", auth.reference, 1_000, "EUR")
+    assert capture.approved
+    key = f"r-{uuid4()}"
+    first = await gateway.refund(key, capture.reference, 400, "EUR")
+    assert (first.approved, first.reason_code) == (False, "refund_declined")
+    assert await gateway.refund(key, capture.reference, 400, "EUR") == first, "the same request: the same refusal"
+    assert (await gateway.refund(f"r-{uuid4()}", capture.reference, 400, "EUR")).approved
+    assert await rows(db, "refund", capture.reference) == [(400, False), (400, True)]
 
 
 async def test_an_unknown_capture_is_not_refunded(db: Database) -> None:

@@ -363,12 +363,43 @@ class OrderShortShipped(Event):
 
 
 class OrderShortShipRefunded(Event):
+    """The value of units that did not ship was refunded."""
+
     topic = topics.ORDERS_EVENTS
 
     shipment_id: UUID
     refund_id: UUID
     amount_minor: MinorUnits
     currency: CurrencyCode
+    lines: list[Allocation] = Field(default=[], description="The units not shipped (empty in older events)")
+
+
+class OrderRefundFailed(Event):
+    """A partial refund (units not shipped, or a return) was refused by payment or went unanswered. Only
+    that refund is parked for an operator (retry, skip or resolve it); the order itself goes on.
+    `refund` names it within the order: `short-ship:<shipment_id>` or `return:<return_id>`."""
+
+    topic = topics.ORDERS_EVENTS
+
+    refund: str
+    shipment_id: UUID | None = None
+    return_id: UUID | None = None
+    amount_minor: MinorUnits
+    currency: CurrencyCode
+    reason_code: str = Field(description="payment's reason code (e.g. exceeds_captured), or no_answer")
+    reason: str
+
+
+class OrderRefundActionTaken(Event):
+    """An operator acted on a failed partial refund: `retry` sends it again, `skip` gives it up,
+    `resolve` says it was settled outside the system. The order's status does not change."""
+
+    topic = topics.ORDERS_EVENTS
+
+    refund: str
+    action: Literal["retry", "skip", "resolve"]
+    operator: str
+    note: str
 
 
 class OrderCancellationRefused(Event):
@@ -413,12 +444,15 @@ class OrderReturnInspected(Event):
 
 
 class OrderReturnRefunded(Event):
+    """The returned units were refunded."""
+
     topic = topics.ORDERS_EVENTS
 
     return_id: UUID
     refund_id: UUID
     amount_minor: MinorUnits
     currency: CurrencyCode
+    lines: list[Allocation] = Field(default=[], description="The units returned (empty in older events)")
 
 
 class OrderReturnRestocked(Event):
@@ -696,6 +730,10 @@ class PaymentRefundFailed(Event):
     payment_id: UUID
     reason_code: str
     reason: str
+    amount_minor: MinorUnits | None = Field(
+        default=None, description="The refused request's amount (absent from events of older versions)"
+    )
+    currency: CurrencyCode | None = Field(default=None, description="The refused request's currency")
 
 
 # ---------------------------------------------------------------- fulfilment
@@ -960,6 +998,8 @@ MESSAGE_TYPES: tuple[type[ContractMessage], ...] = (
     OrderFulfilmentCancelled,
     OrderShortShipped,
     OrderShortShipRefunded,
+    OrderRefundFailed,
+    OrderRefundActionTaken,
     OrderCancellationRefused,
     OrderReturnRequested,
     OrderReturnUpdated,

@@ -4,6 +4,9 @@
   path (`lines.0.quantity`), so a caller can fix its request without reading our logs.
 - API keys (header `X-API-Key`) carry a role. `ops` may do everything; the other roles are narrower and
   each service decides what they may do. Keys are configured as a JSON list (the API_KEYS setting).
+- A `warehouse` key may name its `warehouse_id`: it then acts for that warehouse only (services refuse
+  it for another one with 403, `Principal.require_warehouse`). A warehouse key without one acts for every
+  warehouse, as before (kept for the keys configured before scoping existed; give each site its own).
 """
 
 import hashlib
@@ -67,11 +70,19 @@ class ApiKeyConfig(BaseModel):
     key: SecretStr = Field(min_length=16)
     role: Role
     channel: Channel | None = None
+    warehouse_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Warehouse keys only: the one warehouse the key acts for (without it: every warehouse)",
+    )
 
     @model_validator(mode="after")
     def _channel_keys_name_their_channel(self) -> Self:
         if (self.role is Role.CHANNEL) != (self.channel is not None):
             raise ValueError("a channel key needs `channel`; other keys must not have one")
+        if self.warehouse_id is not None and self.role is not Role.WAREHOUSE:
+            raise ValueError("only a warehouse key may name a `warehouse_id`")
         return self
 
 
@@ -83,6 +94,8 @@ class Principal:
     name: str
     role: Role
     channel: str | None
+    warehouse_id: str | None = None
+    """Set for a warehouse key limited to one warehouse."""
 
     @property
     def is_ops(self) -> bool:
@@ -90,6 +103,16 @@ class Principal:
 
     def may_see(self, channel: str) -> bool:
         return self.is_ops or self.channel == channel
+
+    def may_act_for(self, warehouse_id: str) -> bool:
+        """False only for a key limited to another warehouse."""
+        return self.warehouse_id is None or self.warehouse_id == warehouse_id
+
+    def require_warehouse(self, warehouse_id: str, what: str = "") -> None:
+        """Raises 403 `forbidden` when the key is limited to another warehouse; `what` names the thing."""
+        if not self.may_act_for(warehouse_id):
+            subject = f"{what} belongs to warehouse {warehouse_id}" if what else f"warehouse {warehouse_id}"
+            raise forbidden(f"This key acts for warehouse {self.warehouse_id} only; {subject}.")
 
 
 class AuthError(StarletteHTTPException):
@@ -128,7 +151,7 @@ class ApiKeyAuthenticator:
                 found = config
         if found is None:
             return None
-        return Principal(found.name, found.role, found.channel.value if found.channel else None)
+        return Principal(found.name, found.role, found.channel.value if found.channel else None, found.warehouse_id)
 
     def dependency(
         self, *, ops_only: bool = False, roles: frozenset[Role] | None = None

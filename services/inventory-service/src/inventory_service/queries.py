@@ -79,6 +79,10 @@ class InventoryQueries:
         async with self._db.transaction() as session:
             return await self._repo.purchase_orders(session, status)
 
+    async def purchase_order(self, purchase_order_id: UUID) -> PurchaseOrder | None:
+        async with self._db.transaction() as session:
+            return await self._repo.purchase_order(session, purchase_order_id)
+
     async def reservation(self, order_id: UUID) -> Reservation | None:
         async with self._db.transaction() as session:
             return await self._repo.reservation(session, order_id)

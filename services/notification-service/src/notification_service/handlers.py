@@ -65,8 +65,11 @@ from oms_events.messages import (
     OrderPaymentRefunded,
     OrderPlaced,
     OrderRejected,
+    OrderReturnRefunded,
     OrderShipped,
+    OrderShortShipRefunded,
     ShipmentDelivered,
+    ShipmentDeliveryFailed,
     ShipmentOutForDelivery,
 )
 from oms_runtime.db import Database
@@ -166,9 +169,19 @@ class NotificationHandlers:
         handlers.register(OrderRejected, self.notify)
         handlers.register(OrderCancelled, self.notify)
         handlers.register(OrderPaymentRefunded, self.notify)
+        handlers.register(OrderReturnRefunded, self.notify)
+        handlers.register(OrderShortShipRefunded, self.notify)
         handlers.register(ShipmentOutForDelivery, self.notify)
         handlers.register(ShipmentDelivered, self.notify)
+        handlers.register(ShipmentDeliveryFailed, self.delivery_failed)
         return handlers
+
+    async def delivery_failed(self, ctx: MessageContext, event: ShipmentDeliveryFailed) -> None:
+        if event.superseded:
+            # Reported after a later status (the parcel may well be delivered): old news, not sent.
+            log.info("superseded delivery failure; no message", shipment_ref=event.shipment_id.hex[:8].upper())
+            return
+        await self.notify(ctx, event)
 
     async def order_placed(self, ctx: MessageContext, event: OrderPlaced) -> None:
         stored = await self._repo.save_contact(ctx.session, contact_from_order_placed(event), _source_event_id(ctx))

@@ -59,7 +59,7 @@ from order_service.adapters.tables import saga_steps
 from order_service.domain.order import Decision, Order, OrderStateError, Step
 from order_service.domain.saga import next_deadline_s
 from order_service.domain.timeline import describe
-from order_service.views import OrderLineView, OrderView, ReturnView, ShipmentView, TimelineEntry
+from order_service.views import OrderLineView, OrderView, RefundView, ReturnView, ShipmentView, TimelineEntry
 
 log = get_logger(__name__)
 
@@ -203,13 +203,15 @@ class OrderCommands:
         await self._act(order_id, decide)
         log.info("order cancellation requested", order_id=str(order_id), requested_by=requested_by)
 
-    async def operator_action(self, order_id: UUID, action: str, operator: str, note: str) -> None:
+    async def operator_action(
+        self, order_id: UUID, action: str, operator: str, note: str, refund: str | None = None
+    ) -> None:
         async def decide(order: Order, session: AsyncSession) -> Decision:
             parked = await self._repo.parked_command(session, order_id) if action == "retry" else None
-            return order.operator_action(action, operator, note, parked)
+            return order.operator_action(action, operator, note, parked, refund)
 
         await self._act(order_id, decide)
-        log.info("operator action", order_id=str(order_id), action=action, operator=operator)
+        log.info("operator action", order_id=str(order_id), action=action, operator=operator, refund=refund)
 
     async def request_return(
         self, order_id: UUID, return_id: UUID, wanted: dict[str, int], reason: str, requested_by: str
@@ -486,7 +488,7 @@ class DeadlineSweeper:
             # Every re-send went unanswered: compensate, or park the order for an operator.
             order = await self._repo.load(session, order_id)
             ctx = _api_context(session, self._registry)
-            decision = order.on_step_timed_out(Step(row["command_type"]), attempts)
+            decision = order.on_step_timed_out(Step(row["command_type"]), attempts, command)
             record_saga_step(row["command_type"], "timed_out", (now - row["updated_at"]).total_seconds())
             if decision.empty:
                 await session.execute(delete(saga_steps).where(saga_steps.c.order_id == order_id))
@@ -560,6 +562,20 @@ class OrderQueries:
                     restocked=r.restocked,
                 )
                 for r in order.returns.values()
+            ],
+            refunds=[
+                RefundView(
+                    refund=r.refund,
+                    shipment_id=r.shipment_id,
+                    return_id=r.return_id,
+                    amount_minor=r.amount_minor,
+                    currency=r.currency,
+                    status=r.status,
+                    failure_code=r.failure_code,
+                    failure=r.failure,
+                    attempt=r.attempt,
+                )
+                for r in order.partial_refunds.values()
             ],
             timeline=[
                 TimelineEntry(at=s.envelope.occurred_at, event=s.envelope.type, description=describe(e))

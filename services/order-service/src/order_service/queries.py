@@ -3,8 +3,8 @@
 - `search`: orders by customer, status, channel and placing time, newest first, with keyset
   pagination on (placed_at, order_id): a page never repeats or skips an order, however many orders
   arrive meanwhile, and every page costs one index range scan.
-- `stuck`: open orders whose latest event is older than a threshold, and every order that needs an
-  operator, oldest first.
+- `stuck`: open orders whose latest event is older than a threshold, every order that needs an
+  operator, and every order with a failed partial refund (whatever its status), oldest first.
 - `tracking`: the order's status and its shipments' carrier, tracking and delivery estimate.
 """
 
@@ -16,11 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import Select, or_, select, tuple_
+from sqlalchemy import Select, and_, or_, select, tuple_
 
 from oms_runtime.db import Database
-from order_service.adapters.projection import OPEN_ORDER, order_summaries
+from order_service.adapters.projection import FAILED_REFUNDS, OPEN_ORDER, order_summaries
 from order_service.query_views import (
+    FailedRefundView,
     OrderPage,
     OrderSummaryView,
     PreparingShipmentView,
@@ -36,9 +37,13 @@ NEEDS_ATTENTION = "needs_attention"
 ON_HOLD = "on_hold"
 
 
-def _stuck_reason(status: str) -> Literal["needs_attention", "no_progress", "on_hold"]:
+def _stuck_reason(
+    status: str, failed_refunds: bool
+) -> Literal["needs_attention", "no_progress", "on_hold", "refund_failed"]:
     if status == NEEDS_ATTENTION:
         return "needs_attention"
+    if failed_refunds:
+        return "refund_failed"  # the order goes on; one of its partial refunds waits for an operator
     if status == ON_HOLD:
         return "on_hold"  # waits for an operator to release or cancel it
     return "no_progress"
@@ -140,7 +145,8 @@ class OrderSearch:
         return OrderPage(orders=page, next_cursor=next_cursor)
 
     async def stuck(self, older_than: timedelta, limit: int = 100) -> StuckOrders:
-        """Open orders with no event for `older_than`, plus every order that needs attention; oldest first."""
+        """Open orders with no event for `older_than`, plus every order that needs attention or has a failed
+        partial refund; oldest first."""
         if older_than < timedelta(0):
             raise InvalidQueryError("older_than", "must not be negative")
         if not 1 <= limit <= MAX_STUCK:
@@ -149,7 +155,12 @@ class OrderSearch:
         c = order_summaries.c
         query = (
             select(order_summaries)
-            .where(OPEN_ORDER, or_(c.status == NEEDS_ATTENTION, c.last_event_at < now - older_than))
+            .where(
+                or_(
+                    and_(OPEN_ORDER, or_(c.status == NEEDS_ATTENTION, c.last_event_at < now - older_than)),
+                    FAILED_REFUNDS,
+                )
+            )
             .order_by(c.last_event_at, c.order_id)
             .limit(limit)
         )
@@ -169,7 +180,8 @@ class OrderSearch:
                     last_event_at=row.last_event_at,
                     last_event_type=row.last_event_type,
                     stuck_for_s=max((now - row.last_event_at).total_seconds(), 0.0),
-                    reason=_stuck_reason(row.status),
+                    reason=_stuck_reason(row.status, bool(row.failed_refunds)),
+                    failed_refunds=[FailedRefundView.model_validate(f) for f in row.failed_refunds],
                 )
                 for row in rows
             ],

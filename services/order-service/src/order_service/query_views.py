@@ -45,6 +45,17 @@ class OrderPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
 
 
+class FailedRefundView(BaseModel):
+    """A partial refund that failed: it waits for an operator (POST /orders/{id}/actions with `refund`)."""
+
+    refund: str = Field(description="`short-ship:<shipment_id>` or `return:<return_id>`")
+    amount_minor: int
+    currency: str
+    reason_code: str
+    reason: str
+    failed_at: datetime
+
+
 class StuckOrderView(BaseModel):
     order_id: UUID
     channel: str
@@ -55,7 +66,8 @@ class StuckOrderView(BaseModel):
     last_event_at: datetime
     last_event_type: str
     stuck_for_s: float = Field(description="Seconds since the order's latest event")
-    reason: Literal["needs_attention", "no_progress", "on_hold"]
+    reason: Literal["needs_attention", "no_progress", "on_hold", "refund_failed"]
+    failed_refunds: list[FailedRefundView] = Field(default=[], description="Partial refunds waiting for an operator")
 
 
 class StuckOrders(BaseModel):

@@ -37,6 +37,22 @@ class ReturnView(BaseModel):
     restocked: bool = Field(description="The units that can be sold again are back on hand (or there are none)")
 
 
+class RefundView(BaseModel):
+    """A refund of part of the payment while the order goes on: units not shipped, or a return."""
+
+    refund: str = Field(description="`short-ship:<shipment_id>` or `return:<return_id>`; name it in an operator action")
+    shipment_id: UUID | None = None
+    return_id: UUID | None = None
+    amount_minor: int
+    currency: str
+    status: str = Field(
+        description="requested, refunded, failed (waits for an operator: retry, skip or resolve), skipped or resolved"
+    )
+    failure_code: str | None = Field(default=None, description="Why it failed: payment's reason code, or no_answer")
+    failure: str | None = None
+    attempt: int = Field(description="Distinct refund requests made (a retry after a refusal is a new one)")
+
+
 class ReturnAccepted(BaseModel):
     order_id: UUID
     return_id: UUID
@@ -73,4 +89,7 @@ class OrderView(BaseModel):
     )
     shipments: list[ShipmentView]
     returns: list[ReturnView] = []
+    refunds: list[RefundView] = Field(
+        default=[], description="Partial refunds (units not shipped, returns); `failed` ones wait for an operator"
+    )
     timeline: list[TimelineEntry]

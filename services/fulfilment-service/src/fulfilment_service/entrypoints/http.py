@@ -248,7 +248,40 @@ def create_app(
             return error_response(status.HTTP_409_CONFLICT, "transition_not_allowed", str(exc))
         return _view_of(shipment)
 
-    errors: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
+    errors: dict[int | str, dict[str, Any]] = {
+        403: {"model": ErrorBody},
+        404: {"model": ErrorBody},
+        409: {"model": ErrorBody},
+    }
+
+    # A warehouse key limited to one warehouse (API_KEYS `warehouse_id`) sees and works that warehouse's
+    # shipments and returns only; another warehouse's is refused with 403 saying why.
+    async def own_shipment(
+        shipment_id: UUID, principal: Principal, use_case: Callable[[MessageContext], Awaitable[Shipment]]
+    ) -> ShipmentView | JSONResponse:
+        if principal.warehouse_id is not None:
+            row = await operations.read(lambda session: handlers.repository.view(session, shipment_id))
+            if row is None:
+                return not_found(shipment_id)
+            principal.require_warehouse(str(row["warehouse_id"]), f"shipment {shipment_id}")
+        return await step(shipment_id, use_case)
+
+    def require_return(principal: Principal, returned: ReturnView) -> None:
+        """A return may bring units back to several warehouses: a limited key works those with units for it."""
+        if principal.warehouse_id is not None and not any(
+            principal.may_act_for(line.warehouse_id) for line in returned.lines
+        ):
+            others = ", ".join(sorted({line.warehouse_id for line in returned.lines}))
+            principal.require_warehouse(others, f"return {returned.return_id}")
+
+    async def own_return(return_id: UUID, principal: Principal) -> JSONResponse | None:
+        if principal.warehouse_id is None:
+            return None
+        row = await operations.read(lambda session: handlers.returns.view(session, return_id))
+        if row is None:
+            return return_not_found(return_id)
+        require_return(principal, ReturnView.model_validate(row))
+        return None
 
     @app.get("/health/live", include_in_schema=False)
     async def live() -> dict[str, str]:
@@ -261,14 +294,15 @@ def create_app(
             return error_response(status.HTTP_503_SERVICE_UNAVAILABLE, "unavailable", "; ".join(problems))
         return {"status": "ok"}
 
-    @app.get("/warehouses/{warehouse_id}/pick-lists", response_model=PickLists)
+    @app.get("/warehouses/{warehouse_id}/pick-lists", response_model=PickLists, responses={403: {"model": ErrorBody}})
     async def pick_lists(
         warehouse_id: str,
-        _: Annotated[Principal, Depends(warehouse_key)],
+        principal: Annotated[Principal, Depends(warehouse_key)],
         status_: Annotated[list[ShipmentStatus] | None, Query(alias="status")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> PickLists:
         """Shipments to work on in one warehouse, oldest first: `created` and `picking` unless `status` says."""
+        principal.require_warehouse(warehouse_id)
         wanted = [s.value for s in status_ or (ShipmentStatus.CREATED, ShipmentStatus.PICKING)]
         rows = await operations.read(
             lambda session: handlers.repository.pick_lists(session, warehouse_id, wanted, limit)
@@ -279,27 +313,34 @@ def create_app(
 
     @app.get("/shipments/{shipment_id}", response_model=ShipmentView, responses=errors)
     async def get_shipment(
-        shipment_id: UUID, _: Annotated[Principal, Depends(warehouse_key)]
+        shipment_id: UUID, principal: Annotated[Principal, Depends(warehouse_key)]
     ) -> ShipmentView | JSONResponse:
         row = await operations.read(lambda session: handlers.repository.view(session, shipment_id))
-        return shipment_view(row) if row else not_found(shipment_id)
+        if row is None:
+            return not_found(shipment_id)
+        principal.require_warehouse(str(row["warehouse_id"]), f"shipment {shipment_id}")
+        return shipment_view(row)
 
     @app.get("/orders/{order_id}/shipments", response_model=OrderShipments)
-    async def order_shipments(order_id: UUID, _: Annotated[Principal, Depends(warehouse_key)]) -> OrderShipments:
+    async def order_shipments(
+        order_id: UUID, principal: Annotated[Principal, Depends(warehouse_key)]
+    ) -> OrderShipments:
+        """The order's shipments (a key limited to one warehouse: that warehouse's)."""
         rows = await operations.read(lambda session: handlers.repository.of_order(session, order_id))
-        return OrderShipments(order_id=order_id, shipments=[shipment_view(r) for r in rows])
+        views = [shipment_view(r) for r in rows]
+        return OrderShipments(order_id=order_id, shipments=[v for v in views if principal.may_act_for(v.warehouse_id)])
 
     @app.post("/shipments/{shipment_id}/picking", response_model=ShipmentView, responses=errors)
     async def start_picking(
-        shipment_id: UUID, _: Annotated[Principal, Depends(warehouse_key)]
+        shipment_id: UUID, principal: Annotated[Principal, Depends(warehouse_key)]
     ) -> ShipmentView | JSONResponse:
-        return await step(shipment_id, lambda ctx: handlers.start_picking(ctx, shipment_id))
+        return await own_shipment(shipment_id, principal, lambda ctx: handlers.start_picking(ctx, shipment_id))
 
     @app.post(
         "/shipments/{shipment_id}/picks", response_model=ShipmentView, responses={**errors, 422: {"model": ErrorBody}}
     )
     async def confirm_picks(
-        shipment_id: UUID, body: ConfirmPicksRequest, _: Annotated[Principal, Depends(warehouse_key)]
+        shipment_id: UUID, body: ConfirmPicksRequest, principal: Annotated[Principal, Depends(warehouse_key)]
     ) -> ShipmentView | JSONResponse:
         """Confirms what was found. Short picks go on as a partial shipment; nothing found fails the shipment."""
         found: dict[str, int] = {}
@@ -308,7 +349,9 @@ def create_app(
                 return _invalid(f"lines.{i}.sku", f"{line.sku} is listed twice")
             found[line.sku] = line.quantity
         try:
-            return await step(shipment_id, lambda ctx: handlers.confirm_picks(ctx, shipment_id, found))
+            return await own_shipment(
+                shipment_id, principal, lambda ctx: handlers.confirm_picks(ctx, shipment_id, found)
+            )
         except PickError as exc:
             index = next(i for i, line in enumerate(body.lines) if line.sku == exc.field)
             return _invalid(f"lines.{index}", str(exc))
@@ -317,14 +360,16 @@ def create_app(
         "/shipments/{shipment_id}/pack", response_model=ShipmentView, responses={**errors, 422: {"model": ErrorBody}}
     )
     async def pack(
-        shipment_id: UUID, body: PackRequest, _: Annotated[Principal, Depends(warehouse_key)]
+        shipment_id: UUID, body: PackRequest, principal: Annotated[Principal, Depends(warehouse_key)]
     ) -> ShipmentView | JSONResponse:
-        return await step(shipment_id, lambda ctx: handlers.pack(ctx, shipment_id, body.parcels))
+        return await own_shipment(shipment_id, principal, lambda ctx: handlers.pack(ctx, shipment_id, body.parcels))
 
     @app.post("/shipments/{shipment_id}/ship", response_model=ShipmentView, responses=errors)
-    async def ship(shipment_id: UUID, _: Annotated[Principal, Depends(warehouse_key)]) -> ShipmentView | JSONResponse:
+    async def ship(
+        shipment_id: UUID, principal: Annotated[Principal, Depends(warehouse_key)]
+    ) -> ShipmentView | JSONResponse:
         """Hands the packed shipment to its carrier: tracking number and estimated delivery as of now."""
-        return await step(shipment_id, lambda ctx: handlers.ship(ctx, shipment_id))
+        return await own_shipment(shipment_id, principal, lambda ctx: handlers.ship(ctx, shipment_id))
 
     def return_not_found(return_id: UUID) -> JSONResponse:
         return error_response(status.HTTP_404_NOT_FOUND, "return_not_found", f"No return {return_id}.")
@@ -342,25 +387,38 @@ def create_app(
 
     @app.get("/returns", response_model=ReturnList)
     async def list_returns(
-        _: Annotated[Principal, Depends(warehouse_key)],
+        principal: Annotated[Principal, Depends(warehouse_key)],
         status_: Annotated[list[ReturnStatus] | None, Query(alias="status")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> ReturnList:
         """Returns to work on, oldest first: `authorised` (expected) and `received` unless `status` says."""
         wanted = [s.value for s in status_ or (ReturnStatus.AUTHORISED, ReturnStatus.RECEIVED)]
         rows = await operations.read(lambda session: handlers.returns.by_status(session, wanted, limit))
-        return ReturnList(returns=[ReturnView.model_validate(r) for r in rows])
+        views = [ReturnView.model_validate(r) for r in rows]
+        # A key limited to one warehouse: the returns with units coming back to it.
+        return ReturnList(
+            returns=[v for v in views if any(principal.may_act_for(line.warehouse_id) for line in v.lines)]
+        )
 
     @app.get("/returns/{return_id}", response_model=ReturnView, responses=errors)
-    async def get_return(return_id: UUID, _: Annotated[Principal, Depends(warehouse_key)]) -> ReturnView | JSONResponse:
+    async def get_return(
+        return_id: UUID, principal: Annotated[Principal, Depends(warehouse_key)]
+    ) -> ReturnView | JSONResponse:
         row = await operations.read(lambda session: handlers.returns.view(session, return_id))
-        return ReturnView.model_validate(row) if row else return_not_found(return_id)
+        if row is None:
+            return return_not_found(return_id)
+        view = ReturnView.model_validate(row)
+        require_return(principal, view)
+        return view
 
     @app.post("/returns/{return_id}/receive", response_model=ReturnView, responses=errors)
     async def receive_return(
         return_id: UUID, principal: Annotated[Principal, Depends(warehouse_key)]
     ) -> ReturnView | JSONResponse:
         """The parcel with the returned units arrived."""
+        refused = await own_return(return_id, principal)
+        if refused is not None:
+            return refused
         return await return_step(return_id, lambda ctx: handlers.receive_return(ctx, return_id, principal.name))
 
     @app.post(
@@ -370,8 +428,12 @@ def create_app(
         return_id: UUID, body: InspectReturnRequest, principal: Annotated[Principal, Depends(warehouse_key)]
     ) -> ReturnView | JSONResponse:
         """Says per line how many units can be sold again; the saga then restocks those and refunds the return."""
+        refused = await own_return(return_id, principal)
+        if refused is not None:
+            return refused
         sellable: dict[tuple[str, str], int] = {}
         for i, line in enumerate(body.lines):
+            principal.require_warehouse(line.warehouse_id, f"lines.{i} ({line.sku})")
             key = (line.sku, line.warehouse_id)
             if key in sellable:
                 return _invalid(f"lines.{i}.sku", f"{line.sku} from {line.warehouse_id} is listed twice")

@@ -155,6 +155,8 @@ def create_app(
                 "Invalid fields: quantity_change",
                 [FieldError(field="quantity_change", message="must not be zero", type="value_error")],
             )
+        # A warehouse key limited to one warehouse (API_KEYS `warehouse_id`) adjusts that warehouse only.
+        principal.require_warehouse(body.warehouse_id)
         try:
             level = await commands.adjust(
                 body.sku, body.warehouse_id, body.quantity_change, body.reason, principal.name
@@ -163,13 +165,12 @@ def create_app(
             return stock_errors(exc)
         return _level(level)
 
-    @app.post(
-        "/stock/receipts",
-        response_model=schemas.LevelView,
-        status_code=status.HTTP_201_CREATED,
-        dependencies=[warehouse],
-    )
-    async def receive(body: schemas.GoodsReceiptRequest) -> schemas.LevelView | JSONResponse:
+    @app.post("/stock/receipts", response_model=schemas.LevelView, status_code=status.HTTP_201_CREATED)
+    async def receive(
+        body: schemas.GoodsReceiptRequest,
+        principal: Annotated[Principal, Depends(auth.dependency(roles=frozenset({Role.WAREHOUSE})))],
+    ) -> schemas.LevelView | JSONResponse:
+        principal.require_warehouse(body.warehouse_id)
         try:
             level = await commands.receive_goods(body.sku, body.warehouse_id, body.quantity, body.reference)
         except (WarehouseNotFoundError, UnknownStockError, StockLevelError) as exc:
@@ -250,14 +251,17 @@ def create_app(
     ) -> list[schemas.PurchaseOrderView]:
         return [_po(o) for o in await queries.purchase_orders(status_)]
 
-    @app.post(
-        "/purchase-orders/{purchase_order_id}/receive",
-        response_model=schemas.PurchaseOrderView,
-        dependencies=[warehouse],
-    )
+    @app.post("/purchase-orders/{purchase_order_id}/receive", response_model=schemas.PurchaseOrderView)
     async def receive_purchase_order(
-        purchase_order_id: UUID, body: schemas.ReceivePurchaseOrderRequest | None = None
+        purchase_order_id: UUID,
+        principal: Annotated[Principal, Depends(auth.dependency(roles=frozenset({Role.WAREHOUSE})))],
+        body: schemas.ReceivePurchaseOrderRequest | None = None,
     ) -> schemas.PurchaseOrderView | JSONResponse:
+        if principal.warehouse_id is not None:
+            # Its goods arrive at the purchase order's warehouse (which never changes).
+            ordered = await queries.purchase_order(purchase_order_id)
+            if ordered is not None:
+                principal.require_warehouse(ordered.warehouse_id, f"purchase order {purchase_order_id}")
         try:
             received = await commands.receive_purchase_order(purchase_order_id, body.quantity if body else None)
         except PurchaseOrderNotFoundError:

@@ -1,11 +1,16 @@
 """Which customer messages an event calls for, and what goes into them. Pure: no I/O.
 
 - Every message kind below is sent by email; by SMS when the customer's preferences say so (by default
-  only the kinds where a text message helps: payment failed, shipped, out for delivery, delivered) and
-  the order has a phone number.
+  only the kinds where a text message helps: payment failed, shipped, out for delivery, delivered,
+  delivery failed) and the order has a phone number.
 - At most one message per (causing event, channel), and per (order, dedupe key, channel): the same
   fact arriving again under a new event id sends nothing. Shipments are once per parcel (a split order
   ships in several) and refunds once per refund.
+- Every refund the saga records is told as "refund issued", saying why: the order was cancelled
+  (`OrderPaymentRefunded`), items were returned (`OrderReturnRefunded`) or could not be shipped
+  (`OrderShortShipRefunded`), with the refunded items where the event names them.
+- A delivery the carrier reports as failed (`ShipmentDeliveryFailed`) is told once per failed attempt;
+  one reported out of order (after a later status) is not.
 - Ids are derived from the causing event and the channel (uuid5), so every attempt to send one message
   carries the same notification id: the SMS provider's idempotency key and the email's Message-ID.
 - The template inputs of an event (`event_context`) hold no personal data: they are stored with the
@@ -28,10 +33,14 @@ from oms_events.messages import (
     OrderPaymentRefunded,
     OrderPlaced,
     OrderRejected,
+    OrderReturnRefunded,
     OrderShipped,
+    OrderShortShipRefunded,
     ShipmentDelivered,
+    ShipmentDeliveryFailed,
     ShipmentOutForDelivery,
 )
+from oms_events.values import Allocation
 from oms_runtime.logging import mask_email
 
 CHANNEL_EMAIL: Final = "email"
@@ -94,6 +103,7 @@ class NotificationKind(StrEnum):
     OUT_FOR_DELIVERY = "out_for_delivery"
     DELIVERED = "delivered"
     ORDER_REFUNDED = "order_refunded"
+    DELIVERY_FAILED = "delivery_failed"
 
 
 SMS_BY_DEFAULT: Final = frozenset(
@@ -102,6 +112,7 @@ SMS_BY_DEFAULT: Final = frozenset(
         NotificationKind.ORDER_SHIPPED,
         NotificationKind.OUT_FOR_DELIVERY,
         NotificationKind.DELIVERED,
+        NotificationKind.DELIVERY_FAILED,
     }
 )
 """Kinds a customer gets by SMS without having chosen (when the order has a phone number). Email: all."""
@@ -114,8 +125,11 @@ NotifyingEvent = (
     | OrderRejected
     | OrderCancelled
     | OrderPaymentRefunded
+    | OrderReturnRefunded
+    | OrderShortShipRefunded
     | ShipmentOutForDelivery
     | ShipmentDelivered
+    | ShipmentDeliveryFailed
 )
 """The events that send a message to the customer."""
 
@@ -264,12 +278,14 @@ def kind_for(event: NotifyingEvent) -> NotificationKind:
             return NotificationKind.ORDER_REJECTED
         case OrderCancelled():
             return NotificationKind.ORDER_CANCELLED
-        case OrderPaymentRefunded():
+        case OrderPaymentRefunded() | OrderReturnRefunded() | OrderShortShipRefunded():
             return NotificationKind.ORDER_REFUNDED
         case ShipmentOutForDelivery():
             return NotificationKind.OUT_FOR_DELIVERY
         case ShipmentDelivered():
             return NotificationKind.DELIVERED
+        case ShipmentDeliveryFailed():
+            return NotificationKind.DELIVERY_FAILED
 
 
 def dedupe_key(event: NotifyingEvent) -> str:
@@ -283,8 +299,11 @@ def dedupe_key(event: NotifyingEvent) -> str:
             return NotificationKind.PAYMENT_FAILED.value
         case OrderShipped() | ShipmentOutForDelivery() | ShipmentDelivered():
             return f"{kind}:{event.shipment_id}"
-        case OrderPaymentRefunded():
+        case OrderPaymentRefunded() | OrderReturnRefunded() | OrderShortShipRefunded():
             return f"{kind}:{event.refund_id}"
+        case ShipmentDeliveryFailed():
+            # The carrier may try again and fail again: each failed attempt is news.
+            return f"{kind}:{event.shipment_id}:{event.reported_at.isoformat()}"
         case _:
             return kind
 
@@ -313,10 +332,27 @@ def event_context(event: NotifyingEvent) -> dict[str, Any]:
         case OrderCancelled():
             # Fixed wording for the customer: the canceller's note is internal.
             return {"reason": event.customer_message, "reason_code": event.reason_code}
-        case OrderPaymentRefunded():
+        case OrderPaymentRefunded() | OrderReturnRefunded() | OrderShortShipRefunded():
+            reason = {
+                OrderPaymentRefunded: "cancelled",
+                OrderReturnRefunded: "returned",
+                OrderShortShipRefunded: "not_shipped",
+            }
+            lines: list[Allocation] = [] if isinstance(event, OrderPaymentRefunded) else event.lines
             return {
                 "amount_refunded": format_money(event.amount_minor, event.currency),
                 "refund_ref": event.refund_id.hex[:8].upper(),
+                "refund_reason": reason[type(event)],
+                "refunded_items": _items(lines),
+            }
+        case ShipmentDeliveryFailed():
+            return {
+                "carrier": event.carrier,
+                "tracking_number": event.tracking_number,
+                "location": event.location,
+                "reported_date": event.reported_at.date().isoformat(),
+                "shipment_ref": event.shipment_id.hex[:8].upper(),
+                "reason": event.reason,
             }
         case ShipmentOutForDelivery() | ShipmentDelivered():
             return {
@@ -326,6 +362,14 @@ def event_context(event: NotifyingEvent) -> dict[str, Any]:
                 "reported_date": event.reported_at.date().isoformat(),
                 "shipment_ref": event.shipment_id.hex[:8].upper(),
             }
+
+
+def _items(lines: list[Allocation]) -> list[dict[str, Any]]:
+    """Units per sku (one sku may come from several warehouses; the customer does not care which)."""
+    units: dict[str, int] = {}
+    for line in lines:
+        units[line.sku] = units.get(line.sku, 0) + line.quantity
+    return [{"sku": sku, "quantity": quantity} for sku, quantity in units.items()]
 
 
 def order_context(contact: OrderContact) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import MessageRegistry
-from oms_events.messages import Command, OrderPlaced
+from oms_events.messages import Command, OrderPlaced, OrderRefundFailed
 from oms_runtime.eventstore import EventStore, StoredEvent
 from oms_runtime.messaging import MessageContext
 from order_service.adapters.projection import OrderProjection
@@ -68,6 +68,8 @@ class OrderRepository:
         elif (
             order.status in (OrderStatus.NEEDS_ATTENTION, OrderStatus.ON_HOLD, OrderStatus.BACKORDERED)
             or order.fulfilment_accepted
+            # A failed partial refund waits for an operator; the order itself has no step to count down.
+            or any(isinstance(event, OrderRefundFailed) for event in decision.events)
         ):
             # Parked: no more automatic re-sends until an operator acts (or releases the hold); for a
             # backorder, until stock arrives; once fulfilment took the order, until its warehouses ship it

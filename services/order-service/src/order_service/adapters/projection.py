@@ -37,7 +37,14 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import Envelope, Message, MessageRegistry
-from oms_events.messages import OrderPlaced, OrderShipmentUpdated, OrderShipped, OrderStockReserved
+from oms_events.messages import (
+    OrderPlaced,
+    OrderRefundActionTaken,
+    OrderRefundFailed,
+    OrderShipmentUpdated,
+    OrderShipped,
+    OrderStockReserved,
+)
 from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
 from oms_runtime.logging import get_logger
@@ -52,6 +59,7 @@ FINAL_STATUSES = ("shipped", "rejected", "cancelled")
 
 # Literal SQL, not bound parameters, so that the planner can match the partial index below.
 OPEN_ORDER = text("status NOT IN ('shipped', 'rejected', 'cancelled')")
+FAILED_REFUNDS = text("failed_refunds <> '[]'::jsonb")
 
 order_summaries = Table(
     "order_summaries",
@@ -75,6 +83,8 @@ order_summaries = Table(
     Column("tracking_number", String(100)),
     Column("tracking_url", String(500)),
     Column("estimated_delivery", Date),
+    # Partial refunds that failed and wait for an operator (the order itself may be shipped).
+    Column("failed_refunds", JSONB, nullable=False, server_default="[]"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # Keyset pagination on (placed_at, order_id), alone or after an equality filter.
     Index("ix_order_summaries_placed", "placed_at", "order_id"),
@@ -83,6 +93,14 @@ order_summaries = Table(
     Index("ix_order_summaries_channel", "channel", "placed_at", "order_id"),
     # Stuck orders: only open orders, oldest last event first.
     Index("ix_order_summaries_open_by_last_event", "last_event_at", postgresql_where=OPEN_ORDER),
+    Index("ix_order_summaries_failed_refunds", "last_event_at", postgresql_where=FAILED_REFUNDS),
+)
+
+# Columns and indexes added after the first release: create_all() makes new tables but never alters them.
+UPGRADES = (
+    "ALTER TABLE order_summaries ADD COLUMN IF NOT EXISTS failed_refunds JSONB NOT NULL DEFAULT '[]'::jsonb",
+    "CREATE INDEX IF NOT EXISTS ix_order_summaries_failed_refunds ON order_summaries (last_event_at) "
+    "WHERE failed_refunds <> '[]'::jsonb",
 )
 
 
@@ -135,6 +153,7 @@ def fold(
                 "tracking_number": None,
                 "tracking_url": None,
                 "estimated_delivery": None,
+                "failed_refunds": [],
             }
         if new is None:
             return None
@@ -171,6 +190,21 @@ def fold(
             if event.status == "delivered":
                 entry["delivered_at"] = at.isoformat()
             new["shipments"] = shipments
+        elif isinstance(event, OrderRefundFailed):
+            failed = [f for f in new.get("failed_refunds") or [] if f["refund"] != event.refund]
+            failed.append(
+                {
+                    "refund": event.refund,
+                    "amount_minor": event.amount_minor,
+                    "currency": event.currency,
+                    "reason_code": event.reason_code,
+                    "reason": event.reason,
+                    "failed_at": envelope.occurred_at.isoformat(),
+                }
+            )
+            new["failed_refunds"] = failed
+        elif isinstance(event, OrderRefundActionTaken):
+            new["failed_refunds"] = [f for f in new.get("failed_refunds") or [] if f["refund"] != event.refund]
         new["shipment_status"] = shipment_status(new["warehouses"], new["shipments"])
         new["last_event_at"] = envelope.occurred_at
         new["last_event_type"] = envelope.type

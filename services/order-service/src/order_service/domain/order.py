@@ -39,6 +39,11 @@ releases (drops) the backorder.
 A reservation that inventory expired before the order was paid (ReservationExpired) cancels the order
 through the cancel path: a capture in flight is refunded, a held order's stock release is confirmed.
 After payment the expiry should not happen; if it does, the order is parked for an operator.
+
+Partial refunds (units that will not ship, a return) are sent while the order goes on. One that payment
+refuses, or that goes unanswered after every re-send, parks only that refund (`OrderRefundFailed`): the
+order keeps its status, its warehouses' Shipped still count, and an operator retries, skips or resolves
+the refund (`OrderRefundActionTaken`). A cancel's full refund failing still parks the whole order.
 """
 
 from collections.abc import Iterable
@@ -73,6 +78,8 @@ from oms_events.messages import (
     OrderPaymentRefunded,
     OrderPlaced,
     OrderPutOnHold,
+    OrderRefundActionTaken,
+    OrderRefundFailed,
     OrderRejected,
     OrderReservationExpired,
     OrderReturnCompleted,
@@ -241,6 +248,50 @@ class ReturnInfo:
     restocked: bool = False
 
 
+@dataclass
+class PartialRefund:
+    """A refund of part of the payment while the order goes on: units that will not ship, or a return.
+
+    requested -> refunded, or -> failed (refused by payment, or no answer), which parks only this refund
+    for an operator: retry (requested again), skip (given up) or resolve (settled outside the system)."""
+
+    refund: str
+    amount_minor: int
+    currency: str
+    reason: str  # the RefundPayment's reason: payment-service derives its idempotency key from it
+    shipment_id: UUID | None = None
+    return_id: UUID | None = None
+    status: str = "requested"
+    failure_code: str | None = None
+    failure: str | None = None
+    attempt: int = 1  # how many distinct requests were made (a retry after a refusal is a new request)
+    lines: list[Allocation] = field(default_factory=list)  # what is refunded (units not shipped, or returned)
+
+    @property
+    def settled(self) -> bool:
+        return self.status in ("refunded", "skipped", "resolved")
+
+    def next_attempt(self) -> int:
+        """A refused request is refused again under its idempotency key, so a retry is a new request (its
+        reason, hence its key, names the attempt). A request that went unanswered may have been carried out:
+        it is re-sent as it was, so that it can never refund twice."""
+        return self.attempt if self.failure_code == NO_ANSWER else self.attempt + 1
+
+    def request_reason(self, attempt: int) -> str:
+        return self.reason if attempt == 1 else f"{self.reason} (attempt {attempt})"
+
+
+NO_ANSWER = "no_answer"
+
+
+def short_ship_refund(shipment_id: UUID) -> str:
+    return f"short-ship:{shipment_id}"
+
+
+def return_refund(return_id: UUID) -> str:
+    return f"return:{return_id}"
+
+
 class ReturnNotAllowedError(ActionNotAllowedError):
     """A return of lines that were not delivered, or of more units than are left to return."""
 
@@ -275,6 +326,7 @@ class Order:
     refunded_minor: int = 0  # refunded in part so far (short shipments, returns)
     short_refunds: dict[UUID, int] = field(default_factory=dict)  # shipment -> refund still to come
     returns: dict[UUID, ReturnInfo] = field(default_factory=dict)
+    partial_refunds: dict[str, PartialRefund] = field(default_factory=dict)
 
     @property
     def held(self) -> bool:
@@ -404,14 +456,52 @@ class Order:
                 inspected.refunded = event.refund_minor == 0
                 inspected.restock = list(event.sellable)
                 inspected.restocked = not event.sellable
+                if event.refund_minor > 0 and self.payment_id is not None:
+                    key = return_refund(event.return_id)
+                    self.partial_refunds[key] = PartialRefund(
+                        key,
+                        event.refund_minor,
+                        event.currency,
+                        _return_reason(event.return_id),
+                        return_id=event.return_id,
+                        lines=list(inspected.lines),
+                    )
             case OrderReturnRefunded():
                 self.returns[event.return_id].refunded = True
                 self.refunded_minor += event.amount_minor
+                self._refund_settled(return_refund(event.return_id), "refunded")
             case OrderShortShipped():
                 self.short_refunds[event.shipment_id] = event.refund_minor
+                if event.refund_minor > 0 and self.payment_id is not None:
+                    key = short_ship_refund(event.shipment_id)
+                    self.partial_refunds[key] = PartialRefund(
+                        key,
+                        event.refund_minor,
+                        event.currency,
+                        _short_ship_reason(event.warehouse_id, event.shipment_id),
+                        shipment_id=event.shipment_id,
+                        lines=list(event.short),
+                    )
             case OrderShortShipRefunded():
                 self.short_refunds.pop(event.shipment_id, None)
                 self.refunded_minor += event.amount_minor
+                self._refund_settled(short_ship_refund(event.shipment_id), "refunded")
+            case OrderRefundFailed():
+                failed = self.partial_refunds.get(event.refund)
+                if failed is not None:
+                    failed.status = "failed"
+                    failed.failure_code = event.reason_code
+                    failed.failure = event.reason
+            case OrderRefundActionTaken():
+                acted = self.partial_refunds.get(event.refund)
+                if acted is not None:
+                    if event.action == "retry":
+                        acted.attempt = acted.next_attempt()
+                        acted.status = "requested"
+                    else:
+                        acted.status = "skipped" if event.action == "skip" else "resolved"
+                        if acted.shipment_id is not None:
+                            self.short_refunds.pop(acted.shipment_id, None)
             case OrderReturnRestocked():
                 self.returns[event.return_id].restocked = True
             case OrderReturnCompleted():
@@ -442,6 +532,28 @@ class Order:
 
     def _bump(self) -> None:
         self.version += 1
+
+    def _refund_settled(self, key: str, status: str) -> None:
+        known = self.partial_refunds.get(key)
+        if known is not None:
+            known.status = status
+            known.failure_code = known.failure = None
+
+    @property
+    def refunds_needing_attention(self) -> list[PartialRefund]:
+        return [r for r in self.partial_refunds.values() if r.status == "failed"]
+
+    def _requested_refund(self, amount_minor: int | None) -> PartialRefund | None:
+        """The partial refund in flight that a payment answer is about: the one of that amount (oldest
+        first), or, for an answer that does not say its amount (older payment-service), the only one."""
+        requested = [r for r in self.partial_refunds.values() if r.status == "requested"]
+        if amount_minor is None:
+            return requested[0] if len(requested) == 1 else None
+        return next((r for r in requested if r.amount_minor == amount_minor), None)
+
+    def _return_refund_settled(self, known: ReturnInfo) -> bool:
+        partial = self.partial_refunds.get(return_refund(known.return_id))
+        return known.refunded or (partial is not None and partial.settled)
 
     @property
     def warehouses_to_ship(self) -> set[str]:
@@ -747,10 +859,31 @@ class Order:
         )
 
     def on_payment_refund_failed(self, reply: PaymentRefundFailed) -> Decision:
+        """The cancel's refund failing parks the order (nothing else can happen before it is settled). A
+        partial refund failing parks only that refund: the order goes on (its warehouses still ship)."""
         self._require()
-        if self.status is not OrderStatus.CANCELLING or self.refunded:
+        undoing = self.status is OrderStatus.CANCELLING and not self.refunded
+        if undoing and (reply.amount_minor is None or reply.amount_minor == self._full_refund_minor()):
+            return self._park(Step.REFUND_PAYMENT, f"refund failed: {reply.reason_code}: {reply.reason}")
+        partial = self._requested_refund(reply.amount_minor)
+        if partial is None:
             return NOTHING
-        return self._park(Step.REFUND_PAYMENT, f"refund failed: {reply.reason_code}: {reply.reason}")
+        return Decision(events=(self._refund_failed(partial, reply.reason_code, reply.reason),))
+
+    def _refund_failed(self, partial: PartialRefund, reason_code: str, reason: str) -> OrderRefundFailed:
+        return OrderRefundFailed(
+            order_id=self.order_id,
+            refund=partial.refund,
+            shipment_id=partial.shipment_id,
+            return_id=partial.return_id,
+            amount_minor=partial.amount_minor,
+            currency=partial.currency,
+            reason_code=reason_code,
+            reason=reason,
+        )
+
+    def _full_refund_minor(self) -> int:
+        return self.payment_amount - self.refunded_minor
 
     # ------------------------------------------------------------------ holds
 
@@ -796,9 +929,16 @@ class Order:
     def _park(self, step: Step, reason: str, *before: Event) -> Decision:
         return Decision(events=(*before, OrderNeedsAttention(order_id=self.order_id, step=step.value, reason=reason)))
 
-    def on_step_timed_out(self, step: Step, attempts: int) -> Decision:
-        """Every re-send of `step` went unanswered."""
+    def on_step_timed_out(self, step: Step, attempts: int, command: Command | None = None) -> Decision:
+        """Every re-send of `step` (its last `command`) went unanswered. A partial refund without an answer
+        parks only that refund, whatever the order's status (a return's refund comes after `shipped`)."""
         self._require()
+        if isinstance(command, RefundPayment) and not (self.status is OrderStatus.CANCELLING and not self.refunded):
+            partial = self._requested_refund(command.amount_minor)
+            if partial is not None:
+                timed_out = OrderStepTimedOut(order_id=self.order_id, step=step.value, attempts=attempts)
+                why = f"no answer from payment to RefundPayment after {attempts} attempts"
+                return Decision(events=(timed_out, self._refund_failed(partial, NO_ANSWER, why)))
         if (
             self.status is None
             or self.status.terminal
@@ -827,10 +967,19 @@ class Order:
             step, f"no answer from {service} to {step.value} after {attempts} attempts{outcome}", timed_out
         )
 
-    def operator_action(self, action: str, operator: str, note: str, parked_command: Command | None) -> Decision:
+    def operator_action(
+        self, action: str, operator: str, note: str, parked_command: Command | None, refund: str | None = None
+    ) -> Decision:
         """retry: send the parked step's command again; skip: treat a compensation as done and go on;
-        resolve: the operator settled the order outside the system, which closes it."""
+        resolve: the operator settled the order outside the system, which closes it.
+
+        For a failed partial refund (named by `refund`, or the only one when the order itself does not wait
+        for an operator): retry sends it again, skip gives it up, resolve records that it was settled outside
+        the system; the order's status does not change."""
         self._require()
+        waiting = self.status is OrderStatus.NEEDS_ATTENTION and self.attention_step is not None
+        if refund is not None or (not waiting and self.refunds_needing_attention):
+            return self._refund_action(action, operator, note, refund)
         if self.status is not OrderStatus.NEEDS_ATTENTION or self.attention_step is None:
             raise ActionNotAllowedError("the order is not waiting for an operator")
         step = self.attention_step
@@ -860,6 +1009,44 @@ class Order:
                 )
             )
         raise AssertionError("unreachable")
+
+    def _refund_action(self, action: str, operator: str, note: str, refund: str | None) -> Decision:
+        if action not in ("retry", "skip", "resolve"):
+            raise ActionNotAllowedError(f"unknown action {action!r}; use retry, skip or resolve")
+        failed = self.refunds_needing_attention
+        if refund is None:
+            if len(failed) != 1:
+                names = ", ".join(r.refund for r in failed)
+                raise ActionNotAllowedError(f"several refunds wait for an operator; name one in `refund`: {names}")
+            target = failed[0]
+        else:
+            known = self.partial_refunds.get(refund)
+            if known is None or known.status != "failed":
+                names = ", ".join(r.refund for r in failed) or "none"
+                raise ActionNotAllowedError(f"refund {refund} does not wait for an operator (failed refunds: {names})")
+            target = known
+        taken = OrderRefundActionTaken(
+            order_id=self.order_id,
+            refund=target.refund,
+            action=action,
+            operator=operator,
+            note=note,
+        )
+        if action == "retry":
+            assert self.payment_id is not None  # a partial refund is only requested of a captured payment
+            command = RefundPayment(
+                order_id=self.order_id,
+                payment_id=self.payment_id,
+                amount_minor=target.amount_minor,
+                currency=target.currency,
+                reason=target.request_reason(target.next_attempt()),
+            )
+            return Decision(events=(taken,), commands=(command,))
+        events: list[Event] = [taken]
+        returned = self.returns.get(target.return_id) if target.return_id is not None else None
+        if returned is not None and returned.status == "inspected" and returned.restocked:
+            events.append(OrderReturnCompleted(order_id=self.order_id, return_id=returned.return_id))
+        return Decision(events=tuple(events))
 
     def on_shipped(self, reply: Shipped) -> Decision:
         self._require()
@@ -935,7 +1122,7 @@ class Order:
             payment_id=self.payment_id,
             amount_minor=value,
             currency=placed.currency,
-            reason=f"not shipped from {warehouse_id} ({shipment_id})",
+            reason=_short_ship_reason(warehouse_id, shipment_id),
         )
         return Decision(events=(*before, recorded), commands=(refund,))
 
@@ -990,7 +1177,7 @@ class Order:
             order_id=self.order_id,
             payment_id=self.payment_id,
             # What was refunded in part before (a short shipment) is not refunded twice.
-            amount_minor=self.payment_amount - self.refunded_minor,
+            amount_minor=self._full_refund_minor(),
             currency=placed.currency,
             reason=reason,
         )
@@ -1139,7 +1326,7 @@ class Order:
                     payment_id=self.payment_id,
                     amount_minor=refund,
                     currency=placed.currency,
-                    reason=f"return {reply.return_id}",
+                    reason=_return_reason(reply.return_id),
                 )
             )
         events: list[Event] = [inspected]
@@ -1148,23 +1335,33 @@ class Order:
         return Decision(events=tuple(events), commands=tuple(commands))
 
     def _return_refunded(self, reply: PaymentRefunded) -> Decision:
-        short = next((sid for sid, amount in self.short_refunds.items() if amount == reply.amount_minor), None)
-        if short is not None:
+        """A partial refund went through: the one in flight of that amount; else a late answer to one that
+        was given up on (parked, skipped or resolved meanwhile), which is recorded all the same."""
+        partial = self._requested_refund(reply.amount_minor) or next(
+            (
+                r
+                for r in self.partial_refunds.values()
+                if r.status != "refunded" and r.amount_minor == reply.amount_minor
+            ),
+            None,
+        )
+        if partial is None:
+            return NOTHING
+        if partial.shipment_id is not None:
             return Decision(
                 events=(
                     OrderShortShipRefunded(
                         order_id=self.order_id,
-                        shipment_id=short,
+                        shipment_id=partial.shipment_id,
                         refund_id=reply.refund_id,
                         amount_minor=reply.amount_minor,
                         currency=reply.currency,
+                        lines=partial.lines,
                     ),
                 )
             )
-        waiting = [r for r in self.returns.values() if r.status == "inspected" and not r.refunded]
-        # A refund answers the return of that amount; returns of equal amounts are refunded in turn.
-        match = next((r for r in waiting if r.refund_minor == reply.amount_minor), None)
-        if match is None:
+        match = self.returns.get(partial.return_id) if partial.return_id is not None else None
+        if match is None or match.refunded:
             return NOTHING
         events: list[Event] = [
             OrderReturnRefunded(
@@ -1173,9 +1370,10 @@ class Order:
                 refund_id=reply.refund_id,
                 amount_minor=reply.amount_minor,
                 currency=reply.currency,
+                lines=match.lines,
             )
         ]
-        if match.restocked:
+        if match.restocked and match.status != "completed":
             events.append(OrderReturnCompleted(order_id=self.order_id, return_id=match.return_id))
         return Decision(events=tuple(events))
 
@@ -1187,6 +1385,14 @@ class Order:
         events: list[Event] = [
             OrderReturnRestocked(order_id=self.order_id, return_id=reply.return_id, lines=reply.lines)
         ]
-        if known.refunded:
+        if self._return_refund_settled(known):
             events.append(OrderReturnCompleted(order_id=self.order_id, return_id=reply.return_id))
         return Decision(events=tuple(events))
+
+
+def _short_ship_reason(warehouse_id: str, shipment_id: UUID) -> str:
+    return f"not shipped from {warehouse_id} ({shipment_id})"
+
+
+def _return_reason(return_id: UUID) -> str:
+    return f"return {return_id}"

@@ -17,6 +17,8 @@ from oms_events.messages import (
     OrderPaymentRefunded,
     OrderPlaced,
     OrderPutOnHold,
+    OrderRefundActionTaken,
+    OrderRefundFailed,
     OrderRejected,
     OrderReservationExpired,
     OrderReturnCompleted,
@@ -104,6 +106,10 @@ def describe(event: Message) -> str:
             return f"Not shipped from {event.warehouse_id}: {missing}; {event.refund_minor} {event.currency} (minor units) to refund"
         case OrderShortShipRefunded():
             return f"Refunded {event.amount_minor} {event.currency} (minor units) for units not shipped"
+        case OrderRefundFailed():
+            return f"Refund of {event.amount_minor} {event.currency} (minor units) failed ({event.reason_code}): {event.reason}; {event.refund} waits for an operator"
+        case OrderRefundActionTaken():
+            return f"Operator {event.operator} chose {event.action} for refund {event.refund}: {event.note}"
         case OrderCancellationRefused():
             return f"Cancellation refused: {event.reason}"
         case _:

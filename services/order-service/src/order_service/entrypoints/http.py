@@ -181,11 +181,13 @@ def create_app(
         order_id: UUID, body: OperatorActionRequest, principal: Annotated[Principal, Depends(ops_key)]
     ) -> OrderView | JSONResponse:
         """For an order in `needs_attention`: retry the parked step, skip a failed compensation, or
-        resolve the order by hand. The action is recorded in the order's timeline."""
+        resolve the order by hand. For a failed partial refund (`refund`, or the order's only one): retry
+        it, skip it, or resolve it (settled outside the system); the order's status does not change.
+        The action is recorded in the order's timeline."""
         return await after_command(
             order_id,
             principal,
-            commands.operator_action(order_id, body.action, body.operator, body.note),
+            commands.operator_action(order_id, body.action, body.operator, body.note, body.refund),
             "action_not_allowed",
             "{}",
         )

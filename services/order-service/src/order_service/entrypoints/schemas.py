@@ -52,3 +52,10 @@ class OperatorActionRequest(BaseModel):
     action: Literal["retry", "skip", "resolve"]
     operator: str = Field(min_length=1, max_length=100)
     note: str = Field(min_length=1, max_length=1000)
+    refund: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Act on this failed partial refund (as in the order's `refunds`) instead of the order's parked "
+        "step. Without it, an order that is not in needs_attention acts on its only failed refund.",
+    )

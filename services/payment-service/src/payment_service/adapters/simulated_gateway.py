@@ -36,6 +36,7 @@ UNKNOWN_TOKEN = ("invalid_token", "The payment token is not known to the gateway
 TRANSIENT_TOKEN = "tok_transient_error"
 PERMANENT_ERROR_TOKEN = "tok_permanent_error"
 SLOW_TOKEN = "tok_slow"
+REFUND_REFUSED_TOKEN = "tok_refund_refused_once"
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class TokenBehaviour:
       lost (a timeout): only a retry with the same key learns what happened.
     - `slow`: every answer comes after the gateway's `slow_s`.
     - `capture_fails`: the authorisation is approved, the capture fails permanently (processor error).
+    - `refund_refused_once`: the first refund asked of the charge is refused (`refund_declined`); later
+      requests (under other keys) are decided as usual.
     """
 
     approved: bool
@@ -54,9 +57,15 @@ class TokenBehaviour:
     flaky: bool = False
     slow: bool = False
     capture_fails: bool = False
+    refund_refused_once: bool = False
 
     def flags(self) -> dict[str, bool]:
-        return {"flaky": self.flaky, "slow": self.slow, "capture_fails": self.capture_fails}
+        return {
+            "flaky": self.flaky,
+            "slow": self.slow,
+            "capture_fails": self.capture_fails,
+            "refund_refused_once": self.refund_refused_once,
+        }
 
 
 def token_behaviour(token: str) -> TokenBehaviour:
@@ -69,6 +78,8 @@ def token_behaviour(token: str) -> TokenBehaviour:
         return TokenBehaviour(approved=True, slow=True)
     if token == PERMANENT_ERROR_TOKEN:
         return TokenBehaviour(approved=True, capture_fails=True)
+    if token == REFUND_REFUSED_TOKEN:
+        return TokenBehaviour(approved=True, refund_refused_once=True)
     reason_code, reason = DECLINING_TOKENS.get(token, UNKNOWN_TOKEN)
     return TokenBehaviour(approved=False, reason_code=reason_code, reason=reason)
 
@@ -222,6 +233,10 @@ class SimulatedGateway:
             capture = await self._locked(session, capture_reference, "capture")
             approved = capture is not None and bool(capture.result["approved"])
             flags = {**(capture.flags if capture is not None else {}), "capture_fails": False}
+            if flags.get("refund_refused_once") and not await session.scalar(
+                select(func.count()).where(ops.c.operation == "refund", ops.c.target_reference == capture_reference)
+            ):
+                return self._refused("refund", "refund_declined", "The processor declined the refund."), flags, False
             refunded = await session.scalar(
                 select(func.coalesce(func.sum(ops.c.amount_minor), 0)).where(
                     ops.c.operation == "refund",

@@ -307,9 +307,16 @@ class Payment:
             payment_id=self.payment_id,
             reason_code=result.reason_code or REFUND_REFUSED,
             reason=result.reason or "The gateway refused the refund.",
+            amount_minor=request.amount_minor,
+            currency=request.currency,
         )
 
     def _refuse(self, command: RefundPayment, reason_code: str, reason: str) -> PaymentRefundFailed:
         return PaymentRefundFailed(
-            order_id=self.order_id, payment_id=command.payment_id, reason_code=reason_code, reason=reason
+            order_id=self.order_id,
+            payment_id=command.payment_id,
+            reason_code=reason_code,
+            reason=reason,
+            amount_minor=command.amount_minor,
+            currency=command.currency,
         )
