@@ -212,9 +212,19 @@ async def test_one_orders_spans_share_one_trace_id_from_the_http_call_through_ev
             if s.name.endswith(" process")
         }
 
-    # Each service exports its spans in batches of its own: wait for the last of them, not only the first.
+    def parents_missing() -> bool:
+        spans = system.traces.of_trace(trace_id)
+        ids = {s.span_id for s in spans}
+        return any(s.parent_span_id not in ids for s in spans if s.name.endswith(" process"))
+
+    # Each service exports its spans in batches of its own, so a span may arrive before its parent:
+    # wait until the trace is whole, not only until every service has sent its first batch.
     deadline = time.monotonic() + 20
-    while {s.service for s in system.traces.of_trace(trace_id)} != expected or not processed_types() >= steps:
+    while (
+        {s.service for s in system.traces.of_trace(trace_id)} != expected
+        or not processed_types() >= steps
+        or parents_missing()
+    ):
         assert time.monotonic() < deadline, (
             f"services in the trace: {sorted({s.service for s in system.traces.of_trace(trace_id)})}; "
             f"steps: {sorted(processed_types())}"
