@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
@@ -16,12 +16,14 @@ from oms_events.messages import ReleaseStock
 from oms_runtime import metrics
 from oms_runtime.db import Database
 from oms_runtime.host import ServiceHost, ShutdownTooSlowError
+from oms_runtime.http_api import API_KEYS_ADAPTER, ApiKeyAuthenticator, install_error_handlers
 from oms_runtime.messaging import HandlerMap, MessageContext, Outcome
 from oms_runtime.ops_http import DependencyCheck, Readiness, ops_app
 from oms_runtime.settings import ServiceSettings
 from oms_runtime.testing import HandlerHarness
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+OPS_KEY = "ops-key-0123456789"
 
 
 def sample(name: str, **labels: str) -> float:
@@ -115,7 +117,7 @@ async def test_the_service_app_is_served_behind_the_probes_and_counted_by_route_
     async def widget(widget_id: str) -> dict[str, str]:
         return {"id": widget_id}
 
-    # A service's own /health/ready (order-service has one) is shadowed by the host's.
+    # A service's own /health/ready would be shadowed by the host's (the services no longer define one).
     @service_app.get("/health/ready")
     async def own_ready() -> dict[str, str]:
         return {"status": "the service's own"}
@@ -133,6 +135,24 @@ async def test_the_service_app_is_served_behind_the_probes_and_counted_by_route_
     assert sample("oms_http_requests_total", method="GET", route="unmatched", status="404") == unmatched + 1
     assert "w-1" not in text, "ids never become label values"
     assert re.search(r'oms_http_request_duration_seconds_count\{method="GET",route="/widgets/\{widget_id\}"\}', text)
+
+
+async def test_probes_and_metrics_need_no_key_in_front_of_a_keyed_service_app() -> None:
+    auth = ApiKeyAuthenticator(API_KEYS_ADAPTER.validate_python([{"name": "ops", "key": OPS_KEY, "role": "ops"}]))
+    service_app = FastAPI(dependencies=[Depends(auth.dependency(ops_only=True))])
+    install_error_handlers(service_app)
+
+    @service_app.get("/widgets")
+    async def widgets() -> list[str]:
+        return []
+
+    app = ops_app("svc", Readiness([DependencyCheck("database", fine)]), no_gauges, service_app)
+    async with client(app) as http:
+        assert (await http.get("/widgets")).status_code == 401
+        assert (await http.get("/widgets", headers={"X-API-Key": OPS_KEY})).status_code == 200
+        assert (await http.get("/health/live")).status_code == 200
+        assert (await http.get("/health/ready")).status_code == 200
+        assert (await http.get("/metrics")).status_code == 200
 
 
 async def test_metrics_count_consumed_messages_handler_latency_errors_and_refresh_gauges(db: Database) -> None:

@@ -16,7 +16,7 @@ import pytest_asyncio
 from fulfilment_service.adapters.shipment_repository import ShipmentRepository
 from fulfilment_service.domain.dispatch import DispatchCalendar, WarehouseCalendars
 from fulfilment_service.domain.shipment import shipment_id_for
-from fulfilment_service.entrypoints.http import ReadinessCheck, create_app
+from fulfilment_service.entrypoints.http import create_app
 from fulfilment_service.handlers import FulfilmentConfig, FulfilmentHandlers, FulfilmentOperations, WarehouseMode
 from oms_events import Message, default_registry
 from oms_events.messages import (
@@ -71,7 +71,6 @@ class System:
         self.app = create_app(
             operations,
             ApiKeyAuthenticator.from_json(KEYS),
-            ReadinessCheck(("database", db.ping)),
             modes=lambda _: WarehouseMode.MANUAL,
             carrier_secrets={"DHL": DHL_SECRET},
         )

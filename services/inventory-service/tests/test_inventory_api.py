@@ -65,7 +65,6 @@ async def api() -> AsyncIterator[Api]:
                 kit.db,
                 REGISTRY,
                 ApiKeyAuthenticator.from_json(KEYS),
-                readiness=(("database", kit.db.ping), ("redis", redis.ping)),
             )
             projection = HandlerHarness(kit.db, "availability", AvailabilityProjection(view).handler_map(), REGISTRY)
             transport = httpx.ASGITransport(app=app)

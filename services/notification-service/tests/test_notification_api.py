@@ -127,11 +127,6 @@ async def test_keys(api: httpx.AsyncClient) -> None:
     assert (await api.get(f"/orders/{uuid4()}/notifications", headers={"X-API-Key": CHANNEL_KEY})).status_code == 403
 
 
-async def test_health(api: httpx.AsyncClient) -> None:
-    assert (await api.get("/health/live", headers={})).json() == {"status": "ok"}
-    assert (await api.get("/health/ready", headers={})).json() == {"status": "ready"}
-
-
 async def add(db: Database, order_id: UUID, who: str, kind: NotificationKind, channel: str, minutes: int) -> UUID:
     event_id = uuid4()
     item = NewDelivery(

@@ -12,7 +12,7 @@ from fulfilment_service.adapters.tables import metadata
 from fulfilment_service.domain.carriers import service_levels
 from fulfilment_service.domain.dispatch import DEFAULT_CUTOFF, DispatchCalendar, WarehouseCalendars
 from fulfilment_service.entrypoints.consumers import consumers
-from fulfilment_service.entrypoints.http import ReadinessCheck, create_app
+from fulfilment_service.entrypoints.http import create_app
 from fulfilment_service.handlers import (
     SERVICE,
     FulfilmentConfig,
@@ -84,7 +84,6 @@ def build(settings: FulfilmentSettings) -> ServiceHost:
     app = create_app(
         operations,
         ApiKeyAuthenticator.from_json(settings.api_keys),
-        ReadinessCheck(("database", host.db.ping)),
         modes=fulfilment.mode_of,
         carrier_secrets=settings.carrier_webhook_secrets,
     )

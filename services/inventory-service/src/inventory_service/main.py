@@ -102,7 +102,6 @@ def build(settings: InventorySettings) -> ServiceHost:
         host.db,
         host.registry,
         auth,
-        readiness=(("database", host.db.ping), ("redis", redis.ping)),
         routers=[planning_router(host.db, auth)],
     )
     host.serve_http(app, settings.http_host, settings.http_port)

@@ -41,8 +41,6 @@ from oms_runtime.http_api import (
 )
 from oms_runtime.messaging import MessageContext
 
-Check = Callable[[], Awaitable[object]]
-
 SIGNATURE_HEADER = "X-Carrier-Signature"
 
 
@@ -192,20 +190,6 @@ def _view_of(shipment: Shipment) -> ShipmentView:
     )
 
 
-class ReadinessCheck:
-    def __init__(self, *checks: tuple[str, Check]) -> None:
-        self._checks = checks
-
-    async def __call__(self) -> list[str]:
-        problems = []
-        for name, check in self._checks:
-            try:
-                await check()
-            except Exception as exc:
-                problems.append(f"{name}: {type(exc).__name__}")
-        return problems
-
-
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (see API_KEYS)")
 # A scheme name of its own: under the default one ("APIKeyHeader") it would replace X-API-Key in the OpenAPI document.
 _signature = APIKeyHeader(
@@ -219,7 +203,6 @@ _signature = APIKeyHeader(
 def create_app(
     operations: FulfilmentOperations,
     auth: ApiKeyAuthenticator,
-    readiness: ReadinessCheck,
     *,
     modes: Callable[[str], WarehouseMode],
     carrier_secrets: Mapping[str, str],
@@ -282,17 +265,6 @@ def create_app(
             return return_not_found(return_id)
         require_return(principal, ReturnView.model_validate(row))
         return None
-
-    @app.get("/health/live", include_in_schema=False)
-    async def live() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/health/ready", include_in_schema=False, response_model=None)
-    async def ready() -> dict[str, str] | JSONResponse:
-        problems = await readiness()
-        if problems:
-            return error_response(status.HTTP_503_SERVICE_UNAVAILABLE, "unavailable", "; ".join(problems))
-        return {"status": "ok"}
 
     @app.get("/warehouses/{warehouse_id}/pick-lists", response_model=PickLists, responses={403: {"model": ErrorBody}})
     async def pick_lists(
@@ -520,4 +492,4 @@ def _invalid(field: str, message: str) -> JSONResponse:
     )
 
 
-__all__ = ["SIGNATURE_HEADER", "CarrierStatusUpdate", "ReadinessCheck", "create_app"]
+__all__ = ["SIGNATURE_HEADER", "CarrierStatusUpdate", "create_app"]

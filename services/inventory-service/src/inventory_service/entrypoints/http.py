@@ -4,7 +4,7 @@ Keys (X-API-Key, oms_runtime.http_api): `ops` may do everything; `warehouse` key
 adjustments and purchase-order receipts and read; `channel` keys read availability only.
 """
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Annotated
 from uuid import UUID
 
@@ -39,8 +39,6 @@ from oms_runtime.http_api import (
     error_response,
     install_error_handlers,
 )
-
-Check = Callable[[], Awaitable[object]]
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody},
@@ -82,7 +80,6 @@ def create_app(
     db: Database,
     registry: MessageRegistry,
     auth: ApiKeyAuthenticator,
-    readiness: Sequence[tuple[str, Check]],
     routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     app = FastAPI(
@@ -339,25 +336,6 @@ def create_app(
             lines=[schemas.StockValueLineView(**vars(line), value_minor=line.value_minor) for line in value.lines],
             totals_minor=value.totals_minor,
             unpriced_skus=value.unpriced_skus,
-        )
-
-    # ------------------------------------------------------------------ health
-
-    @app.get("/health/live", include_in_schema=False)
-    async def live() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/health/ready", include_in_schema=False)
-    async def ready() -> JSONResponse:
-        problems = []
-        for name, check in readiness:
-            try:
-                await check()
-            except Exception as exc:
-                problems.append(f"{name}: {type(exc).__name__}")
-        code = status.HTTP_200_OK if not problems else status.HTTP_503_SERVICE_UNAVAILABLE
-        return JSONResponse(
-            status_code=code, content={"status": "ok" if not problems else "unready", "problems": problems}
         )
 
     for router in routers:

@@ -182,7 +182,6 @@ def create_app(
     repository: NotificationRepository,
     auth: ApiKeyAuthenticator,
     clock: Clock,
-    readiness: Callable[[], Awaitable[Any]] | None = None,
     sms_reports: SmsReportRecorder | None = None,
     webhook_token: str | None = None,
     resend: Resender | None = None,
@@ -195,19 +194,6 @@ def create_app(
     install_error_handlers(app)
     ops_key = auth.dependency(ops_only=True)
     errors: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
-
-    # Shadowed where the host serves the app (its own probes answer first): kept out of the document.
-    @app.get("/health/live", include_in_schema=False)
-    async def live() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/health/ready", include_in_schema=False, response_model=None)
-    async def ready() -> dict[str, str] | JSONResponse:
-        try:
-            await (readiness or db.ping)()
-        except Exception as exc:
-            return error_response(status.HTTP_503_SERVICE_UNAVAILABLE, "unavailable", f"database: {type(exc).__name__}")
-        return {"status": "ready"}
 
     @app.get("/customers/{customer_id}/preferences", response_model=PreferencesView, responses=errors)
     async def get_preferences(customer_id: CustomerId, _: Annotated[Principal, Depends(ops_key)]) -> PreferencesView:

@@ -80,10 +80,6 @@ def create_app(queries: PaymentQueries, auth: ApiKeyAuthenticator) -> FastAPI:
     async def not_found(_: Request, exc: PaymentNotFoundError) -> JSONResponse:
         return error_response(404, "payment_not_found", f"No payment for order {exc}.")
 
-    @app.get("/health/live", include_in_schema=False)
-    async def live() -> dict[str, str]:
-        return {"status": "ok"}
-
     @app.get("/payments/{order_id}", response_model=PaymentView, responses=ERRORS)
     async def payment(order_id: UUID, _: Annotated[Principal, Depends(ops)]) -> PaymentView:
         """The payment of one order: its state and every event of its stream, oldest first."""
