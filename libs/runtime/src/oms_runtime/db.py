@@ -1,12 +1,21 @@
 """PostgreSQL through SQLAlchemy async. Each service owns one schema of the database."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from oms_runtime.settings import ServiceSettings
+
+_UPGRADES = "oms_upgrades"
+
+
+def add_upgrades(metadata: MetaData, statements: Sequence[str]) -> None:
+    """Idempotent DDL (`ADD COLUMN IF NOT EXISTS`, ...) for tables of `metadata` released before:
+    create_all() makes new tables but never alters existing ones. `Database.create_schema` runs them
+    after create_all(), under its lock, wherever the tables are made (service start, rebuild tools)."""
+    metadata.info[_UPGRADES] = (*metadata.info.get(_UPGRADES, ()), *statements)
 
 
 def schema_name(service: str) -> str:
@@ -33,13 +42,16 @@ class Database:
         return cls(settings.database_url, schema_name(service), settings.db_pool_size)
 
     async def create_schema(self, *metadatas: MetaData) -> None:
-        """Creates the schema and tables that do not exist yet; safe to run on every start."""
+        """Creates the schema and tables that do not exist yet, then runs the metadatas' upgrades
+        (`add_upgrades`); safe to run on every start."""
         async with self.engine.begin() as conn:
             # Several replicas may start at once: serialise DDL on a lock named after the schema.
             await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": self.schema})
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             for metadata in metadatas:
                 await conn.run_sync(metadata.create_all)
+                for statement in metadata.info.get(_UPGRADES, ()):
+                    await conn.execute(text(statement))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -5,7 +5,6 @@ from datetime import timedelta
 
 from pydantic import Field
 from redis.asyncio import Redis
-from sqlalchemy import text
 
 from inventory_service.adapters.availability_view import AvailabilityView
 from inventory_service.adapters.sales_history import SalesHistory
@@ -23,7 +22,6 @@ from inventory_service.handlers import InventoryHandlers
 from inventory_service.ledger import StockLedger
 from inventory_service.queries import InventoryQueries
 from inventory_service.seed import seed_demo_stock
-from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
 from oms_runtime.host import ServiceHost
 from oms_runtime.http_api import ApiKeyAuthenticator
@@ -51,27 +49,6 @@ class InventorySettings(ServiceSettings):
     availability_key_prefix: str = Field(default="oms:inventory:availability:", min_length=1)
 
 
-# Columns added after the first release: create_all() makes new tables but never alters existing ones.
-_UPGRADES = (
-    "ALTER TABLE warehouses ADD COLUMN IF NOT EXISTS country VARCHAR(2)",
-    "ALTER TABLE warehouses ADD COLUMN IF NOT EXISTS latitude DOUBLE PRECISION",
-    "ALTER TABLE warehouses ADD COLUMN IF NOT EXISTS longitude DOUBLE PRECISION",
-    "ALTER TABLE stock_levels ADD COLUMN IF NOT EXISTS safety_stock INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE stock_levels ADD COLUMN IF NOT EXISTS version INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS requested JSONB NOT NULL DEFAULT '[]'::jsonb",
-    "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS shipping_address JSONB",
-    "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS expires_at TIMESTAMP WITH TIME ZONE",
-    "CREATE INDEX IF NOT EXISTS ix_reservations_expiry ON reservations (expires_at) WHERE status = 'reserved'",
-    "CREATE INDEX IF NOT EXISTS ix_reservations_backorders ON reservations (created_at) WHERE status = 'backordered'",
-)
-
-
-async def upgrade_schema(db: Database) -> None:
-    async with db.transaction() as session:
-        for statement in _UPGRADES:
-            await session.execute(text(statement))
-
-
 def ledger_for(settings: InventorySettings, repository: StockRepository) -> StockLedger:
     ttl = timedelta(seconds=settings.reservation_ttl_s) if settings.reservation_ttl_s > 0 else None
     return StockLedger(repository, EventStore(), reservation_ttl=ttl, preference=settings.sourcing_preference)
@@ -79,7 +56,6 @@ def ledger_for(settings: InventorySettings, repository: StockRepository) -> Stoc
 
 def build(settings: InventorySettings) -> ServiceHost:
     host = ServiceHost(SERVICE, settings, metadata=[metadata])
-    host.on_start(lambda: upgrade_schema(host.db))
     repository = StockRepository()
     ledger = ledger_for(settings, repository)
     handlers = InventoryHandlers(ledger)

@@ -5,16 +5,14 @@ from datetime import timedelta
 
 from pydantic import Field, SecretStr
 from redis.asyncio import Redis
-from sqlalchemy import text
 
-from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
 from oms_runtime.host import ServiceHost
 from oms_runtime.logging import configure_logging
 from oms_runtime.settings import ServiceSettings
 from order_service.adapters.idempotency import IdempotencyStore
 from order_service.adapters.order_repository import OrderRepository
-from order_service.adapters.projection import UPGRADES, OrderProjection, projection_metadata
+from order_service.adapters.projection import OrderProjection, projection_metadata
 from order_service.adapters.tables import metadata
 from order_service.entrypoints.auth import API_KEYS_ADAPTER, Authenticator
 from order_service.entrypoints.consumers import consumers
@@ -60,15 +58,8 @@ def authenticator(settings: OrderSettings) -> Authenticator:
     return Authenticator(API_KEYS_ADAPTER.validate_json(settings.api_keys), secret)
 
 
-async def upgrade_schema(db: Database) -> None:
-    async with db.transaction() as session:
-        for statement in UPGRADES:
-            await session.execute(text(statement))
-
-
 def build(settings: OrderSettings) -> ServiceHost:
     host = ServiceHost(SERVICE, settings, metadata=[metadata, projection_metadata])
-    host.on_start(lambda: upgrade_schema(host.db))
     step_timeout = timedelta(seconds=settings.saga_step_timeout_s)
     repository = OrderRepository(EventStore(), host.registry, step_timeout, OrderProjection())
     for spec in consumers(OrderSaga(repository, settings.hold_above_minor), group_id=SERVICE):

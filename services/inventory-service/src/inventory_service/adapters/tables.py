@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from oms_runtime.db import add_upgrades
+
 metadata = MetaData()
 
 warehouses = Table(
@@ -160,4 +162,21 @@ restocks = Table(
     Column("order_id", Uuid, nullable=False),
     Column("lines", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Columns and indexes added after the first release (run by Database.create_schema).
+add_upgrades(
+    metadata,
+    (
+        "ALTER TABLE warehouses ADD COLUMN IF NOT EXISTS country VARCHAR(2)",
+        "ALTER TABLE warehouses ADD COLUMN IF NOT EXISTS latitude DOUBLE PRECISION",
+        "ALTER TABLE warehouses ADD COLUMN IF NOT EXISTS longitude DOUBLE PRECISION",
+        "ALTER TABLE stock_levels ADD COLUMN IF NOT EXISTS safety_stock INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE stock_levels ADD COLUMN IF NOT EXISTS version INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS requested JSONB NOT NULL DEFAULT '[]'::jsonb",
+        "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS shipping_address JSONB",
+        "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS expires_at TIMESTAMP WITH TIME ZONE",
+        "CREATE INDEX IF NOT EXISTS ix_reservations_expiry ON reservations (expires_at) WHERE status = 'reserved'",
+        "CREATE INDEX IF NOT EXISTS ix_reservations_backorders ON reservations (created_at) WHERE status = 'backordered'",
+    ),
 )

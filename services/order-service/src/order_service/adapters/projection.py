@@ -45,7 +45,7 @@ from oms_events.messages import (
     OrderShipped,
     OrderStockReserved,
 )
-from oms_runtime.db import Database
+from oms_runtime.db import Database, add_upgrades
 from oms_runtime.eventstore import EventStore
 from oms_runtime.logging import get_logger
 from order_service.domain.order import Order
@@ -96,11 +96,14 @@ order_summaries = Table(
     Index("ix_order_summaries_failed_refunds", "last_event_at", postgresql_where=FAILED_REFUNDS),
 )
 
-# Columns and indexes added after the first release: create_all() makes new tables but never alters them.
-UPGRADES = (
-    "ALTER TABLE order_summaries ADD COLUMN IF NOT EXISTS failed_refunds JSONB NOT NULL DEFAULT '[]'::jsonb",
-    "CREATE INDEX IF NOT EXISTS ix_order_summaries_failed_refunds ON order_summaries (last_event_at) "
-    "WHERE failed_refunds <> '[]'::jsonb",
+# Columns and indexes added after the first release (run by Database.create_schema, also before a rebuild).
+add_upgrades(
+    projection_metadata,
+    (
+        "ALTER TABLE order_summaries ADD COLUMN IF NOT EXISTS failed_refunds JSONB NOT NULL DEFAULT '[]'::jsonb",
+        "CREATE INDEX IF NOT EXISTS ix_order_summaries_failed_refunds ON order_summaries (last_event_at) "
+        "WHERE failed_refunds <> '[]'::jsonb",
+    ),
 )
 
 
