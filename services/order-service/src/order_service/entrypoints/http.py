@@ -2,7 +2,7 @@
 
 import hashlib
 from collections.abc import Awaitable, Sequence
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Response, status
@@ -55,6 +55,13 @@ def create_app(
     )
 
     install_error_handlers(app)
+
+    # The shape of every command on an order: accepted (202), the order as it is then, or why not.
+    command_route: dict[str, Any] = {
+        "status_code": status.HTTP_202_ACCEPTED,
+        "response_model": OrderView,
+        "responses": {404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    }
 
     any_key = auth.dependency()
     ops_key = auth.dependency(ops_only=True)
@@ -152,15 +159,15 @@ def create_app(
 
     @app.post(
         "/orders/{order_id}/cancel",
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=OrderView,
-        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+        **command_route,
     )
     async def cancel_order(
         order_id: UUID, body: CancelOrderRequest, principal: Annotated[Principal, Depends(any_key)]
     ) -> OrderView | JSONResponse:
-        """Cancels an order before fulfilment starts. What was done is undone in reverse order
-        (refund, then stock release); the order ends `cancelled`. 409 when it is too late."""
+        """Cancels an order until part of it has shipped. What was done is undone in reverse order
+        (shipments not yet left are cancelled, then refund, then stock release); the order ends
+        `cancelled`, or goes on when a warehouse shipped meanwhile (`OrderCancellationRefused`).
+        409 when it is too late."""
         if await visible_view(order_id, principal) is None:
             return not_found(order_id)
         return await after_command(
@@ -173,9 +180,7 @@ def create_app(
 
     @app.post(
         "/orders/{order_id}/actions",
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=OrderView,
-        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+        **command_route,
     )
     async def operator_action(
         order_id: UUID, body: OperatorActionRequest, principal: Annotated[Principal, Depends(ops_key)]
@@ -194,9 +199,7 @@ def create_app(
 
     @app.post(
         "/orders/{order_id}/hold",
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=OrderView,
-        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+        **command_route,
     )
     async def hold_order(
         order_id: UUID, body: HoldRequest, principal: Annotated[Principal, Depends(ops_key)]
@@ -213,9 +216,7 @@ def create_app(
 
     @app.post(
         "/orders/{order_id}/release-hold",
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=OrderView,
-        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+        **command_route,
     )
     async def release_hold(
         order_id: UUID, body: ReleaseHoldRequest, principal: Annotated[Principal, Depends(ops_key)]
