@@ -174,7 +174,9 @@ class OrderRejected(Event):
 
     topic = topics.ORDERS_EVENTS
 
-    reason_code: str = Field(description="out_of_stock, payment_declined or no_reply (a step timed out)")
+    reason_code: str = Field(
+        description="out_of_stock, payment_declined, no_reply (a step timed out) or resolved_by_operator"
+    )
     reason: str
 
 
@@ -225,7 +227,11 @@ class OrderCancelled(Event):
     topic = topics.ORDERS_EVENTS
     schema_version = 2
 
-    reason_code: str = Field(description="requested, resolved_by_operator, or unspecified (read from v1)")
+    reason_code: str = Field(
+        description=(
+            "requested, resolved_by_operator, reservation_expired, fulfilment_failed, or unspecified (read from v1)"
+        )
+    )
     customer_message: str
     note: str
     requested_by: str
@@ -862,7 +868,7 @@ class FulfilmentFailed(Event):
 
     shipment_id: UUID | None
     warehouse_id: str | None
-    reason_code: str = Field(description="short_pick, cancelled_by_warehouse, carrier_refused, ...")
+    reason_code: str = Field(description="short_pick (nothing of the shipment was found); more may be added")
     reason: str
 
 
