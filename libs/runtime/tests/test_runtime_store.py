@@ -17,7 +17,8 @@ from oms_runtime.db import Database
 from oms_runtime.eventstore import ConcurrencyError, EventStore
 from oms_runtime.inbox import Inbox
 from oms_runtime.kafka import idempotent_producer
-from oms_runtime.outbox import Outbox, OutboxRelay
+from oms_runtime.outbox import Outbox
+from oms_runtime.relay import OutboxRelay
 
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 registry = default_registry()
@@ -101,7 +102,7 @@ async def test_relay_publishes_committed_rows_in_order_and_never_the_rolled_back
 
     producer = idempotent_producer(KAFKA, "test-relay")
     await producer.start()
-    relay = OutboxRelay(db, producer, batch_size=20, poll_interval_s=0.05)
+    relay = OutboxRelay(db, producer, batch_size=20)
     try:
         while await relay.publish_batch():
             pass

@@ -84,9 +84,10 @@ class EventStore:
             for i, e in enumerate(envelopes, start=1)
         ]
         try:
-            # A savepoint keeps the caller's transaction usable if the append loses the race.
-            async with session.begin_nested():
-                await session.execute(insert(events_table), rows)
+            # No savepoint (two more round trips per append): a lost race aborts the caller's whole
+            # transaction, and every caller decides again in a new one (the consumer's fallback and
+            # attempts, UseCaseRunner).
+            await session.execute(insert(events_table), rows)
         except IntegrityError as exc:
             if "uq_events_stream_version" in str(exc.orig):
                 raise ConcurrencyError(stream_id, expected_version) from exc

@@ -34,7 +34,7 @@ from oms_runtime.kafka import LagProbe, ensure_topics, idempotent_producer
 from oms_runtime.logging import get_logger
 from oms_runtime.messaging import DeadLetterPublisher, HandlerMap, MessageProcessor, RejectionHandler, SourceRecord
 from oms_runtime.ops_http import DependencyCheck, Readiness, ops_app
-from oms_runtime.outbox import OutboxRelay
+from oms_runtime.relay import OutboxRelay
 from oms_runtime.settings import ServiceSettings
 from oms_runtime.tracing import configure_tracing, shutdown_tracing
 
@@ -92,7 +92,8 @@ class ServiceHost:
             self.db,
             self.producer,
             batch_size=settings.outbox_batch_size,
-            poll_interval_s=settings.outbox_poll_interval_s,
+            sweep_interval_s=settings.outbox_sweep_interval_s,
+            sweep_after_s=settings.outbox_sweep_after_s,
         )
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
@@ -136,7 +137,6 @@ class ServiceHost:
             registry=self.registry,
             handlers=spec.handlers,
             dead_letters=self.dead_letters,
-            on_commit=self.relay.notify,
             max_attempts=self.settings.consumer_max_attempts,
             retry_backoff_s=self.settings.consumer_retry_backoff_s,
             rejection_handler=spec.rejection_handler,
@@ -144,10 +144,10 @@ class ServiceHost:
         subscriber = self.broker.subscriber(
             *spec.topics,
             group_id=spec.group_id,
-            # Records come in batches (one offset commit per batch, not per record); each record
-            # still gets its own transaction. The offsets are committed only after every record of
-            # the batch committed; on an unexpected error (e.g. the dead-letter topic unreachable)
-            # the consumer seeks back to the batch's first records and the inbox skips the ones
+            # Records come in batches: one transaction and one offset commit per batch (see
+            # MessageProcessor.process_batch). The offsets are committed only after the batch
+            # committed; on an unexpected error (e.g. the dead-letter topic unreachable) the
+            # consumer seeks back to the batch's first records and the inbox skips the ones
             # already done.
             batch=True,
             max_records=self.settings.consumer_batch_size,
@@ -159,8 +159,8 @@ class ServiceHost:
 
         async def consume(body: Any, message: KafkaMessage) -> None:
             records = message.raw_message
-            for record in records if isinstance(records, tuple) else (records,):
-                await processor.process(
+            await processor.process_batch(
+                [
                     SourceRecord(
                         topic=record.topic,
                         partition=record.partition,
@@ -169,7 +169,9 @@ class ServiceHost:
                         value=record.value,
                         headers=tuple(record.headers or ()),
                     )
-                )
+                    for record in (records if isinstance(records, tuple) else (records,))
+                ]
+            )
 
         subscriber(consume)
         self.processors[spec.group_id] = processor

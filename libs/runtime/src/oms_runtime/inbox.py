@@ -1,5 +1,8 @@
 """Inbox: the ids of messages a consumer has processed, written in the same transaction as their effects."""
 
+from collections.abc import Sequence
+from uuid import UUID
+
 from sqlalchemy import Column, DateTime, PrimaryKeyConstraint, String, Table, Uuid, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,14 +20,22 @@ inbox_table = Table(
     PrimaryKeyConstraint("consumer", "message_id", name="pk_inbox"),
 )
 
+_RECORD = insert(inbox_table).on_conflict_do_nothing(constraint="pk_inbox").returning(inbox_table.c.message_id)
+
 
 class Inbox:
     async def record(self, session: AsyncSession, consumer: str, envelope: Envelope) -> bool:
         """True the first time; False when this consumer already processed the message."""
+        return envelope.event_id in await self.record_many(session, consumer, [envelope])
+
+    async def record_many(self, session: AsyncSession, consumer: str, envelopes: Sequence[Envelope]) -> set[UUID]:
+        """Records a batch in one statement; returns the ids this consumer had not processed before.
+
+        An id twice in the batch is returned once: the caller handles its first occurrence only."""
+        if not envelopes:
+            return set()
         result = await session.execute(
-            insert(inbox_table)
-            .values(consumer=consumer, message_id=envelope.event_id, message_type=envelope.type)
-            .on_conflict_do_nothing(constraint="pk_inbox")
-            .returning(inbox_table.c.message_id)
+            _RECORD,
+            [{"consumer": consumer, "message_id": e.event_id, "message_type": e.type} for e in envelopes],
         )
-        return result.first() is not None
+        return set(result.scalars())
