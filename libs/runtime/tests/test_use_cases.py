@@ -16,12 +16,12 @@ from oms_runtime.use_cases import UseCaseRunner, local_context, lost_a_race
 registry = default_registry()
 
 
-class Wakes:
-    def __init__(self) -> None:
-        self.count = 0
+class Relay:
+    """Stands in for the outbox relay: what each committed transaction handed over."""
 
-    def __call__(self) -> None:
-        self.count += 1
+    def __init__(self, db: Database) -> None:
+        self.handed: list[list[str]] = []
+        db.set_outbox_listener(lambda rows: self.handed.append([r.event_type for r in rows]))
 
 
 async def _outbox_rows(db: Database) -> int:
@@ -39,33 +39,33 @@ async def test_local_context_emits_with_no_cause_under_the_service_name(db: Data
     assert await _outbox_rows(db) == 1
 
 
-async def test_a_use_case_commits_its_messages_and_wakes_the_relay(db: Database) -> None:
-    wakes = Wakes()
-    runner = UseCaseRunner(db, registry, "svc", wakes)
+async def test_a_use_case_commits_its_messages_and_hands_them_to_the_relay(db: Database) -> None:
+    relay = Relay(db)
+    runner = UseCaseRunner(db, registry, "svc")
 
     async def release(ctx: MessageContext) -> str:
         await ctx.emit(ReleaseStock(order_id=uuid4(), reason="test"))
         return "done"
 
     assert await runner.run(release) == "done"
-    assert wakes.count == 1
+    assert relay.handed == [["ReleaseStock"]]
     assert await _outbox_rows(db) == 1
 
 
-async def test_a_use_case_that_emits_nothing_does_not_wake_the_relay(db: Database) -> None:
-    wakes = Wakes()
-    runner = UseCaseRunner(db, registry, "svc", wakes)
+async def test_a_use_case_that_emits_nothing_hands_nothing_to_the_relay(db: Database) -> None:
+    relay = Relay(db)
+    runner = UseCaseRunner(db, registry, "svc")
 
     async def nothing(ctx: MessageContext) -> None:
         return None
 
     await runner.run(nothing)
-    assert wakes.count == 0
+    assert relay.handed == []
 
 
 async def test_a_lost_race_is_run_again_in_a_new_transaction(db: Database) -> None:
-    wakes = Wakes()
-    runner = UseCaseRunner(db, registry, "svc", wakes)
+    relay = Relay(db)
+    runner = UseCaseRunner(db, registry, "svc")
     attempts: list[MessageContext] = []
 
     async def contended(ctx: MessageContext) -> int:
@@ -78,11 +78,11 @@ async def test_a_lost_race_is_run_again_in_a_new_transaction(db: Database) -> No
     assert await runner.run(contended) == 3
     assert len({id(ctx.session) for ctx in attempts}) == 3
     assert await _outbox_rows(db) == 1  # the failed attempts' messages rolled back with them
-    assert wakes.count == 1
+    assert relay.handed == [["ReleaseStock"]]
 
 
 async def test_the_last_attempt_s_failure_goes_to_the_caller(db: Database) -> None:
-    runner = UseCaseRunner(db, registry, "svc", Wakes(), attempts=2)
+    runner = UseCaseRunner(db, registry, "svc", attempts=2)
     attempts = 0
 
     async def always_contended(ctx: MessageContext) -> None:
@@ -96,8 +96,8 @@ async def test_the_last_attempt_s_failure_goes_to_the_caller(db: Database) -> No
 
 
 async def test_other_failures_are_not_retried_and_roll_back(db: Database) -> None:
-    wakes = Wakes()
-    runner = UseCaseRunner(db, registry, "svc", wakes)
+    relay = Relay(db)
+    runner = UseCaseRunner(db, registry, "svc")
     attempts = 0
 
     async def refused(ctx: MessageContext) -> None:
@@ -109,7 +109,7 @@ async def test_other_failures_are_not_retried_and_roll_back(db: Database) -> Non
     with pytest.raises(LookupError):
         await runner.run(refused)
     assert attempts == 1
-    assert wakes.count == 0
+    assert relay.handed == []
     assert await _outbox_rows(db) == 0
 
 
@@ -117,7 +117,7 @@ async def test_the_service_says_which_failures_are_worth_another_attempt(db: Dat
     def worth_it(exc: Exception) -> bool:
         return lost_a_race(exc) or isinstance(exc, IntegrityError)
 
-    runner = UseCaseRunner(db, registry, "svc", Wakes(), retry_on=worth_it)
+    runner = UseCaseRunner(db, registry, "svc", retry_on=worth_it)
     attempts = 0
 
     async def collides_once(ctx: MessageContext) -> int:

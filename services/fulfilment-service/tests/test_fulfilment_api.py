@@ -67,7 +67,7 @@ class System:
             clock=lambda: TUESDAY_MORNING,
         )
         self.commands = HandlerHarness(db, "fulfilment-service", self.handlers.handler_map(), REGISTRY)
-        operations = FulfilmentOperations(db, REGISTRY, self.handlers, notify=lambda: None)
+        operations = FulfilmentOperations(db, REGISTRY, self.handlers)
         self.app = create_app(
             operations,
             ApiKeyAuthenticator.from_json(KEYS),

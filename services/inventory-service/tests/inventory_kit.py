@@ -69,7 +69,7 @@ class Kit:
     commands: InventoryCommands
 
     def expirer(self) -> ReservationExpirer:
-        return ReservationExpirer(self.db, self.ledger, self.handlers, REGISTRY, interval_s=60, notify=lambda: None)
+        return ReservationExpirer(self.db, self.ledger, self.handlers, REGISTRY, interval_s=60)
 
     async def stock(
         self, sku: str, levels: dict[str, int], warehouses: tuple[Warehouse, ...] = (BERLIN, LONDON)
@@ -117,7 +117,7 @@ async def inventory_kit(
         ledger = StockLedger(repo, EventStore(), reservation_ttl=ttl, preference=preference, clock=clock)
         handlers = InventoryHandlers(ledger)
         harness = HandlerHarness(db, "inventory-service", handlers.handler_map(), REGISTRY)
-        commands = InventoryCommands(db, ledger, handlers, REGISTRY, notify=lambda: None)
+        commands = InventoryCommands(db, ledger, handlers, REGISTRY)
         yield Kit(db, clock, repo, ledger, handlers, harness, commands)
 
 

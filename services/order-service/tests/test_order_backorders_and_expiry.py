@@ -160,17 +160,15 @@ def repository() -> OrderRepository:
 async def test_a_backordered_order_has_no_deadline_running_and_a_held_one_is_cancelled_on_expiry(db: Database) -> None:
     harness = HandlerHarness(db, "order-service", OrderSaga(repository()).handler_map())
     placed = backorderable()
-    await OrderPlacement(db, repository(), REGISTRY, notify=lambda: None).place(placed, "tok_approve")
+    await OrderPlacement(db, repository(), REGISTRY).place(placed, "tok_approve")
     order_id = placed.order_id
     await harness.send(StockBackordered(order_id=order_id, shortages=SHORT))
     assert (await saga_row(db, order_id) or {})["state"] == "parked"
-    sweeper = DeadlineSweeper(
-        db, repository(), REGISTRY, step_timeout=STEP, max_attempts=2, interval_s=60, notify=lambda: None
-    )
+    sweeper = DeadlineSweeper(db, repository(), REGISTRY, step_timeout=STEP, max_attempts=2, interval_s=60)
     await asyncio.sleep(STEP.total_seconds() * 4)
     assert await sweeper.sweep() == 0, "a backorder waits for stock, not for a deadline"
 
-    await OrderCommands(db, repository(), REGISTRY, notify=lambda: None).put_on_hold(order_id, "check", "ops-ana")
+    await OrderCommands(db, repository(), REGISTRY).put_on_hold(order_id, "check", "ops-ana")
     reservation_id = uuid4()
     allocations = [Allocation(sku="SKU-A", warehouse_id="WH-1", quantity=2)]
     await harness.send(StockReserved(order_id=order_id, reservation_id=reservation_id, allocations=allocations))

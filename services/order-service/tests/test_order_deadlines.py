@@ -55,9 +55,7 @@ def repository() -> OrderRepository:
 
 def sweeper(db: Database) -> DeadlineSweeper:
     """A new sweeper each time: nothing is remembered in memory between sweeps, as after a restart."""
-    return DeadlineSweeper(
-        db, repository(), REGISTRY, step_timeout=STEP, max_attempts=2, interval_s=60, notify=lambda: None
-    )
+    return DeadlineSweeper(db, repository(), REGISTRY, step_timeout=STEP, max_attempts=2, interval_s=60)
 
 
 class Clock:
@@ -97,7 +95,7 @@ async def commands(harness: HandlerHarness, order_id: UUID) -> list[type[Message
 
 async def place(db: Database) -> UUID:
     placed = placed_order()
-    await OrderPlacement(db, repository(), REGISTRY, notify=lambda: None).place(placed, "tok_approve")
+    await OrderPlacement(db, repository(), REGISTRY).place(placed, "tok_approve")
     return placed.order_id
 
 
@@ -146,7 +144,7 @@ async def test_an_unknown_capture_outcome_parks_the_order_until_an_operator_retr
     assert await sweep_when_due(db, waits=3) == 0
     assert (await commands(harness, order_id)).count(CapturePayment) == captures_before
 
-    await OrderCommands(db, repository(), REGISTRY, notify=lambda: None).operator_action(
+    await OrderCommands(db, repository(), REGISTRY).operator_action(
         order_id, "retry", "ops-ana", "payment-service is back"
     )
     assert (await order(db, order_id)).status is OrderStatus.AWAITING_PAYMENT
@@ -251,7 +249,7 @@ async def test_an_unanswered_partial_refund_parks_only_the_refund_and_the_order_
     assert (await order(db, order_id)).status is OrderStatus.SHIPPED
 
     refunds_before = (await commands(harness, order_id)).count(RefundPayment)
-    await OrderCommands(db, repository(), REGISTRY, notify=lambda: None).operator_action(
+    await OrderCommands(db, repository(), REGISTRY).operator_action(
         order_id, "retry", "ops-ana", "payment-service is back", refund_key
     )
     sent = [m for m in await harness.emitted(order_id) if isinstance(m, RefundPayment)]

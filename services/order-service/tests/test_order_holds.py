@@ -287,7 +287,7 @@ async def sent(harness: HandlerHarness, order_id: UUID) -> list[type[Message]]:
 async def test_a_held_order_parks_its_saga_row_so_nothing_is_re_sent_until_it_is_released(db: Database) -> None:
     harness = HandlerHarness(db, "order-service", OrderSaga(repository(), hold_above_minor=THRESHOLD).handler_map())
     placed = placed_order()
-    await OrderPlacement(db, repository(), REGISTRY, notify=lambda: None).place(placed, "tok_approve")
+    await OrderPlacement(db, repository(), REGISTRY).place(placed, "tok_approve")
     order_id = placed.order_id
     await harness.send(
         StockReserved(
@@ -300,14 +300,12 @@ async def test_a_held_order_parks_its_saga_row_so_nothing_is_re_sent_until_it_is
     assert (await saga_row(db, order_id) or {})["state"] == "parked"
     assert await sent(harness, order_id) == [ReserveStock]
 
-    sweeper = DeadlineSweeper(
-        db, repository(), REGISTRY, step_timeout=STEP, max_attempts=2, interval_s=60, notify=lambda: None
-    )
+    sweeper = DeadlineSweeper(db, repository(), REGISTRY, step_timeout=STEP, max_attempts=2, interval_s=60)
     await asyncio.sleep(STEP.total_seconds() * 4)
     assert await sweeper.sweep() == 0, "a held order waits for a human, without a deadline"
     assert await sent(harness, order_id) == [ReserveStock]
 
-    commands = OrderCommands(db, repository(), REGISTRY, notify=lambda: None)
+    commands = OrderCommands(db, repository(), REGISTRY)
     with pytest.raises(ActionNotAllowedError):
         await commands.put_on_hold(order_id, "again", "ops-ana")
     await commands.release_hold(order_id, "ops-ana", "checked")

@@ -90,9 +90,6 @@ class OutboxRelay:
         self._held.update(r.id for r in rows)
         self._wake.set()
 
-    def notify(self) -> None:
-        """Kept for callers that signal a commit: publishing starts at the commit itself now."""
-
     async def start(self) -> None:
         # Rows a previous process left behind go out before anything this one commits.
         self._catching_up = True

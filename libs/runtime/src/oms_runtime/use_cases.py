@@ -1,8 +1,8 @@
 """Work that no message caused (an API call, a timer, a seed): the same transaction and outbox as a handler.
 
 `local_context` is the `MessageContext` of such work: it emits and records like a handler, with no
-causing envelope. `UseCaseRunner.run` runs one use case in a transaction of its own and wakes the
-outbox relay when it emitted anything; a use case that lost a race with another writer (e.g. a saga
+causing envelope. `UseCaseRunner.run` runs one use case in a transaction of its own (its messages go to the
+relay at the commit); a use case that lost a race with another writer (e.g. a saga
 reply for the same stream committed first) is run again from the start, on the new state.
 """
 
@@ -44,7 +44,6 @@ class UseCaseRunner:
         db: Database,
         registry: MessageRegistry,
         producer_name: str,
-        notify: Callable[[], None],
         *,
         attempts: int = 5,
         retry_on: Callable[[Exception], bool] = lost_a_race,
@@ -52,7 +51,6 @@ class UseCaseRunner:
         self._db = db
         self._registry = registry
         self._producer_name = producer_name
-        self._notify = notify
         self._attempts = attempts
         self._retry_on = retry_on
 
@@ -65,8 +63,6 @@ class UseCaseRunner:
                 async with self._db.transaction() as session:
                     ctx = self.context(session)
                     result = await use_case(ctx)
-                if ctx.emitted:
-                    self._notify()
                 return result
             except Exception as exc:
                 if attempt == self._attempts or not self._retry_on(exc):

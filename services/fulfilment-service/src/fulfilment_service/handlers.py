@@ -345,11 +345,11 @@ def _worth_another_attempt(exc: Exception) -> bool:
 class FulfilmentOperations:
     """Runs the API's use cases, each in a transaction of its own with the outbox, like a message would."""
 
-    def __init__(self, db: Database, registry: MessageRegistry, handlers: FulfilmentHandlers, notify: Any) -> None:
+    def __init__(self, db: Database, registry: MessageRegistry, handlers: FulfilmentHandlers) -> None:
         self._db = db
         self._handlers = handlers
         # Another writer got to the shipment first (or a tracking number collided): decide again.
-        self._use_cases = UseCaseRunner(db, registry, SERVICE, notify, retry_on=_worth_another_attempt)
+        self._use_cases = UseCaseRunner(db, registry, SERVICE, retry_on=_worth_another_attempt)
 
     @property
     def handlers(self) -> FulfilmentHandlers:

@@ -80,7 +80,7 @@ def build(settings: FulfilmentSettings) -> ServiceHost:
     handlers = FulfilmentHandlers(ShipmentRepository(), calendars(settings), fulfilment)
     for spec in consumers(handlers, group_id=SERVICE):
         host.add_consumer(spec)
-    operations = FulfilmentOperations(host.db, host.registry, handlers, notify=host.relay.notify)
+    operations = FulfilmentOperations(host.db, host.registry, handlers)
     app = create_app(
         operations,
         ApiKeyAuthenticator.from_json(settings.api_keys),

@@ -2,7 +2,6 @@
 its events in the outbox. Stock that arrives (a receipt, a purchase order, an upward adjustment) serves
 the waiting backorders before the transaction commits."""
 
-from collections.abc import Callable
 from typing import TypeVar
 from uuid import UUID
 
@@ -66,14 +65,13 @@ class InventoryCommands:
         ledger: StockLedger,
         handlers: InventoryHandlers,
         registry: MessageRegistry,
-        notify: Callable[[], None],
     ) -> None:
         self._ledger = ledger
         self._handlers = handlers
         self._repo = ledger.repo
         # Two receipts of one sku in different warehouses may lock its rows in another order than a
         # reservation does: PostgreSQL then aborts one of them, and it is simply run again.
-        self._use_cases = UseCaseRunner(db, registry, SERVICE, notify, retry_on=_worth_another_attempt)
+        self._use_cases = UseCaseRunner(db, registry, SERVICE, retry_on=_worth_another_attempt)
 
     async def _require_warehouse(self, session: AsyncSession, warehouse_id: str) -> None:
         if warehouse_id not in {w.warehouse_id for w in await self._repo.warehouses(session)}:

@@ -5,8 +5,6 @@ A sweeper looks for overdue reservations every few seconds; each one is released
 own, locked with SKIP LOCKED so that several replicas never expire the same reservation twice.
 """
 
-from collections.abc import Callable
-
 from inventory_service.handlers import InventoryHandlers
 from inventory_service.ledger import StockLedger
 from oms_events import MessageRegistry
@@ -29,13 +27,11 @@ class ReservationExpirer:
         registry: MessageRegistry,
         *,
         interval_s: float,
-        notify: Callable[[], None],
     ) -> None:
         self._db = db
         self._ledger = ledger
         self._handlers = handlers
         self._registry = registry
-        self._notify = notify
         self._loop = PeriodicTask("reservation-expiry", self.sweep, interval_s=interval_s)
 
     async def start(self) -> None:
@@ -57,6 +53,4 @@ class ReservationExpirer:
                 ctx = local_context(session, SERVICE, self._registry)
                 await self._handlers.expire(ctx, order_id)
             expired += 1
-        if expired:
-            self._notify()
         return expired

@@ -64,13 +64,13 @@ def build(settings: InventorySettings) -> ServiceHost:
     for spec in consumers(handlers, AvailabilityProjection(view), group_id=SERVICE):
         host.add_consumer(spec)
     if settings.seed_demo_stock:
-        host.on_start(lambda: seed_demo_stock(host.db, ledger, host.registry, host.relay.notify))
+        host.on_start(lambda: seed_demo_stock(host.db, ledger, host.registry))
 
     # Demand forecasting: the sales history is a consumer group of its own; planning routes share the app.
     host.add_consumer(demand_consumer(SalesHistory()))
     auth = ApiKeyAuthenticator.from_json(settings.api_keys)
 
-    commands = InventoryCommands(host.db, ledger, handlers, host.registry, notify=host.relay.notify)
+    commands = InventoryCommands(host.db, ledger, handlers, host.registry)
     app = create_app(
         commands,
         InventoryQueries(host.db, repository),
@@ -89,7 +89,6 @@ def build(settings: InventorySettings) -> ServiceHost:
             handlers,
             host.registry,
             interval_s=settings.reservation_sweep_interval_s,
-            notify=host.relay.notify,
         )
         host.on_start(expirer.start)
         host.on_stop(expirer.stop)

@@ -26,7 +26,7 @@ STOCK = (
 )
 
 
-async def seed_demo_stock(db: Database, ledger: StockLedger, registry: MessageRegistry, notify: object) -> None:
+async def seed_demo_stock(db: Database, ledger: StockLedger, registry: MessageRegistry) -> None:
     async with db.transaction() as session:
         ctx = local_context(session, "inventory-service", registry)
         for warehouse in WAREHOUSES:
@@ -34,5 +34,3 @@ async def seed_demo_stock(db: Database, ledger: StockLedger, registry: MessageRe
         for sku, warehouse_id, on_hand in STOCK:
             if await ledger.repo.seed_level(session, sku, warehouse_id, 0):
                 await ledger.change(ctx, StockChange(sku, warehouse_id, "seed", on_hand_change=on_hand))
-    if ctx.emitted and callable(notify):
-        notify()

@@ -232,7 +232,6 @@ class Dispatcher:
         poll_interval_s: float = 0.5,
         batch_size: int = 50,
         concurrency: int = 8,
-        on_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
         self._repo = repository
@@ -249,7 +248,6 @@ class Dispatcher:
         self._lease = timedelta(seconds=lease_s)
         self._batch_size = batch_size
         self._concurrency = concurrency
-        self._on_commit = on_commit
         self._outbox = Outbox()
         self._loop = PeriodicTask(
             "notification-dispatcher",
@@ -450,7 +448,6 @@ class Dispatcher:
                 ),
                 row.source_event_id,
             )
-        self._on_commit()
 
     async def _fail_in(self, session: Any, row: Delivery, reason_code: str, error: str, now: datetime) -> None:
         await self._repo.update(
@@ -480,7 +477,6 @@ class Dispatcher:
     async def _fail(self, row: Delivery, reason_code: str, error: str) -> None:
         async with self._db.transaction() as session:
             await self._fail_in(session, row, reason_code, error, self._clock())
-        self._on_commit()
 
     async def resend(self, notification_id: UUID, requested_by: str) -> Delivery | None:
         """Queues a failed, unconfirmed or undelivered message to be sent again now (an operator's call:
@@ -530,7 +526,6 @@ class Dispatcher:
             reason = f"the provider could not deliver it ({error_code or 'no code'})"
             await self._fail_in(session, row, "undelivered", reason, now)
             await self._repo.update(session, row.notification_id, now, status="undelivered")
-        self._on_commit()
         log.warning("SMS not delivered", kind=row.kind, recipient=row.recipient_masked, error_code=error_code)
         return dataclasses.replace(row, status="undelivered", status_reason="undelivered")
 
@@ -555,7 +550,6 @@ class Dispatcher:
                     lease_until=None,
                     error=error[:2000],
                 )
-        self._on_commit()
 
     async def _retry_or_give_up(self, row: Delivery, error: str) -> None:
         fields = {"kind": row.kind, "channel": row.channel, "recipient": row.recipient_masked}

@@ -99,7 +99,6 @@ def build(settings: NotificationSettings) -> ServiceHost:
         lease_s=settings.notify_lease_s,
         poll_interval_s=settings.notify_poll_interval_s,
         concurrency=settings.notify_concurrency,
-        on_commit=host.relay.notify,
     )
     handlers = NotificationHandlers(repository, wake=dispatcher.wake)
     for spec in consumers(handlers, group_id=SERVICE):

@@ -181,10 +181,10 @@ class OrderSaga:
 class OrderCommands:
     """Cancels and operator actions from the API, each one transaction like a saga reply."""
 
-    def __init__(self, db: Database, repository: OrderRepository, registry: MessageRegistry, notify: Any) -> None:
+    def __init__(self, db: Database, repository: OrderRepository, registry: MessageRegistry) -> None:
         self._repo = repository
         # A saga reply for the same order may commit first: then decide again on the new state.
-        self._use_cases = UseCaseRunner(db, registry, SERVICE, notify)
+        self._use_cases = UseCaseRunner(db, registry, SERVICE)
 
     async def _act(self, order_id: UUID, decide: Callable[[Order, AsyncSession], Awaitable[Decision]]) -> None:
         async def use_case(ctx: MessageContext) -> None:
@@ -286,18 +286,16 @@ class PlacementRecorder:
 class OrderPlacement:
     """Places orders from the API: one transaction of its own records the order and its first command."""
 
-    def __init__(self, db: Database, repository: OrderRepository, registry: MessageRegistry, notify: Any) -> None:
+    def __init__(self, db: Database, repository: OrderRepository, registry: MessageRegistry) -> None:
         self._db = db
         self._repo = repository
         self._registry = registry
-        self._notify = notify
         self._recorder = PlacementRecorder(repository)
 
     async def place(self, placed: OrderPlaced, payment_token: str) -> PlacementResult:
         async with self._db.transaction() as session:
             result = await self._recorder.place(self._context(session), placed, payment_token)
         if result.created:
-            self._notify()
             log.info("order placed", order_id=str(placed.order_id), channel=placed.channel.value)
         return result
 
@@ -410,14 +408,12 @@ class DeadlineSweeper:
         step_timeout: timedelta,
         max_attempts: int,
         interval_s: float,
-        notify: Any,
     ) -> None:
         self._db = db
         self._repo = repository
         self._registry = registry
         self._step_timeout = step_timeout
         self._max_attempts = max_attempts
-        self._notify = notify
         self._outbox = Outbox()
         self._loop = PeriodicTask("saga-deadlines", self.sweep, interval_s=interval_s)
 
@@ -463,8 +459,6 @@ class DeadlineSweeper:
                         handled += 1
             except ConcurrencyError:
                 continue  # a reply for this order just committed: the next sweep sees the new state
-        if handled:
-            self._notify()
         return handled
 
     async def _overdue(self, session: AsyncSession, row: Any, now: datetime) -> None:

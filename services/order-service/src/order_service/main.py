@@ -66,9 +66,9 @@ def build(settings: OrderSettings) -> ServiceHost:
         host.add_consumer(spec)
 
     redis = Redis.from_url(settings.redis_url)
-    placement = OrderPlacement(host.db, repository, host.registry, notify=host.relay.notify)
+    placement = OrderPlacement(host.db, repository, host.registry)
     queries = OrderQueries(host.db, repository, host.registry)
-    commands = OrderCommands(host.db, repository, host.registry, notify=host.relay.notify)
+    commands = OrderCommands(host.db, repository, host.registry)
     auth = authenticator(settings)
     app = create_app(
         placement,
@@ -87,7 +87,6 @@ def build(settings: OrderSettings) -> ServiceHost:
         step_timeout=step_timeout,
         max_attempts=settings.saga_max_attempts,
         interval_s=settings.saga_sweep_interval_s,
-        notify=host.relay.notify,
     )
     host.on_start(sweeper.start)
     host.on_stop(sweeper.stop)
