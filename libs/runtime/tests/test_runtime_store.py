@@ -10,6 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from oms_events import Envelope, default_registry
 from oms_events.messages import ReleaseStock
@@ -128,3 +129,14 @@ async def test_relay_publishes_committed_rows_in_order_and_never_the_rolled_back
     assert [json.loads(r.value)["event_id"] for r in records] == [str(e.event_id) for e in committed]
     assert {r.key for r in records} == {str(order_id).encode()}
     assert dict(records[0].headers)["type"] == b"ReleaseStock"
+
+
+async def test_a_failing_statement_s_parameters_stay_out_of_its_error(db: Database) -> None:
+    """Errors end up in logs and dead letters: a payment token passed to a statement must not.
+
+    (The server's message here names no value; SQLAlchemy would add the parameters to it.)"""
+    with pytest.raises(DBAPIError) as failure:
+        async with db.transaction() as session:
+            await session.execute(text("SELECT CAST(:token AS text), 1 / 0"), {"token": "tok_secret_4242"})
+    assert "tok_secret_4242" not in str(failure.value)
+    assert "hidden due to hide_parameters" in str(failure.value)

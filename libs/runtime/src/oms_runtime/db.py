@@ -42,6 +42,8 @@ class Database:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=False,
+            # A failed statement's parameters (payment tokens, personal data) never reach a log line.
+            hide_parameters=True,
             connect_args={"server_settings": {"search_path": schema, "application_name": schema}},
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)

@@ -338,8 +338,11 @@ class MessageProcessor:
                         await item.handler(context, item.message)
                         # The next handler starts from the database, as it would in a transaction of
                         # its own: no object loaded or changed by this one stays in the session.
-                        await session.flush()
-                        session.expunge_all()
+                        # (Most handlers use Core statements only: then there is nothing to do.)
+                        if session.new or session.dirty or session.deleted:
+                            await session.flush()
+                        if session.identity_map:
+                            session.expunge_all()
                     except Exception:
                         metrics.HANDLER_ERRORS.labels(consumer=self.consumer, type=item.envelope.type).inc()
                         raise

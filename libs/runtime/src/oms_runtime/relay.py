@@ -6,7 +6,8 @@ Two paths, one table:
   published in one UPDATE per flush. No polling, no read of the table: at the system's pace a
   poll round that found one row cost 13 ms of Python, the direct path a small share of that.
 - The sweep. A row that was committed but never published (the process died before the broker's
-  ack, or the broker refused it) stays unpublished in the table. Every `sweep_interval_s` one
+  ack) stays unpublished in the table. Every `sweep_interval_s` (5 s: it only serves replicas that
+  died, and each sweep is a transaction even when it finds nothing) one
   relay per service (an advisory lock) publishes the rows older than `sweep_after_s` that no
   relay in this process holds, oldest first, and purges published rows past `keep_published`.
 
@@ -55,8 +56,8 @@ class OutboxRelay:
         producer: AIOKafkaProducer,
         *,
         batch_size: int = 500,
-        sweep_interval_s: float = 1.0,
-        sweep_after_s: float = 5.0,
+        sweep_interval_s: float = 5.0,
+        sweep_after_s: float = 10.0,
         keep_published: timedelta = timedelta(hours=24),
         purge_every: int = 600,
         max_queued: int = 50_000,

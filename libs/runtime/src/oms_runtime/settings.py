@@ -20,10 +20,10 @@ class ServiceSettings(BaseSettings):
     consumer_retry_backoff_s: float = Field(default=0.2, gt=0)
     consumer_batch_size: int = Field(default=100, ge=1, description="Records per poll; offsets commit per batch")
     outbox_sweep_interval_s: float = Field(
-        default=1.0, gt=0, description="How often the relay looks for committed rows no process published"
+        default=5.0, gt=0, description="How often the relay looks for committed rows no process published"
     )
     outbox_sweep_after_s: float = Field(
-        default=5.0, gt=0, description="Age at which an unpublished outbox row counts as left behind"
+        default=10.0, gt=0, description="Age at which an unpublished outbox row counts as left behind"
     )
     outbox_batch_size: int = Field(default=500, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
