@@ -20,7 +20,8 @@ KUSTOMIZE := .local/bin/kustomize
 help:
 	@echo "make run     install, start Kafka/PostgreSQL/Redis and the five services, place demo orders"
 	@echo "make test    install, start the infrastructure, run lint, types, unit and integration tests"
-	@echo "make bench   place N orders (N=2000) and print throughput and placed-to-shipped latency"
+	@echo "make bench   start a fresh system, place N=2000 orders (or RATE=75 a second), print throughput, latency,"
+	@echo "             CPU and memory per process, messages per order, the raw Kafka client ceiling (docs/benchmarks.md)"
 	@echo "make down    stop what make run started"
 	@echo "make schemas / make openapi / make manifests   regenerate the JSON Schemas + AsyncAPI / every service's OpenAPI document / the Kubernetes base"
 
@@ -51,6 +52,7 @@ lint:
 
 types:
 	$(UV) run --frozen mypy $(PACKAGES)
+	$(UV) run --frozen mypy deploy/local/bench.py deploy/local/benchkit
 	@for dir in $(TEST_DIRS); do if [ -d $$dir ]; then echo "mypy $$dir"; $(UV) run --frozen mypy $$dir; fi; done
 
 schemas:
@@ -82,6 +84,17 @@ test: install infra lint types $(KUSTOMIZE)
 	$(UV) run --frozen python deploy/k8s/manifests.py --check
 	$(UV) run --frozen pytest libs services tools tests/deploy tests/integration -q -ra
 
+# make bench [N=2000] [CLIENTS=32] [RATE=75 DURATION=60] [REPLICAS=1] [PARTITIONS=12] [BENCH_ARGS=...]
+# (docs/benchmarks.md). The bench starts its own services on a fresh database; make run's would share
+# their consumer groups and take part of the load, so they are stopped first.
+N ?= 2000
+CLIENTS ?= 32
+RATE ?=
+DURATION ?= 60
+REPLICAS ?= 1
+PARTITIONS ?= $(or $(KAFKA_TOPIC_PARTITIONS),12)
+BENCH_ARGS ?=
 bench: install infra
-	@bash $(SERVICES) start
-	@$(UV) run --frozen python deploy/local/bench.py --orders $${N:-2000}
+	@bash $(SERVICES) stop >/dev/null 2>&1 || true
+	eval "$$(bash $(INFRA) env --export)"; $(UV) run --frozen python deploy/local/bench.py --orders $(N) --clients $(CLIENTS) \
+		$(if $(RATE),--rate $(RATE) --duration $(DURATION)) --replicas $(REPLICAS) --partitions $(PARTITIONS) $(BENCH_ARGS)

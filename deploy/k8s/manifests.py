@@ -9,7 +9,12 @@ What comes from the code:
   or the cluster value from `CLUSTER_VALUES`), and a Secret reference for each secret field.
 The rest (Deployment, Service, ServiceAccount, PodDisruptionBudget, HorizontalPodAutoscaler) is the same
 shape for every service, written here once, and so are the ServiceMonitor and the PrometheusRule with the
-alerts of docs/runbook.md. The overlays (deploy/k8s/overlays) are written by hand.
+alerts of docs/runbook.md. The HPA's maximum is the partition count of the topics the service consumes:
+a replica past it would get no partition.
+
+The optional kustomize component deploy/k8s/components/keda-lag (also generated) replaces each HPA with a
+KEDA ScaledObject that scales on the consumer lag of every group the service runs (one kafka trigger per
+group and topic) and on CPU, with the same bounds. The overlays (deploy/k8s/overlays) are written by hand.
 """
 
 import importlib
@@ -21,11 +26,16 @@ from typing import Any
 import yaml
 from pydantic import SecretStr
 
+from inventory_service.entrypoints.consumers import AVAILABILITY_GROUP
+from inventory_service.entrypoints.sales_consumer import DEMAND_GROUP
+from oms_events import topics
 from oms_events.generated import GeneratedFiles, command
 from oms_events.topics import ALL_TOPICS, SERVICES
 from oms_runtime.settings import ServiceSettings
+from order_service.entrypoints.consumers import INTAKE_GROUP
 
 BASE = Path(__file__).resolve().parent / "base"
+KEDA_COMPONENT = Path(__file__).resolve().parent / "components" / "keda-lag"
 KAFKA_CLUSTER = "oms-kafka"
 HTTP_PORT = 8080
 # Pods get this long after SIGTERM; the service itself gives up at SHUTDOWN_GRACE_S, the preStop pause
@@ -57,6 +67,34 @@ RESOURCES = {
     "order-service": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
 }
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "192Mi"}, "limits": {"cpu": "500m", "memory": "384Mi"}}
+
+CONSUMER_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "order-service": {
+        "order-service": (topics.INVENTORY_EVENTS, topics.PAYMENTS_EVENTS, topics.FULFILMENT_EVENTS),
+        INTAKE_GROUP: (topics.ORDERS_INTAKE,),
+    },
+    "inventory-service": {
+        "inventory-service": (topics.INVENTORY_COMMANDS, topics.FULFILMENT_EVENTS, topics.PAYMENTS_EVENTS),
+        AVAILABILITY_GROUP: (topics.INVENTORY_EVENTS,),
+        DEMAND_GROUP: (topics.ORDERS_EVENTS,),
+    },
+    "payment-service": {"payment-service": (topics.PAYMENTS_COMMANDS,)},
+    "fulfilment-service": {"fulfilment-service": (topics.FULFILMENT_COMMANDS,)},
+    "notification-service": {"notification-service": (topics.ORDERS_EVENTS, topics.FULFILMENT_EVENTS)},
+}
+"""Each service's consumer groups and the topics they read (tests/deploy checks it against the composition
+roots): what the lag triggers watch and what bounds the replicas."""
+
+MIN_REPLICAS = 2
+CPU_TARGET_PERCENT = 70
+LAG_PER_REPLICA = 500
+"""KEDA's lagThreshold: records behind per replica (summed over a topic's partitions) that adds a replica."""
+
+
+def max_replicas(service: str) -> int:
+    """The most replicas that get work: the partitions of the widest topic the service consumes."""
+    partitions = {t.name: t.partitions for t in ALL_TOPICS}
+    return max(partitions[topic] for group in CONSUMER_GROUPS[service].values() for topic in group)
 
 
 def settings_class(service: str) -> type[ServiceSettings]:
@@ -224,18 +262,97 @@ def service_documents(service: str) -> list[dict[str, Any]]:
             "metadata": {"name": service, "labels": labels},
             "spec": {
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": service},
-                "minReplicas": 2,
-                # More consumers than partitions would sit idle: the topics have DEFAULT_PARTITIONS (3).
-                "maxReplicas": max(t.partitions for t in ALL_TOPICS),
+                "minReplicas": MIN_REPLICAS,
+                # More consumers than partitions would sit idle.
+                "maxReplicas": max_replicas(service),
                 "metrics": [
                     {
                         "type": "Resource",
-                        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": CPU_TARGET_PERCENT},
+                        },
                     }
                 ],
             },
         },
     ]
+
+
+def scaled_object(service: str) -> dict[str, Any]:
+    """KEDA: the service's replicas follow its consumer lag (per group and topic) and its CPU."""
+    lag_triggers = [
+        {
+            "type": "kafka",
+            "metadata": {
+                "bootstrapServers": CLUSTER_VALUES["kafka_bootstrap_servers"],
+                "consumerGroup": group,
+                "topic": topic,
+                "lagThreshold": str(LAG_PER_REPLICA),
+                # The consumers' own auto_offset_reset: a group without offsets reads from the start.
+                "offsetResetPolicy": "earliest",
+                # Never more replicas than the topic's partitions (KEDA's default, said out loud).
+                "allowIdleConsumers": "false",
+            },
+        }
+        for group, group_topics in CONSUMER_GROUPS[service].items()
+        for topic in group_topics
+    ]
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": service, "labels": _labels(service)},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": service},
+            "minReplicaCount": MIN_REPLICAS,
+            "maxReplicaCount": max_replicas(service),
+            "pollingInterval": 15,
+            "cooldownPeriod": 300,
+            "advanced": {
+                # A rebalance per scale step stalls the group: scale down slowly.
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
+                }
+            },
+            "triggers": [
+                *lag_triggers,
+                {"type": "cpu", "metricType": "Utilization", "metadata": {"value": str(CPU_TARGET_PERCENT)}},
+            ],
+        },
+    }
+
+
+def keda_component() -> dict[str, str]:
+    """A kustomize Component: the ScaledObjects, and the base's HPAs removed (KEDA makes its own HPA per
+    ScaledObject and refuses a Deployment that another HPA scales)."""
+    component = {
+        "apiVersion": "kustomize.config.k8s.io/v1alpha1",
+        "kind": "Component",
+        "resources": ["scaled-objects.yaml"],
+        "patches": [
+            {
+                "target": {"kind": "HorizontalPodAutoscaler", "name": service},
+                "patch": yaml.dump(
+                    {
+                        "$patch": "delete",
+                        "apiVersion": "autoscaling/v2",
+                        "kind": "HorizontalPodAutoscaler",
+                        "metadata": {"name": service},
+                    },
+                    sort_keys=False,
+                ),
+            }
+            for service in SERVICES
+        ],
+    }
+    return {
+        "scaled-objects.yaml": _dump(
+            [scaled_object(s) for s in SERVICES], "KEDA ScaledObjects: consumer lag and CPU per service"
+        ),
+        "kustomization.yaml": _dump(
+            [component], "Optional component: scale on consumer lag with KEDA instead of the CPU-only HPA"
+        ),
+    }
 
 
 def topic_documents() -> list[dict[str, Any]]:
@@ -272,6 +389,14 @@ def topic_documents() -> list[dict[str, Any]]:
 class _NoAliases(yaml.SafeDumper):
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+def _text_block(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    # Multi-line strings (the component's inline patches) as readable `|` blocks.
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
+
+
+_NoAliases.add_representer(str, _text_block)
 
 
 ALERTS = [
@@ -379,19 +504,24 @@ def generated_files(directory: Path = BASE) -> GeneratedFiles:
     return GeneratedFiles(directory, generate, owned="*.yaml")
 
 
-def differences(directory: Path = BASE) -> list[str]:
-    return generated_files(directory).differences()
+def keda_files(directory: Path = KEDA_COMPONENT) -> GeneratedFiles:
+    return GeneratedFiles(directory, keda_component, owned="*.yaml")
 
 
-def write(directory: Path = BASE) -> None:
+def differences(directory: Path = BASE, keda_directory: Path = KEDA_COMPONENT) -> list[str]:
+    return generated_files(directory).differences() + keda_files(keda_directory).differences()
+
+
+def write(directory: Path = BASE, keda_directory: Path = KEDA_COMPONENT) -> None:
     generated_files(directory).write()
+    keda_files(keda_directory).write()
 
 
 def main() -> int:
     return command(
         __doc__,
-        [generated_files()],
-        report="deploy/k8s/base: {problem} (run: python deploy/k8s/manifests.py --write)",
+        [generated_files(), keda_files()],
+        report="deploy/k8s: {problem} (run: python deploy/k8s/manifests.py --write)",
     )
 
 

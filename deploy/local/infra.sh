@@ -11,6 +11,7 @@
 #
 # State (jars, data, logs, pid files) lives in ${OMS_STATE_DIR:-<repo root>/.local}.
 # Ports: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), PG_PORT (5433), REDIS_PORT (6379).
+# Partitions of a topic created without a count: KAFKA_TOPIC_PARTITIONS (12).
 # See deploy/local/README.md.
 set -euo pipefail
 
@@ -27,6 +28,9 @@ KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 PG_PORT="${PG_PORT:-5433}"
 REDIS_PORT="${REDIS_PORT:-6379}"
+# The broker's num.partitions, for a topic created without a count; the services create theirs with the
+# same setting (KAFKA_TOPIC_PARTITIONS, default 12 as in oms_events.topics.DEFAULT_PARTITIONS).
+KAFKA_TOPIC_PARTITIONS="${KAFKA_TOPIC_PARTITIONS:-12}"
 
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
@@ -223,7 +227,7 @@ listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$K_DATA
 
 # Single node: every internal topic has one replica.
-num.partitions=3
+num.partitions=$KAFKA_TOPIC_PARTITIONS
 default.replication.factor=1
 min.insync.replicas=1
 offsets.topic.replication.factor=1
@@ -726,7 +730,7 @@ cmd_kafka_class() {
 }
 
 usage() {
-  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -734,6 +738,7 @@ main() {
   check_port_var KAFKA_CONTROLLER_PORT "$KAFKA_CONTROLLER_PORT"
   check_port_var PG_PORT "$PG_PORT"
   check_port_var REDIS_PORT "$REDIS_PORT"
+  [[ "$KAFKA_TOPIC_PARTITIONS" =~ ^[1-9][0-9]*$ ]] || die "KAFKA_TOPIC_PARTITIONS must be a positive number, got '$KAFKA_TOPIC_PARTITIONS'"
   local cmd="${1:-}"
   [ $# -gt 0 ] && shift
   case "$cmd" in

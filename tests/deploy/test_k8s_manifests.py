@@ -1,6 +1,9 @@
 """Offline checks of the Kubernetes manifests: generated from the code, every overlay builds, the output
-is valid for Kubernetes, every topic is a KafkaTopic and every setting a service reads is set."""
+is valid for Kubernetes, every topic is a KafkaTopic, every setting a service reads is set, and no service
+scales past the partitions of the topics it consumes."""
 
+import contextlib
+import importlib
 import importlib.util
 import json
 import os
@@ -17,6 +20,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from oms_events.topics import ALL_TOPICS, SERVICES
 from oms_runtime import metrics
+from oms_runtime.host import ConsumerSpec, ServiceHost
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -55,16 +59,16 @@ def test_base_is_generated_from_the_current_code() -> None:
     assert manifests.differences() == [], "run: uv run --frozen python deploy/k8s/manifests.py --write"
 
 
-def test_there_are_dev_and_prod_overlays() -> None:
-    assert {"dev", "prod"} <= set(OVERLAYS)
+def test_there_are_dev_and_prod_overlays_and_one_scaled_by_keda() -> None:
+    assert {"dev", "prod", "prod-keda"} <= set(OVERLAYS)
 
 
 def test_every_resource_validates_against_the_kubernetes_schemas(built: tuple[str, list[dict[str, Any]]]) -> None:
     overlay, documents = built
     problems = []
     for document in documents:
-        if document["apiVersion"].startswith(("kafka.strimzi.io/", "monitoring.coreos.com/")):
-            continue  # custom resources: the topics and alerts are checked below
+        if document["apiVersion"].startswith(("kafka.strimzi.io/", "monitoring.coreos.com/", "keda.sh/")):
+            continue  # custom resources: the topics, alerts and scalers are checked below
         try:
             kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
@@ -78,8 +82,11 @@ def test_each_service_has_its_resources_probes_limits_and_a_locked_down_pod(
     overlay, documents = built
     kinds = {(d["kind"], d["metadata"]["name"]) for d in documents}
     for service in SERVICES:
-        for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "HorizontalPodAutoscaler"):
+        for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget"):
             assert (kind, service) in kinds, f"{overlay}: no {kind} {service}"
+        # Scaled by the HPA or by KEDA (which makes its own HPA and refuses a Deployment another one scales).
+        scalers = {kind for kind in ("HorizontalPodAutoscaler", "ScaledObject") if (kind, service) in kinds}
+        assert len(scalers) == 1, f"{overlay}: {service} needs one of an HPA and a ScaledObject, has {scalers}"
         [deployment] = [d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == service]
         pod = deployment["spec"]["template"]["spec"]
         assert pod["serviceAccountName"] == service
@@ -145,6 +152,78 @@ def test_every_topic_is_a_kafka_topic_and_every_kafka_topic_is_a_topic(
     for service in SERVICES:
         dead_letters = [d for d in declared.values() if d["metadata"]["labels"].get("oms.io/dead-letter-of") == service]
         assert len(dead_letters) == 1, f"{overlay}: {service} needs exactly one dead-letter KafkaTopic"
+
+
+def _partitions(documents: list[dict[str, Any]]) -> dict[str, int]:
+    return {d["spec"]["topicName"]: d["spec"]["partitions"] for d in documents if d["kind"] == "KafkaTopic"}
+
+
+def test_no_service_scales_past_the_partitions_of_what_it_consumes(built: tuple[str, list[dict[str, Any]]]) -> None:
+    overlay, documents = built
+    partitions = _partitions(documents)
+    for service in SERVICES:
+        consumed = [partitions[t] for group in manifests.CONSUMER_GROUPS[service].values() for t in group]
+        scalers = ("HorizontalPodAutoscaler", "ScaledObject")
+        for document in documents:
+            if document["metadata"]["name"] != service or document["kind"] not in scalers:
+                continue
+            spec = document["spec"]
+            low, high = (
+                (spec["minReplicas"], spec["maxReplicas"])
+                if document["kind"] == "HorizontalPodAutoscaler"
+                else (spec["minReplicaCount"], spec["maxReplicaCount"])
+            )
+            assert 1 <= low <= high <= min(consumed), f"{overlay}: {document['kind']} {service} {low}..{high}"
+            if overlay != "dev":  # dev pins one replica on purpose
+                assert high == max(consumed), f"{overlay}: {service} should scale up to its topics' partitions"
+
+
+def test_keda_scales_each_service_on_the_lag_of_every_group_and_topic_it_reads_and_on_cpu(
+    built: tuple[str, list[dict[str, Any]]],
+) -> None:
+    overlay, documents = built
+    scaled = {d["metadata"]["name"]: d for d in documents if d["kind"] == "ScaledObject"}
+    if overlay != "prod-keda":
+        assert not scaled, f"{overlay}: KEDA is opt-in (overlay prod-keda or the keda-lag component)"
+        return
+    assert set(scaled) == set(SERVICES)
+    for service, scaler in scaled.items():
+        [deployment] = [d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == service]
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        bootstrap = _config_data(documents, container)["KAFKA_BOOTSTRAP_SERVERS"]
+        assert scaler["spec"]["scaleTargetRef"]["name"] == service
+        assert scaler["spec"]["minReplicaCount"] == deployment["spec"]["replicas"] == 3
+        triggers = scaler["spec"]["triggers"]
+        lag = {(t["metadata"]["consumerGroup"], t["metadata"]["topic"]) for t in triggers if t["type"] == "kafka"}
+        wanted = {(g, t) for g, group_topics in manifests.CONSUMER_GROUPS[service].items() for t in group_topics}
+        assert lag == wanted, f"{service}: lag triggers {sorted(lag)}, consumers {sorted(wanted)}"
+        for trigger in triggers:
+            if trigger["type"] == "kafka":
+                assert trigger["metadata"]["bootstrapServers"] == bootstrap
+                assert int(trigger["metadata"]["lagThreshold"]) > 0
+                assert trigger["metadata"]["allowIdleConsumers"] == "false"
+        assert [t["metadata"]["value"] for t in triggers if t["type"] == "cpu"] == ["70"]
+
+
+async def test_the_consumer_groups_of_the_manifests_are_those_the_composition_roots_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CONSUMER_GROUPS (what the lag triggers and the replica bounds read) against what each service's
+    `build` really subscribes, seen through ServiceHost.add_consumer."""
+    monkeypatch.setenv("TRACKING_TOKEN_SECRET", "test-tracking-secret-0123456789")
+    seen: dict[str, dict[str, tuple[str, ...]]] = {}
+
+    def record(host: ServiceHost, spec: ConsumerSpec) -> None:
+        seen.setdefault(host.service, {})[spec.group_id] = tuple(spec.topics)
+
+    monkeypatch.setattr(ServiceHost, "add_consumer", record)
+    for service in SERVICES:
+        composition_root = importlib.import_module(f"{service.replace('-', '_')}.main")
+        host = composition_root.build(manifests.settings_class(service)())
+        with contextlib.suppress(Exception):
+            await host.producer.stop()
+        await host.db.dispose()
+    assert seen == {s: {g: tuple(t) for g, t in groups.items()} for s, groups in manifests.CONSUMER_GROUPS.items()}
 
 
 def _metric_families() -> set[str]:

@@ -49,7 +49,10 @@ def dead_letter_topic(service: str) -> str:
     return f"oms.{service.removesuffix('-service')}.dlq"
 
 
-DEFAULT_PARTITIONS: Final = 3
+DEFAULT_PARTITIONS: Final = 12
+"""Partitions of a keyed topic unless the deployment says otherwise (the services' KAFKA_TOPIC_PARTITIONS
+setting): the most replicas of one consumer group that get work. A spec with this count takes the setting;
+a spec with another count (the dead-letter topics' one) keeps its own."""
 
 ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
     TopicSpec(ORDERS_EVENTS, DEFAULT_PARTITIONS, _WEEK_MS, "Order lifecycle events"),

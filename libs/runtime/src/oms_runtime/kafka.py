@@ -1,38 +1,78 @@
 """Kafka plumbing: topic creation, the idempotent producer and consumer lag."""
 
 import asyncio
+import dataclasses
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.errors import InvalidPartitionsError
 
-from oms_events.topics import TopicSpec
+from oms_events.topics import DEFAULT_PARTITIONS, TopicSpec
 from oms_runtime.logging import get_logger
+from oms_runtime.settings import ServiceSettings
 
 log = get_logger(__name__)
 
 _TOPIC_ALREADY_EXISTS = 36
 
 
+def with_partitions(specs: Iterable[TopicSpec], partitions: int) -> list[TopicSpec]:
+    """The specs as deployed: a keyed topic (one left at DEFAULT_PARTITIONS) gets `partitions`, the others
+    (the one-partition dead-letter topics) keep their own count."""
+    if partitions < 1:
+        raise ValueError(f"a topic needs at least one partition, not {partitions}")
+    return [dataclasses.replace(s, partitions=partitions) if s.partitions == DEFAULT_PARTITIONS else s for s in specs]
+
+
 async def ensure_topics(
-    bootstrap_servers: str, specs: Iterable[TopicSpec], replication_factor: int = 1, timeout_s: float = 60.0
+    bootstrap_servers: str,
+    specs: Iterable[TopicSpec],
+    replication_factor: int = 1,
+    timeout_s: float = 60.0,
+    partitions: int | None = None,
 ) -> None:
-    """Creates the topics that do not exist yet and waits until every partition has a leader.
+    """Creates the topics that do not exist yet, adds partitions to those that have fewer than wanted,
+    and waits until every partition has a leader.
+
+    `partitions` is the count of the keyed topics (see `with_partitions`); unset, the KAFKA_TOPIC_PARTITIONS
+    setting. Kafka can add partitions but never remove them, so a topic with more keeps them. Adding
+    partitions moves some keys to another partition: records of one order already on the topic and records
+    produced after the change may then be read out of order, so raise the count while the topics are drained.
 
     The broker does not auto-create topics. Waiting matters: a consumer that subscribes before its
     topics' metadata is complete gets no partitions of them until its next metadata refresh.
     """
-    specs = list(specs)
+    count = partitions if partitions is not None else ServiceSettings().kafka_topic_partitions
+    wanted = with_partitions(specs, count)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="oms-topic-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [s for s in specs if s.name not in existing]
+        missing = [s for s in wanted if s.name not in existing]
         if missing:
             await _create(admin, missing, replication_factor)
-        await _wait_until_ready(admin, specs, timeout_s)
+        await _add_partitions(admin, [s for s in wanted if s.name in existing])
+        await _wait_until_ready(admin, wanted, timeout_s)
     finally:
         await admin.close()
+
+
+async def _add_partitions(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+    if not specs:
+        return
+    have = {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics([s.name for s in specs])}
+    short = {s.name: s.partitions for s in specs if have.get(s.name, s.partitions) < s.partitions}
+    if short:
+        try:
+            await admin.create_partitions({name: NewPartitions(total_count=n) for name, n in short.items()})
+        except InvalidPartitionsError:
+            # Another replica added them first (the count is checked again while waiting for the leaders).
+            return
+        log.warning(
+            "partitions added: keys of records already on these topics may now map to another partition",
+            topics={name: f"{have[name]} -> {n}" for name, n in short.items()},
+        )
 
 
 async def _create(admin: AIOKafkaAdminClient, missing: list[TopicSpec], replication_factor: int) -> None:

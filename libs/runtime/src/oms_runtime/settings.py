@@ -3,6 +3,8 @@
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from oms_events.topics import DEFAULT_PARTITIONS
+
 
 class ServiceSettings(BaseSettings):
     """Defaults match `deploy/local/infra.sh`, so a developer needs no environment at all."""
@@ -10,6 +12,13 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", env_file=None)
 
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092")
+    kafka_topic_partitions: int = Field(
+        default=DEFAULT_PARTITIONS,
+        ge=1,
+        description="Partitions of every keyed topic the service creates (not the one-partition dead-letter "
+        "topics): at most this many replicas of a service share its work. Raised on an existing topic that has "
+        "fewer, never lowered",
+    )
     database_url: str = Field(default="postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
     redis_url: str = Field(default="redis://127.0.0.1:6379/0")
 
