@@ -91,10 +91,15 @@ AwareInstant = Annotated[AwareDatetime, AfterValidator(_instant_in_range)]
 """An instant that must carry its zone, on a day between `FIRST_DAY` and `LAST_DAY`."""
 
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+WarehouseId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+"""A warehouse id as the edges accept it (the pattern `PUT /warehouses/{warehouse_id}` always required)."""
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 MinorUnits = Annotated[int, Field(ge=0, le=INT64_MAX, description="Amount in the currency's minor units (cents)")]
 Quantity = Annotated[int, Field(gt=0, le=10_000)]
+MAX_STOCK_CHANGE: Final = 1_000_000
+"""The most units one stock request (a receipt, an adjustment, a purchase order) may move: far inside an
+INTEGER stock level, so that no single request can push one past 2^31-1."""
 
 
 class ValueObject(BaseModel):
