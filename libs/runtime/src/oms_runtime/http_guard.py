@@ -17,6 +17,7 @@ Starlette has a body limit of its own (`max_body_size`), but it answers a declar
 text whatever the route would have said, outside the API's error body; this one answers in it.
 """
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -128,15 +129,17 @@ class RequestGuard:
 
         try:
             await self.app(scope, guarded_receive, watched_send)
-        except Exception:
+        except Exception as exc:
             if started:
                 raise  # half an answer is out: closing the connection is all that is left
             # A dependency (database, cache) failing is the usual cause: the client may retry.
-            log.exception("request failed", path=scope.get("path"))
             response = error_response(
                 status.HTTP_503_SERVICE_UNAVAILABLE, "unavailable", "The service cannot answer now; retry later."
             )
             await response(scope, receive, send)
+            # After the answer: a logger that cannot write must not cost the client its 503.
+            with contextlib.suppress(Exception):
+                log.error("request failed", path=scope.get("path"), exc_info=exc)
 
 
 # By id (routes are not hashable), with the route kept beside its checks so an id is never reused for another.
