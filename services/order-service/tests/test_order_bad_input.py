@@ -25,8 +25,20 @@ ORDER = {
     "customer": {"customer_id": "c-1", "name": "Jane Doe", "email": "jane@example.com"},
     "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price_minor": 1000}],
     "currency": "EUR",
-    "shipping_address": {"name": "Jane Doe", "line1": "Main 1", "city": "Berlin", "postal_code": "10115", "country": "DE"},
-    "billing_address": {"name": "Jane Doe", "line1": "Main 1", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+    "shipping_address": {
+        "name": "Jane Doe",
+        "line1": "Main 1",
+        "city": "Berlin",
+        "postal_code": "10115",
+        "country": "DE",
+    },
+    "billing_address": {
+        "name": "Jane Doe",
+        "line1": "Main 1",
+        "city": "Berlin",
+        "postal_code": "10115",
+        "country": "DE",
+    },
     "delivery_method": "standard",
     "payment_token": "tok_approve",
 }
