@@ -1,10 +1,12 @@
-"""Logs never carry card numbers, full email addresses or phone numbers."""
+"""Logs never carry card numbers, full email addresses, phone numbers or a statement's bound values."""
 
 import json
+import logging
 from collections.abc import Iterator
 
 import pytest
 import structlog
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from oms_runtime.logging import configure_logging, get_logger, mask_email, mask_text
 
@@ -52,3 +54,40 @@ def test_json_log_lines_are_masked_and_carry_context(capsys: pytest.CaptureFixtu
     assert line["message"] == "customer wrote"
     assert line["customer_phone"] == "***67"
     assert line["estimated_delivery"] == "2026-12-01"
+
+
+def _failed_insert() -> StatementError:
+    """What SQLAlchemy raises when PostgreSQL refuses a bound value (here asyncpg's wording)."""
+    driver = ValueError("invalid input for query argument $2: 'tok_secret_4242' (value out of int64 range)")
+    return DBAPIError(
+        "INSERT INTO payments (order_id, token) VALUES ($1, $2)",
+        ("o-1", "tok_secret_4242"),
+        driver,
+    )
+
+
+@pytest.mark.usefixtures("fresh_logging")
+def test_database_errors_are_logged_without_the_statement_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("test-service", "INFO", "json")
+    error = _failed_insert()
+    assert "tok_secret_4242" in str(error)  # what an unconfigured log line would carry
+    try:
+        raise error
+    except StatementError:
+        get_logger("t").exception("request failed")
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert "INSERT INTO payments" in line["exception"]  # the statement stays: it says what failed
+    assert "invalid input for query argument $2: [value hidden]" in line["exception"]
+    assert "tok_secret_4242" not in line["exception"]
+
+
+@pytest.mark.usefixtures("fresh_logging")
+def test_standard_library_records_hide_statement_parameters_too(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("test-service", "INFO", "json")
+    try:
+        raise _failed_insert()
+    except StatementError:
+        logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+    err = capsys.readouterr().err
+    assert "Exception in ASGI application" in err
+    assert "tok_secret_4242" not in err

@@ -1,18 +1,105 @@
-"""Value objects shared by several messages."""
+"""Value objects shared by several messages, and the constrained types every edge (HTTP, intake topic) uses.
+
+What PostgreSQL cannot store must be refused where it comes in, with the field named, not found out by the
+database as a failed statement: `PlainText` for every free-text field (no NUL, no lone surrogate), the
+integer bounds of the columns (`INT32_MAX`, `INT64_MAX`), and days and instants inside what a date
+column and date arithmetic hold (`Day`, `Instant`).
+"""
 
 import re
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 from uuid import UUID, uuid5
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+
+# ---------------------------------------------------------------- what the database can store
+
+INT32_MAX: Final = 2**31 - 1
+"""The largest INTEGER (stock levels, quantities, day counts)."""
+INT64_MAX: Final = 2**63 - 1
+"""The largest BIGINT (amounts in minor units, and their sums)."""
+
+TEXT_PATTERN: Final = r"^[^\u0000]*$"
+"""What `PlainText` documents in JSON Schema (ECMA-262): no NUL. Lone surrogates are refused too, but a
+pattern cannot say so without refusing every character outside the Basic Multilingual Plane."""
+
+_NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL's text and jsonb refuse U+0000; a lone surrogate has no UTF-8 encoding at all. The
+    # message names the character, never the value (it may be a token or personal data).
+    found = _NOT_STORABLE.search(value)
+    if found is not None:
+        char = found.group()
+        what = "a NUL character (\\u0000)" if char == "\x00" else f"a lone surrogate (\\u{ord(char):04x})"
+        raise PydanticCustomError("text_not_storable", "must not contain {what}", {"what": what})
+    return value
+
+
+class _Storable:
+    """The `PlainText` annotation: the check after str's own, and the pattern in the JSON Schema."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(_storable, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.setdefault("pattern", TEXT_PATTERN)
+        return json_schema
+
+
+PlainText = Annotated[str, _Storable()]
+"""A text field as the edges accept it: any Unicode text PostgreSQL can store (no NUL, no lone surrogate).
+Every free-text field of a request, query or path parameter is one; lengths are the field's own."""
+
+FIRST_DAY: Final = date(1970, 1, 1)
+LAST_DAY: Final = date(9999, 1, 1)
+"""Days outside these are refused: date arithmetic near 0001-01-01 or 9999-12-31 overflows."""
+
+Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]
+"""A day as the edges accept it (1970-01-01 to 9999-01-01)."""
+
+
+def _instant_in_range(value: datetime) -> datetime:
+    # The day as written: far enough from the ends of `datetime` that converting it to UTC cannot overflow.
+    if not FIRST_DAY <= value.date() <= LAST_DAY:
+        raise PydanticCustomError(
+            "instant_out_of_range", "must be between {first} and {last}", {"first": FIRST_DAY, "last": LAST_DAY}
+        )
+    return value
+
+
+Instant = Annotated[datetime, AfterValidator(_instant_in_range)]
+"""An instant as the edges accept it (with or without its zone), on a day between `FIRST_DAY` and `LAST_DAY`."""
+AwareInstant = Annotated[AwareDatetime, AfterValidator(_instant_in_range)]
+"""An instant that must carry its zone, on a day between `FIRST_DAY` and `LAST_DAY`."""
 
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+WarehouseId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+"""A warehouse id as the edges accept it (the pattern `PUT /warehouses/{warehouse_id}` always required)."""
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
-MinorUnits = Annotated[int, Field(ge=0, description="Amount in the currency's minor units (cents)")]
+MinorUnits = Annotated[int, Field(ge=0, le=INT64_MAX, description="Amount in the currency's minor units (cents)")]
 Quantity = Annotated[int, Field(gt=0, le=10_000)]
+MAX_STOCK_CHANGE: Final = 1_000_000
+"""The most units one stock request (a receipt, an adjustment, a purchase order) may move: far inside an
+INTEGER stock level, so that no single request can push one past 2^31-1."""
 
 
 class ValueObject(BaseModel):
@@ -33,18 +120,18 @@ class DeliveryMethod(StrEnum):
 
 
 class Customer(ValueObject):
-    customer_id: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=200)
-    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    customer_id: PlainText = Field(min_length=1, max_length=64)
+    name: PlainText = Field(min_length=1, max_length=200)
+    email: PlainText = Field(min_length=3, max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{6,20}$")
 
 
 class Address(ValueObject):
-    name: str = Field(min_length=1, max_length=200)
-    line1: str = Field(min_length=1, max_length=200)
-    line2: str | None = Field(default=None, max_length=200)
-    city: str = Field(min_length=1, max_length=100)
-    postal_code: str = Field(min_length=1, max_length=20)
+    name: PlainText = Field(min_length=1, max_length=200)
+    line1: PlainText = Field(min_length=1, max_length=200)
+    line2: PlainText | None = Field(default=None, max_length=200)
+    city: PlainText = Field(min_length=1, max_length=100)
+    postal_code: PlainText = Field(min_length=1, max_length=20)
     country: CountryCode
 
 
@@ -131,7 +218,7 @@ def _not_a_card_number(token: str) -> str:
 
 
 PaymentToken = Annotated[
-    str,
+    PlainText,
     Field(min_length=1, max_length=128, description="A payment token from the card vault, never card data"),
     AfterValidator(_not_a_card_number),
 ]
@@ -162,7 +249,7 @@ class OrderSubmission(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     channel: Channel
-    external_reference: str = Field(min_length=1, max_length=100, description="The channel's own order number")
+    external_reference: PlainText = Field(min_length=1, max_length=100, description="The channel's own order number")
     customer: Customer
     lines: list[OrderLine] = Field(min_length=1, max_length=MAX_ORDER_LINES)
     currency: CurrencyCode
@@ -176,6 +263,14 @@ class OrderSubmission(BaseModel):
         default=False,
         description="When some stock is short, wait for it (the order is `backordered`) instead of rejecting",
     )
+
+    @field_validator("lines")
+    @classmethod
+    def _total_fits(cls, lines: list[OrderLine]) -> list[OrderLine]:
+        # Every service keeps an order's total in a BIGINT: a total past it cannot be placed.
+        if sum(line.quantity * line.unit_price_minor for line in lines) > INT64_MAX:
+            raise ValueError(f"the order's total (quantity x unit_price_minor, summed) must not exceed {INT64_MAX}")
+        return lines
 
     @property
     def total_minor(self) -> int:

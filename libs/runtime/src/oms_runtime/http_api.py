@@ -1,57 +1,76 @@
-"""What every service's HTTP API shares: one error body, field-naming validation errors, and API keys.
+"""What every service's HTTP API shares: one error body, field-naming validation errors, API keys, guards.
 
-- Every error answers `{"error", "message", "fields"}`; a validation error names each bad field as a dotted
-  path (`lines.0.quantity`), so a caller can fix its request without reading our logs.
+- Every error answers `{"error", "message", "fields"}` (`oms_runtime.http_errors`); a validation error
+  names each bad field as a dotted path (`lines.0.quantity`), at most `MAX_REPORTED_FIELDS` of them.
 - API keys (header `X-API-Key`) carry a role. `ops` may do everything; the other roles are narrower and
   each service decides what they may do. Keys are configured as a JSON list (the API_KEYS setting).
 - A `warehouse` key may name its `warehouse_id`: it then acts for that warehouse only (services refuse
   it for another one with 403, `Principal.require_warehouse`). A warehouse key without one acts for every
   warehouse, as before (kept for the keys configured before scoping existed; give each site its own).
+- Keys are checked before a route's body is read (`KeyCheck` is a `PreBodyCheck`, run by the request
+  guard, `oms_runtime.http_guard`), bodies are limited in size, and a failure is a 503 that leaves the
+  connection usable.
+- `ServiceApi` is the FastAPI app of every service: the handlers and the guard installed, and an OpenAPI
+  document that lists every error status the routes answer, each with the error body.
 """
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, Any, Final, Self
 
-import structlog
 from fastapi import FastAPI, Request, Security, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, model_validator
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 
 from oms_events.values import Channel
+from oms_runtime.http_errors import ErrorBody, FieldError, error_response, field_name
+from oms_runtime.http_guard import (
+    DEFAULT_MAX_BODY_BYTES,
+    BodyTooLargeError,
+    PreBodyCheck,
+    RequestGuard,
+    route_answers,
+)
 
-log = structlog.get_logger(__name__)
+__all__ = [
+    "API_KEYS_ADAPTER",
+    "API_KEY_HEADER",
+    "DEFAULT_MAX_BODY_BYTES",
+    "MAX_REPORTED_FIELDS",
+    "ApiKeyAuthenticator",
+    "ApiKeyConfig",
+    "AuthError",
+    "ErrorBody",
+    "FieldError",
+    "KeyCheck",
+    "OptionalKey",
+    "PreBodyCheck",
+    "Principal",
+    "Role",
+    "ServiceApi",
+    "error_response",
+    "field_name",
+    "forbidden",
+    "install_error_handlers",
+    "same_secret",
+    "unauthenticated",
+]
+
+MAX_REPORTED_FIELDS: Final = 50
+"""A 422 names at most this many bad fields: a body of 100,000 unknown keys gets a short answer."""
 
 
-class FieldError(BaseModel):
-    field: str
-    message: str
-    type: str
-
-
-class ErrorBody(BaseModel):
-    error: str
-    message: str
-    fields: list[FieldError] = []
-
-
-def error_response(status_code: int, error: str, message: str, fields: list[FieldError] | None = None) -> JSONResponse:
-    body = ErrorBody(error=error, message=message, fields=fields or [])
-    return JSONResponse(status_code=status_code, content=body.model_dump())
-
-
-def field_name(location: tuple[int | str, ...] | list[int | str], default: str = "body") -> str:
-    """`("body", "lines", 0, "quantity")` -> `lines.0.quantity`."""
-    parts = [str(p) for p in location]
-    if parts and parts[0] in ("body", "header", "path", "query"):
-        parts = parts[1:]
-    return ".".join(parts) or default
+def same_secret(presented: str | None, expected: str) -> bool:
+    """Constant-time comparison of any two texts (hmac.compare_digest refuses non-ASCII str)."""
+    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
 
 
 class Role(StrEnum):
@@ -129,7 +148,48 @@ def forbidden(message: str) -> AuthError:
     return AuthError(status.HTTP_403_FORBIDDEN, "forbidden", message)
 
 
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (see API_KEYS)")
+API_KEY_HEADER: Final = "X-API-Key"
+_api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key (see API_KEYS)")
+
+
+class KeyCheck(PreBodyCheck):
+    """The FastAPI dependency of a route that needs a key: any valid key, an ops key, or ops plus roles.
+
+    A `PreBodyCheck`: the request guard runs it before the route's body is read, so a caller without a
+    valid key learns nothing about the body the route expects, and a large body is never parsed for it.
+    """
+
+    def __init__(self, auth: "ApiKeyAuthenticator", *, ops_only: bool, roles: frozenset[Role] | None) -> None:
+        self._auth = auth
+        self._ops_only = ops_only
+        self._roles = roles
+
+    def principal(self, presented: str | None) -> Principal:
+        principal = self._auth.principal(presented)
+        if principal is None:
+            raise unauthenticated()
+        if self._ops_only and not principal.is_ops:
+            raise forbidden("This needs an ops key.")
+        if self._roles is not None and not principal.is_ops and principal.role not in self._roles:
+            allowed = ", ".join(sorted({Role.OPS.value, *(r.value for r in self._roles)}))
+            raise forbidden(f"This needs a key of role {allowed}.")
+        return principal
+
+    async def before_body(self, request: Request) -> None:
+        self.principal(request.headers.get(API_KEY_HEADER))
+
+    async def __call__(self, key: Annotated[str | None, Security(_api_key_header)] = None) -> Principal:
+        return self.principal(key)
+
+
+class OptionalKey:
+    """The FastAPI dependency of a route open to other credentials too: the key's principal, or None."""
+
+    def __init__(self, auth: "ApiKeyAuthenticator") -> None:
+        self._auth = auth
+
+    async def __call__(self, key: Annotated[str | None, Security(_api_key_header)] = None) -> Principal | None:
+        return self._auth.principal(key)
 
 
 class ApiKeyAuthenticator:
@@ -153,51 +213,104 @@ class ApiKeyAuthenticator:
             return None
         return Principal(found.name, found.role, found.channel.value if found.channel else None, found.warehouse_id)
 
-    def dependency(
-        self, *, ops_only: bool = False, roles: frozenset[Role] | None = None
-    ) -> Callable[[str | None], Awaitable[Principal]]:
+    def dependency(self, *, ops_only: bool = False, roles: frozenset[Role] | None = None) -> KeyCheck:
         """A FastAPI dependency that admits any valid key, only ops keys, or ops plus the given roles."""
+        return KeyCheck(self, ops_only=ops_only, roles=roles)
 
-        async def authenticate(key: Annotated[str | None, Security(_api_key_header)] = None) -> Principal:
-            principal = self.principal(key)
-            if principal is None:
-                raise unauthenticated()
-            if ops_only and not principal.is_ops:
-                raise forbidden("This needs an ops key.")
-            if roles is not None and not principal.is_ops and principal.role not in roles:
-                allowed = ", ".join(sorted({Role.OPS.value, *(r.value for r in roles)}))
-                raise forbidden(f"This needs a key of role {allowed}.")
-            return principal
-
-        return authenticate
-
-    def optional_dependency(self) -> Callable[[str | None], Awaitable[Principal | None]]:
-        async def maybe(key: Annotated[str | None, Security(_api_key_header)] = None) -> Principal | None:
-            return self.principal(key)
-
-        return maybe
+    def optional_dependency(self) -> OptionalKey:
+        return OptionalKey(self)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Validation errors as 422 naming each field, HTTP errors in the same body; never a bare 500 page."""
+def install_error_handlers(app: FastAPI, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    """Validation errors as 422 naming each field, HTTP errors in the same body, the request guard (body
+    limit, credentials before the body, 503 on a failure); never a bare 500 page."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [FieldError(field=field_name(e["loc"]), message=e["msg"], type=e["type"]) for e in exc.errors()]
+        errors = exc.errors()
+        fields = [
+            FieldError(field=field_name(e["loc"]), message=e["msg"], type=e["type"])
+            for e in errors[:MAX_REPORTED_FIELDS]
+        ]
         names = ", ".join(f.field for f in fields)
+        if len(errors) > len(fields):
+            names += f" and {len(errors) - len(fields)} more"
         return error_response(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "validation_failed", f"Invalid fields: {names}", fields
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = exc.error if isinstance(exc, AuthError) else "http_error"
-        return error_response(exc.status_code, code, str(exc.detail))
+        if isinstance(exc, AuthError):
+            code = exc.error
+        elif isinstance(exc, BodyTooLargeError):
+            code = "body_too_large"
+        else:
+            code = "http_error"
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # A dependency (database, cache) failing is the usual cause: the client may retry.
-        log.exception("request failed", path=request.url.path)
-        return error_response(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "unavailable", "The service cannot answer now; retry later."
-        )
+    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes)
+
+
+# ---------------------------------------------------------------- the OpenAPI document
+
+_ANSWERS: Final = {
+    400: "The body cannot be read (not UTF-8, not parseable)",
+    401: "No valid credentials (`unauthenticated`)",
+    403: "The credentials do not allow this (`forbidden`)",
+    404: "Not found, or not visible to these credentials",
+    413: "The body is larger than HTTP_MAX_BODY_BYTES (`body_too_large`)",
+    422: "Invalid fields, each named (`validation_failed`)",
+    503: "A dependency (database, cache, broker) does not answer; retry later (`unavailable`)",
+}
+_ERROR_BODY_REF: Final = "#/components/schemas/ErrorBody"
+_FASTAPI_VALIDATION_SCHEMAS: Final = ("HTTPValidationError", "ValidationError")
+
+
+def document_answers(document: dict[str, Any], routes: list[BaseRoute]) -> dict[str, Any]:
+    """Adds to every operation of an OpenAPI document the error statuses its route may answer besides its
+    own: 503 always, 422 with parameters or a body, 400 and 413 with a body, and what its credential
+    checks answer (401, 403). Every error answer has the error body (FastAPI's own 422 schema is replaced)."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    _, definitions = models_json_schema([(ErrorBody, "serialization")], ref_template="#/components/schemas/{model}")
+    for name, schema in definitions.get("$defs", {}).items():
+        schemas.setdefault(name, schema)
+    for context in iter_route_contexts(routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        for method in route.methods or ():
+            operation = document.get("paths", {}).get(context.path_format, {}).get(method.lower())
+            if operation is None:
+                continue
+            answers = {status.HTTP_503_SERVICE_UNAVAILABLE} | route_answers(route)
+            if operation.get("parameters") or "requestBody" in operation:
+                answers.add(status.HTTP_422_UNPROCESSABLE_CONTENT)
+            if "requestBody" in operation:
+                answers |= {status.HTTP_400_BAD_REQUEST, status.HTTP_413_CONTENT_TOO_LARGE}
+            responses = operation.setdefault("responses", {})
+            for code in answers:
+                responses.setdefault(str(code), {"description": _ANSWERS[code]})
+            for code, response in responses.items():
+                if code.isdigit() and int(code) >= 400:
+                    if response.get("description") == "Validation Error":  # FastAPI's
+                        response["description"] = _ANSWERS[422]
+                    response["content"] = {"application/json": {"schema": {"$ref": _ERROR_BODY_REF}}}
+    text = repr(document.get("paths"))
+    for name in _FASTAPI_VALIDATION_SCHEMAS:
+        if f"#/components/schemas/{name}'" not in text:
+            schemas.pop(name, None)
+    return document
+
+
+class ServiceApi(FastAPI):
+    """The FastAPI app of a service: its error handlers and request guard installed, and an OpenAPI
+    document that lists every status its routes answer (`document_answers`)."""
+
+    def __init__(self, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_request_body_bytes = max_body_bytes
+        install_error_handlers(self, max_body_bytes)
+
+    def openapi(self) -> dict[str, Any]:
+        return document_answers(super().openapi(), self.routes)

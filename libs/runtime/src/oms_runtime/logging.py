@@ -1,4 +1,10 @@
-"""Structured logging: JSON outside a terminal, with personal data masked in every field."""
+"""Structured logging: JSON outside a terminal, with personal data masked in every field.
+
+Tracebacks never carry the values of a database statement: a payment token or an address in a failed
+INSERT would otherwise be written out with SQLAlchemy's `[parameters: ...]` and asyncpg's
+`invalid input for query argument $1: <value>`. Both are hidden in structlog's lines and in the standard
+library's (uvicorn, aiokafka, SQLAlchemy).
+"""
 
 import logging
 import re
@@ -7,6 +13,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import StatementError
 
 from oms_runtime.tracing import add_trace_ids
 
@@ -38,11 +45,69 @@ def _redact_pan(match: re.Match[str]) -> str:
     return "[card-number-redacted]" if 13 <= len(digits) <= 19 and luhn_valid(digits) else match.group(0)
 
 
+# asyncpg repeats the value it could not encode: `invalid input for query argument $2: 'tok_...' (...)`.
+_QUERY_ARGUMENT = re.compile(r"(invalid input for query argument \$\d+:).*")
+
+
 def mask_text(value: str) -> str:
-    """Masks card numbers, email addresses and phone numbers anywhere in a string."""
+    """Masks card numbers, email addresses and phone numbers anywhere in a string, and the values a
+    database driver repeats in its errors."""
     value = _PAN.sub(_redact_pan, value)
     value = mask_email(value)
+    value = _QUERY_ARGUMENT.sub(r"\1 [value hidden]", value)
     return _PHONE.sub(r"***\1", value)
+
+
+def hide_statement_parameters(error: BaseException | None) -> None:
+    """Makes SQLAlchemy leave the bound parameters out of this error's text, and out of its causes'.
+
+    The engines are meant to be created with `hide_parameters=True`; this holds for every error logged,
+    whichever engine raised it.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, StatementError):
+            error.hide_parameters = True
+        error = error.__cause__ or error.__context__
+
+
+def _exception_of(exc_info: Any) -> BaseException | None:
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if isinstance(exc_info, tuple) and len(exc_info) == 3:
+        error: BaseException | None = exc_info[1]
+        return error
+    if exc_info is True:
+        return sys.exc_info()[1]
+    return None
+
+
+def _hide_parameters(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    hide_statement_parameters(_exception_of(event_dict.get("exc_info")))
+    return event_dict
+
+
+class _MaskingFormatter(logging.Formatter):
+    """The standard library's records (uvicorn, aiokafka, SQLAlchemy's own loggers), masked as ours are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info:
+            hide_statement_parameters(record.exc_info[1])
+            record.exc_text = None  # another handler's text of it may hold the parameters
+        return mask_text(super().format(record))
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a record comes (a test's capture, say), not the one at start."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
 
 
 def _mask(value: Any) -> Any:
@@ -74,6 +139,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
+        _hide_parameters,
         structlog.processors.format_exc_info,
         add_trace_ids,
         _mask_personal_data,
@@ -85,8 +151,15 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    # Libraries log through the standard library; keep them quiet and on the same stream.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    # Libraries log through the standard library; keep them quiet, on the same stream, and masked.
+    root = logging.getLogger()
+    if not root.handlers:
+        root.setLevel(logging.WARNING)
+    for handler in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(_MaskingFormatter("%(levelname)s %(name)s %(message)s"))
+    root.addHandler(handler)
 
 
 def _noop(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

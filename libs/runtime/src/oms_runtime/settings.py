@@ -41,6 +41,12 @@ class ServiceSettings(BaseSettings):
     http_port: int | None = Field(
         default=None, ge=0, le=65535, description="HTTP port; unset: the service's local default (8000-8004)"
     )
+    http_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest request body the HTTP API reads (bytes); a larger one is refused with 413",
+    )
     otel_traces_exporter: str = Field(
         default="none", description="otlp (OTLP/HTTP), console or none: where the services' spans go"
     )

@@ -86,6 +86,7 @@ def build(settings: FulfilmentSettings) -> ServiceHost:
         ApiKeyAuthenticator.from_json(settings.api_keys),
         modes=fulfilment.mode_of,
         carrier_secrets=settings.carrier_webhook_secrets,
+        max_body_bytes=settings.http_max_body_bytes,
     )
     host.serve_http(app, settings.http_host, settings.http_port)
     return host

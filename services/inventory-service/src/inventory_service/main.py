@@ -79,6 +79,7 @@ def build(settings: InventorySettings) -> ServiceHost:
         host.registry,
         auth,
         routers=[planning_router(host.db, auth)],
+        max_body_bytes=settings.http_max_body_bytes,
     )
     host.serve_http(app, settings.http_host, settings.http_port)
 

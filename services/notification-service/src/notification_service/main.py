@@ -112,6 +112,7 @@ def build(settings: NotificationSettings) -> ServiceHost:
         sms_reports=dispatcher.record_sms_report,
         resend=dispatcher.resend,
         webhook_token=settings.sms_webhook_token.get_secret_value() if settings.sms_webhook_token else None,
+        max_body_bytes=settings.http_max_body_bytes,
     )
     host.serve_http(app, settings.http_host, settings.http_port)
     host.on_start(dispatcher.start)

@@ -77,6 +77,7 @@ def build(settings: OrderSettings) -> ServiceHost:
         IdempotencyStore(redis, settings.idempotency_ttl_s),
         auth,
         routers=[query_router(OrderSearch(host.db), auth), return_router(commands, queries, auth)],
+        max_body_bytes=settings.http_max_body_bytes,
     )
     host.serve_http(app, settings.http_host, settings.http_port)
 

@@ -18,6 +18,7 @@ from uuid import UUID
 
 from sqlalchemy import Select, and_, or_, select, tuple_
 
+from oms_events.values import FIRST_DAY, LAST_DAY
 from oms_runtime.db import Database
 from order_service.adapters.projection import FAILED_REFUNDS, OPEN_ORDER, order_summaries
 from order_service.query_views import (
@@ -70,6 +71,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         at = datetime.fromisoformat(placed_at)
         if at.tzinfo is None:
             raise ValueError("naive timestamp")
+        if not FIRST_DAY <= at.date() <= LAST_DAY:
+            raise ValueError("timestamp out of range")  # the database could not convert it
         return at, UUID(order_id)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise InvalidQueryError("cursor", "not a cursor returned by this API") from exc

@@ -101,7 +101,11 @@ def build(settings: PaymentSettings) -> ServiceHost:
     )
     for spec in consumers(handlers, group_id=SERVICE):
         host.add_consumer(spec)
-    app = create_app(PaymentQueries(host.db, store, host.registry), ApiKeyAuthenticator.from_json(settings.api_keys))
+    app = create_app(
+        PaymentQueries(host.db, store, host.registry),
+        ApiKeyAuthenticator.from_json(settings.api_keys),
+        max_body_bytes=settings.http_max_body_bytes,
+    )
     host.serve_http(app, settings.http_host, settings.http_port)
     host.on_stop(redis.aclose)
     return host

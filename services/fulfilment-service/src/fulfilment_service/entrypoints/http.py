@@ -12,10 +12,10 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, Query, Request, status
+from fastapi import Depends, FastAPI, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from fulfilment_service.domain.carriers import KNOWN_CARRIERS
 from fulfilment_service.domain.returns import InspectionError, Return, ReturnStateError, ReturnStatus
@@ -27,16 +27,20 @@ from fulfilment_service.handlers import (
     WarehouseMode,
 )
 from oms_events.messages import CarrierUpdate
-from oms_events.values import Allocation, Parcel, Sku
+from oms_events.values import Allocation, AwareInstant, Parcel, PlainText, Sku, WarehouseId
 from oms_runtime.http_api import (
+    API_KEY_HEADER,
+    DEFAULT_MAX_BODY_BYTES,
     ApiKeyAuthenticator,
     ErrorBody,
     FieldError,
+    PreBodyCheck,
     Principal,
     Role,
+    ServiceApi,
     error_response,
     forbidden,
-    install_error_handlers,
+    same_secret,
     unauthenticated,
 )
 from oms_runtime.messaging import MessageContext
@@ -111,7 +115,7 @@ class InspectedLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sku: Sku
-    warehouse_id: str = Field(min_length=1, max_length=64)
+    warehouse_id: WarehouseId
     sellable: int = Field(ge=0, le=10_000, description="Units of this line that can be sold again")
 
 
@@ -141,14 +145,14 @@ class CarrierStatusUpdate(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    event_id: str | None = Field(
+    event_id: PlainText | None = Field(
         default=None, min_length=1, max_length=200, description="The carrier's id of this update; repeats are ignored"
     )
-    tracking_number: str = Field(min_length=1, max_length=40)
+    tracking_number: PlainText = Field(min_length=1, max_length=40)
     status: Literal["in_transit", "out_for_delivery", "delivered", "delivery_failed", "returned_to_sender"]
-    occurred_at: AwareDatetime = Field(description="When the carrier saw it")
-    location: str | None = Field(default=None, max_length=200)
-    reason: str | None = Field(default=None, max_length=500, description="Why delivery failed or it went back")
+    occurred_at: AwareInstant = Field(description="When the carrier saw it")
+    location: PlainText | None = Field(default=None, max_length=200)
+    reason: PlainText | None = Field(default=None, max_length=500, description="Why delivery failed or it went back")
 
     def update_id(self, carrier: str) -> str:
         """The carrier's event id, or a digest of what the update says (the same report twice is one)."""
@@ -198,6 +202,51 @@ _signature = APIKeyHeader(
     auto_error=False,
     description="sha256=<hex HMAC of the body>",
 )
+CarrierName = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+
+
+class CarrierCaller(PreBodyCheck):
+    """Who posts a carrier update: a carrier (or ops) key, or the carrier's HMAC signature of the raw body.
+
+    Before the body is read: a valid key, or a signature header for a carrier that has a secret (anything
+    else is refused without reading the body); the signature itself is checked against the body after.
+    """
+
+    def __init__(self, auth: ApiKeyAuthenticator, secrets: Mapping[str, bytes]) -> None:
+        self._auth = auth
+        self._secrets = secrets
+
+    def _by_key(self, key: str | None) -> bool:
+        principal = self._auth.principal(key)
+        if principal is None:
+            return False
+        if principal.role not in (Role.CARRIER, Role.OPS):
+            raise forbidden("This needs a key of role carrier or ops.")
+        return True
+
+    async def before_body(self, request: Request) -> None:
+        if self._by_key(request.headers.get(API_KEY_HEADER)):
+            return
+        name = str(request.path_params.get("carrier", "")).upper()
+        if not (request.headers.get(SIGNATURE_HEADER) and name in self._secrets):
+            raise unauthenticated()
+
+    async def __call__(
+        self,
+        carrier: CarrierName,
+        request: Request,
+        key: Annotated[str | None, Depends(_api_key)] = None,
+        signature: Annotated[str | None, Depends(_signature)] = None,
+    ) -> str:
+        name = carrier.upper()
+        if self._by_key(key):
+            return name
+        secret = self._secrets.get(name)
+        if signature and secret is not None:
+            expected = "sha256=" + hmac.new(secret, await request.body(), hashlib.sha256).hexdigest()
+            if same_secret(signature.strip(), expected):
+                return name
+        raise unauthenticated()
 
 
 def create_app(
@@ -206,13 +255,14 @@ def create_app(
     *,
     modes: Callable[[str], WarehouseMode],
     carrier_secrets: Mapping[str, str],
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
-    app = FastAPI(
+    app = ServiceApi(
         title="OMS fulfilment-service",
         version="1.0.0",
         description="Pick lists, picking, packing and shipping per warehouse; carriers' status updates.",
+        max_body_bytes=max_body_bytes,
     )
-    install_error_handlers(app)
     warehouse_key = auth.dependency(roles=frozenset({Role.WAREHOUSE}))
     handlers = operations.handlers
     secrets = {name.upper(): secret.encode() for name, secret in carrier_secrets.items()}
@@ -268,7 +318,7 @@ def create_app(
 
     @app.get("/warehouses/{warehouse_id}/pick-lists", response_model=PickLists, responses={403: {"model": ErrorBody}})
     async def pick_lists(
-        warehouse_id: str,
+        warehouse_id: WarehouseId,
         principal: Annotated[Principal, Depends(warehouse_key)],
         status_: Annotated[list[ShipmentStatus] | None, Query(alias="status")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -418,25 +468,7 @@ def create_app(
             index = next(i for i, line in enumerate(body.lines) if (line.sku, line.warehouse_id) == exc.line)
             return _invalid(f"lines.{index}", str(exc))
 
-    async def carrier_caller(
-        carrier: str,
-        request: Request,
-        key: Annotated[str | None, Depends(_api_key)] = None,
-        signature: Annotated[str | None, Depends(_signature)] = None,
-    ) -> str:
-        """A carrier (or ops) key, or the carrier's HMAC signature of the raw body."""
-        name = carrier.upper()
-        principal = auth.principal(key)
-        if principal is not None:
-            if principal.role not in (Role.CARRIER, Role.OPS):
-                raise forbidden("This needs a key of role carrier or ops.")
-            return name
-        secret = secrets.get(name)
-        if signature and secret is not None:
-            expected = "sha256=" + hmac.new(secret, await request.body(), hashlib.sha256).hexdigest()
-            if hmac.compare_digest(expected, signature.strip()):
-                return name
-        raise unauthenticated()
+    carrier_caller = CarrierCaller(auth, secrets)
 
     @app.post(
         "/carriers/{carrier}/updates",

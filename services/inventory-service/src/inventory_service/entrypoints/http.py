@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, status
+from fastapi import APIRouter, Depends, FastAPI, Query, status
 from fastapi.responses import JSONResponse, Response
 
 from inventory_service.adapters.availability_view import AvailabilityView
@@ -28,16 +28,17 @@ from inventory_service.entrypoints import schemas
 from inventory_service.ledger import StockLevelError, UnknownStockError
 from inventory_service.queries import InventoryQueries
 from oms_events import MessageRegistry
-from oms_events.values import Sku
+from oms_events.values import Sku, WarehouseId
 from oms_runtime.db import Database
 from oms_runtime.http_api import (
+    DEFAULT_MAX_BODY_BYTES,
     ApiKeyAuthenticator,
     ErrorBody,
     FieldError,
     Principal,
     Role,
+    ServiceApi,
     error_response,
-    install_error_handlers,
 )
 
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -81,14 +82,15 @@ def create_app(
     registry: MessageRegistry,
     auth: ApiKeyAuthenticator,
     routers: Sequence[APIRouter] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
-    app = FastAPI(
+    app = ServiceApi(
         title="OMS inventory-service",
         version="1.0.0",
         description="Warehouses, stock per sku per warehouse, reservations, backorders and replenishment.",
         responses=_ERRORS,
+        max_body_bytes=max_body_bytes,
     )
-    install_error_handlers(app)
 
     ops = Depends(auth.dependency(ops_only=True))
     warehouse = Depends(auth.dependency(roles=frozenset({Role.WAREHOUSE})))
@@ -111,7 +113,7 @@ def create_app(
 
     @app.put("/warehouses/{warehouse_id}", response_model=schemas.WarehouseView, dependencies=[ops])
     async def put_warehouse(
-        warehouse_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")],
+        warehouse_id: WarehouseId,
         body: schemas.WarehouseRequest,
     ) -> schemas.WarehouseView:
         found = Warehouse(warehouse_id, body.name, body.location, body.country, body.latitude, body.longitude)
@@ -119,7 +121,7 @@ def create_app(
         return schemas.WarehouseView(**vars(found))
 
     @app.get("/warehouses/{warehouse_id}/stock", response_model=schemas.WarehouseStockView, dependencies=[warehouse])
-    async def warehouse_stock(warehouse_id: str) -> schemas.WarehouseStockView | JSONResponse:
+    async def warehouse_stock(warehouse_id: WarehouseId) -> schemas.WarehouseStockView | JSONResponse:
         levels = await queries.warehouse_levels(warehouse_id)
         if levels is None:
             return _not_found("warehouse_not_found", f"No warehouse {warehouse_id}.")
@@ -180,7 +182,7 @@ def create_app(
         "/stock/{sku}/warehouses/{warehouse_id}/safety-stock", response_model=schemas.LevelView, dependencies=[ops]
     )
     async def safety_stock(
-        sku: Sku, warehouse_id: str, body: schemas.SafetyStockRequest
+        sku: Sku, warehouse_id: WarehouseId, body: schemas.SafetyStockRequest
     ) -> schemas.LevelView | JSONResponse:
         try:
             return _level(await commands.set_safety_stock(sku, warehouse_id, body.safety_stock))
@@ -212,7 +214,7 @@ def create_app(
 
     @app.put("/replenishment/policies/{sku}/{warehouse_id}", response_model=schemas.PolicyAccepted, dependencies=[ops])
     async def put_policy(
-        sku: Sku, warehouse_id: str, body: schemas.PolicyRequest
+        sku: Sku, warehouse_id: WarehouseId, body: schemas.PolicyRequest
     ) -> schemas.PolicyAccepted | JSONResponse:
         try:
             policy = ReplenishmentPolicy(
@@ -237,7 +239,7 @@ def create_app(
         response_class=Response,
         dependencies=[ops],
     )
-    async def delete_policy(sku: Sku, warehouse_id: str) -> Response:
+    async def delete_policy(sku: Sku, warehouse_id: WarehouseId) -> Response:
         if not await commands.delete_policy(sku, warehouse_id):
             return _not_found("policy_not_found", f"No replenishment policy for {sku} in {warehouse_id}.")
         return Response(status_code=status.HTTP_204_NO_CONTENT)

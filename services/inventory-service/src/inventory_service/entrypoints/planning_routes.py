@@ -32,6 +32,7 @@ from inventory_service.domain.forecasting import (
     forecast_series,
     reorder_point,
 )
+from oms_events.values import Day
 from oms_runtime.db import Database
 from oms_runtime.http_api import ApiKeyAuthenticator, ErrorBody, Principal
 
@@ -43,7 +44,7 @@ CACHED_FORECASTS = 20_000
 SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Horizon = Annotated[int, Query(ge=1, le=MAX_HORIZON_DAYS, description="Days to forecast")]
 Through = Annotated[
-    date | None,
+    Day | None,
     Query(description="Last day of history (UTC), today at the latest; default yesterday, the last complete day"),
 ]
 

@@ -5,10 +5,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oms_events.values import CurrencyCode, Sku
+from oms_events.values import INT64_MAX, MAX_STOCK_CHANGE, CurrencyCode, PlainText, Sku, WarehouseId
 from oms_runtime.http_api import ErrorBody as ErrorBody
-
-WarehouseId = str
 
 
 class Request(BaseModel):
@@ -16,8 +14,8 @@ class Request(BaseModel):
 
 
 class WarehouseRequest(Request):
-    name: str = Field(min_length=1, max_length=200)
-    location: str = Field(min_length=1, max_length=200, description="Address or city, for people")
+    name: PlainText = Field(min_length=1, max_length=200)
+    location: PlainText = Field(min_length=1, max_length=200, description="Address or city, for people")
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
@@ -34,16 +32,20 @@ class WarehouseView(BaseModel):
 
 class AdjustmentRequest(Request):
     sku: Sku
-    warehouse_id: str = Field(min_length=1, max_length=64)
-    quantity_change: int = Field(description="Units added (positive) or removed (negative) from on hand")
-    reason: str = Field(min_length=1, max_length=500, description="Why: count correction, damage, theft, ...")
+    warehouse_id: WarehouseId
+    quantity_change: int = Field(
+        ge=-MAX_STOCK_CHANGE,
+        le=MAX_STOCK_CHANGE,
+        description="Units added (positive) or removed (negative) from on hand",
+    )
+    reason: PlainText = Field(min_length=1, max_length=500, description="Why: count correction, damage, theft, ...")
 
 
 class GoodsReceiptRequest(Request):
     sku: Sku
-    warehouse_id: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(gt=0, le=1_000_000)
-    reference: str | None = Field(
+    warehouse_id: WarehouseId
+    quantity: int = Field(gt=0, le=MAX_STOCK_CHANGE)
+    reference: PlainText | None = Field(
         default=None,
         min_length=1,
         max_length=100,
@@ -53,18 +55,22 @@ class GoodsReceiptRequest(Request):
 
 
 class SafetyStockRequest(Request):
-    safety_stock: int = Field(ge=0, le=1_000_000)
+    safety_stock: int = Field(ge=0, le=MAX_STOCK_CHANGE)
 
 
 class UnitCostRequest(Request):
-    unit_cost_minor: int = Field(ge=0, description="What one unit is worth, in minor units")
+    unit_cost_minor: int = Field(ge=0, le=INT64_MAX, description="What one unit is worth, in minor units")
     currency: CurrencyCode
 
 
 class PolicyRequest(Request):
-    reorder_point: int = Field(ge=0)
-    reorder_quantity: int | None = Field(default=None, gt=0, description="Order this many (or give order_up_to)")
-    order_up_to: int | None = Field(default=None, gt=0, description="Order up to this level (or reorder_quantity)")
+    reorder_point: int = Field(ge=0, le=MAX_STOCK_CHANGE)
+    reorder_quantity: int | None = Field(
+        default=None, gt=0, le=MAX_STOCK_CHANGE, description="Order this many (or give order_up_to)"
+    )
+    order_up_to: int | None = Field(
+        default=None, gt=0, le=MAX_STOCK_CHANGE, description="Order up to this level (or reorder_quantity)"
+    )
     lead_time_days: int = Field(ge=0, le=365)
 
 
@@ -82,7 +88,9 @@ class PolicyAccepted(PolicyView):
 
 
 class ReceivePurchaseOrderRequest(Request):
-    quantity: int | None = Field(default=None, gt=0, description="Units that arrived (default: what was ordered)")
+    quantity: int | None = Field(
+        default=None, gt=0, le=MAX_STOCK_CHANGE, description="Units that arrived (default: what was ordered)"
+    )
 
 
 class PurchaseOrderView(BaseModel):

@@ -12,7 +12,7 @@ from datetime import datetime, time
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, Header, Path, Query, status
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -20,11 +20,22 @@ from notification_service.adapters.repository import Delivery, NotificationRepos
 from notification_service.domain.notifications import CHANNEL_EMAIL, CHANNEL_SMS, NotificationKind
 from notification_service.domain.preferences import DEFAULT_TIME_ZONE, Preferences, QuietHours, valid_time_zone
 from notification_service.handlers import RetryNotAllowedError
+from oms_events.values import PlainText
 from oms_runtime.db import Database
-from oms_runtime.http_api import ApiKeyAuthenticator, ErrorBody, Principal, error_response, install_error_handlers
+from oms_runtime.http_api import (
+    DEFAULT_MAX_BODY_BYTES,
+    ApiKeyAuthenticator,
+    AuthError,
+    ErrorBody,
+    PreBodyCheck,
+    Principal,
+    ServiceApi,
+    error_response,
+)
 
 Clock = Callable[[], datetime]
-CustomerId = Annotated[str, Path(min_length=1, max_length=64)]
+CustomerId = Annotated[PlainText, Path(min_length=1, max_length=64)]
+WEBHOOK_TOKEN_HEADER = "X-Webhook-Token"
 
 _LOCALE = re.compile(r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 
@@ -54,8 +65,10 @@ class PreferencesBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    locale: str | None = Field(default=None, description="e.g. de, de-AT, en; null: the order's locale")
-    time_zone: str = Field(default=DEFAULT_TIME_ZONE, description="IANA name, e.g. Europe/Berlin")
+    locale: PlainText | None = Field(
+        default=None, max_length=35, description="e.g. de, de-AT, en; null: the order's locale"
+    )
+    time_zone: PlainText = Field(default=DEFAULT_TIME_ZONE, max_length=64, description="IANA name, e.g. Europe/Berlin")
     quiet_hours: QuietHoursBody | None = Field(default=None, description="No SMS in these hours (deferred)")
     channels: dict[NotificationKind, ChannelChoice] = Field(
         default_factory=dict, description="Per message kind, opt-in (true) or opt-out (false) per channel"
@@ -168,9 +181,33 @@ class NotificationHistory(BaseModel):
 class SmsStatusReport(BaseModel):
     """A delivery report of the SMS provider (see adapters/http_sms.py)."""
 
-    id: str = Field(min_length=1, max_length=300, description="The provider's message id")
+    id: PlainText = Field(min_length=1, max_length=300, description="The provider's message id")
     status: Literal["delivered", "undelivered", "failed"]
-    error_code: str | None = Field(default=None, max_length=100)
+    error_code: PlainText | None = Field(default=None, max_length=100)
+
+
+class WebhookToken(PreBodyCheck):
+    """The SMS provider's delivery reports carry SMS_WEBHOOK_TOKEN in `X-Webhook-Token`: checked before the
+    report's body is read (403 when reports are not configured, 401 without the token)."""
+
+    def __init__(self, token: str | None) -> None:
+        self._digest = hashlib.sha256(token.encode()).digest() if token else None
+
+    def check(self, presented: str | None) -> None:
+        if self._digest is None:
+            raise AuthError(status.HTTP_403_FORBIDDEN, "forbidden", "SMS delivery reports are not configured.")
+        if not hmac.compare_digest(hashlib.sha256((presented or "").encode()).digest(), self._digest):
+            raise AuthError(
+                status.HTTP_401_UNAUTHORIZED, "unauthenticated", f"A valid {WEBHOOK_TOKEN_HEADER} header is required."
+            )
+
+    async def before_body(self, request: Request) -> None:
+        self.check(request.headers.get(WEBHOOK_TOKEN_HEADER))
+
+    async def __call__(
+        self, x_webhook_token: Annotated[PlainText | None, Header(description="SMS_WEBHOOK_TOKEN")] = None
+    ) -> None:
+        self.check(x_webhook_token)
 
 
 SmsReportRecorder = Callable[[str, bool, str | None], Awaitable[Delivery | None]]
@@ -185,13 +222,14 @@ def create_app(
     sms_reports: SmsReportRecorder | None = None,
     webhook_token: str | None = None,
     resend: Resender | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
-    app = FastAPI(
+    app = ServiceApi(
         title="OMS notification-service",
         version="1.0.0",
         description="Customers' notification preferences and the history of what they were sent.",
+        max_body_bytes=max_body_bytes,
     )
-    install_error_handlers(app)
     ops_key = auth.dependency(ops_only=True)
     errors: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
 
@@ -256,7 +294,7 @@ def create_app(
             )
         return NotificationView.of(row)
 
-    token_digest = hashlib.sha256(webhook_token.encode()).digest() if webhook_token else None
+    webhook_caller = WebhookToken(webhook_token if sms_reports is not None else None)
 
     @app.post(
         "/webhooks/sms/status",
@@ -264,16 +302,9 @@ def create_app(
         responses={**errors, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
     )
     async def sms_status(
-        report: SmsStatusReport,
-        x_webhook_token: Annotated[str | None, Header(description="SMS_WEBHOOK_TOKEN")] = None,
+        report: SmsStatusReport, _: Annotated[None, Depends(webhook_caller)]
     ) -> NotificationView | JSONResponse:
-        if token_digest is None or sms_reports is None:
-            return error_response(status.HTTP_403_FORBIDDEN, "forbidden", "SMS delivery reports are not configured.")
-        presented = hashlib.sha256((x_webhook_token or "").encode()).digest()
-        if not hmac.compare_digest(presented, token_digest):
-            return error_response(
-                status.HTTP_401_UNAUTHORIZED, "unauthenticated", "A valid X-Webhook-Token header is required."
-            )
+        assert sms_reports is not None  # WebhookToken refuses every caller without it
         row = await sms_reports(report.id, report.status == "delivered", report.error_code)
         if row is None:
             return error_response(status.HTTP_404_NOT_FOUND, "notification_not_found", f"No SMS {report.id} (yet).")

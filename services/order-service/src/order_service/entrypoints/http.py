@@ -8,8 +8,8 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, FastAPI, Header, Response, status
 from fastapi.responses import JSONResponse
 
-from oms_events.values import order_id_for
-from oms_runtime.http_api import install_error_handlers
+from oms_events.values import PlainText, order_id_for
+from oms_runtime.http_api import DEFAULT_MAX_BODY_BYTES, ServiceApi
 from oms_runtime.logging import get_logger
 from order_service.adapters.idempotency import IdempotencyStore
 from order_service.domain.order import ActionNotAllowedError
@@ -47,14 +47,14 @@ def create_app(
     idempotency: IdempotencyStore,
     auth: Authenticator,
     routers: Sequence[APIRouter] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
-    app = FastAPI(
+    app = ServiceApi(
         title="OMS order-service",
         version="1.0.0",
         description="Places orders from every sales channel and reports their progress.",
+        max_body_bytes=max_body_bytes,
     )
-
-    install_error_handlers(app)
 
     # The shape of every command on an order: accepted (202), the order as it is then, or why not.
     command_route: dict[str, Any] = {
@@ -101,7 +101,11 @@ def create_app(
         response_model=OrderView,
         responses={
             200: {"model": OrderView, "description": "The same order again (retry)"},
-            409: {"model": ErrorBody},
+            409: {
+                "model": ErrorBody,
+                "description": "`request_in_progress`: the first request with this Idempotency-Key is still "
+                "running; retry it later with the same key",
+            },
             422: {"model": ErrorBody},
         },
     )
@@ -109,7 +113,7 @@ def create_app(
         body: PlaceOrderRequest,
         response: Response,
         principal: Annotated[Principal, Depends(any_key)],
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        idempotency_key: Annotated[PlainText | None, Header(min_length=1, max_length=200)] = None,
     ) -> OrderView | JSONResponse:
         """Places an order. Retrying with the same `Idempotency-Key` returns the same order; so does
         resubmitting the same channel + external reference. A channel key places its own channel's

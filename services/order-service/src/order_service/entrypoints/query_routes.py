@@ -6,7 +6,7 @@ bad parameters are a 422 naming each field, a failing database a 503; never a 50
 """
 
 from collections.abc import Callable, Coroutine
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from oms_events.values import Channel
+from oms_events.values import Channel, Instant, PlainText
 from oms_runtime.logging import get_logger
 from order_service.entrypoints.auth import Authenticator, AuthError, Principal, forbidden
 from order_service.entrypoints.errors import error_response, field_name
@@ -77,13 +77,13 @@ def query_router(search: OrderSearch, auth: Authenticator) -> APIRouter:
 
     @router.get("/orders", response_model=OrderPage, responses=errors)
     async def search_orders(
-        customer_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+        customer_id: Annotated[PlainText | None, Query(min_length=1, max_length=64)] = None,
         status: Annotated[OrderStatusName | None, Query()] = None,
         channel: Annotated[Channel | None, Query()] = None,
-        placed_from: Annotated[datetime | None, Query(description="Inclusive; UTC when no zone is given")] = None,
-        placed_to: Annotated[datetime | None, Query(description="Exclusive; UTC when no zone is given")] = None,
+        placed_from: Annotated[Instant | None, Query(description="Inclusive; UTC when no zone is given")] = None,
+        placed_to: Annotated[Instant | None, Query(description="Exclusive; UTC when no zone is given")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-        cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+        cursor: Annotated[PlainText | None, Query(min_length=1, max_length=200)] = None,
         principal: Annotated[Principal | None, Depends(any_key)] = None,
     ) -> OrderPage:
         """Orders matching every given filter, newest first. Follow `next_cursor` for the next page.
@@ -120,7 +120,7 @@ def query_router(search: OrderSearch, auth: Authenticator) -> APIRouter:
     )
     async def order_tracking(
         order_id: UUID,
-        token: Annotated[str | None, Query(max_length=100, description="The order's tracking token")] = None,
+        token: Annotated[PlainText | None, Query(max_length=100, description="The order's tracking token")] = None,
         principal: Annotated[Principal | None, Depends(maybe_key)] = None,
     ) -> TrackingView | JSONResponse:
         """The order's status and shipments: carrier, tracking number and link, estimated delivery.

@@ -5,12 +5,12 @@ it (fulfilment-service's API); the saga restocks what can be sold again and refu
 from typing import Annotated
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from oms_events.values import Quantity, Sku
-from oms_runtime.http_api import error_response
+from oms_events.values import PlainText, Quantity, Sku
+from oms_runtime.http_api import API_KEY_HEADER, AuthError, OptionalKey, PreBodyCheck, error_response
 from order_service.domain.order import ActionNotAllowedError
 from order_service.entrypoints.auth import Authenticator, Principal
 from order_service.entrypoints.schemas import ErrorBody, FieldError
@@ -31,12 +31,35 @@ class ReturnRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     lines: list[ReturnLine] = Field(min_length=1, max_length=200)
-    reason: str = Field(min_length=1, max_length=500)
+    reason: PlainText = Field(min_length=1, max_length=500)
+
+
+class CustomerOrKey(OptionalKey, PreBodyCheck):
+    """The order's tracking token or a valid key, checked before the body is read; 404 without either
+    (the answer for an order that does not exist, so ids cannot be probed). Which channel a key may see
+    needs the order, and is the route's to check."""
+
+    answers = frozenset({status.HTTP_404_NOT_FOUND})
+
+    def __init__(self, auth: Authenticator) -> None:
+        super().__init__(auth)
+        self._tokens = auth
+
+    async def before_body(self, request: Request) -> None:
+        try:
+            order_id = UUID(str(request.path_params.get("order_id")))
+        except ValueError:
+            return  # the route's own validation names the bad id
+        token = request.query_params.get("token")
+        if self._tokens.principal(request.headers.get(API_KEY_HEADER)) is None and not (
+            self._tokens.valid_tracking_token(order_id, token)
+        ):
+            raise AuthError(status.HTTP_404_NOT_FOUND, "order_not_found", f"No order {order_id}.")
 
 
 def return_router(commands: OrderCommands, queries: OrderQueries, auth: Authenticator) -> APIRouter:
     router = APIRouter()
-    maybe_key = auth.optional_dependency()
+    maybe_key = CustomerOrKey(auth)
 
     @router.post(
         "/orders/{order_id}/returns",
@@ -47,7 +70,7 @@ def return_router(commands: OrderCommands, queries: OrderQueries, auth: Authenti
     async def request_return(
         order_id: UUID,
         body: ReturnRequest,
-        token: Annotated[str | None, Query(max_length=100, description="The order's tracking token")] = None,
+        token: Annotated[PlainText | None, Query(max_length=100, description="The order's tracking token")] = None,
         principal: Annotated[Principal | None, Depends(maybe_key)] = None,
     ) -> ReturnAccepted | JSONResponse:
         """Asks to return delivered units: the customer with the order's tracking token, or an ops or the

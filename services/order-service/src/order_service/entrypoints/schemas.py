@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oms_events.values import OrderSubmission
+from oms_events.values import OrderSubmission, PlainText
 from oms_runtime.http_api import ErrorBody as ErrorBody
 from oms_runtime.http_api import FieldError as FieldError
 
@@ -21,8 +21,8 @@ class PlaceOrderRequest(OrderSubmission):
 class CancelOrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    reason: str = Field(min_length=1, max_length=500)
-    requested_by: str = Field(default="customer", min_length=1, max_length=100)
+    reason: PlainText = Field(min_length=1, max_length=500)
+    requested_by: PlainText = Field(default="customer", min_length=1, max_length=100)
 
 
 class HoldRequest(BaseModel):
@@ -30,8 +30,8 @@ class HoldRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    reason: str = Field(min_length=1, max_length=500)
-    held_by: str = Field(min_length=1, max_length=100)
+    reason: PlainText = Field(min_length=1, max_length=500)
+    held_by: PlainText = Field(min_length=1, max_length=100)
 
 
 class ReleaseHoldRequest(BaseModel):
@@ -39,8 +39,8 @@ class ReleaseHoldRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    released_by: str = Field(min_length=1, max_length=100)
-    note: str = Field(min_length=1, max_length=1000)
+    released_by: PlainText = Field(min_length=1, max_length=100)
+    note: PlainText = Field(min_length=1, max_length=1000)
 
 
 class OperatorActionRequest(BaseModel):
@@ -50,9 +50,9 @@ class OperatorActionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     action: Literal["retry", "skip", "resolve"]
-    operator: str = Field(min_length=1, max_length=100)
-    note: str = Field(min_length=1, max_length=1000)
-    refund: str | None = Field(
+    operator: PlainText = Field(min_length=1, max_length=100)
+    note: PlainText = Field(min_length=1, max_length=1000)
+    refund: PlainText | None = Field(
         default=None,
         min_length=1,
         max_length=100,

@@ -9,7 +9,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from oms_events.messages import PaymentDeclined
-from oms_runtime.http_api import ApiKeyAuthenticator, ErrorBody, Principal, error_response, install_error_handlers
+from oms_events.values import Day, PlainText
+from oms_runtime.http_api import (
+    DEFAULT_MAX_BODY_BYTES,
+    ApiKeyAuthenticator,
+    ErrorBody,
+    FieldError,
+    Principal,
+    ServiceApi,
+    error_response,
+)
 from payment_service.queries import PaymentNotFoundError, PaymentQueries
 
 MAX_REPORT_DAYS = 366
@@ -67,13 +76,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(queries: PaymentQueries, auth: ApiKeyAuthenticator) -> FastAPI:
-    app = FastAPI(
+def create_app(
+    queries: PaymentQueries, auth: ApiKeyAuthenticator, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> FastAPI:
+    app = ServiceApi(
         title="OMS payment-service",
         version="1.0.0",
         description="A payment's history per order and the reconciliation report against the gateway (ops keys).",
+        max_body_bytes=max_body_bytes,
     )
-    install_error_handlers(app)
     ops = auth.dependency(ops_only=True)
 
     @app.exception_handler(PaymentNotFoundError)
@@ -102,19 +113,21 @@ def create_app(queries: PaymentQueries, auth: ApiKeyAuthenticator) -> FastAPI:
     @app.get("/reconciliation", response_model=ReconciliationView, responses=ERRORS)
     async def reconciliation_report(
         _: Annotated[Principal, Depends(ops)],
-        date_from: Annotated[date | None, Query(description="First day (UTC), default today")] = None,
-        date_to: Annotated[date | None, Query(description="Last day (UTC), inclusive, default date_from")] = None,
-        channel: Annotated[str | None, Query(max_length=40)] = None,
+        date_from: Annotated[Day | None, Query(description="First day (UTC), default today")] = None,
+        date_to: Annotated[Day | None, Query(description="Last day (UTC), inclusive, default date_from")] = None,
+        channel: Annotated[PlainText | None, Query(max_length=40)] = None,
         currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$")] = None,
     ) -> ReconciliationView | JSONResponse:
         """Captured, refunded and net (minor units) per day, channel and currency; totals per currency."""
         start = date_from or datetime.now(UTC).date()
         end = date_to or start
         if end < start or end - start > timedelta(days=MAX_REPORT_DAYS):
+            message = f"must be on or after date_from, at most {MAX_REPORT_DAYS} days later"
             return error_response(
                 422,
                 "validation_failed",
-                f"date_to must be on or after date_from, at most {MAX_REPORT_DAYS} days later",
+                "Invalid fields: date_to",
+                [FieldError(field="date_to", message=message, type="value_error")],
             )
         lines = await queries.reconciliation(start, end, channel, currency)
         totals: dict[str, list[int]] = {}
