@@ -16,6 +16,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from fulfilment_service.entrypoints.placements_consumer import PLACEMENTS_GROUP
 from harness import API_KEYS, MANUAL_WAREHOUSES, SERVICES, Infra, ServiceProcess, System, free_port, recreate_database
 from inventory_service.entrypoints.consumers import AVAILABILITY_GROUP
 from inventory_service.entrypoints.sales_consumer import DEMAND_GROUP
@@ -86,7 +87,7 @@ async def _skip_earlier_messages(infra: Infra) -> None:
     finally:
         await admin.close()
     partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
-    for group in (*SERVICES, INTAKE_GROUP, DEMAND_GROUP, AVAILABILITY_GROUP):
+    for group in (*SERVICES, INTAKE_GROUP, DEMAND_GROUP, AVAILABILITY_GROUP, PLACEMENTS_GROUP):
         consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka, group_id=group, enable_auto_commit=False)
         await consumer.start()
         try:

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
-from oms_cli import kafka_io, main
+from oms_cli import api, kafka_io, main
 from oms_events import default_registry
 from oms_events.messages import ReleaseStock, ReserveStock
 from oms_events.topics import TopicSpec
@@ -215,7 +215,7 @@ def _mock(handler: Any, monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
         response: httpx.Response = handler(request)
         return response
 
-    monkeypatch.setattr(main, "api_transport", httpx.MockTransport(record))
+    monkeypatch.setattr(api, "transport", httpx.MockTransport(record))
     monkeypatch.setenv("OMS_API_KEY", "ops-key-for-tests")
     return seen
 

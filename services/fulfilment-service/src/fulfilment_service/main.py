@@ -13,6 +13,8 @@ from fulfilment_service.domain.carriers import service_levels
 from fulfilment_service.domain.dispatch import DEFAULT_CUTOFF, DispatchCalendar, WarehouseCalendars
 from fulfilment_service.entrypoints.consumers import consumers
 from fulfilment_service.entrypoints.http import create_app
+from fulfilment_service.entrypoints.placements_consumer import placements_consumer
+from fulfilment_service.entrypoints.report_routes import report_router
 from fulfilment_service.handlers import (
     SERVICE,
     FulfilmentConfig,
@@ -20,6 +22,7 @@ from fulfilment_service.handlers import (
     FulfilmentOperations,
     WarehouseMode,
 )
+from fulfilment_service.performance_report import PerformanceReports
 from oms_runtime.host import ServiceHost
 from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.logging import configure_logging
@@ -77,17 +80,24 @@ def config(settings: FulfilmentSettings) -> FulfilmentConfig:
 def build(settings: FulfilmentSettings) -> ServiceHost:
     host = ServiceHost(SERVICE, settings, metadata=[metadata])
     fulfilment = config(settings)
-    handlers = FulfilmentHandlers(ShipmentRepository(), calendars(settings), fulfilment)
+    warehouse_calendars = calendars(settings)
+    handlers = FulfilmentHandlers(ShipmentRepository(), warehouse_calendars, fulfilment)
     for spec in consumers(handlers, group_id=SERVICE):
         host.add_consumer(spec)
+    # The performance report's placing times: a consumer group of its own on the orders topic.
+    host.add_consumer(placements_consumer())
     operations = FulfilmentOperations(host.db, host.registry, handlers)
+    auth = ApiKeyAuthenticator.from_json(settings.api_keys)
     app = create_app(
         operations,
-        ApiKeyAuthenticator.from_json(settings.api_keys),
+        auth,
         modes=fulfilment.mode_of,
         carrier_secrets=settings.carrier_webhook_secrets,
         max_body_bytes=settings.http_max_body_bytes,
     )
+    # Promised dates are the warehouse's dates: deliveries are dated in its time zone.
+    reports = PerformanceReports(host.db, lambda warehouse_id: warehouse_calendars.of(warehouse_id).timezone)
+    app.include_router(report_router(reports, auth))
     host.serve_http(app, settings.http_host, settings.http_port)
     return host
 

@@ -1,8 +1,9 @@
-"""Rebuilds fulfilment-service's projections (`shipment_views`, `return_views`) from its event store.
+"""Rebuilds fulfilment-service's projections (`shipment_views`, `return_views`, the performance report's
+`shipment_reports`) from its event store.
 
     python -m fulfilment_service.rebuild_projection
 
-Reads DATABASE_URL like the service. Both tables are emptied and every shipment and return stream is
+Reads DATABASE_URL like the service. The tables are emptied and every shipment and return stream is
 replayed into them, in one transaction that locks the tables against writers (who wait, then apply
 their change on top). Writes nothing but the projections: no outbox rows, no messages.
 """
@@ -15,12 +16,13 @@ from uuid import UUID
 
 from sqlalchemy import delete, text
 
+from fulfilment_service.adapters.performance_projection import ShipmentReportProjection
 from fulfilment_service.adapters.return_repository import ReturnRepository
 from fulfilment_service.adapters.shipment_repository import ShipmentRepository
-from fulfilment_service.adapters.tables import metadata, return_views, shipment_views
+from fulfilment_service.adapters.tables import metadata, return_views, shipment_reports, shipment_views
 from fulfilment_service.domain import returns, shipment
 from fulfilment_service.handlers import SERVICE
-from oms_events import Message, MessageRegistry, default_registry
+from oms_events import Envelope, Message, MessageRegistry, default_registry
 from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
 from oms_runtime.logging import configure_logging, get_logger
@@ -38,24 +40,28 @@ class RebuildResult:
 
 async def rebuild(db: Database, registry: MessageRegistry, batch_size: int = 1000) -> RebuildResult:
     store = EventStore()
-    streams: dict[str, list[Message]] = defaultdict(list)
+    streams: dict[str, list[tuple[Envelope, Message]]] = defaultdict(list)
     events = 0
+    reports = ShipmentReportProjection()
     async with db.transaction() as session:
-        await session.execute(text("LOCK TABLE shipment_views, return_views IN EXCLUSIVE MODE"))
-        await session.execute(delete(shipment_views))
-        await session.execute(delete(return_views))
+        await session.execute(text("LOCK TABLE shipment_views, return_views, shipment_reports IN EXCLUSIVE MODE"))
+        for table in (shipment_views, return_views, shipment_reports):
+            await session.execute(delete(table))
         position = 0
         while batch := await store.read_all(session, after_position=position, limit=batch_size):
             position = batch[-1].position
             for stored in batch:
                 if stored.stream_id.startswith(("shipment-", "return-")):
-                    streams[stored.stream_id].append(registry.decode(stored.envelope))
+                    streams[stored.stream_id].append((stored.envelope, registry.decode(stored.envelope)))
                     events += 1
         shipments = returned = 0
-        for stream, messages in streams.items():
+        for stream, recorded in streams.items():
+            messages = [message for _, message in recorded]
             if stream.startswith("shipment-"):
-                aggregate = shipment.Shipment.rebuild(UUID(stream.removeprefix("shipment-")), messages)
+                shipment_id = UUID(stream.removeprefix("shipment-"))
+                aggregate = shipment.Shipment.rebuild(shipment_id, messages)
                 await ShipmentRepository().project(session, aggregate)
+                await reports.apply(session, shipment_id, recorded, version=len(recorded))
                 shipments += 1
             else:
                 back = returns.Return.rebuild(UUID(stream.removeprefix("return-")), messages)

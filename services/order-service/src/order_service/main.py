@@ -12,12 +12,14 @@ from oms_runtime.logging import configure_logging
 from oms_runtime.settings import ServiceSettings
 from order_service.adapters.idempotency import IdempotencyStore
 from order_service.adapters.order_repository import OrderRepository
-from order_service.adapters.projection import OrderProjection, projection_metadata
+from order_service.adapters.projection import projection_metadata
+from order_service.adapters.read_models import read_models
 from order_service.adapters.tables import metadata
 from order_service.entrypoints.auth import API_KEYS_ADAPTER, Authenticator
 from order_service.entrypoints.consumers import consumers
 from order_service.entrypoints.http import create_app
 from order_service.entrypoints.query_routes import query_router
+from order_service.entrypoints.report_routes import report_router
 from order_service.entrypoints.return_routes import return_router
 from order_service.handlers import (
     SERVICE,
@@ -28,6 +30,7 @@ from order_service.handlers import (
     OrderSaga,
 )
 from order_service.queries import OrderSearch
+from order_service.sales_report import SalesReports
 
 
 class OrderSettings(ServiceSettings):
@@ -61,7 +64,7 @@ def authenticator(settings: OrderSettings) -> Authenticator:
 def build(settings: OrderSettings) -> ServiceHost:
     host = ServiceHost(SERVICE, settings, metadata=[metadata, projection_metadata])
     step_timeout = timedelta(seconds=settings.saga_step_timeout_s)
-    repository = OrderRepository(EventStore(), host.registry, step_timeout, OrderProjection())
+    repository = OrderRepository(EventStore(), host.registry, step_timeout, read_models())
     for spec in consumers(OrderSaga(repository, settings.hold_above_minor), group_id=SERVICE):
         host.add_consumer(spec)
 
@@ -76,7 +79,11 @@ def build(settings: OrderSettings) -> ServiceHost:
         commands,
         IdempotencyStore(redis, settings.idempotency_ttl_s),
         auth,
-        routers=[query_router(OrderSearch(host.db), auth), return_router(commands, queries, auth)],
+        routers=[
+            query_router(OrderSearch(host.db), auth),
+            return_router(commands, queries, auth),
+            report_router(SalesReports(host.db), auth),
+        ],
         max_body_bytes=settings.http_max_body_bytes,
     )
     host.serve_http(app, settings.http_host, settings.http_port)

@@ -1,9 +1,9 @@
-"""Rebuilds order-service's read model (`order_summaries`) from its event store.
+"""Rebuilds order-service's read models (`order_summaries`, the sales rows) from its event store.
 
     python -m order_service.rebuild_projection [--batch-size N]
 
 Reads DATABASE_URL like the service. Safe while the service runs: writers of order events wait for
-the rebuild's commit, readers see the old rows until then. Writes nothing but the read model: no
+the rebuild's commit, readers see the old rows until then. Writes nothing but the read models: no
 commands, no outbox rows, no emails or payments.
 """
 
@@ -17,6 +17,7 @@ from oms_runtime.eventstore import EventStore
 from oms_runtime.logging import configure_logging
 from oms_runtime.settings import ServiceSettings
 from order_service.adapters.projection import RebuildResult, projection_metadata, rebuild
+from order_service.adapters.read_models import read_models
 
 SERVICE = "order-service"
 
@@ -25,7 +26,7 @@ async def rebuild_with(settings: ServiceSettings, batch_size: int) -> RebuildRes
     db = Database.for_service(settings, SERVICE)
     try:
         await db.create_schema(projection_metadata)
-        return await rebuild(db, EventStore(), default_registry(), batch_size=batch_size)
+        return await rebuild(db, EventStore(), default_registry(), batch_size=batch_size, projection=read_models())
     finally:
         await db.dispose()
 

@@ -8,9 +8,11 @@
     oms dlq discard SERVICE OFFSET --reason ...  close a dead letter without redriving it, with a reason
     oms projection rebuild [order-summaries]     rebuild a read model from the event store (no side effects)
     oms demo load [--count 6]                    place demo orders and follow them to a final status
+    oms report sales [--from --to --group-by]    the sales report (order-service), a table or --csv
+    oms report fulfilment [--group-by ...]       the fulfilment performance report (fulfilment-service)
 
 Settings come from the environment, like the services': OMS_API_URL (http://127.0.0.1:8000),
-OMS_API_KEY (an ops key), KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL.
+OMS_FULFILMENT_URL (http://127.0.0.1:8003), OMS_API_KEY (an ops key), KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL.
 """
 
 import asyncio
@@ -27,7 +29,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from oms_cli import dead_letters, demo
+from oms_cli import api, dead_letters, demo, reports
 from oms_cli.story import story as read_story
 from oms_events.topics import SERVICES
 from oms_runtime.logging import mask_text
@@ -36,8 +38,9 @@ from oms_runtime.settings import ServiceSettings
 T = TypeVar("T")
 
 app = typer.Typer(
-    help="The operators' command line: stuck orders, an order's story, dead letters, projections, demo data. "
-    "Settings from the environment: OMS_API_URL, OMS_API_KEY (ops key), KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL.",
+    help="The operators' command line: stuck orders, an order's story, dead letters, projections, demo data, "
+    "reports. Settings from the environment: OMS_API_URL, OMS_FULFILMENT_URL, OMS_API_KEY (ops key), "
+    "KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -49,12 +52,10 @@ app.add_typer(orders_app, name="orders")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(projection_app, name="projection")
 app.add_typer(demo_app, name="demo")
+app.add_typer(reports.report_app, name="report")
 
 console = Console()
 err = Console(stderr=True)
-
-api_transport: httpx.AsyncBaseTransport | None = None
-"""Tests put a mock transport here; None means the network."""
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -70,26 +71,14 @@ def _ledger(settings: ServiceSettings) -> dead_letters.Ledger:
 
 
 def _api(url: str | None, key: str | None) -> httpx.AsyncClient:
-    key = key or os.environ.get("OMS_API_KEY")
-    if not key:
-        err.print("[red]an ops API key is needed: set OMS_API_KEY or pass --api-key[/red]")
-        raise typer.Exit(2)
-    return httpx.AsyncClient(
-        base_url=url or os.environ.get("OMS_API_URL", "http://127.0.0.1:8000"),
-        headers={"X-API-Key": key},
-        timeout=30.0,
-        transport=api_transport,
+    """A client of order-service (OMS_API_URL) with the ops key (OMS_API_KEY)."""
+    return api.client(
+        url or os.environ.get("OMS_API_URL", api.ORDER_SERVICE_URL), key or os.environ.get("OMS_API_KEY"), err
     )
 
 
 def _fail_http(response: httpx.Response) -> None:
-    try:
-        body = response.json()
-        message = f"{body.get('error', '')}: {body.get('message', '')}"
-    except ValueError:
-        message = response.text[:300]
-    err.print(f"[red]HTTP {response.status_code} {message}[/red]")
-    raise typer.Exit(1)
+    api.fail(response, err)
 
 
 def _operator(operator: str | None) -> str:

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fulfilment_service.adapters.performance_projection import ShipmentReportProjection
 from fulfilment_service.adapters.tables import shipment_views
 from fulfilment_service.domain.shipment import STREAM_TYPE, Shipment, stream_id
 from oms_events import Message, MessageRegistry
@@ -17,8 +18,9 @@ from oms_runtime.messaging import MessageContext
 
 
 class ShipmentRepository:
-    def __init__(self, store: EventStore | None = None) -> None:
+    def __init__(self, store: EventStore | None = None, reports: ShipmentReportProjection | None = None) -> None:
         self._store = store or EventStore()
+        self._reports = reports or ShipmentReportProjection()
 
     async def history(self, session: AsyncSession, shipment_id: UUID) -> list[StoredEvent]:
         return await self._store.load(session, stream_id(shipment_id))
@@ -28,13 +30,18 @@ class ShipmentRepository:
         return Shipment.rebuild(shipment_id, (registry.decode(s.envelope) for s in stored))
 
     async def save(self, ctx: MessageContext, shipment: Shipment, events: Sequence[Message]) -> None:
-        """Appends the events (optimistic concurrency), queues them in the outbox, updates the projection."""
+        """Appends the events (optimistic concurrency), queues them in the outbox, updates the projections."""
         if not events:
             return
-        await ctx.record(self._store, stream_id(shipment.shipment_id), STREAM_TYPE, shipment.version, events)
+        envelopes = await ctx.record(
+            self._store, stream_id(shipment.shipment_id), STREAM_TYPE, shipment.version, events
+        )
         for event in events:
             shipment.apply(event)
         await self.project(ctx.session, shipment)
+        await self._reports.apply(
+            ctx.session, shipment.shipment_id, list(zip(envelopes, events, strict=True)), version=shipment.version
+        )
 
     async def project(self, session: AsyncSession, s: Shipment) -> None:
         """Writes the shipment's row of the projection as the aggregate is now."""

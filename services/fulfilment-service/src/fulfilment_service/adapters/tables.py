@@ -1,6 +1,19 @@
 """fulfilment-service's own tables (in its schema, beside the runtime's event store, outbox and inbox)."""
 
-from sqlalchemy import Column, Date, DateTime, Index, Integer, MetaData, String, Table, UniqueConstraint, Uuid, func
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
@@ -50,4 +63,41 @@ return_views = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_return_views_status", "status", "created_at"),
     Index("ix_return_views_order_id", "order_id"),
+)
+
+# The fulfilment performance report's projection: one row per shipment with the times and counts the report
+# needs (domain/performance.py), written with the shipment's events and rebuilt with the projections above.
+shipment_reports = Table(
+    "shipment_reports",
+    metadata,
+    Column("shipment_id", Uuid, primary_key=True),
+    Column("order_id", Uuid, nullable=False),
+    Column("warehouse_id", String(64), nullable=False),
+    Column("delivery_method", String(20)),
+    Column("carrier", String(20)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("units", Integer, nullable=False),
+    Column("shipped_at", DateTime(timezone=True)),
+    Column("promised_date", Date),
+    Column("shipped_units", Integer, nullable=False, server_default="0"),
+    Column("short_units", Integer, nullable=False, server_default="0"),
+    Column("failed", Boolean, nullable=False, server_default="false"),
+    Column("cancelled", Boolean, nullable=False, server_default="false"),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("delivery_failures", Integer, nullable=False, server_default="0"),
+    Column("returned_to_sender", Boolean, nullable=False, server_default="false"),
+    Column("version", Integer, nullable=False),
+    Index("ix_shipment_reports_created", "created_at"),
+    Index("ix_shipment_reports_warehouse_created", "warehouse_id", "created_at"),
+)
+
+# When each order was placed, from the orders topic's OrderPlaced (group fulfilment-service-orders): the
+# start of the report's placed-to-shipped time. Not a projection of this service's streams, so a rebuild
+# keeps it (a lost row only leaves that shipment out of the placed-to-shipped percentiles).
+order_placements = Table(
+    "order_placements",
+    metadata,
+    Column("order_id", Uuid, primary_key=True),
+    Column("channel", String(20), nullable=False),
+    Column("placed_at", DateTime(timezone=True), nullable=False),
 )

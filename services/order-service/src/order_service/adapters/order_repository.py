@@ -11,7 +11,7 @@ from oms_events import MessageRegistry
 from oms_events.messages import Command, OrderPlaced, OrderRefundFailed
 from oms_runtime.eventstore import EventStore, StoredEvent
 from oms_runtime.messaging import MessageContext
-from order_service.adapters.projection import OrderProjection
+from order_service.adapters.projection import Projection
 from order_service.adapters.tables import order_references, payment_tokens, saga_steps
 from order_service.domain.order import Decision, Order, OrderStatus
 from order_service.domain.saga import awaited_reply
@@ -25,7 +25,7 @@ def stream_id(order_id: UUID) -> str:
 
 class OrderRepository:
     def __init__(
-        self, store: EventStore, registry: MessageRegistry, step_timeout: timedelta, projection: OrderProjection
+        self, store: EventStore, registry: MessageRegistry, step_timeout: timedelta, projection: Projection
     ) -> None:
         self._store = store
         self._registry = registry

@@ -14,7 +14,7 @@ applying the events, so the read model can never disagree with the aggregate's r
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy import (
@@ -220,8 +220,55 @@ def fold(
 _COLUMNS = [c.name for c in order_summaries.columns if c.name != "updated_at"]
 
 
+class Projection(Protocol):
+    """A read model of the order streams, written in the transaction that records their events."""
+
+    @property
+    def tables(self) -> Sequence[Table]:
+        """What a rebuild empties before replaying the streams into it."""
+        ...
+
+    async def apply(
+        self,
+        session: AsyncSession,
+        order_id: UUID,
+        status: str,
+        events: Sequence[tuple[Envelope, Message]],
+        *,
+        version: int,
+    ) -> None: ...
+
+
+class Projections:
+    """Several projections applied as one, in the order given.
+
+    Put `OrderProjection` first: its row lock is what a rebuild's table lock holds writers off at, so
+    that they touch no other read model before the rebuild is done."""
+
+    def __init__(self, *projections: Projection) -> None:
+        self._projections = projections
+
+    @property
+    def tables(self) -> Sequence[Table]:
+        return [table for projection in self._projections for table in projection.tables]
+
+    async def apply(
+        self,
+        session: AsyncSession,
+        order_id: UUID,
+        status: str,
+        events: Sequence[tuple[Envelope, Message]],
+        *,
+        version: int,
+    ) -> None:
+        for projection in self._projections:
+            await projection.apply(session, order_id, status, events, version=version)
+
+
 class OrderProjection:
     """Keeps `order_summaries` in step with the order streams, inside the caller's transaction."""
+
+    tables = (order_summaries,)
 
     async def apply(
         self,
@@ -293,20 +340,24 @@ async def rebuild(
     registry: MessageRegistry,
     *,
     batch_size: int = 1000,
-    projection: OrderProjection | None = None,
+    projection: Projection | None = None,
 ) -> RebuildResult:
-    """Empties `order_summaries` and replays every order stream into it, in one transaction.
+    """Empties the projection's tables (`order_summaries` by default) and replays every order stream into
+    them, in one transaction.
 
-    Only the read model is written. The table is locked against writers for the duration (readers
+    Only the read models are written. The tables are locked against writers for the duration (readers
     keep seeing the old rows until the commit); a writer that appends order events meanwhile waits
-    and then applies its events on top of the rebuilt row, so nothing is lost.
+    and then applies its events on top of the rebuilt rows, so nothing is lost.
     """
     projection = projection or OrderProjection()
     aggregates: dict[UUID, Order] = {}
     events = orders = skipped = 0
     async with db.transaction() as session:
-        await session.execute(text("LOCK TABLE order_summaries IN EXCLUSIVE MODE"))
-        await session.execute(delete(order_summaries))
+        tables = list(projection.tables)
+        # In the order writers touch them (order_summaries first), so that no writer holds one of them.
+        await session.execute(text(f"LOCK TABLE {', '.join(t.name for t in tables)} IN EXCLUSIVE MODE"))
+        for table in tables:
+            await session.execute(delete(table))
         position = 0
         while True:
             batch = await store.read_all(session, after_position=position, limit=batch_size)
