@@ -151,3 +151,28 @@ async def test_stop_leaves_what_the_broker_refused_in_the_table(db: Database) ->
     await relay.stop()
     assert broker.sent == []
     assert await unpublished(db) == 1
+
+
+async def test_what_is_published_in_a_pause_is_marked_in_one_update(db: Database) -> None:
+    broker = BrokerStandIn()
+    relay = relay_for(db, broker, mark_pause_s=0.5)
+    await relay.start()
+    try:
+        for i in range(20):
+            await commit(db, f"m{i}")
+        await wait_for(lambda: len(broker.sent) == 20)
+        for _ in range(500):  # the UPDATE comes after the pause
+            if await unpublished(db) == 0:
+                break
+            await asyncio.sleep(0.01)
+        async with db.transaction() as session:
+            # An UPDATE gives each row it changes the updating transaction's id.
+            markers = await session.scalar(text("SELECT count(DISTINCT xmin::text) FROM outbox"))
+        assert markers is not None
+        assert markers <= 3
+        assert await unpublished(db) == 0
+        await commit(db, "last")
+        await wait_for(lambda: len(broker.sent) == 21)
+    finally:
+        await relay.stop()  # marks what the pause had not marked yet
+    assert await unpublished(db) == 0
