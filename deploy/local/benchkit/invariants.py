@@ -89,10 +89,18 @@ async def _each(order_ids: Sequence[str], check: Callable[[str], Awaitable[None]
     await asyncio.gather(*(one(o) for o in order_ids))
 
 
-async def _json(client: httpx.AsyncClient, path: str) -> Any:
-    response = await client.get(path)
-    response.raise_for_status()
-    return response.json()
+async def _json(client: httpx.AsyncClient, path: str, attempts: int = 3) -> Any:
+    for attempt in range(1, attempts + 1):
+        try:
+            response = await client.get(path)
+        except httpx.TransportError:
+            # A kept-alive connection the server closed just as it was reused: ask again.
+            if attempt == attempts:
+                raise
+            continue
+        response.raise_for_status()
+        return response.json()
+    raise AssertionError("unreachable")
 
 
 async def check(apis: Apis, order_ids: Sequence[str], before: Stock, emails_in_sink: Callable[[], int]) -> Verdict:

@@ -73,16 +73,22 @@ class Placer:
     async def close(self) -> None:
         await asyncio.gather(*(c.aclose() for c in self._clients))
 
-    async def _place(self, result: Placement) -> None:
+    async def _place(self, result: Placement, attempts: int = 3) -> None:
         i = next(self._numbers)
+        body = order_body(i, self._run_id)
         began = time.monotonic()
-        try:
-            response = await next(self._next).post("/orders", json=order_body(i, self._run_id))
-        except httpx.HTTPError as exc:
-            result.refused[type(exc).__name__] += 1
-            return
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await next(self._next).post("/orders", json=body)
+                break
+            except httpx.TransportError as exc:
+                # A kept-alive connection the server closed as it was reused. Sending again is safe: the
+                # same channel and external reference are the same order (200 instead of 201).
+                if attempt == attempts:
+                    result.refused[type(exc).__name__] += 1
+                    return
         result.http_ms.append((time.monotonic() - began) * 1000)
-        if response.status_code == 201:
+        if response.status_code in (200, 201):
             result.accepted.append(response.json()["order_id"])
         else:
             result.refused[str(response.status_code)] += 1

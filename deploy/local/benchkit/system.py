@@ -198,22 +198,19 @@ class BenchSystem:
             "SMS_STATUS_CALLBACK_URL": f"http://127.0.0.1:{notification_port}/webhooks/sms/status",
             "LOG_FORMAT": "json",
         }
-        services: list[Process] = []
+        # One replica of each service at a time: ten Python processes importing at once on two cores take
+        # minutes, and each joining replica makes its groups rebalance anyway.
         for replica in range(self.replicas):
+            services = []
             for service in SERVICES:
                 port = http_port(self.http_port_base, service, replica)
+                name = f"{service}#{replica + 1}"
                 services.append(
-                    self._launch(
-                        f"{service}#{replica + 1}",
-                        service,
-                        [str(VENV_BIN / service)],
-                        {**env, "HTTP_PORT": str(port)},
-                        port,
-                    )
+                    self._launch(name, service, [str(VENV_BIN / service)], {**env, "HTTP_PORT": str(port)}, port)
                 )
-        await asyncio.gather(*(self._wait_started(p) for p in services))
+            await asyncio.gather(*(self._wait_started(p) for p in services))
 
-    async def _wait_started(self, process: Process, timeout_s: float = 120.0) -> None:
+    async def _wait_started(self, process: Process, timeout_s: float = 300.0) -> None:
         """Until the service logs that it started and its readiness probe answers 200."""
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{process.port}", timeout=5) as http:
