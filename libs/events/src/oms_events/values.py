@@ -32,7 +32,10 @@ from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 INT32_MAX: Final = 2**31 - 1
 """The largest INTEGER (stock levels, quantities, day counts)."""
 INT64_MAX: Final = 2**63 - 1
-"""The largest BIGINT (amounts in minor units, and their sums)."""
+"""The largest BIGINT."""
+MAX_AMOUNT_MINOR: Final = 2**53 - 1
+"""The largest amount in minor units (and order total): the largest integer every JSON reader holds exactly
+(RFC 8259, section 6), far inside the BIGINT columns amounts are kept in."""
 
 TEXT_PATTERN: Final = r"^[^\u0000]*$"
 """What `PlainText` documents in JSON Schema (ECMA-262): no NUL. Lone surrogates are refused too, but a
@@ -95,7 +98,9 @@ WarehouseId = Annotated[str, StringConstraints(min_length=1, max_length=64, patt
 """A warehouse id as the edges accept it (the pattern `PUT /warehouses/{warehouse_id}` always required)."""
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
-MinorUnits = Annotated[int, Field(ge=0, le=INT64_MAX, description="Amount in the currency's minor units (cents)")]
+MinorUnits = Annotated[
+    int, Field(ge=0, le=MAX_AMOUNT_MINOR, description="Amount in the currency's minor units (cents)")
+]
 Quantity = Annotated[int, Field(gt=0, le=10_000)]
 MAX_STOCK_CHANGE: Final = 1_000_000
 """The most units one stock request (a receipt, an adjustment, a purchase order) may move: far inside an
@@ -267,9 +272,11 @@ class OrderSubmission(BaseModel):
     @field_validator("lines")
     @classmethod
     def _total_fits(cls, lines: list[OrderLine]) -> list[OrderLine]:
-        # Every service keeps an order's total in a BIGINT: a total past it cannot be placed.
-        if sum(line.quantity * line.unit_price_minor for line in lines) > INT64_MAX:
-            raise ValueError(f"the order's total (quantity x unit_price_minor, summed) must not exceed {INT64_MAX}")
+        # An order's total is an amount too (kept in BIGINT columns, read by JSON clients).
+        if sum(line.quantity * line.unit_price_minor for line in lines) > MAX_AMOUNT_MINOR:
+            raise ValueError(
+                f"the order's total (quantity x unit_price_minor, summed) must not exceed {MAX_AMOUNT_MINOR}"
+            )
         return lines
 
     @property

@@ -8,6 +8,8 @@ field, and sends the same request with a good value and expects 503, proves that
 database, stopped the bad one: without the check, the bad value would reach the database too.
 """
 
+import copy
+import json
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -66,3 +68,20 @@ def named_fields(response: "httpx.Response") -> list[str]:
 def reached_a_dependency(response: "httpx.Response") -> bool:
     """True for the 503 a request gets when it passed the edge and found the database (or cache) away."""
     return response.status_code == 503 and response.json().get("error") == "unavailable"
+
+
+def changed(body: Mapping[str, Any], field: str, value: Any) -> dict[str, Any]:
+    """A copy of the body with the value at the dotted path `field` (`lines.0.quantity`) replaced."""
+    result = copy.deepcopy(dict(body))
+    *parents, last = field.split(".")
+    node: Any = result
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[int(last) if isinstance(node, list) else last] = value
+    return result
+
+
+def json_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Request arguments for a JSON body that may hold lone surrogates (escaped, as JSON encoders send them;
+    httpx's own encoder would fail on them)."""
+    return {"content": json.dumps(body).encode(), "headers": {"Content-Type": "application/json"}}

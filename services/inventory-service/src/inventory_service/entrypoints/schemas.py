@@ -5,7 +5,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oms_events.values import INT64_MAX, MAX_STOCK_CHANGE, CurrencyCode, PlainText, Sku, WarehouseId
+from oms_events.values import MAX_AMOUNT_MINOR, MAX_STOCK_CHANGE, CurrencyCode, PlainText, Sku, WarehouseId
 from oms_runtime.http_api import ErrorBody as ErrorBody
 
 
@@ -59,7 +59,7 @@ class SafetyStockRequest(Request):
 
 
 class UnitCostRequest(Request):
-    unit_cost_minor: int = Field(ge=0, le=INT64_MAX, description="What one unit is worth, in minor units")
+    unit_cost_minor: int = Field(ge=0, le=MAX_AMOUNT_MINOR, description="What one unit is worth, in minor units")
     currency: CurrencyCode
 
 
