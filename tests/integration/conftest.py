@@ -17,7 +17,17 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from fulfilment_service.entrypoints.placements_consumer import PLACEMENTS_GROUP
-from harness import API_KEYS, MANUAL_WAREHOUSES, SERVICES, Infra, ServiceProcess, System, free_port, recreate_database
+from harness import (
+    API_KEYS,
+    MANUAL_WAREHOUSES,
+    REPORT_WAREHOUSE,
+    SERVICES,
+    Infra,
+    ServiceProcess,
+    System,
+    free_port,
+    recreate_database,
+)
 from inventory_service.entrypoints.consumers import AVAILABILITY_GROUP
 from inventory_service.entrypoints.sales_consumer import DEMAND_GROUP
 from notification_service.testing import LocalSmsProvider
@@ -145,7 +155,7 @@ async def system(sms_provider: LocalSmsProvider) -> AsyncIterator[System]:
         "RISK_DECLINE_ABOVE_MINOR": '{"GBP": 100000}',
         "API_KEYS": API_KEYS,
         "TRACKING_TOKEN_SECRET": "integration-tracking-secret-0123456789",
-        "WAREHOUSE_MODES": json.dumps(dict.fromkeys(MANUAL_WAREHOUSES, "manual")),
+        "WAREHOUSE_MODES": json.dumps(dict.fromkeys((*MANUAL_WAREHOUSES, REPORT_WAREHOUSE), "manual")),
         # Spans go to a receiver in this process, exported within a fraction of a second.
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": traces.endpoint,

@@ -27,11 +27,20 @@ REPO = Path(__file__).resolve().parents[2]
 OPS_KEY = "it-ops-key-0123456789abcdef"
 CHANNEL_KEYS = {c: f"it-{c}-key-0123456789abcdef" for c in ("web", "marketplace", "phone", "store")}
 WAREHOUSE_KEY = "it-warehouse-key-0123456789abcdef"
+# The reports' test works this warehouse by hand; its key acts for that warehouse only.
+REPORT_WAREHOUSE = "WH-IT-REPORTS"
+REPORT_WAREHOUSE_KEY = "it-report-warehouse-key-0123456789abcdef"
 CARRIER_KEY = "it-carrier-key-0123456789abcdef"
 API_KEYS = json.dumps(
     [
         {"name": "it-ops", "key": OPS_KEY, "role": "ops"},
         {"name": "it-warehouse", "key": WAREHOUSE_KEY, "role": "warehouse"},
+        {
+            "name": "it-report-warehouse",
+            "key": REPORT_WAREHOUSE_KEY,
+            "role": "warehouse",
+            "warehouse_id": REPORT_WAREHOUSE,
+        },
         {"name": "it-carrier", "key": CARRIER_KEY, "role": "carrier"},
     ]
     + [{"name": f"it-{c}", "key": k, "role": "channel", "channel": c} for c, k in CHANNEL_KEYS.items()]

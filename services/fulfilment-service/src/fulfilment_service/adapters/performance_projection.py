@@ -8,7 +8,7 @@ names the warehouse its units left from, which is the shipment of that order and
 """
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -24,12 +24,13 @@ from oms_runtime.logging import get_logger
 
 log = get_logger(__name__)
 
-_FACT_COLUMNS = [c.name for c in shipment_reports.columns if c.name != "version"]
+_FACT_COLUMNS = [shipment_reports.c[f.name] for f in fields(ShipmentFacts)]
+"""The row's columns in the order of ShipmentFacts' fields: a report reads many rows, positionally."""
 
 
-def _facts(row: Any) -> ShipmentFacts:
-    values = {name: row[name] for name in _FACT_COLUMNS}
-    return ShipmentFacts(**{**values, "shipment_id": str(row["shipment_id"]), "order_id": str(row["order_id"])})
+def _facts(row: Sequence[Any]) -> ShipmentFacts:
+    shipment_id, order_id, *rest = row[: len(_FACT_COLUMNS)]
+    return ShipmentFacts(str(shipment_id), str(order_id), *rest)
 
 
 class ShipmentReportProjection:
@@ -44,16 +45,14 @@ class ShipmentReportProjection:
         stored = 0
         if first > 1:
             row = (
-                (
-                    await session.execute(
-                        select(shipment_reports).where(shipment_reports.c.shipment_id == shipment_id).with_for_update()
-                    )
+                await session.execute(
+                    select(*_FACT_COLUMNS, shipment_reports.c.version)
+                    .where(shipment_reports.c.shipment_id == shipment_id)
+                    .with_for_update()
                 )
-                .mappings()
-                .first()
-            )
+            ).first()
             if row is not None:
-                facts, stored = _facts(row), row["version"]
+                facts, stored = _facts(row), row.version
         fresh = [(e.occurred_at, m) for v, (e, m) in enumerate(events, start=first) if v > stored]
         if not fresh:
             return
@@ -105,7 +104,7 @@ class PerformanceFacts:
             conditions.append(shipment_reports.c.warehouse_id == warehouse_id)
         statement = (
             select(
-                shipment_reports,
+                *_FACT_COLUMNS,
                 order_placements.c.placed_at,
                 func.coalesce(returned.c.units, literal_column("0")).label("returned_units"),
             )
@@ -116,8 +115,5 @@ class PerformanceFacts:
             )
             .where(and_(*conditions))
         )
-        rows = (await session.execute(statement)).mappings().all()
-        return [
-            ShipmentRecord(facts=_facts(row), placed_at=row["placed_at"], returned_units=int(row["returned_units"]))
-            for row in rows
-        ]
+        rows = (await session.execute(statement)).all()
+        return [ShipmentRecord(_facts(row), row.placed_at, int(row.returned_units)) for row in rows]

@@ -170,6 +170,15 @@ class Performance:
     def returns_rate(self) -> float | None:
         return self.returned_units / self.shipped_units if self.shipped_units else None
 
+    def merge(self, other: "Performance") -> None:
+        """Adds another bucket's figures to these (a total of buckets)."""
+        for name, value in vars(other).items():
+            mine = getattr(self, name)
+            if isinstance(value, list):
+                mine.extend(value)
+            else:
+                setattr(self, name, mine + value)
+
     def add(self, record: ShipmentRecord, warehouse_zone: tzinfo, now: datetime) -> None:
         facts = record.facts
         self.shipments += 1
@@ -216,9 +225,10 @@ def performance(
     """Per bucket (sorted by key) and in total. `zone` counts the days; `zone_of(warehouse)` dates a
     delivery and today's date for the promise, where the warehouse promised it."""
     found: dict[str, Performance] = {}
-    total = Performance()
     for record in records:
-        warehouse_zone = zone_of(record.facts.warehouse_id)
-        found.setdefault(bucket_key(record.facts, group_by, zone), Performance()).add(record, warehouse_zone, now)
-        total.add(record, warehouse_zone, now)
+        key = bucket_key(record.facts, group_by, zone)
+        found.setdefault(key, Performance()).add(record, zone_of(record.facts.warehouse_id), now)
+    total = Performance()
+    for bucket in found.values():
+        total.merge(bucket)
     return sorted(found.items()), total
