@@ -6,7 +6,6 @@ from datetime import UTC, date, datetime
 from uuid import uuid4
 
 import pytest
-from aiosmtpd.controller import Controller
 from notification_smtp import CollectingSmtp, Smtp, free_port
 
 from notification_service.domain.notifications import NotifyingEvent
@@ -201,11 +200,9 @@ def every_event(
 
 @pytest.fixture
 def smtp() -> Iterator[Smtp]:
-    handler = CollectingSmtp()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
+    server = Smtp(CollectingSmtp(), free_port())
+    server.start()
     try:
-        yield Smtp(handler, port)
+        yield server
     finally:
-        controller.stop()
+        server.stop()

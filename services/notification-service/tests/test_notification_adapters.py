@@ -2,9 +2,13 @@
 provider's HTTP API (the local provider of notification_service.testing on a free port)."""
 
 import asyncio
+import dataclasses
+import email
+import email.policy
 import json
 import threading
 from collections.abc import Iterator
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
@@ -18,8 +22,9 @@ from notification_service.adapters.email_sender import (
     OutgoingEmail,
 )
 from notification_service.adapters.http_sms import HttpSmsSender, SmsProviderConfig
+from notification_service.adapters.mime import MessageWriter
 from notification_service.adapters.sms_sender import OutgoingSms, SmsRejectedError, SmsSendError
-from notification_service.adapters.smtp import SmtpConfig, SmtpEmailSender, build_message, provider_message_id
+from notification_service.adapters.smtp import SmtpConfig, SmtpEmailSender, provider_message_id
 from notification_service.testing import LocalSmsProvider
 
 CUSTOMER = "jane.doe@example.com"
@@ -44,7 +49,10 @@ def outgoing(recipient: str = CUSTOMER) -> OutgoingEmail:
 
 
 def test_build_message_is_multipart_alternative_text_then_html() -> None:
-    message = build_message(outgoing(), "orders@oms.example", "OMS Orders")
+    message = email.message_from_bytes(
+        MessageWriter("orders@oms.example", "OMS Orders").write(outgoing()).data, policy=email.policy.default
+    )
+    assert isinstance(message, EmailMessage)
     assert message.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
     assert message["From"] == "OMS Orders <orders@oms.example>"
@@ -104,6 +112,115 @@ async def test_smtp_server_down_is_retryable() -> None:
 async def test_an_address_that_cannot_be_written_is_a_rejection(smtp: Smtp) -> None:
     with pytest.raises(EmailRejectedError):
         await smtp.sender().send(outgoing(recipient="jane@doe@example.com"))
+
+
+# ---------------------------------------------------------------- the SMTP connection pool
+
+
+def numbered(i: int) -> OutgoingEmail:
+    return dataclasses.replace(outgoing(), subject=f"message {i}", message_id=f"<{i}@oms.example>")
+
+
+async def test_many_emails_share_one_connection(smtp: Smtp) -> None:
+    sender = smtp.sender()
+    receipts = [await sender.send(numbered(i)) for i in range(5)]
+    assert [r.provider_message_id for r in receipts] == ["Q1", "Q2", "Q3", "Q4", "Q5"]
+    assert [m["Subject"] for _, m in smtp.received] == [f"message {i}" for i in range(5)]
+    assert len(smtp.handler.connections("EHLO")) == 1, "one connect, one EHLO for all five"
+    assert len(smtp.handler.connections("DATA")) == 1
+    assert [c for c, _ in smtp.handler.commands if c != "EHLO"] == ["MAIL", "DATA"] * 5, "no RSET, no QUIT between"
+    await sender.close()
+    assert smtp.handler.commands[-1][0] == "QUIT"
+
+
+async def test_emails_sent_at_once_use_at_most_pool_size_connections(smtp: Smtp) -> None:
+    sender = smtp.sender(pool_size=3)
+    await asyncio.gather(*(sender.send(numbered(i)) for i in range(12)))
+    assert len(smtp.received) == 12
+    assert len(smtp.handler.connections("EHLO")) == 3
+    await asyncio.gather(*(sender.send(numbered(i)) for i in range(12, 18)))
+    assert len(smtp.handler.connections("EHLO")) == 3, "the open ones are used again"
+    await sender.close()
+
+
+async def test_a_connection_the_server_dropped_is_replaced(smtp: Smtp) -> None:
+    sender = smtp.sender()
+    await sender.send(numbered(1))
+    [first] = smtp.handler.connections()
+    smtp.restart()  # the server goes away and comes back: every open connection is closed
+    await asyncio.sleep(0.05)
+    await sender.send(numbered(2))
+    assert [m["Subject"] for _, m in smtp.received] == ["message 1", "message 2"]
+    assert smtp.handler.connections() == [first, smtp.handler.connections()[1]]
+    assert len(smtp.handler.connections()) == 2
+    await sender.close()
+
+
+async def test_a_closing_421_at_mail_on_a_reused_connection_sends_on_a_new_one(smtp: Smtp) -> None:
+    sender = smtp.sender()
+    await sender.send(numbered(1))
+    smtp.handler.closing_on_mail = 1
+    receipt = await sender.send(numbered(2))
+    assert receipt.provider_message_id == "Q2"
+    assert [m["Subject"] for _, m in smtp.received] == ["message 1", "message 2"]
+    assert len(smtp.handler.connections()) == 2
+    await sender.close()
+
+
+async def test_a_closing_421_on_a_new_connection_is_a_transient_failure(smtp: Smtp) -> None:
+    smtp.handler.closing_on_mail = 1
+    sender = smtp.sender()
+    with pytest.raises(EmailSendError, match="421"):
+        await sender.send(numbered(1))
+    assert smtp.received == []
+    await sender.send(numbered(2))
+    assert len(smtp.received) == 1
+    await sender.close()
+
+
+async def test_a_refused_recipient_resets_the_transaction_and_keeps_the_connection(smtp: Smtp) -> None:
+    sender = smtp.sender()
+    smtp.handler.refuse_once[CUSTOMER] = "550 5.1.1 <jane.doe@example.com>: no such user"
+    with pytest.raises(EmailRejectedError):
+        await sender.send(numbered(1))
+    await sender.send(numbered(2))
+    assert [c for c, _ in smtp.handler.commands if c != "EHLO"] == ["MAIL", "RSET", "MAIL", "DATA"]
+    assert len(smtp.handler.connections()) == 1
+    assert [m["Subject"] for _, m in smtp.received] == ["message 2"]
+    await sender.close()
+
+
+async def test_a_connection_idle_for_long_is_checked_with_noop(smtp: Smtp) -> None:
+    now = [0.0]
+    sender = SmtpEmailSender(SmtpConfig(port=smtp.port, timeout_s=5.0, check_after_s=30), monotonic=lambda: now[0])
+    await sender.send(numbered(1))
+    now[0] = 10.0
+    await sender.send(numbered(2))
+    now[0] = 100.0
+    await sender.send(numbered(3))
+    assert [c for c, _ in smtp.handler.commands if c != "EHLO"] == [
+        "MAIL",
+        "DATA",
+        "MAIL",
+        "DATA",
+        "NOOP",
+        "MAIL",
+        "DATA",
+    ]
+    assert len(smtp.handler.connections()) == 1
+    await sender.close()
+
+
+async def test_a_send_cancelled_midway_never_leaves_its_connection_for_the_next(smtp: Smtp) -> None:
+    sender = smtp.sender()
+    await sender.send(numbered(1))
+    smtp.handler.slow_mail_s = 1.0
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(sender.send(numbered(2)), 0.2)  # cancelled while waiting for the MAIL reply
+    await sender.send(numbered(3))
+    assert len(smtp.handler.connections()) == 2, "the reply to MAIL may still come on the first one"
+    assert [m["Subject"] for _, m in smtp.received] == ["message 1", "message 3"]
+    await sender.close()
 
 
 # ---------------------------------------------------------------- the SMS adapter

@@ -64,6 +64,8 @@ class NotificationSettings(ServiceSettings):
             password=self.smtp_password.get_secret_value() if self.smtp_password else None,
             start_tls=self.smtp_starttls,
             timeout_s=self.smtp_timeout_s,
+            # One open connection per message in flight: the dispatcher sends up to that many at once.
+            pool_size=self.notify_concurrency,
         )
 
     def sms_config(self) -> SmsProviderConfig:
@@ -84,11 +86,12 @@ def build(settings: NotificationSettings) -> ServiceHost:
     host = ServiceHost(SERVICE, settings, metadata=[metadata])
     repository = NotificationRepository()
     sms = HttpSmsSender(settings.sms_config())
+    email = SmtpEmailSender(settings.smtp_config())
     dispatcher = Dispatcher(
         host.db,
         repository,
         TemplateRenderer(),
-        SmtpEmailSender(settings.smtp_config()),
+        email,
         sms,
         host.registry,
         producer_name=SERVICE,
@@ -116,8 +119,10 @@ def build(settings: NotificationSettings) -> ServiceHost:
     )
     host.serve_http(app, settings.http_host, settings.http_port)
     host.on_start(dispatcher.start)
-    host.on_stop(dispatcher.stop)
+    # Stop hooks run last first: the dispatcher stops before the connections it sends on are closed.
     host.on_stop(sms.close)
+    host.on_stop(email.close)
+    host.on_stop(dispatcher.stop)
     return host
 
 
