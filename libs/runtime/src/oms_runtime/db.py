@@ -14,17 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from oms_runtime.outbox import OutboxRow, write_pending
 from oms_runtime.settings import ServiceSettings
+from oms_runtime.upgrades import add_upgrades as add_upgrades  # where the services import it from
+from oms_runtime.upgrades import upgrades_of
 
 OutboxListener = Callable[[Sequence[OutboxRow]], None]
-
-_UPGRADES = "oms_upgrades"
-
-
-def add_upgrades(metadata: MetaData, statements: Sequence[str]) -> None:
-    """Idempotent DDL (`ADD COLUMN IF NOT EXISTS`, ...) for tables of `metadata` released before:
-    create_all() makes new tables but never alters existing ones. `Database.create_schema` runs them
-    after create_all(), under its lock, wherever the tables are made (service start, rebuild tools)."""
-    metadata.info[_UPGRADES] = (*metadata.info.get(_UPGRADES, ()), *statements)
 
 
 def schema_name(service: str) -> str:
@@ -66,7 +59,7 @@ class Database:
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             for metadata in metadatas:
                 await conn.run_sync(metadata.create_all)
-                for statement in metadata.info.get(_UPGRADES, ()):
+                for statement in upgrades_of(metadata):
                     await conn.execute(text(statement))
 
     @asynccontextmanager

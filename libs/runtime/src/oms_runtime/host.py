@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from faststream.kafka import KafkaBroker
@@ -35,6 +36,7 @@ from oms_runtime.logging import get_logger
 from oms_runtime.messaging import DeadLetterPublisher, HandlerMap, MessageProcessor, RejectionHandler, SourceRecord
 from oms_runtime.ops_http import DependencyCheck, Readiness, ops_app
 from oms_runtime.relay import OutboxRelay
+from oms_runtime.retention import RetentionPruner
 from oms_runtime.settings import ServiceSettings
 from oms_runtime.tracing import configure_tracing, shutdown_tracing
 
@@ -94,6 +96,12 @@ class ServiceHost:
             batch_size=settings.outbox_batch_size,
             sweep_interval_s=settings.outbox_sweep_interval_s,
             sweep_after_s=settings.outbox_sweep_after_s,
+        )
+        self.retention = RetentionPruner(
+            self.db,
+            inbox_retention=timedelta(seconds=settings.inbox_retention_s),
+            outbox_retention=timedelta(seconds=settings.outbox_retention_s),
+            interval_s=settings.retention_interval_s,
         )
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
@@ -229,6 +237,7 @@ class ServiceHost:
         await ensure_topics(self.settings.kafka_bootstrap_servers, ALL_TOPICS)
         await self.producer.start()
         await self.relay.start()
+        await self.retention.start()
         for hook in self._start_hooks:
             await hook()
         await self.broker.start()
@@ -266,6 +275,7 @@ class ServiceHost:
         await self.broker.stop()
         for hook in reversed(self._stop_hooks):
             await hook()
+        await self.retention.stop()
         await self.relay.stop()
         await self.producer.stop()
         await self._lag.close()

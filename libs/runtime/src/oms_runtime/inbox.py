@@ -3,12 +3,13 @@
 from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, PrimaryKeyConstraint, String, Table, Uuid, func
+from sqlalchemy import Column, DateTime, Index, PrimaryKeyConstraint, String, Table, Uuid, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import Envelope
 from oms_runtime.eventstore import runtime_metadata
+from oms_runtime.upgrades import add_upgrades
 
 inbox_table = Table(
     "inbox",
@@ -18,7 +19,10 @@ inbox_table = Table(
     Column("message_type", String(200), nullable=False),
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("consumer", "message_id", name="pk_inbox"),
+    # For pruning by age (oms_runtime.retention): rows come in time order, so BRIN costs next to nothing.
+    Index("ix_inbox_processed_at", "processed_at", postgresql_using="brin"),
 )
+add_upgrades(runtime_metadata, ["CREATE INDEX IF NOT EXISTS ix_inbox_processed_at ON inbox USING brin (processed_at)"])
 
 _RECORD = insert(inbox_table).on_conflict_do_nothing(constraint="pk_inbox").returning(inbox_table.c.message_id)
 

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import Envelope
 from oms_runtime.eventstore import runtime_metadata
+from oms_runtime.upgrades import add_upgrades
 
 outbox_table = Table(
     "outbox",
@@ -44,7 +45,10 @@ outbox_table = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True)),
     Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    # For pruning published rows by age (oms_runtime.retention); rows come in time order: BRIN.
+    Index("ix_outbox_created_at", "created_at", postgresql_using="brin"),
 )
+add_upgrades(runtime_metadata, ["CREATE INDEX IF NOT EXISTS ix_outbox_created_at ON outbox USING brin (created_at)"])
 
 _PENDING = "oms.outbox.pending"
 

@@ -9,7 +9,7 @@ Two paths, one table:
   ack) stays unpublished in the table. Every `sweep_interval_s` (5 s: it only serves replicas that
   died, and each sweep is a transaction even when it finds nothing) one
   relay per service (an advisory lock) publishes the rows older than `sweep_after_s` that no
-  relay in this process holds, oldest first, and purges published rows past `keep_published`.
+  relay in this process holds, oldest first (`oms_runtime.retention` prunes published rows).
 
 A crash between the broker's ack and the UPDATE republishes a few rows at the next sweep; every
 consumer's inbox absorbs those duplicates.
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from oms_runtime import metrics
 from oms_runtime.db import Database
@@ -58,8 +58,6 @@ class OutboxRelay:
         batch_size: int = 500,
         sweep_interval_s: float = 5.0,
         sweep_after_s: float = 10.0,
-        keep_published: timedelta = timedelta(hours=24),
-        purge_every: int = 600,
         max_queued: int = 50_000,
         mark_pause_s: float = 0.2,
     ) -> None:
@@ -67,8 +65,6 @@ class OutboxRelay:
         self._producer = producer
         self._batch_size = batch_size
         self._sweep_after_s = sweep_after_s
-        self._keep_published = keep_published
-        self._purge_every = purge_every
         self._queue: list[OutboxRow] = []
         # Rows this process has taken on and not yet marked published: the sweep leaves them alone.
         self._held: set[int] = set()
@@ -84,7 +80,6 @@ class OutboxRelay:
         # Past this many rows waiting for the broker, memory lets go and the table takes over.
         self._max_queued = max_queued
         self._sweep_interval_s = sweep_interval_s
-        self._sweeps = 0
         self._sweeper = PeriodicTask(
             "outbox-sweep", self._sweep_round, interval_s=sweep_interval_s, again_while_busy=True, failure_pause_s=1.0
         )
@@ -216,12 +211,9 @@ class OutboxRelay:
     async def _sweep_round(self) -> int:
         if self._catching_up:
             return 0  # the sender is reading the table already
-        self._sweeps += 1
         published = await self._publish_from_table(min_age_s=self._sweep_after_s)
         if published:
             log.info("outbox rows left behind were published", rows=published)
-        if self._sweeps % self._purge_every == 0:
-            await self._purge_published()
         return published or 0
 
     async def publish_batch(self, min_age_s: float = 0.0) -> int:
@@ -273,11 +265,6 @@ class OutboxRelay:
             await self._publish(rows)
             await session.execute(_MARK_PUBLISHED, {"ids": [r.id for r in rows]})
         return len(rows)
-
-    async def _purge_published(self) -> None:
-        cutoff = datetime.now(UTC) - self._keep_published
-        async with self._db.transaction() as session:
-            await session.execute(delete(outbox_table).where(outbox_table.c.published_at < cutoff))
 
     async def oldest_unpublished_age_s(self) -> float:
         return (await self.backlog())[0]

@@ -35,6 +35,16 @@ class ServiceSettings(BaseSettings):
         default=10.0, gt=0, description="Age at which an unpublished outbox row counts as left behind"
     )
     outbox_batch_size: int = Field(default=500, ge=1)
+    inbox_retention_s: float = Field(
+        default=8 * 24 * 3600,
+        gt=0,
+        description="Inbox rows (message ids already processed) older than this are pruned; keep it above the "
+        "topics' retention (7 days), so a record still on a topic is still recognised",
+    )
+    outbox_retention_s: float = Field(
+        default=24 * 3600, gt=0, description="Published outbox rows older than this are pruned"
+    )
+    retention_interval_s: float = Field(default=600.0, gt=0, description="How often old rows are pruned")
     db_pool_size: int = Field(default=10, ge=1)
 
     http_host: str = Field(default="127.0.0.1", description="Address of the HTTP server (API, probes, metrics)")
