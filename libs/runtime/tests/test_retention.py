@@ -60,7 +60,7 @@ async def test_pruning_keeps_recent_inbox_rows_and_every_unpublished_outbox_row(
 
 async def test_the_pruning_indexes_exist_and_are_brin(db: Database) -> None:
     async with db.transaction() as session:
-        found = dict(
+        found: dict[str, str] = dict(
             (
                 await session.execute(
                     text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = :s"), {"s": db.schema}
