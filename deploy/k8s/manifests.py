@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from pydantic import SecretStr
 
+from fulfilment_service.entrypoints.placements_consumer import PLACEMENTS_GROUP
 from inventory_service.entrypoints.consumers import AVAILABILITY_GROUP
 from inventory_service.entrypoints.sales_consumer import DEMAND_GROUP
 from oms_events import topics
@@ -79,7 +80,10 @@ CONSUMER_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
         DEMAND_GROUP: (topics.ORDERS_EVENTS,),
     },
     "payment-service": {"payment-service": (topics.PAYMENTS_COMMANDS,)},
-    "fulfilment-service": {"fulfilment-service": (topics.FULFILMENT_COMMANDS,)},
+    "fulfilment-service": {
+        "fulfilment-service": (topics.FULFILMENT_COMMANDS,),
+        PLACEMENTS_GROUP: (topics.ORDERS_EVENTS,),
+    },
     "notification-service": {"notification-service": (topics.ORDERS_EVENTS, topics.FULFILMENT_EVENTS)},
 }
 """Each service's consumer groups and the topics they read (tests/deploy checks it against the composition

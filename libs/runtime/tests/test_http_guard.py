@@ -154,7 +154,9 @@ def test_every_operation_documents_its_error_answers_with_the_error_body() -> No
 @pytest.fixture
 def server() -> Iterator[int]:
     """The app under uvicorn on a free port, in a thread (the way the host serves it)."""
-    config = uvicorn.Config(service_app(), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        service_app(), host="127.0.0.1", port=0, log_level="warning", log_config=None, lifespan="off"
+    )
     served = uvicorn.Server(config)
     thread = threading.Thread(target=served.run, daemon=True)
     thread.start()

@@ -252,6 +252,9 @@ class ServiceHost:
             host=self._http[0],
             port=self._http[1],
             log_level="warning",
+            # Our logging (JSON, masking, no statement parameters) stays in charge: uvicorn's own
+            # config would give its loggers handlers of their own that bypass it.
+            log_config=None,
             lifespan="off",
             # Requests in flight get this long after SIGTERM; new connections are refused at once.
             timeout_graceful_shutdown=max(1, int(self.settings.shutdown_grace_s * 0.2)),

@@ -22,6 +22,8 @@ from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
+from oms_events.values import PlainText
+
 DEFAULT_DAYS = 30
 MAX_DAYS = 400
 """The longest period one report covers: a report reads every order (or shipment) of its period."""
@@ -29,7 +31,7 @@ MAX_DAYS = 400
 CSV_MEDIA_TYPE = "text/csv"
 
 PeriodStart = Annotated[
-    str | None,
+    PlainText | None,
     Query(
         alias="from",
         max_length=40,
@@ -38,7 +40,7 @@ PeriodStart = Annotated[
     ),
 ]
 PeriodEnd = Annotated[
-    str | None,
+    PlainText | None,
     Query(
         alias="to",
         max_length=40,
@@ -47,7 +49,7 @@ PeriodEnd = Annotated[
     ),
 ]
 TimeZoneName = Annotated[
-    str, Query(min_length=1, max_length=64, description="IANA time zone days are counted in, e.g. Europe/Berlin")
+    PlainText, Query(min_length=1, max_length=64, description="IANA time zone days are counted in, e.g. Europe/Berlin")
 ]
 ReportFormat = Annotated[
     Literal["json", "csv"] | None,

@@ -16,6 +16,7 @@ from fulfilment_service.performance_report import (
     PerformanceReports,
     PerformanceReportView,
 )
+from oms_events.values import WarehouseId
 from oms_runtime.http_api import ApiKeyAuthenticator, ErrorBody, Principal, Role
 from oms_runtime.reports import (
     CSV_RESPONSE,
@@ -48,7 +49,7 @@ def report_router(reports: PerformanceReports, auth: ApiKeyAuthenticator) -> API
         group_by: Annotated[GroupBy, Query(description="Buckets: day, warehouse, carrier or delivery_method")] = (
             GroupBy.DAY
         ),
-        warehouse: Annotated[str | None, Query(min_length=1, max_length=64, description="Only this warehouse")] = None,
+        warehouse: Annotated[WarehouseId | None, Query(description="Only this warehouse")] = None,
         tz: TimeZoneName = "UTC",
         format_: ReportFormat = None,
     ) -> PerformanceReportView | Response:
