@@ -97,6 +97,12 @@ async def _skip_earlier_messages(infra: Infra) -> None:
             await consumer.stop()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `runs_last` (the API fuzzing, which leaves random orders and warehouses behind) run
+    after every other test of the session."""
+    items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
+
+
 @pytest.fixture(scope="session")
 def sms_provider() -> Iterator[LocalSmsProvider]:
     """The SMS provider notification-service sends to (a real HTTP server); `.messages` is what arrived."""
