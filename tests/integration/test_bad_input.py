@@ -113,17 +113,33 @@ async def test_numbers_and_days_past_their_columns_are_422_on_every_service(syst
         assert named_fields(await notification.get("/customers/c%001/preferences")) == ["customer_id"]
 
 
+async def _post_large_body(base_url: str, path: str, body: bytes) -> bytes:
+    """Sends the headers and the first 64 KiB of a large body, then reads the status line: a client that
+    waits for an answer before sending the rest (as `Expect: 100-continue` clients do)."""
+    url = urlsplit(base_url)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        head = (
+            f"PUT {path} HTTP/1.1\r\nHost: oms\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body[: 64 * 1024])
+        await writer.drain()
+        return await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+
+
 async def test_a_large_unauthenticated_body_is_refused_at_once_and_probes_keep_answering(system: System) -> None:
     # 10 MB of 400,000 keys held notification-service for 86 s before; now its length alone refuses it.
     body = json.dumps({f"k{i}": i for i in range(400_000)}).encode()
+    base_url = system.http_urls["notification-service"]
     async with system.http(key=None, service="notification-service") as client:
         started = time.monotonic()
-        refused, live = await asyncio.gather(
-            client.put("/customers/c-1/preferences", content=body, headers={"Content-Type": "application/json"}),
-            client.get("/health/live"),
+        status_line, live = await asyncio.gather(
+            _post_large_body(base_url, "/customers/c-1/preferences", body), client.get("/health/live")
         )
-        assert time.monotonic() - started < 5
-        assert (refused.status_code, refused.json()["error"]) == (413, "body_too_large")
+        assert time.monotonic() - started < 10
+        assert status_line.startswith(b"HTTP/1.1 413"), status_line
         assert live.status_code == 200
         # Small but unauthenticated: 401 without a word about the body the route expects.
         small = await client.put("/customers/c-1/preferences", json={"locale": 42})
