@@ -155,6 +155,24 @@ async def test_probes_and_metrics_need_no_key_in_front_of_a_keyed_service_app() 
         assert (await http.get("/metrics")).status_code == 200
 
 
+async def test_every_path_that_is_not_a_probe_reaches_the_service_app_even_with_a_newline() -> None:
+    service_app = FastAPI()
+    install_error_handlers(service_app)
+
+    @service_app.get("/customers/{customer_id}")
+    async def customer(customer_id: str) -> dict[str, str]:
+        return {"customer_id": customer_id}
+
+    app = ops_app("svc", Readiness([DependencyCheck("database", fine)]), no_gauges, service_app)
+    async with client(app) as http:
+        # A Mount's pattern does not match across a newline: this was a plain-text 404 from outside the app.
+        found = await http.get("/customers/a%0Ab")
+        assert (found.status_code, found.json()) == (200, {"customer_id": "a\nb"})
+        missing = await http.get("/no/such/path")
+        assert (missing.status_code, missing.json()["error"]) == (404, "http_error")
+        assert (await http.get("/health/live")).status_code == 200
+
+
 async def test_metrics_count_consumed_messages_handler_latency_errors_and_refresh_gauges(db: Database) -> None:
     failures = {"left": 1}
 

@@ -13,6 +13,7 @@ import httpx
 import pytest_asyncio
 from inventory_kit import REGISTRY, Kit, inventory_kit, reserve
 from redis.asyncio import Redis
+from sqlalchemy import text
 
 from inventory_service.adapters.availability_view import AvailabilityView
 from inventory_service.availability import AvailabilityProjection
@@ -159,6 +160,20 @@ async def test_bad_input_names_the_field_and_conflicts_are_409s(api: Api) -> Non
     assert (await api.http.get("/stock/NOPE", headers=api.as_(OPS))).json()["error"] == "stock_not_found"
     gone = await _post(api, f"/purchase-orders/{uuid4()}/receive", {})
     assert gone.json()["error"] == "purchase_order_not_found"
+
+
+async def test_a_receipt_past_what_a_stock_level_holds_is_409_not_a_database_error(api: Api) -> None:
+    # Receipts are limited per request; many of them could still pass 2^31-1 units on hand.
+    async with api.kit.db.transaction() as session:
+        await session.execute(
+            text("UPDATE stock_levels SET on_hand = :units WHERE sku = 'A' AND warehouse_id = 'WH-BER'"),
+            {"units": 2**31 - 10},
+        )
+    refused = await _post(api, "/stock/receipts", {"sku": "A", "warehouse_id": "WH-BER", "quantity": 100})
+    assert (refused.status_code, refused.json()["error"]) == (409, "insufficient_stock")
+    assert "more than a stock level holds" in refused.json()["message"]
+    fits = await _post(api, "/stock/receipts", {"sku": "A", "warehouse_id": "WH-BER", "quantity": 9})
+    assert (fits.status_code, fits.json()["on_hand"]) == (201, 2**31 - 1)
 
 
 async def test_stock_per_sku_and_per_warehouse_after_receipts_and_adjustments(api: Api) -> None:

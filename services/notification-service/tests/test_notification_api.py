@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
+import jsonschema_rs
 import pytest
 import pytest_asyncio
 
@@ -88,6 +89,15 @@ async def test_put_then_get_preferences(api: httpx.AsyncClient, db: Database) ->
     assert prefs.wants(NotificationKind.ORDER_CONFIRMATION, "sms")
     assert prefs.opted_out(NotificationKind.ORDER_SHIPPED, "email")
     assert prefs.sms_held_until(datetime(2025, 3, 12, 22, 0, tzinfo=UTC)) == datetime(2025, 3, 13, 6, 0, tzinfo=UTC)
+
+    # The answer is what the OpenAPI document says, formats included (a `time` without an offset was not).
+    document = create_app(db, NotificationRepository(), ApiKeyAuthenticator.from_json(KEYS), lambda: NOW).openapi()
+    schema = {
+        "$ref": "#/components/schemas/PreferencesView",
+        "components": document["components"],
+    }
+    validator = jsonschema_rs.validator_for(schema, validate_formats=True)
+    assert [error.message for error in validator.iter_errors(again)] == []
 
     # PUT replaces the whole set: back to the defaults.
     reset = await api.put(f"/customers/{who}/preferences", json={})

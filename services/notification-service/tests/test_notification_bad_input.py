@@ -75,3 +75,10 @@ async def test_a_webhook_token_with_non_ascii_characters_is_401_before_the_body_
         "/webhooks/sms/status", json={"not": "a report"}, headers=[(b"X-Webhook-Token", "ÿé".encode("latin-1"))]
     )
     assert (refused.status_code, refused.json()["error"]) == (401, "unauthenticated")
+
+
+async def test_quiet_hours_are_wall_clock_times_without_an_offset(client: httpx.AsyncClient) -> None:
+    url = "/customers/c-1/preferences"
+    offset = {"quiet_hours": {"start": "22:00+01:00", "end": "07:00"}}
+    assert named_fields(await client.put(url, json=offset)) == ["quiet_hours.start"]
+    assert reached_a_dependency(await client.put(url, json={"quiet_hours": {"start": "22:00", "end": "07:00"}}))

@@ -16,6 +16,7 @@
 
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Final, Self
@@ -296,9 +297,9 @@ def document_answers(document: dict[str, Any], routes: list[BaseRoute]) -> dict[
                     if response.get("description") == "Validation Error":  # FastAPI's
                         response["description"] = _ANSWERS[422]
                     response["content"] = {"application/json": {"schema": {"$ref": _ERROR_BODY_REF}}}
-    text = repr(document.get("paths"))
+    referenced = json.dumps(document.get("paths"))
     for name in _FASTAPI_VALIDATION_SCHEMAS:
-        if f"#/components/schemas/{name}'" not in text:
+        if f'"#/components/schemas/{name}"' not in referenced:
             schemas.pop(name, None)
     return document
 
@@ -309,7 +310,6 @@ class ServiceApi(FastAPI):
 
     def __init__(self, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.max_request_body_bytes = max_body_bytes
         install_error_handlers(self, max_body_bytes)
 
     def openapi(self) -> dict[str, Any]:

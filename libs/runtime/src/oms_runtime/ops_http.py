@@ -14,11 +14,13 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from oms_runtime import metrics
 
 Check = Callable[[], Awaitable[Any]]
+PROBE_PATHS = ("/health/live", "/health/ready", "/metrics")
 
 
 @dataclass(frozen=True)
@@ -82,11 +84,22 @@ def ops_app(
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    routes: list[Any] = [
-        Route("/health/live", live, methods=["GET"]),
-        Route("/health/ready", ready, methods=["GET"]),
-        Route("/metrics", scrape, methods=["GET"]),
-    ]
-    if service_app is not None:
-        routes.append(Mount("", app=service_app))
-    return metrics.HttpMetricsMiddleware(Starlette(routes=routes))
+    probes = Starlette(
+        routes=[
+            Route(PROBE_PATHS[0], live, methods=["GET"]),
+            Route(PROBE_PATHS[1], ready, methods=["GET"]),
+            Route(PROBE_PATHS[2], scrape, methods=["GET"]),
+        ]
+    )
+    if service_app is None:
+        return metrics.HttpMetricsMiddleware(probes)
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        # By path, not with a Mount: a Mount's pattern (`.*`) does not match a path holding a newline
+        # (`%0A`), which then got a plain-text 404 from outside the service's app and its error body.
+        if scope["type"] == "http" and scope["path"] not in PROBE_PATHS:
+            await service_app(scope, receive, send)
+        else:
+            await probes(scope, receive, send)
+
+    return metrics.HttpMetricsMiddleware(dispatch)

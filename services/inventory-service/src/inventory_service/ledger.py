@@ -29,7 +29,7 @@ from oms_events.messages import (
     StockLevelChanged,
     StockReserved,
 )
-from oms_events.values import Allocation
+from oms_events.values import INT32_MAX, Allocation
 from oms_runtime.eventstore import EventStore
 from oms_runtime.logging import get_logger
 from oms_runtime.messaging import MessageContext
@@ -58,7 +58,8 @@ class UnknownStockError(LookupError):
 
 
 class StockLevelError(ValueError):
-    """A change that would make on hand or reserved negative, or reserve more than is on hand."""
+    """A change that would make on hand or reserved negative, reserve more than is on hand, or put more on
+    hand than a stock level holds (an INTEGER)."""
 
 
 @dataclass(frozen=True)
@@ -112,10 +113,14 @@ class StockLedger:
             level = await self.repo.lock_level(session, change.sku, change.warehouse_id)
             if level is None:
                 raise UnknownStockError(change.sku, change.warehouse_id)
+            outcome = (
+                f"would leave more than a stock level holds ({INT32_MAX})"
+                if level.on_hand + change.on_hand_change > INT32_MAX
+                else "would leave less than nothing"
+            )
             raise StockLevelError(
                 f"{change.sku} in {change.warehouse_id}: on hand {level.on_hand}, reserved {level.reserved}; "
-                f"changing on hand by {change.on_hand_change} and reserved by {change.reserved_change} "
-                "would leave less than nothing"
+                f"changing on hand by {change.on_hand_change} and reserved by {change.reserved_change} {outcome}"
             )
         new, version = applied
         event = StockLevelChanged(

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, or_, select, text, update
+from sqlalchemy import BigInteger, cast, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +24,7 @@ from inventory_service.adapters.tables import (
 )
 from inventory_service.domain.allocation import LineRequest, Pick
 from inventory_service.domain.replenishment import ReplenishmentPolicy
+from oms_events.values import INT32_MAX
 
 
 @dataclass(frozen=True)
@@ -123,21 +124,24 @@ class StockRepository:
         safety_stock: int | None,
     ) -> tuple[StockLevel, int] | None:
         """Applies a change in one statement when it leaves a valid level; returns the new level and the row's
-        new version, or None when there is no such row or the change would leave less than nothing."""
-        new_on_hand = stock_levels.c.on_hand + on_hand_change
-        new_reserved = stock_levels.c.reserved + reserved_change
+        new version, or None when there is no such row or the change would leave less than nothing (or more
+        than an INTEGER column holds)."""
+        # Checked in BIGINT: in the columns' INTEGER the sum itself would fail the statement past 2^31-1.
+        checked_on_hand = cast(stock_levels.c.on_hand, BigInteger) + on_hand_change
+        checked_reserved = cast(stock_levels.c.reserved, BigInteger) + reserved_change
         result = await session.execute(
             update(stock_levels)
             .where(
                 stock_levels.c.sku == sku,
                 stock_levels.c.warehouse_id == warehouse_id,
-                new_on_hand >= 0,
-                new_reserved >= 0,
-                new_reserved <= new_on_hand,
+                checked_on_hand >= 0,
+                checked_reserved >= 0,
+                checked_reserved <= checked_on_hand,
+                checked_on_hand <= INT32_MAX,
             )
             .values(
-                on_hand=new_on_hand,
-                reserved=new_reserved,
+                on_hand=stock_levels.c.on_hand + on_hand_change,
+                reserved=stock_levels.c.reserved + reserved_change,
                 safety_stock=stock_levels.c.safety_stock if safety_stock is None else safety_stock,
                 version=stock_levels.c.version + 1,
                 updated_at=func.now(),

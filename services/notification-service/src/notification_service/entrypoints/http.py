@@ -14,7 +14,16 @@ from uuid import UUID
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from notification_service.adapters.repository import Delivery, NotificationRepository
 from notification_service.domain.notifications import CHANNEL_EMAIL, CHANNEL_SMS, NotificationKind
@@ -47,11 +56,27 @@ class ChannelChoice(BaseModel):
     sms: bool | None = None
 
 
+def _without_offset(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("must be a wall-clock time without a UTC offset, e.g. 22:00 (the time zone is time_zone)")
+    return value
+
+
+LocalTime = Annotated[
+    time,
+    AfterValidator(_without_offset),
+    PlainSerializer(time.isoformat, return_type=str),
+    # Not JSON Schema's `time` format: that is RFC 3339's full-time, which needs an offset.
+    WithJsonSchema({"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$"}),
+]
+"""A wall-clock time of day, `HH:MM` or `HH:MM:SS` in, `HH:MM:SS` out."""
+
+
 class QuietHoursBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: time = Field(description="Local time in the customer's time zone, e.g. 22:00")
-    end: time = Field(description="e.g. 07:00 (may be on the next day)")
+    start: LocalTime = Field(description="Local time in the customer's time zone, e.g. 22:00")
+    end: LocalTime = Field(description="e.g. 07:00 (may be on the next day)")
 
     @model_validator(mode="after")
     def _not_empty(self) -> "QuietHoursBody":
