@@ -143,7 +143,8 @@ class ServiceProcess:
     def _started_count(self) -> int:
         return self.log_path.read_text(errors="replace").count('"message": "service started"')
 
-    async def wait_started(self, timeout_s: float = 60.0) -> None:
+    async def wait_started(self, timeout_s: float = 180.0) -> None:
+        # Generous: five services importing at once on a busy 2-core machine took over a minute.
         deadline = time.monotonic() + timeout_s
         while self._started_count() <= self._started_before:
             if self.process is None or self.process.poll() is not None:
