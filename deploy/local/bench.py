@@ -360,7 +360,7 @@ def report(
     )
     print()
     print(f"== CPU per order ({orders:,} orders; window {window_s:.1f} s, of which {settle_s:.1f} s settling)")
-    print(process_table(rows, total, bench))
+    print(process_table(rows, total, bench, window_ms, orders))
 
     print()
     print("== Kafka messages (end offsets of every oms.* topic before and after)")

@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from aiokafka import TopicPartition
 
 from benchkit import procfs
+from benchkit.kafka_io import messages_per_topic
+from benchkit.report import ProcessRow, messages_table
 from benchkit.stats import per_order, percentile, rate, summarize
 
 # A real line of a process whose name holds a space and parentheses (field 2 is up to 16 characters).
@@ -141,3 +144,30 @@ def test_rates_and_per_order_figures() -> None:
     assert per_order(260.0, 4) == 65
     with pytest.raises(ValueError, match="no orders"):
         per_order(1.0, 0)
+
+
+def test_messages_per_topic_sums_the_partitions_growth_and_counts_new_partitions_from_zero() -> None:
+    before = {TopicPartition("oms.a", 0): 10, TopicPartition("oms.a", 1): 5, TopicPartition("oms.b", 0): 7}
+    after = {
+        TopicPartition("oms.a", 0): 15,
+        TopicPartition("oms.a", 1): 5,
+        TopicPartition("oms.b", 0): 9,
+        TopicPartition("oms.b", 1): 4,  # added while running
+    }
+    assert messages_per_topic(before, after) == {"oms.a": 5, "oms.b": 6}
+
+
+def test_the_message_table_divides_by_orders_and_totals() -> None:
+    text = messages_table({"oms.a": 40, "oms.b": 0, "oms.c": 60}, 20)
+    lines = text.splitlines()
+    assert lines[0].split("|")[1:4] == [" topic ", " messages ", " per order "]
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["oms.a", "oms.c", "total"]
+    assert lines[-1].split("|")[2:4] == ["      100 ", "      5.00 "]
+
+
+def test_cpu_above_idle_takes_off_the_idle_rate_over_the_window() -> None:
+    # 10 orders in 2 s; 50 ms of CPU per order, of which 5% of a core idle = 100 ms over 2 s = 10 per order.
+    row = ProcessRow("svc", 1, 50.0, 25.0, 5.0, [])
+    assert row.above_idle(2000, 10) == pytest.approx(40.0)
+    assert ProcessRow("svc", 1, 5.0, 25.0, 50.0, []).above_idle(2000, 10) == 0
+    assert ProcessRow("svc", 1, 5.0, 25.0, None, []).above_idle(2000, 10) is None

@@ -44,6 +44,13 @@ class ProcessRow:
     idle_percent: float | None
     memory: Sequence[Memory]
 
+    def above_idle(self, window_ms: float, orders: int) -> float | None:
+        """An estimate: CPU ms per order less what the process burns idle over the same window. Matters
+        when the run is slow (a busy machine, a small run): idle loops then add up to much per order."""
+        if self.idle_percent is None:
+            return None
+        return max(0.0, self.cpu_ms_per_order - self.idle_percent / 100 * window_ms / orders)
+
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
@@ -65,14 +72,18 @@ def _mib(kib: int) -> str:
     return f"{kib / 1024:,.0f}"
 
 
-def process_table(rows: Sequence[ProcessRow], total: ProcessRow, client: ProcessRow) -> str:
+def process_table(
+    rows: Sequence[ProcessRow], total: ProcessRow, client: ProcessRow, window_ms: float, orders: int
+) -> str:
     def cells(row: ProcessRow) -> list[str]:
         peak = max((m.peak_kib for m in row.memory), default=0)
         rss = sum(m.rss_kib for m in row.memory)
+        above = row.above_idle(window_ms, orders)
         return [
             row.name,
             str(row.processes) if row.processes else "",
             f"{row.cpu_ms_per_order:,.1f}",
+            "" if above is None else f"{above:,.1f}",
             f"{row.cpu_percent:,.0f}",
             "" if row.idle_percent is None else f"{row.idle_percent:,.1f}",
             _mib(peak) if row.memory else "",
@@ -85,6 +96,7 @@ def process_table(rows: Sequence[ProcessRow], total: ProcessRow, client: Process
             "process",
             "procs",
             "CPU ms per order",
+            "above idle (est.)",
             "% of a core (run)",
             "% of a core (idle)",
             "peak RSS MiB (max)",
