@@ -17,9 +17,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from notification_service.adapters.repository import Delivery, NotificationRepository
+from notification_service.dispatcher import RetryNotAllowedError
 from notification_service.domain.notifications import CHANNEL_EMAIL, CHANNEL_SMS, NotificationKind
 from notification_service.domain.preferences import DEFAULT_TIME_ZONE, Preferences, QuietHours, valid_time_zone
-from notification_service.handlers import RetryNotAllowedError
 from oms_runtime.db import Database
 from oms_runtime.http_api import ApiKeyAuthenticator, ErrorBody, Principal, error_response, install_error_handlers
 
