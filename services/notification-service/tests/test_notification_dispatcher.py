@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from notification_service.adapters.tables import deliveries, metadata
 from notification_service.testing import LocalSmsProvider
-from oms_events.messages import OrderConfirmed, OrderPlaced
+from oms_events.messages import OrderConfirmed, OrderPlaced, OrderShipped
 from oms_runtime.db import Database
 from oms_runtime.messaging import Outcome
 from oms_runtime.testing import throwaway_schema
@@ -221,6 +221,31 @@ async def test_a_stop_mid_round_finishes_the_message_in_hand_and_gives_back_the_
     # Given back: the next process sends it at once, not after the lease.
     await harness.dispatch()
     assert len(harness.mails(placed.order_id)) == 2
+
+
+# ---------------------------------------------------------------- the consumer
+
+
+async def test_the_consumer_writes_an_event_in_two_statements(
+    harness: Harness, placed: OrderPlaced, confirmed: OrderConfirmed, shipped: OrderShipped
+) -> None:
+    with Statements(harness.db) as placing:
+        await harness.send(placed)
+    # The runtime's inbox row; the contact stored and the preferences read (one CTE); the rows.
+    assert placing.seen == ["INSERT", "WITH", "INSERT", "COMMIT"]
+    with Statements(harness.db) as confirming:
+        await harness.send(confirmed)
+    # The inbox row; the contact with the preferences; the rows.
+    assert confirming.seen == ["INSERT", "SELECT", "INSERT", "COMMIT"]
+    with Statements(harness.db) as shipping:
+        await harness.send(shipped)
+    assert shipping.seen == ["INSERT", "SELECT", "INSERT", "COMMIT"], "email and SMS rows in one INSERT"
+    assert sorted((r["kind"], r["channel"]) for r in await harness.rows(placed.order_id)) == [
+        ("order_confirmation", "email"),
+        ("order_received", "email"),
+        ("order_shipped", "email"),
+        ("order_shipped", "sms"),
+    ]
 
 
 # ---------------------------------------------------------------- woken by the consumer, quiet while idle

@@ -5,8 +5,8 @@ for it (its inbox row already written).
 channel the customer wants for its message (`pending`; an explicit opt-out or a missing phone number
 is recorded as `suppressed`). Nothing is sent here, so the consumer never waits for a mail server: the
 dispatcher (`notification_service.dispatcher`) sends, and it is woken as soon as the transaction that
-wrote new rows has committed. An event costs two statements (contact with preferences, the rows), an
-`OrderPlaced` three (its contact is written first, and read from the event rather than back).
+wrote new rows has committed. An event costs two statements: its order's contact with the customer's
+preferences (for `OrderPlaced`: the contact stored, and the preferences read, in one), then its rows.
 """
 
 from collections.abc import Callable
@@ -154,10 +154,10 @@ class NotificationHandlers:
 
     async def order_placed(self, ctx: MessageContext, event: OrderPlaced) -> None:
         contact = contact_from_order_placed(event)
-        stored = await self._repo.save_contact(ctx.session, contact, _source_event_id(ctx))
-        if stored:
+        prefs = await self._repo.save_contact(ctx.session, contact, _source_event_id(ctx))
+        if prefs is not None:
             log.info("order contact stored", order_ref=short_order_id(event.order_id))
-            await self._plan(ctx, event, contact, await self._repo.preferences(ctx.session, contact.customer_id))
+            await self._plan(ctx, event, contact, prefs)
         else:
             log.info("order contact already stored; kept the first", order_ref=short_order_id(event.order_id))
             await self.notify(ctx, event)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import RowMapping, and_, bindparam, case, exists, or_, select, update
+from sqlalchemy import RowMapping, and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -118,27 +118,32 @@ def _channels_json(prefs: Preferences) -> dict[str, dict[str, bool]]:
 class NotificationRepository:
     # ------------------------------------------------------------ contacts
 
-    async def save_contact(self, session: AsyncSession, contact: OrderContact, source_event_id: UUID) -> bool:
-        """True when stored; False when the order's contact was stored before (the first one stays)."""
-        result = await session.execute(
-            pg_insert(order_contacts)
-            .values(
-                order_id=contact.order_id,
-                customer_id=contact.customer_id,
-                customer_name=contact.name,
-                email=contact.email,
-                phone=contact.phone,
-                locale=contact.locale,
-                currency=contact.currency,
-                total_minor=contact.total_minor,
-                external_reference=contact.external_reference,
-                lines=_lines_json(contact),
-                source_event_id=source_event_id,
+    async def save_contact(
+        self, session: AsyncSession, contact: OrderContact, source_event_id: UUID
+    ) -> Preferences | None:
+        """Stores the order's contact and reads its customer's preferences, in one statement (a
+        data-modifying CTE). None when the order's contact was stored before: the first one stays."""
+        row = (
+            await session.execute(
+                _STORE_CONTACT_READ_PREFERENCES,
+                {
+                    "c_order_id": contact.order_id,
+                    "c_customer_id": contact.customer_id,
+                    "c_customer_name": contact.name,
+                    "c_email": contact.email,
+                    "c_phone": contact.phone,
+                    "c_locale": contact.locale,
+                    "c_currency": contact.currency,
+                    "c_total_minor": contact.total_minor,
+                    "c_external_reference": contact.external_reference,
+                    "c_lines": _lines_json(contact),
+                    "c_source_event_id": source_event_id,
+                },
             )
-            .on_conflict_do_nothing(index_elements=["order_id"])
-            .returning(order_contacts.c.order_id)
-        )
-        return result.first() is not None
+        ).one()
+        if not row.stored:
+            return None
+        return _preferences_from(row._mapping, contact.customer_id)
 
     async def contact(self, session: AsyncSession, order_id: UUID) -> OrderContact | None:
         row = (await session.execute(select(*_CONTACT_COLUMNS).where(order_contacts.c.order_id == order_id))).first()
@@ -148,13 +153,7 @@ class NotificationRepository:
         self, session: AsyncSession, order_id: UUID
     ) -> tuple[OrderContact, Preferences] | None:
         """The order's contact and its customer's preferences, in one query; None without a contact."""
-        row = (
-            await session.execute(
-                select(*_CONTACT_COLUMNS, *_PREFERENCE_COLUMNS)
-                .select_from(order_contacts.outerjoin(_prefs, _prefs.c.customer_id == order_contacts.c.customer_id))
-                .where(order_contacts.c.order_id == order_id)
-            )
-        ).first()
+        row = (await session.execute(_CONTACT_AND_PREFERENCES, {"order_id": order_id})).first()
         if row is None:
             return None
         contact = _contact(row._mapping)
@@ -164,7 +163,7 @@ class NotificationRepository:
 
     async def preferences(self, session: AsyncSession, customer_id: str) -> Preferences:
         """The customer's choices; the defaults when they never made any."""
-        row = (await session.execute(select(*_PREFERENCE_COLUMNS).where(_prefs.c.customer_id == customer_id))).first()
+        row = (await session.execute(_PREFERENCES, {"customer_id": customer_id})).first()
         return _preferences_from(row._mapping if row is not None else None, customer_id)
 
     async def has_preferences(self, session: AsyncSession, customer_id: str) -> bool:
@@ -198,74 +197,38 @@ class NotificationRepository:
         if not new:
             return []
         result = await session.execute(
-            pg_insert(deliveries)
-            .values(
-                [
-                    {
-                        "notification_id": item.notification_id,
-                        "source_event_id": item.source_event_id,
-                        "channel": item.channel,
-                        "order_id": item.order_id,
-                        "customer_id": item.customer_id,
-                        "kind": item.kind.value,
-                        "dedupe_key": item.dedupe_key,
-                        "event_context": item.event_context,
-                        "status": item.status,
-                        "status_reason": item.status_reason,
-                        "recipient_masked": item.recipient_masked,
-                        "due_at": item.due_at,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for item in new
-                ]
-            )
-            # No conflict target: any of the primary key, the event + channel or the dedupe key.
-            .on_conflict_do_nothing()
-            .returning(deliveries.c.notification_id)
+            _INSERT_DELIVERIES,
+            [
+                {
+                    "notification_id": item.notification_id,
+                    "source_event_id": item.source_event_id,
+                    "channel": item.channel,
+                    "order_id": item.order_id,
+                    "customer_id": item.customer_id,
+                    "kind": item.kind.value,
+                    "dedupe_key": item.dedupe_key,
+                    "event_context": item.event_context,
+                    "status": item.status,
+                    "status_reason": item.status_reason,
+                    "recipient_masked": item.recipient_masked,
+                    "due_at": item.due_at,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for item in new
+            ],
         )
         inserted = set(result.scalars())
         return [item.notification_id for item in new if item.notification_id in inserted]
-
-    @staticmethod
-    def _due(now: datetime) -> Any:
-        """Due now: pending or deferred and no worker's lease on it (a lease marks a row claimed for a
-        round), or sending and its lease ended (the attempt died unrecorded)."""
-        return or_(
-            and_(
-                deliveries.c.status.in_(("pending", "deferred")),
-                deliveries.c.due_at <= now,
-                or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until <= now),
-            ),
-            (deliveries.c.status == "sending") & (deliveries.c.lease_until <= now),
-        )
 
     async def claim_due(self, session: AsyncSession, now: datetime, limit: int) -> list[Claimed]:
         """Locks up to `limit` due rows, the longest due first, with their contacts and preferences, in
         one query. Rows another transaction holds locked are skipped (SKIP LOCKED), and so is a row
         whose order has an earlier row under a worker's lease: one order's messages go one after the
         other even across workers."""
-        earlier = deliveries.alias("earlier")
-        held_before = exists().where(
-            earlier.c.order_id == deliveries.c.order_id,
-            earlier.c.created_at < deliveries.c.created_at,
-            earlier.c.status.in_(("pending", "deferred", "sending")),
-            earlier.c.lease_until > now,
-        )
-        query = (
-            select(deliveries, *_CONTACT_COLUMNS, *_PREFERENCE_COLUMNS)
-            .select_from(
-                deliveries.outerjoin(order_contacts, order_contacts.c.order_id == deliveries.c.order_id).outerjoin(
-                    _prefs, _prefs.c.customer_id == deliveries.c.customer_id
-                )
-            )
-            .where(self._due(now), ~held_before)
-            .order_by(deliveries.c.due_at, deliveries.c.created_at, deliveries.c.channel)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=deliveries)
-        )
+        query = await session.execute(_CLAIM_DUE, {"now": now, "limit": limit})
         claimed = []
-        for row in await session.execute(query):
+        for row in query:
             values = row._mapping
             delivery = Delivery(**{name: values[name] for name in _DELIVERY_FIELDS})
             contact = _contact(values) if values["contact_order_id"] is not None else None
@@ -277,7 +240,7 @@ class NotificationRepository:
         if not changes:
             return
         await session.execute(
-            update(deliveries).where(deliveries.c.notification_id == bindparam("changed_id")),
+            _APPLY,
             [
                 {"changed_id": c.notification_id, "updated_at": now, **{n: getattr(c, n) for n in _CHANGED[1:]}}
                 for c in changes
@@ -334,6 +297,19 @@ class NotificationRepository:
 
 
 _prefs = customer_preferences
+_CONTACT_VALUES: Final = (
+    "order_id",
+    "customer_id",
+    "customer_name",
+    "email",
+    "phone",
+    "locale",
+    "currency",
+    "total_minor",
+    "external_reference",
+    "lines",
+    "source_event_id",
+)
 _CONTACT_COLUMNS: Final = (
     order_contacts.c.order_id.label("contact_order_id"),
     order_contacts.c.customer_id.label("contact_customer_id"),
@@ -355,6 +331,61 @@ _PREFERENCE_COLUMNS: Final = (
     _prefs.c.channels,
 )
 _DELIVERY_FIELDS: Final = tuple(f.name for f in fields(Delivery))
+
+# The hot statements, built once: a statement built per call costs more Python than its round trip.
+_CONTACT_AND_PREFERENCES: Final = (
+    select(*_CONTACT_COLUMNS, *_PREFERENCE_COLUMNS)
+    .select_from(order_contacts.outerjoin(_prefs, _prefs.c.customer_id == order_contacts.c.customer_id))
+    .where(order_contacts.c.order_id == bindparam("order_id"))
+)
+_PREFERENCES: Final = select(*_PREFERENCE_COLUMNS).where(_prefs.c.customer_id == bindparam("customer_id"))
+_stored = (
+    pg_insert(order_contacts)
+    .values({name: bindparam(f"c_{name}") for name in _CONTACT_VALUES})
+    .on_conflict_do_nothing(index_elements=["order_id"])
+    .returning(order_contacts.c.order_id)
+    .cte("stored")
+)
+_stored_count = select(func.count().label("stored")).select_from(_stored).subquery("stored_count")
+# One row: whether the contact was stored, and the customer's preferences (NULLs when none).
+_STORE_CONTACT_READ_PREFERENCES: Final = select(_stored_count.c.stored, *_PREFERENCE_COLUMNS).select_from(
+    _stored_count.outerjoin(_prefs, _prefs.c.customer_id == bindparam("c_customer_id"))
+)
+# Many rows, one INSERT (SQLAlchemy's insertmanyvalues); no conflict target: any of the primary key,
+# the event + channel or the dedupe key.
+_INSERT_DELIVERIES: Final = pg_insert(deliveries).on_conflict_do_nothing().returning(deliveries.c.notification_id)
+_APPLY: Final = update(deliveries).where(deliveries.c.notification_id == bindparam("changed_id"))
+
+_now = bindparam("now", type_=deliveries.c.due_at.type)
+# Due now: pending or deferred and under no worker's lease (a lease marks a row claimed for a round),
+# or sending and its lease ended (the attempt died unrecorded).
+_due = or_(
+    and_(
+        deliveries.c.status.in_(("pending", "deferred")),
+        deliveries.c.due_at <= _now,
+        or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until <= _now),
+    ),
+    and_(deliveries.c.status == "sending", deliveries.c.lease_until <= _now),
+)
+_earlier = deliveries.alias("earlier")
+_held_before = exists().where(
+    _earlier.c.order_id == deliveries.c.order_id,
+    _earlier.c.created_at < deliveries.c.created_at,
+    _earlier.c.status.in_(("pending", "deferred", "sending")),
+    _earlier.c.lease_until > _now,
+)
+_CLAIM_DUE: Final = (
+    select(deliveries, *_CONTACT_COLUMNS, *_PREFERENCE_COLUMNS)
+    .select_from(
+        deliveries.outerjoin(order_contacts, order_contacts.c.order_id == deliveries.c.order_id).outerjoin(
+            _prefs, _prefs.c.customer_id == deliveries.c.customer_id
+        )
+    )
+    .where(_due, ~_held_before)
+    .order_by(deliveries.c.due_at, deliveries.c.created_at, deliveries.c.channel)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True, of=deliveries)
+)
 
 
 def _contact(values: RowMapping) -> OrderContact:
