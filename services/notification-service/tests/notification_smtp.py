@@ -6,6 +6,7 @@ import email
 import email.policy
 import itertools
 import socket
+import threading
 from email.message import EmailMessage
 from typing import Any
 
@@ -37,9 +38,15 @@ class CollectingSmtp:
         self.commands: list[tuple[str, int]] = []
         """(command, client port) in the order they arrived: EHLO, MAIL, RSET, NOOP, QUIT, DATA."""
         self._queue_ids = itertools.count(1)
+        self._arrived = threading.Condition()
 
     def _saw(self, command: str, session: Any) -> None:
         self.commands.append((command, session.peer[1]))
+
+    def wait_for_messages(self, count: int, timeout_s: float) -> bool:
+        """Blocks (call it in a thread) until `count` messages arrived; False after the timeout."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.received) >= count, timeout_s)
 
     def connections(self, command: str = "EHLO") -> list[int]:
         """The client ports that sent `command`, each once, in order: one per connection."""
@@ -92,7 +99,9 @@ class CollectingSmtp:
         self._saw("DATA", session)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
-        self.received.append((list(envelope.rcpt_tos), message))
+        with self._arrived:
+            self.received.append((list(envelope.rcpt_tos), message))
+            self._arrived.notify_all()
         return f"250 2.0.0 Ok: queued as Q{next(self._queue_ids)}"
 
 

@@ -4,30 +4,24 @@ real local SMS provider over HTTP, on the real PostgreSQL (a throwaway schema). 
 backoff and quiet hours are shown without sleeping.
 """
 
-import itertools
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, time, timedelta
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
-from uuid import UUID
 
 import httpx
 import pytest
 import pytest_asyncio
 import structlog
+from notification_harness import CUSTOMER, PHONE, REGISTRY, RETRY_BASE_S, Crash, CrashAfterSending, Harness
 from notification_smtp import Smtp, parts
-from sqlalchemy import select
 
+import notification_service.claims
+import notification_service.dispatcher
 import notification_service.handlers
 import oms_runtime.messaging
-from notification_service.adapters.email_sender import EmailSender
 from notification_service.adapters.http_sms import HttpSmsSender, SmsProviderConfig
-from notification_service.adapters.repository import NotificationRepository
-from notification_service.adapters.sms_sender import SmsSender
-from notification_service.adapters.smtp import SmtpConfig, SmtpEmailSender
-from notification_service.adapters.tables import deliveries, metadata
+from notification_service.adapters.tables import metadata
 from notification_service.adapters.templates import TEMPLATES_DIR, TemplateRenderer
 from notification_service.domain.notifications import (
     NotificationKind,
@@ -39,10 +33,8 @@ from notification_service.domain.notifications import (
 )
 from notification_service.domain.preferences import Preferences, QuietHours
 from notification_service.entrypoints.http import create_app
-from notification_service.handlers import Dispatcher, NotificationHandlers
 from notification_service.main import SERVICE, NotificationSettings, build
 from notification_service.testing import LocalSmsProvider, delivery_report
-from oms_events import Envelope, Message, default_registry
 from oms_events.messages import (
     NotificationFailed,
     NotificationSent,
@@ -58,14 +50,8 @@ from oms_events.messages import (
 from oms_runtime.db import Database
 from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.logging import configure_logging, get_logger
-from oms_runtime.messaging import MessageProcessor, Outcome, SourceRecord
-from oms_runtime.outbox import outbox_table
-from oms_runtime.testing import RecordingDeadLetters, throwaway_schema
-
-REGISTRY = default_registry()
-CUSTOMER = "jane.doe@example.com"
-PHONE = "+49301234567"
-RETRY_BASE_S = 10.0
+from oms_runtime.messaging import Outcome
+from oms_runtime.testing import throwaway_schema
 
 pytestmark = pytest.mark.integration
 
@@ -80,131 +66,6 @@ def provider() -> Iterator[LocalSmsProvider]:
 async def db() -> AsyncIterator[Database]:
     async with throwaway_schema("test_notification", metadata) as database:
         yield database
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-class Crash(BaseException):
-    """Stands for the process dying: nothing after it runs, nothing catches it."""
-
-
-class CrashAfterSending:
-    """A sender that hands the message over and then 'dies' before the outcome is recorded."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    async def send(self, message: Any) -> Any:
-        await self._inner.send(message)
-        raise Crash
-
-
-class Harness:
-    def __init__(
-        self,
-        db: Database,
-        smtp: Smtp,
-        provider: LocalSmsProvider,
-        clock: Clock | None = None,
-        *,
-        max_attempts: int = 4,
-    ) -> None:
-        self.db = db
-        self.smtp, self.smtp_port = smtp.handler, smtp.port
-        self.provider = provider
-        self.clock = clock or Clock(datetime(2025, 3, 12, 10, 0, tzinfo=UTC))
-        self.repository = NotificationRepository()
-        self.dead_letters = RecordingDeadLetters(SERVICE)
-        self.max_attempts = max_attempts
-        self.email_sender: EmailSender = SmtpEmailSender(
-            SmtpConfig(port=self.smtp_port, from_name="OMS Orders", timeout_s=5.0)
-        )
-        self.sms_sender: SmsSender = HttpSmsSender(SmsProviderConfig(base_url=provider.url, timeout_s=5.0))
-        handlers = NotificationHandlers(self.repository, clock=self.clock)
-        self.processor = MessageProcessor(
-            consumer=SERVICE,
-            producer_name=SERVICE,
-            db=db,
-            registry=REGISTRY,
-            handlers=handlers.handler_map(),
-            dead_letters=self.dead_letters,
-            max_attempts=3,
-            retry_backoff_s=0.01,
-        )
-        self._offsets = itertools.count()
-
-    def dispatcher(self, email_sender: Any = None, sms_sender: Any = None, renderer: Any = None) -> Dispatcher:
-        """A dispatcher as a (re)started process has one: nothing but the database carries over."""
-        return Dispatcher(
-            self.db,
-            self.repository,
-            renderer or TemplateRenderer(),
-            email_sender or self.email_sender,
-            sms_sender or self.sms_sender,
-            REGISTRY,
-            producer_name=SERVICE,
-            message_id_domain="oms.example",
-            clock=self.clock,
-            max_attempts=self.max_attempts,
-            retry_base_s=RETRY_BASE_S,
-            lease_s=60,
-        )
-
-    async def deliver(self, envelope: Envelope) -> Outcome:
-        return await self.processor.process(
-            SourceRecord(
-                "oms.orders.events", 0, next(self._offsets), envelope.correlation_id.encode(), envelope.to_bytes()
-            )
-        )
-
-    async def send(self, message: Message) -> tuple[Envelope, Outcome]:
-        self.clock.advance(milliseconds=1)  # events arrive one after the other; their messages go in that order
-        envelope = REGISTRY.wrap(message, producer="order-service")
-        return envelope, await self.deliver(envelope)
-
-    async def dispatch(self, dispatcher: Dispatcher | None = None) -> None:
-        """Runs the dispatcher until nothing is due at the clock's time."""
-        dispatcher = dispatcher or self.dispatcher()
-        for _ in range(20):
-            if not await dispatcher.run_once():
-                return
-        raise AssertionError("the dispatcher never ran out of due messages")
-
-    async def rows(self, order_id: UUID) -> list[dict[str, Any]]:
-        async with self.db.transaction() as session:
-            result = await session.execute(
-                select(deliveries).where(deliveries.c.order_id == order_id).order_by(deliveries.c.created_at)
-            )
-            return [dict(row._mapping) for row in result]
-
-    async def row(self, order_id: UUID, kind: str, channel: str) -> dict[str, Any]:
-        [found] = [r for r in await self.rows(order_id) if r["kind"] == kind and r["channel"] == channel]
-        return found
-
-    async def emitted(self, order_id: UUID, message_type: str) -> list[Envelope]:
-        async with self.db.transaction() as session:
-            values = await session.scalars(
-                select(outbox_table.c.value)
-                .where(outbox_table.c.event_type == message_type, outbox_table.c.message_key == str(order_id))
-                .order_by(outbox_table.c.id)
-            )
-            return [Envelope.from_bytes(v) for v in values]
-
-    async def set_preferences(self, prefs: Preferences) -> None:
-        async with self.db.transaction() as session:
-            await self.repository.save_preferences(session, prefs, "test", self.clock())
-
-    def mails(self, order_id: UUID) -> list[EmailMessage]:
-        return [m for _, m in self.smtp.received if m["X-OMS-Order-Id"] == str(order_id)]
 
 
 @pytest.fixture
@@ -341,10 +202,10 @@ async def test_sms_crash_after_sending_then_restart_and_redelivery_sends_once(
     sms_id = notification_id_for(envelope.event_id, "sms")
     dying = harness.dispatcher(sms_sender=CrashAfterSending(harness.sms_sender))
     with pytest.raises(Crash):
-        await dying.deliver(sms_id)
+        await dying.run_once()
     assert len(harness.provider.messages) == 1, "the provider took the message"
     row = await harness.row(placed.order_id, "order_shipped", "sms")
-    assert row["status"] == "sending", "the outcome was never recorded"
+    assert (row["notification_id"], row["status"]) == (sms_id, "sending"), "the outcome was never recorded"
 
     # Restarted: Kafka redelivers the event (the inbox absorbs it) ...
     assert await harness.deliver(envelope) is Outcome.DUPLICATE
@@ -375,8 +236,9 @@ async def test_email_crash_after_sending_is_not_sent_again(
     envelope, _ = await harness.send(confirmed)
     email_id = notification_id_for(envelope.event_id, "email")
     with pytest.raises(Crash):
-        await harness.dispatcher(email_sender=CrashAfterSending(harness.email_sender)).deliver(email_id)
+        await harness.dispatcher(email_sender=CrashAfterSending(harness.email_sender)).run_once()
     assert len(harness.mails(placed.order_id)) == 2
+    assert (await harness.row(placed.order_id, "order_confirmation", "email"))["notification_id"] == email_id
 
     assert await harness.deliver(envelope) is Outcome.DUPLICATE
     harness.clock.advance(seconds=61)
@@ -723,6 +585,8 @@ async def test_log_lines_mask_email_addresses_and_phone_numbers(
     try:
         # Fresh loggers, bound to the configuration just made (the modules' own may be cached).
         monkeypatch.setattr(notification_service.handlers, "log", get_logger("notification_service.handlers"))
+        monkeypatch.setattr(notification_service.dispatcher, "log", get_logger("notification_service.dispatcher"))
+        monkeypatch.setattr(notification_service.claims, "log", get_logger("notification_service.claims"))
         monkeypatch.setattr(oms_runtime.messaging, "log", get_logger("oms_runtime.messaging"))
         harness.provider.unsubscribe(PHONE)
         harness.smtp.refuse[CUSTOMER] = "550 5.1.1 <jane.doe@example.com>: no such user"

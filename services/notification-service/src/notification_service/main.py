@@ -9,9 +9,10 @@ from notification_service.adapters.repository import NotificationRepository
 from notification_service.adapters.smtp import SmtpConfig, SmtpEmailSender
 from notification_service.adapters.tables import metadata
 from notification_service.adapters.templates import TemplateRenderer
+from notification_service.dispatcher import Dispatcher
 from notification_service.entrypoints.consumers import consumers
 from notification_service.entrypoints.http import create_app
-from notification_service.handlers import Dispatcher, NotificationHandlers, utc_now
+from notification_service.handlers import NotificationHandlers, utc_now
 from oms_runtime.host import ServiceHost
 from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.logging import configure_logging

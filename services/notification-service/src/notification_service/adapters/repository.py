@@ -1,15 +1,18 @@
 """Order contacts, customer preferences and the send log (deliveries) in PostgreSQL.
 
-Every method runs inside the caller's transaction.
+Every method runs inside the caller's transaction. The hot paths take one statement each: the consumer
+reads an order's contact with the customer's preferences in one query and writes an event's rows in one
+INSERT; the dispatcher claims a round of due rows with their contacts and preferences in one query and
+writes the changes of many rows in one statement (`apply`).
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import RowMapping, and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -65,6 +68,42 @@ class Delivery:
     resends: int = 0
 
 
+@dataclass(frozen=True)
+class DeliveryChange:
+    """Every column the dispatcher sets on a row, so that the changes of a whole round, whatever
+    each row's outcome, go in one statement (`apply`)."""
+
+    notification_id: UUID
+    status: str
+    status_reason: str | None
+    attempts: int
+    due_at: datetime
+    lease_until: datetime | None
+    locale: str | None
+    message_id: str | None
+    provider_message_id: str | None
+    error: str | None
+    sent_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Delivery) -> "DeliveryChange":
+        """The row as it is (change it with `dataclasses.replace`)."""
+        return cls(**{name: getattr(row, name) for name in _CHANGED})
+
+
+_CHANGED: Final = tuple(f.name for f in fields(DeliveryChange))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A due row, locked for the claiming transaction, with what it takes to send it: the order's
+    contact (None when it was erased) and the customer's preferences."""
+
+    delivery: Delivery
+    contact: OrderContact | None
+    preferences: Preferences
+
+
 def _lines_json(contact: OrderContact) -> list[dict[str, Any]]:
     return [{"sku": ln.sku, "quantity": ln.quantity, "unit_price_minor": ln.unit_price_minor} for ln in contact.lines]
 
@@ -79,67 +118,53 @@ def _channels_json(prefs: Preferences) -> dict[str, dict[str, bool]]:
 class NotificationRepository:
     # ------------------------------------------------------------ contacts
 
-    async def save_contact(self, session: AsyncSession, contact: OrderContact, source_event_id: UUID) -> bool:
-        """True when stored; False when the order's contact was stored before (the first one stays)."""
-        result = await session.execute(
-            pg_insert(order_contacts)
-            .values(
-                order_id=contact.order_id,
-                customer_id=contact.customer_id,
-                customer_name=contact.name,
-                email=contact.email,
-                phone=contact.phone,
-                locale=contact.locale,
-                currency=contact.currency,
-                total_minor=contact.total_minor,
-                external_reference=contact.external_reference,
-                lines=_lines_json(contact),
-                source_event_id=source_event_id,
+    async def save_contact(
+        self, session: AsyncSession, contact: OrderContact, source_event_id: UUID
+    ) -> Preferences | None:
+        """Stores the order's contact and reads its customer's preferences, in one statement (a
+        data-modifying CTE). None when the order's contact was stored before: the first one stays."""
+        row = (
+            await session.execute(
+                _STORE_CONTACT_READ_PREFERENCES,
+                {
+                    "c_order_id": contact.order_id,
+                    "c_customer_id": contact.customer_id,
+                    "c_customer_name": contact.name,
+                    "c_email": contact.email,
+                    "c_phone": contact.phone,
+                    "c_locale": contact.locale,
+                    "c_currency": contact.currency,
+                    "c_total_minor": contact.total_minor,
+                    "c_external_reference": contact.external_reference,
+                    "c_lines": _lines_json(contact),
+                    "c_source_event_id": source_event_id,
+                },
             )
-            .on_conflict_do_nothing(index_elements=["order_id"])
-            .returning(order_contacts.c.order_id)
-        )
-        return result.first() is not None
+        ).one()
+        if not row.stored:
+            return None
+        return _preferences_from(row._mapping, contact.customer_id)
 
     async def contact(self, session: AsyncSession, order_id: UUID) -> OrderContact | None:
-        row = (await session.execute(select(order_contacts).where(order_contacts.c.order_id == order_id))).first()
+        row = (await session.execute(select(*_CONTACT_COLUMNS).where(order_contacts.c.order_id == order_id))).first()
+        return _contact(row._mapping) if row is not None else None
+
+    async def contact_and_preferences(
+        self, session: AsyncSession, order_id: UUID
+    ) -> tuple[OrderContact, Preferences] | None:
+        """The order's contact and its customer's preferences, in one query; None without a contact."""
+        row = (await session.execute(_CONTACT_AND_PREFERENCES, {"order_id": order_id})).first()
         if row is None:
             return None
-        return OrderContact(
-            order_id=row.order_id,
-            customer_id=row.customer_id,
-            name=row.customer_name,
-            email=row.email,
-            phone=row.phone,
-            locale=row.locale,
-            currency=row.currency,
-            total_minor=row.total_minor,
-            external_reference=row.external_reference,
-            lines=tuple(LineSummary(ln["sku"], ln["quantity"], ln["unit_price_minor"]) for ln in row.lines),
-        )
+        contact = _contact(row._mapping)
+        return contact, _preferences_from(row._mapping, contact.customer_id)
 
     # ------------------------------------------------------------ preferences
 
     async def preferences(self, session: AsyncSession, customer_id: str) -> Preferences:
         """The customer's choices; the defaults when they never made any."""
-        row = (
-            await session.execute(select(customer_preferences).where(customer_preferences.c.customer_id == customer_id))
-        ).first()
-        if row is None:
-            return Preferences(customer_id=customer_id)
-        choices: dict[tuple[NotificationKind, str], bool] = {}
-        for kind, channels in row.channels.items():
-            if kind in NotificationKind.__members__.values():
-                for channel, wanted in channels.items():
-                    choices[(NotificationKind(kind), channel)] = bool(wanted)
-        quiet = QuietHours(row.quiet_start, row.quiet_end) if row.quiet_start and row.quiet_end else None
-        return Preferences(
-            customer_id=customer_id,
-            locale=row.locale,
-            time_zone=row.time_zone or DEFAULT_TIME_ZONE,
-            quiet_hours=quiet,
-            choices=choices,
-        )
+        row = (await session.execute(_PREFERENCES, {"customer_id": customer_id})).first()
+        return _preferences_from(row._mapping if row is not None else None, customer_id)
 
     async def has_preferences(self, session: AsyncSession, customer_id: str) -> bool:
         found = await session.scalar(
@@ -166,63 +191,72 @@ class NotificationRepository:
     # ------------------------------------------------------------ the send log
 
     async def add_deliveries(self, session: AsyncSession, new: Sequence[NewDelivery], now: datetime) -> list[UUID]:
-        """Inserts the rows that do not exist yet (by event + channel, or order + dedupe key + channel);
-        returns the ids inserted. A concurrent insert of the same key waits for the other transaction."""
-        inserted = []
-        for item in new:
-            result = await session.execute(
-                pg_insert(deliveries)
-                .values(
-                    notification_id=item.notification_id,
-                    source_event_id=item.source_event_id,
-                    channel=item.channel,
-                    order_id=item.order_id,
-                    customer_id=item.customer_id,
-                    kind=item.kind.value,
-                    dedupe_key=item.dedupe_key,
-                    event_context=item.event_context,
-                    status=item.status,
-                    status_reason=item.status_reason,
-                    recipient_masked=item.recipient_masked,
-                    due_at=item.due_at,
-                    created_at=now,
-                    updated_at=now,
-                )
-                # No conflict target: any of the primary key, the event + channel or the dedupe key.
-                .on_conflict_do_nothing()
-                .returning(deliveries.c.notification_id)
-            )
-            if result.first() is not None:
-                inserted.append(item.notification_id)
-        return inserted
+        """Inserts the rows that do not exist yet (by event + channel, or order + dedupe key + channel),
+        in one statement; returns the ids inserted. A concurrent insert of the same key waits for the
+        other transaction."""
+        if not new:
+            return []
+        result = await session.execute(
+            _INSERT_DELIVERIES,
+            [
+                {
+                    "notification_id": item.notification_id,
+                    "source_event_id": item.source_event_id,
+                    "channel": item.channel,
+                    "order_id": item.order_id,
+                    "customer_id": item.customer_id,
+                    "kind": item.kind.value,
+                    "dedupe_key": item.dedupe_key,
+                    "event_context": item.event_context,
+                    "status": item.status,
+                    "status_reason": item.status_reason,
+                    "recipient_masked": item.recipient_masked,
+                    "due_at": item.due_at,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for item in new
+            ],
+        )
+        inserted = set(result.scalars())
+        return [item.notification_id for item in new if item.notification_id in inserted]
 
-    @staticmethod
-    def _due(now: datetime) -> Any:
-        return or_(
-            (deliveries.c.status.in_(("pending", "deferred"))) & (deliveries.c.due_at <= now),
-            (deliveries.c.status == "sending") & (deliveries.c.lease_until <= now),
+    async def claim_due(self, session: AsyncSession, now: datetime, limit: int) -> list[Claimed]:
+        """Locks up to `limit` due rows, the longest due first, with their contacts and preferences, in
+        one query. Rows another transaction holds locked are skipped (SKIP LOCKED), and so is a row
+        whose order has an earlier row under a worker's lease: one order's messages go one after the
+        other even across workers."""
+        query = await session.execute(_CLAIM_DUE, {"now": now, "limit": limit})
+        claimed = []
+        for row in query:
+            values = row._mapping
+            delivery = Delivery(**{name: values[name] for name in _DELIVERY_FIELDS})
+            contact = _contact(values) if values["contact_order_id"] is not None else None
+            claimed.append(Claimed(delivery, contact, _preferences_from(values, delivery.customer_id)))
+        return claimed
+
+    async def apply(self, session: AsyncSession, changes: Sequence[DeliveryChange], now: datetime) -> None:
+        """Writes the changes of many rows in one statement (executemany of one UPDATE)."""
+        if not changes:
+            return
+        await session.execute(
+            _APPLY,
+            [
+                {"changed_id": c.notification_id, "updated_at": now, **{n: getattr(c, n) for n in _CHANGED[1:]}}
+                for c in changes
+            ],
         )
 
-    async def due(self, session: AsyncSession, now: datetime, limit: int) -> list[tuple[UUID, UUID]]:
-        """(notification id, order id) of the rows due now, the longest due first."""
-        rows = await session.execute(
-            select(deliveries.c.notification_id, deliveries.c.order_id)
-            .where(self._due(now))
-            .order_by(deliveries.c.due_at, deliveries.c.created_at)
-            .limit(limit)
+    async def release(self, session: AsyncSession, notification_ids: Sequence[UUID], now: datetime) -> None:
+        """Gives up the lease of rows claimed for a round that is not going on (the service stops):
+        they are due again at once, for this worker or another."""
+        if not notification_ids:
+            return
+        await session.execute(
+            update(deliveries)
+            .where(deliveries.c.notification_id.in_(notification_ids))
+            .values(lease_until=case((deliveries.c.status == "sending", now), else_=None), updated_at=now)
         )
-        return [(row.notification_id, row.order_id) for row in rows]
-
-    async def lock_due(self, session: AsyncSession, notification_id: UUID, now: datetime) -> Delivery | None:
-        """The row, locked for this transaction, if it is still due and no other worker holds it."""
-        row = (
-            await session.execute(
-                select(deliveries)
-                .where(deliveries.c.notification_id == notification_id, self._due(now))
-                .with_for_update(skip_locked=True)
-            )
-        ).first()
-        return Delivery(**row._asdict()) if row is not None else None
 
     async def update(self, session: AsyncSession, notification_id: UUID, now: datetime, **values: Any) -> None:
         await session.execute(
@@ -260,3 +294,129 @@ class NotificationRepository:
             .limit(limit)
         )
         return [Delivery(**row._asdict()) for row in result.all()]
+
+
+_prefs = customer_preferences
+_CONTACT_VALUES: Final = (
+    "order_id",
+    "customer_id",
+    "customer_name",
+    "email",
+    "phone",
+    "locale",
+    "currency",
+    "total_minor",
+    "external_reference",
+    "lines",
+    "source_event_id",
+)
+_CONTACT_COLUMNS: Final = (
+    order_contacts.c.order_id.label("contact_order_id"),
+    order_contacts.c.customer_id.label("contact_customer_id"),
+    order_contacts.c.customer_name,
+    order_contacts.c.email,
+    order_contacts.c.phone,
+    order_contacts.c.locale.label("contact_locale"),
+    order_contacts.c.currency,
+    order_contacts.c.total_minor,
+    order_contacts.c.external_reference,
+    order_contacts.c.lines,
+)
+_PREFERENCE_COLUMNS: Final = (
+    _prefs.c.customer_id.label("prefs_customer_id"),
+    _prefs.c.locale.label("prefs_locale"),
+    _prefs.c.time_zone,
+    _prefs.c.quiet_start,
+    _prefs.c.quiet_end,
+    _prefs.c.channels,
+)
+_DELIVERY_FIELDS: Final = tuple(f.name for f in fields(Delivery))
+
+# The hot statements, built once: a statement built per call costs more Python than its round trip.
+_CONTACT_AND_PREFERENCES: Final = (
+    select(*_CONTACT_COLUMNS, *_PREFERENCE_COLUMNS)
+    .select_from(order_contacts.outerjoin(_prefs, _prefs.c.customer_id == order_contacts.c.customer_id))
+    .where(order_contacts.c.order_id == bindparam("order_id"))
+)
+_PREFERENCES: Final = select(*_PREFERENCE_COLUMNS).where(_prefs.c.customer_id == bindparam("customer_id"))
+_stored = (
+    pg_insert(order_contacts)
+    .values({name: bindparam(f"c_{name}") for name in _CONTACT_VALUES})
+    .on_conflict_do_nothing(index_elements=["order_id"])
+    .returning(order_contacts.c.order_id)
+    .cte("stored")
+)
+_stored_count = select(func.count().label("stored")).select_from(_stored).subquery("stored_count")
+# One row: whether the contact was stored, and the customer's preferences (NULLs when none).
+_STORE_CONTACT_READ_PREFERENCES: Final = select(_stored_count.c.stored, *_PREFERENCE_COLUMNS).select_from(
+    _stored_count.outerjoin(_prefs, _prefs.c.customer_id == bindparam("c_customer_id"))
+)
+# Many rows, one INSERT (SQLAlchemy's insertmanyvalues); no conflict target: any of the primary key,
+# the event + channel or the dedupe key.
+_INSERT_DELIVERIES: Final = pg_insert(deliveries).on_conflict_do_nothing().returning(deliveries.c.notification_id)
+_APPLY: Final = update(deliveries).where(deliveries.c.notification_id == bindparam("changed_id"))
+
+_now = bindparam("now", type_=deliveries.c.due_at.type)
+# Due now: pending or deferred and under no worker's lease (a lease marks a row claimed for a round),
+# or sending and its lease ended (the attempt died unrecorded).
+_due = or_(
+    and_(
+        deliveries.c.status.in_(("pending", "deferred")),
+        deliveries.c.due_at <= _now,
+        or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until <= _now),
+    ),
+    and_(deliveries.c.status == "sending", deliveries.c.lease_until <= _now),
+)
+_earlier = deliveries.alias("earlier")
+_held_before = exists().where(
+    _earlier.c.order_id == deliveries.c.order_id,
+    _earlier.c.created_at < deliveries.c.created_at,
+    _earlier.c.status.in_(("pending", "deferred", "sending")),
+    _earlier.c.lease_until > _now,
+)
+_CLAIM_DUE: Final = (
+    select(deliveries, *_CONTACT_COLUMNS, *_PREFERENCE_COLUMNS)
+    .select_from(
+        deliveries.outerjoin(order_contacts, order_contacts.c.order_id == deliveries.c.order_id).outerjoin(
+            _prefs, _prefs.c.customer_id == deliveries.c.customer_id
+        )
+    )
+    .where(_due, ~_held_before)
+    .order_by(deliveries.c.due_at, deliveries.c.created_at, deliveries.c.channel)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True, of=deliveries)
+)
+
+
+def _contact(values: RowMapping) -> OrderContact:
+    return OrderContact(
+        order_id=values["contact_order_id"],
+        customer_id=values["contact_customer_id"],
+        name=values["customer_name"],
+        email=values["email"],
+        phone=values["phone"],
+        locale=values["contact_locale"],
+        currency=values["currency"],
+        total_minor=values["total_minor"],
+        external_reference=values["external_reference"],
+        lines=tuple(LineSummary(ln["sku"], ln["quantity"], ln["unit_price_minor"]) for ln in values["lines"]),
+    )
+
+
+def _preferences_from(values: RowMapping | None, customer_id: str) -> Preferences:
+    """The customer's choices from the preference columns of a row; the defaults when there are none."""
+    if values is None or values["prefs_customer_id"] is None:
+        return Preferences(customer_id=customer_id)
+    choices: dict[tuple[NotificationKind, str], bool] = {}
+    for kind, channels in values["channels"].items():
+        if kind in NotificationKind.__members__.values():
+            for channel, wanted in channels.items():
+                choices[(NotificationKind(kind), channel)] = bool(wanted)
+    start, end = values["quiet_start"], values["quiet_end"]
+    return Preferences(
+        customer_id=customer_id,
+        locale=values["prefs_locale"],
+        time_zone=values["time_zone"] or DEFAULT_TIME_ZONE,
+        quiet_hours=QuietHours(start, end) if start and end else None,
+        choices=choices,
+    )

@@ -26,9 +26,9 @@ from pydantic import (
 )
 
 from notification_service.adapters.repository import Delivery, NotificationRepository
+from notification_service.dispatcher import RetryNotAllowedError
 from notification_service.domain.notifications import CHANNEL_EMAIL, CHANNEL_SMS, NotificationKind
 from notification_service.domain.preferences import DEFAULT_TIME_ZONE, Preferences, QuietHours, valid_time_zone
-from notification_service.handlers import RetryNotAllowedError
 from oms_events.values import PlainText
 from oms_runtime.db import Database
 from oms_runtime.http_api import (
