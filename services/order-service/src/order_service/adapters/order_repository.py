@@ -6,15 +6,31 @@ it needs (`load_for_decision`: the history, and when asked the step the saga wai
 token) and writes in two: the events (the runtime's append, which also queues them for the outbox), then
 the read model and the saga's step together, as data-modifying CTEs of one statement. A placement claims
 its reference and keeps its payment token in one statement too (`claim_reference`).
+
+The statements are built once, with bound parameters: building a statement per call (and its cache key)
+cost more CPU than running it.
 """
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Executable, Uuid, delete, false, literal, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Executable,
+    Select,
+    String,
+    Uuid,
+    bindparam,
+    delete,
+    false,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import UpdateBase
@@ -23,7 +39,7 @@ from oms_events import Envelope, Message, MessageRegistry
 from oms_events.messages import Command, OrderPlaced, OrderRefundFailed
 from oms_runtime.eventstore import EventStore, StoredEvent, events_table
 from oms_runtime.messaging import MessageContext
-from order_service.adapters.projection import OrderProjection, summary_of
+from order_service.adapters.projection import UPSERT, OrderProjection, summary_of, upsert_params
 from order_service.adapters.tables import order_references, payment_tokens, saga_steps
 from order_service.domain.order import Decision, Order, OrderStatus
 from order_service.domain.saga import awaited_reply
@@ -86,20 +102,8 @@ class OrderRepository:
     ) -> LoadedOrder:
         """The order, with the step its saga waits on (`step`) and its payment token (`token`) when asked,
         in one statement: one row per event, the step's and the token's columns beside each."""
-        key = select(literal(order_id, Uuid).label("order_id")).subquery("k")
-        columns: list[ColumnElement[Any]] = [events_table.c.version, events_table.c.envelope]
-        source = key.outerjoin(events_table, events_table.c.stream_id == stream_id(order_id))
-        if step:
-            columns += [saga_steps.c.command_type, saga_steps.c.state, saga_steps.c.updated_at]
-            source = source.outerjoin(saga_steps, saga_steps.c.order_id == key.c.order_id)
-        if token:
-            columns.append(payment_tokens.c.token)
-            source = source.outerjoin(payment_tokens, payment_tokens.c.order_id == key.c.order_id)
-        rows = (
-            (await session.execute(select(*columns).select_from(source).order_by(events_table.c.version)))
-            .mappings()
-            .all()
-        )
+        params = {"order_id": order_id, "stream_id": stream_id(order_id)}
+        rows = (await session.execute(_load_statement(step, token), params)).mappings().all()
         history = []
         for row in rows:
             if row["version"] is None:
@@ -125,7 +129,8 @@ class OrderRepository:
         envelopes = await ctx.record(
             self._store, stream_id(order.order_id), STREAM_TYPE, order.version, decision.events
         )
-        writes: list[UpdateBase] = []
+        writes: list[str] = []
+        params: dict[str, Any] = {}
         if decision.events:
             first = order.version + 1
             for event in decision.events:
@@ -138,22 +143,28 @@ class OrderRepository:
                 order.order_id, order.status.value, recorded, version=order.version, before=before
             )
             if summary is not None:
-                writes.append(self._projection.upsert(summary))
+                writes.append("summary")
+                params.update(upsert_params(summary))
         for command in decision.commands:
             await ctx.emit(command)
-        writes.extend(self._step_writes(order, decision, now))
-        await _execute_together(ctx.session, writes)
+        writes.append(self._step_write(order, decision, now, params))
+        await ctx.session.execute(_together(tuple(writes)), params)
 
-    def _step_writes(self, order: Order, decision: Decision, now: datetime) -> list[UpdateBase]:
-        """What the decision does to the saga's step: await the last command's reply, end, park, or wait on."""
-        order_id = order.order_id
+    def _step_write(self, order: Order, decision: Decision, now: datetime, params: dict[str, Any]) -> str:
+        """What the decision does to the saga's step (its statement's name; its parameters go to `params`):
+        await the last command's reply, end with the order, park, or keep waiting with a new deadline."""
+        params.update(step_order_id=order.order_id, step_now=now)
         if decision.commands:
-            return [self._await_reply(order_id, decision.commands[-1], now)]
+            command = decision.commands[-1]
+            params.update(
+                step_awaiting=awaited_reply(command),
+                step_command_type=command.message_type,
+                step_command=command.model_dump(mode="json"),
+                step_deadline_at=now + self._step_timeout,
+            )
+            return "await_reply"
         if order.status is not None and order.status.terminal:
-            return [
-                delete(saga_steps).where(saga_steps.c.order_id == order_id),
-                delete(payment_tokens).where(payment_tokens.c.order_id == order_id),
-            ]
+            return "end"
         if (
             order.status in (OrderStatus.NEEDS_ATTENTION, OrderStatus.ON_HOLD, OrderStatus.BACKORDERED)
             or order.fulfilment_accepted
@@ -163,28 +174,9 @@ class OrderRepository:
             # Parked: no more automatic re-sends until an operator acts (or releases the hold); for a
             # backorder, until stock arrives; once fulfilment took the order, until its warehouses ship it
             # (manual picking has no deadline).
-            return [update(saga_steps).where(saga_steps.c.order_id == order_id).values(state="parked", updated_at=now)]
-        return [
-            update(saga_steps)
-            .where(saga_steps.c.order_id == order_id)
-            .values(deadline_at=now + self._step_timeout, updated_at=now)
-        ]
-
-    def _await_reply(self, order_id: UUID, command: Command, now: datetime) -> UpdateBase:
-        values = {
-            "awaiting": awaited_reply(command),
-            "command_type": command.message_type,
-            "command": command.model_dump(mode="json"),
-            "attempts": 1,
-            "deadline_at": now + self._step_timeout,
-            "state": "waiting",
-            "updated_at": now,
-        }
-        return (
-            insert(saga_steps)
-            .values(order_id=order_id, **values)
-            .on_conflict_do_update(index_elements=["order_id"], set_=values)
-        )
+            return "park"
+        params.update(step_deadline_at=now + self._step_timeout)
+        return "move_deadline"
 
     async def find_by_reference(self, session: AsyncSession, channel: str, external_reference: str) -> UUID | None:
         found: UUID | None = await session.scalar(
@@ -204,34 +196,14 @@ class OrderRepository:
         another order held it already; None when another transaction took it while this one waited for
         it (that commit came after this statement's snapshot: a new statement sees the holder).
         """
-        claim = (
-            insert(order_references)
-            .values(
-                channel=placed.channel.value, external_reference=placed.external_reference, order_id=placed.order_id
-            )
-            .on_conflict_do_nothing(constraint="pk_order_references")
-            .returning(order_references.c.order_id)
-            .cte("claim")
-        )
-        keep_token = (
-            insert(payment_tokens)
-            .from_select(["order_id", "token"], select(claim.c.order_id, literal(payment_token)))
-            .cte("keep_token")
-        )
-        # The holder's row is read from the statement's snapshot, which does not hold this claim's insert.
-        holder = select(order_references.c.order_id, false()).where(
-            order_references.c.channel == placed.channel.value,
-            order_references.c.external_reference == placed.external_reference,
-        )
-        statement = select(claim.c.order_id, true()).union_all(holder).add_cte(keep_token)
-        row = (await session.execute(statement)).first()
+        params = {
+            "channel": placed.channel.value,
+            "external_reference": placed.external_reference,
+            "order_id": placed.order_id,
+            "token": payment_token,
+        }
+        row = (await session.execute(_CLAIM, params)).first()
         return (row[0], bool(row[1])) if row is not None else None
-
-    async def payment_token(self, session: AsyncSession, order_id: UUID) -> str | None:
-        token: str | None = await session.scalar(
-            select(payment_tokens.c.token).where(payment_tokens.c.order_id == order_id)
-        )
-        return token
 
     async def parked_command(self, session: AsyncSession, order_id: UUID) -> Command | None:
         """The command of the step an order waits on, as it was sent, to send again."""
@@ -246,11 +218,88 @@ class OrderRepository:
         return command if isinstance(command, Command) else None
 
 
-async def _execute_together(session: AsyncSession, writes: Sequence[UpdateBase]) -> None:
-    """Runs the writes as one statement: each a data-modifying CTE (PostgreSQL runs every one of them,
+@cache
+def _load_statement(step: bool, token: bool) -> Select[Any]:
+    """Parameters `order_id`, `stream_id`. Outer joins from a one-row key, so that an order without a
+    stream still gets its step and token columns (in a row without an event)."""
+    key = select(bindparam("order_id", type_=Uuid).label("order_id")).subquery("k")
+    columns: list[ColumnElement[Any]] = [events_table.c.version, events_table.c.envelope]
+    source = key.outerjoin(events_table, events_table.c.stream_id == bindparam("stream_id"))
+    if step:
+        columns += [saga_steps.c.command_type, saga_steps.c.state, saga_steps.c.updated_at]
+        source = source.outerjoin(saga_steps, saga_steps.c.order_id == key.c.order_id)
+    if token:
+        columns.append(payment_tokens.c.token)
+        source = source.outerjoin(payment_tokens, payment_tokens.c.order_id == key.c.order_id)
+    return select(*columns).select_from(source).order_by(events_table.c.version)
+
+
+def _claim() -> CompoundSelect[Any]:
+    """Parameters `channel`, `external_reference`, `order_id`, `token`."""
+    claim = (
+        insert(order_references)
+        .values(
+            channel=bindparam("channel"),
+            external_reference=bindparam("external_reference"),
+            order_id=bindparam("order_id"),
+        )
+        .on_conflict_do_nothing(constraint="pk_order_references")
+        .returning(order_references.c.order_id)
+        .cte("claim")
+    )
+    keep_token = (
+        insert(payment_tokens)
+        .from_select(["order_id", "token"], select(claim.c.order_id, bindparam("token", type_=String)))
+        .cte("keep_token")
+    )
+    # The holder's row is read from the statement's snapshot, which does not hold this claim's insert.
+    holder = select(order_references.c.order_id, false()).where(
+        order_references.c.channel == bindparam("channel"),
+        order_references.c.external_reference == bindparam("external_reference"),
+    )
+    return select(claim.c.order_id, true()).union_all(holder).add_cte(keep_token)
+
+
+_CLAIM = _claim()
+
+
+def _await_reply() -> UpdateBase:
+    values = {
+        "awaiting": bindparam("step_awaiting"),
+        "command_type": bindparam("step_command_type"),
+        "command": bindparam("step_command"),
+        "attempts": 1,
+        "deadline_at": bindparam("step_deadline_at"),
+        "state": "waiting",
+        "updated_at": bindparam("step_now"),
+    }
+    statement = insert(saga_steps).values(order_id=bindparam("step_order_id"), **values)
+    return statement.on_conflict_do_update(index_elements=["order_id"], set_={k: statement.excluded[k] for k in values})
+
+
+_STEP = saga_steps.c.order_id == bindparam("step_order_id")
+_WRITES: dict[str, list[UpdateBase]] = {
+    "summary": [UPSERT],
+    # The step's writes, with parameters `step_order_id`, `step_now` and those they name.
+    "await_reply": [_await_reply()],
+    "end": [
+        delete(saga_steps).where(_STEP),
+        delete(payment_tokens).where(payment_tokens.c.order_id == bindparam("step_order_id")),
+    ],
+    "park": [update(saga_steps).where(_STEP).values(state="parked", updated_at=bindparam("step_now"))],
+    "move_deadline": [
+        update(saga_steps)
+        .where(_STEP)
+        .values(deadline_at=bindparam("step_deadline_at"), updated_at=bindparam("step_now"))
+    ],
+}
+
+
+@cache
+def _together(names: tuple[str, ...]) -> Executable:
+    """The named writes as one statement: each a data-modifying CTE (PostgreSQL runs every one of them,
     referenced or not, on one snapshot; they touch different tables)."""
+    writes = [w for name in names for w in _WRITES[name]]
     if len(writes) == 1:
-        await session.execute(writes[0])
-    elif writes:
-        statement: Executable = select(true()).add_cte(*(w.cte(f"write_{i}") for i, w in enumerate(writes)))
-        await session.execute(statement)
+        return writes[0]
+    return select(true()).add_cte(*(w.cte(f"write_{i}") for i, w in enumerate(writes)))

@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
+    bindparam,
     delete,
     func,
     text,
@@ -219,6 +220,32 @@ def fold(
     return new
 
 
+_COLUMNS = [c.name for c in order_summaries.columns if c.name != "updated_at"]
+
+
+def _upsert() -> Insert:
+    statement = insert(order_summaries).values(
+        {**{k: bindparam(f"summary_{k}") for k in _COLUMNS}, "updated_at": func.now()}
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[order_summaries.c.order_id],
+        set_={k: statement.excluded[k] for k in [*_COLUMNS, "updated_at"] if k != "order_id"},
+        where=order_summaries.c.version < statement.excluded.version,
+    )
+
+
+UPSERT = _upsert()
+"""Writes one row (parameters: `upsert_params`) unless the stored one is at its version or past it.
+
+No lock or read first: the event store's unique version lets only one writer of a version commit, and a
+rebuild's table lock makes this wait, then apply on top of the rebuilt row. Built once: building the
+statement per call (and its cache key) cost more CPU than running it."""
+
+
+def upsert_params(summary: "Summary") -> dict[str, Any]:
+    return {f"summary_{k}": summary[k] for k in _COLUMNS}
+
+
 Summary = dict[str, Any]
 """One `order_summaries` row as a dict (without `updated_at`), as `fold` makes it."""
 
@@ -268,19 +295,6 @@ class OrderProjection:
             log.warning("no order summary to update; rebuild the projection", order_id=str(order_id))
         return new
 
-    def upsert(self, summary: Summary) -> Insert:
-        """The statement that writes `summary` unless the stored row is already at its version or past it.
-
-        No lock or read first: the event store's unique version lets only one writer of a version commit,
-        and a rebuild's table lock makes this wait, then apply on top of the rebuilt row."""
-        values = {**summary, "updated_at": func.now()}
-        statement = insert(order_summaries).values(values)
-        return statement.on_conflict_do_update(
-            index_elements=[order_summaries.c.order_id],
-            set_={k: statement.excluded[k] for k in values if k != "order_id"},
-            where=order_summaries.c.version < statement.excluded.version,
-        )
-
     async def apply(
         self,
         session: AsyncSession,
@@ -294,7 +308,7 @@ class OrderProjection:
         """Projects newly recorded events (see `summary_after`); returns the row after them, if any."""
         new = self.summary_after(order_id, status, events, version=version, before=before)
         if new is not None:
-            await session.execute(self.upsert(new))
+            await session.execute(UPSERT, upsert_params(new))
         return new if new is not None else before
 
 
