@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest_asyncio
 from order_test_builders import saga_row
@@ -36,7 +37,7 @@ from order_service.adapters.projection import OrderProjection, order_summaries, 
 from order_service.adapters.tables import metadata, payment_tokens
 from order_service.entrypoints.auth import API_KEYS_ADAPTER, Authenticator
 from order_service.entrypoints.http import create_app
-from order_service.handlers import OrderCommands, OrderPlacement, OrderQueries, OrderSaga
+from order_service.handlers import DeadlineSweeper, OrderCommands, OrderPlacement, OrderQueries, OrderSaga
 
 REGISTRY = default_registry()
 OPS_KEY = "test-ops-key-0123456789"
@@ -62,19 +63,24 @@ class Statements:
     def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         (self.runtime if RUNTIME_TABLES.search(statement) else self.ours).append(statement)
 
-    def _began(self, conn: Any) -> None:
-        self.transactions += 1
-
     @contextmanager
     def counting(self) -> Iterator["Statements"]:
         self.ours, self.runtime, self.transactions = [], [], 0
+        # Transactions as asyncpg opens them (a BEGIN round trip each), not as SQLAlchemy's `begin` event
+        # counts them: that one also fires for a connection in autocommit, which sends no BEGIN.
+        transaction = asyncpg.Connection.transaction
+
+        def counted(connection: asyncpg.Connection, **options: Any) -> Any:
+            self.transactions += 1
+            return transaction(connection, **options)
+
         event.listen(self._engine, "before_cursor_execute", self._seen)
-        event.listen(self._engine, "begin", self._began)
+        asyncpg.Connection.transaction = counted
         try:
             yield self
         finally:
+            asyncpg.Connection.transaction = transaction
             event.remove(self._engine, "before_cursor_execute", self._seen)
-            event.remove(self._engine, "begin", self._began)
 
     def tables(self) -> list[set[str]]:
         """The tables each of order-service's statements touches, in order."""
@@ -239,3 +245,14 @@ async def test_a_batch_of_replies_adds_one_inbox_and_one_outbox_statement(
 def record(message: ContractMessage, offset: int) -> SourceRecord:
     value = REGISTRY.wrap(message, producer="test").to_bytes()
     return SourceRecord(message.topic, 0, offset, message.key.encode(), value)
+
+
+async def test_a_sweep_that_finds_nothing_due_is_one_statement_outside_a_transaction(db: Database) -> None:
+    sweeper = DeadlineSweeper(
+        db, repository(), REGISTRY, step_timeout=timedelta(seconds=60), max_attempts=2, interval_s=60
+    )
+    statements = Statements(db)
+    with statements.counting():
+        assert await sweeper.sweep() == 0
+    assert statements.tables() == [{"saga_steps"}]
+    assert statements.transactions == 0, "no BEGIN and COMMIT round trips every second"
