@@ -145,21 +145,22 @@ class OrderRepository:
             if summary is not None:
                 writes.append("summary")
                 params.update(upsert_params(summary))
-        for command in decision.commands:
-            await ctx.emit(command)
-        writes.append(self._step_write(order, decision, now, params))
+        sent = [await ctx.emit(command) for command in decision.commands]
+        writes.append(self._step_write(order, decision, now, params, sent[-1] if sent else None))
         await ctx.session.execute(_together(tuple(writes)), params)
 
-    def _step_write(self, order: Order, decision: Decision, now: datetime, params: dict[str, Any]) -> str:
+    def _step_write(
+        self, order: Order, decision: Decision, now: datetime, params: dict[str, Any], last_sent: Envelope | None
+    ) -> str:
         """What the decision does to the saga's step (its statement's name; its parameters go to `params`):
         await the last command's reply, end with the order, park, or keep waiting with a new deadline."""
         params.update(step_order_id=order.order_id, step_now=now)
         if decision.commands:
-            command = decision.commands[-1]
+            assert last_sent is not None
             params.update(
-                step_awaiting=awaited_reply(command),
-                step_command_type=command.message_type,
-                step_command=command.model_dump(mode="json"),
+                step_awaiting=awaited_reply(decision.commands[-1]),
+                step_command_type=last_sent.type,
+                step_command=last_sent.payload,  # the command as sent (its envelope holds it serialised already)
                 step_deadline_at=now + self._step_timeout,
             )
             return "await_reply"

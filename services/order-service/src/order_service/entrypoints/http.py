@@ -118,7 +118,8 @@ def create_app(
         orders only. The answer carries the order's `tracking_token` for the customer."""
         if not principal.may_see(body.channel.value):
             raise forbidden(f"This key places {principal.channel} orders only.")
-        fingerprint = _fingerprint(body)
+        # Only a key needs the body's fingerprint (serialising and hashing it is not free).
+        fingerprint = _fingerprint(body) if idempotency_key else ""
         scope = body.channel.value
         if idempotency_key:
             earlier = await idempotency.begin(scope, idempotency_key, fingerprint)
