@@ -256,3 +256,17 @@ async def test_a_sweep_that_finds_nothing_due_is_one_statement_outside_a_transac
         assert await sweeper.sweep() == 0
     assert statements.tables() == [{"saga_steps"}]
     assert statements.transactions == 0, "no BEGIN and COMMIT round trips every second"
+
+
+async def test_two_replies_for_one_order_in_one_batch_both_take_effect(db: Database, http: httpx.AsyncClient) -> None:
+    # The second handler starts from what the first wrote in the same transaction: the history it loads
+    # holds the first one's events, and its read-model row and saga step are written over the first one's.
+    order_id = UUID((await place(http))["order_id"])
+    harness = HandlerHarness(db, "order-service", OrderSaga(repository()).handler_map())
+    reserved, captured, _ = replies(order_id)
+    outcomes = await harness.processor.process_batch([record(reserved, 1), record(captured, 2)])
+    assert outcomes == [Outcome.PROCESSED] * 2
+    assert await summary_status(db, order_id) == ("confirmed", 3)
+    step = await saga_row(db, order_id)
+    assert step is not None
+    assert (step["command_type"], step["state"], step["attempts"]) == ("ShipOrder", "waiting", 1)
