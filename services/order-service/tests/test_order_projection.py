@@ -2,7 +2,8 @@
 
 Events are recorded the way the service records them: the Order aggregate decides, the envelopes
 are appended to the event store, and the projection is applied with the aggregate's status and
-version after the events, in the same transaction.
+version after the events and the row before them (folded from the history the writer holds), in the
+same transaction.
 """
 
 import asyncio
@@ -38,6 +39,7 @@ from oms_runtime.outbox import outbox_table
 from oms_runtime.testing import stderr_logger, throwaway_schema
 from order_service.adapters.projection import (
     OrderProjection,
+    Summary,
     fold,
     order_summaries,
     projection_metadata,
@@ -72,7 +74,8 @@ class Recorder:
     def __init__(self, db: Database, clock_start: datetime = T0) -> None:
         self.db = db
         self.now = clock_start
-        self.batches: dict[UUID, list[tuple[str, int, list[tuple[Envelope, Message]]]]] = {}
+        self.batches: dict[UUID, list[tuple[str, int, list[tuple[Envelope, Message]], Summary | None]]] = {}
+        self.rows: dict[UUID, Summary | None] = {}
 
     async def load(self, order_id: UUID) -> Order:
         async with self.db.transaction() as session:
@@ -93,8 +96,11 @@ class Recorder:
                 order.apply(event)
             assert order.status is not None
             batch = list(zip(envelopes, events, strict=True))
-            await PROJECTION.apply(session, order.order_id, order.status.value, batch, version=order.version)
-        self.batches.setdefault(order.order_id, []).append((order.status.value, order.version, list(batch)))
+            before = self.rows.get(order.order_id)
+            self.rows[order.order_id] = await PROJECTION.apply(
+                session, order.order_id, order.status.value, batch, version=order.version, before=before
+            )
+        self.batches.setdefault(order.order_id, []).append((order.status.value, order.version, list(batch), before))
 
 
 def placed_order(customer_id: str = "c-1", reference: str | None = None) -> OrderPlaced:
@@ -255,29 +261,71 @@ async def test_applying_the_same_events_again_changes_nothing(db: Database) -> N
     assert before is not None
 
     async with db.transaction() as session:
-        for status, version, batch in rec.batches[order.order_id]:  # every batch again, in order
-            await PROJECTION.apply(session, order.order_id, status, batch, version=version)
-        first_status, first_version, first_batch = rec.batches[order.order_id][0]  # an old one, out of order
-        await PROJECTION.apply(session, order.order_id, first_status, first_batch, version=first_version)
+        for status, version, batch, row in rec.batches[order.order_id]:  # every batch again, in order
+            await PROJECTION.apply(session, order.order_id, status, batch, version=version, before=row)
+        first_status, first_version, first_batch, _ = rec.batches[order.order_id][0]  # an old one, out of order
+        await PROJECTION.apply(session, order.order_id, first_status, first_batch, version=first_version, before=None)
     assert await summary(db, order.order_id) == before  # even updated_at: nothing was written
 
 
-async def test_a_batch_that_overlaps_the_row_applies_only_its_new_events(db: Database) -> None:
+async def test_a_row_behind_the_stream_is_replaced_by_the_state_after_the_new_events(db: Database) -> None:
     rec = Recorder(db)
     order = await place(rec)
     await reserve(rec, order)
     await capture(rec, order)
-    all_events = [pair for _, _, batch in rec.batches[order.order_id] for pair in batch]
+    expected = await summary(db, order.order_id)
+    assert expected is not None
+    all_events = [pair for _, _, batch, _ in rec.batches[order.order_id] for pair in batch]
     async with db.transaction() as session:
+        # The stored row fell behind (a lost write, a damaged table): version 1, the wrong warehouses.
         await session.execute(
             update(order_summaries)
             .where(order_summaries.c.order_id == order.order_id)
-            .values(version=2, status="awaiting_payment", last_event_type="OrderStockReserved")
+            .values(version=1, status="placed", last_event_type="OrderPlaced", warehouses=["WH-9"])
         )
-        await PROJECTION.apply(session, order.order_id, "confirmed", all_events, version=3)
+        # The writer's base is its own fold of the stream (version 2), not the stored row.
+        _, _, last_batch, base = rec.batches[order.order_id][-1]
+        assert base is not None
+        assert base["version"] == 2
+        await PROJECTION.apply(session, order.order_id, "confirmed", last_batch, version=3, before=base)
     row = await summary(db, order.order_id)
     assert row is not None
-    assert (row["status"], row["version"], row["last_event_type"]) == ("confirmed", 3, "OrderConfirmed")
+    assert {k: v for k, v in row.items() if k != "updated_at"} == {
+        k: v for k, v in expected.items() if k != "updated_at"
+    }
+    # A base that already holds some of the events (the whole stream given again): only the new ones count.
+    overlapping = fold(None, order.order_id, "awaiting_payment", [(1, *all_events[0]), (2, *all_events[1])])
+    after = PROJECTION.summary_after(order.order_id, "confirmed", all_events, version=3, before=overlapping)
+    assert after is not None
+    assert (after["version"], after["last_event_type"], after["warehouses"]) == (3, "OrderConfirmed", ["WH-1"])
+
+
+class WarningsSeen:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    def warning(self, message: str, **fields: Any) -> None:
+        self.seen.append((message, fields))
+
+
+async def test_a_base_behind_the_events_is_reported_as_a_gap(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = Recorder(db)
+    order = await place(rec)
+    await reserve(rec, order)
+    await capture(rec, order)
+    [placed_batch, _, last_batch] = [batch for _, _, batch, _ in rec.batches[order.order_id]]
+    warnings = WarningsSeen()
+    monkeypatch.setattr(order_service.adapters.projection, "log", warnings)
+    base = fold(None, order.order_id, "placed", [(1, *placed_batch[0])])  # version 1; the events start at 3
+    after = PROJECTION.summary_after(order.order_id, "confirmed", last_batch, version=3, before=base)
+    assert after is not None
+    assert after["version"] == 3
+    assert warnings.seen == [
+        (
+            "order summary has a gap; rebuild the projection",
+            {"order_id": str(order.order_id), "stored_version": 1, "first_new_version": 3},
+        )
+    ]
 
 
 async def test_events_without_a_row_or_an_order_placed_project_nothing(db: Database) -> None:
@@ -285,9 +333,9 @@ async def test_events_without_a_row_or_an_order_placed_project_nothing(db: Datab
     reply = StockReleased(order_id=order_id, reservation_id=None)
     envelope = REGISTRY.wrap(reply, producer="order-service")
     async with db.transaction() as session:
-        await PROJECTION.apply(session, order_id, "placed", [(envelope, reply)], version=4)
+        assert await PROJECTION.apply(session, order_id, "placed", [(envelope, reply)], version=4, before=None) is None
         with pytest.raises(ValueError, match="too low"):
-            await PROJECTION.apply(session, order_id, "placed", [(envelope, reply)], version=0)
+            await PROJECTION.apply(session, order_id, "placed", [(envelope, reply)], version=0, before=None)
     assert await summary(db, order_id) is None
 
 
@@ -353,10 +401,11 @@ class PausingProjection(OrderProjection):
         events: Sequence[tuple[Envelope, Message]],
         *,
         version: int,
-    ) -> None:
+        before: Summary | None,
+    ) -> Summary | None:
         self.entered.set()
         await self.release.wait()
-        await super().apply(session, order_id, status, events, version=version)
+        return await super().apply(session, order_id, status, events, version=version, before=before)
 
 
 async def test_events_recorded_during_a_rebuild_are_not_lost(db: Database) -> None:

@@ -30,7 +30,7 @@ from oms_events.messages import (
 from oms_events.values import Address, Allocation, Channel, Customer, DeliveryMethod, OrderLine
 from oms_runtime.db import Database
 from oms_runtime.testing import stderr_logger, throwaway_schema
-from order_service.adapters.projection import OrderProjection, projection_metadata
+from order_service.adapters.projection import OrderProjection, Summary, projection_metadata
 from order_service.adapters.tables import metadata
 from order_service.entrypoints.auth import API_KEYS_ADAPTER, Authenticator
 from order_service.entrypoints.query_routes import query_router
@@ -79,6 +79,10 @@ def placed_event(order_id: UUID, customer_id: str, channel: Channel) -> OrderPla
     )
 
 
+ROWS: dict[UUID, Summary | None] = {}
+"""Each order's row after the events projected so far: the base of its next events, as a writer has it."""
+
+
 async def project(
     db: Database, order_id: UUID, status: str, events: Sequence[tuple[datetime, Message]], version: int
 ) -> None:
@@ -87,7 +91,9 @@ async def project(
         for at, event in events
     ]
     async with db.transaction() as session:
-        await PROJECTION.apply(session, order_id, status, batch, version=version)
+        ROWS[order_id] = await PROJECTION.apply(
+            session, order_id, status, batch, version=version, before=ROWS.get(order_id)
+        )
 
 
 async def order(

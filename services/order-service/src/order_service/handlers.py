@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import ContractViolationError, Envelope, Message, MessageRegistry
@@ -54,12 +54,11 @@ from oms_runtime.outbox import Outbox
 from oms_runtime.periodic import PeriodicTask
 from oms_runtime.tracing import current_trace_context, new_trace
 from oms_runtime.use_cases import UseCaseRunner, local_context
-from order_service.adapters.order_repository import OrderRepository
+from order_service.adapters.order_repository import LoadedOrder, OrderRepository
 from order_service.adapters.tables import saga_steps
 from order_service.domain.order import Decision, Order, OrderStateError, Step
 from order_service.domain.saga import next_deadline_s
-from order_service.domain.timeline import describe
-from order_service.views import OrderLineView, OrderView, RefundView, ReturnView, ShipmentView, TimelineEntry
+from order_service.views import OrderView, order_view
 
 log = get_logger(__name__)
 
@@ -74,6 +73,8 @@ def _now() -> datetime:
 class PlacementResult:
     order_id: UUID
     created: bool
+    placed: LoadedOrder | None = None
+    """The order this placement created, as recorded (None when the reference had an order already)."""
 
 
 class OrderNotFoundError(Exception):
@@ -141,41 +142,42 @@ class OrderSaga:
         # are skipped here without loading the order, which keeps load runs as cheap as before.
         if getattr(reply, "mode", None) == "automatic":
             return
-        order = await self._order(ctx, reply.order_id)
-        await self._repo.save(ctx, order, order.on_shipment_progress(reply), _now())
+        loaded = await self._order(ctx, reply.order_id)
+        await self._repo.save(ctx, loaded, loaded.order.on_shipment_progress(reply), _now())
 
     def _reacting(self, decide: Callable[[Order, R], Decision]) -> Callable[[MessageContext, R], Awaitable[None]]:
         async def react(ctx: MessageContext, reply: R) -> None:
-            order = await self._order(ctx, reply.order_id)
-            await self._observe_step(ctx, reply)
-            await self._repo.save(ctx, order, decide(order, reply), _now())
+            loaded = await self._order(ctx, reply.order_id, step=True)
+            _observe_step(loaded, reply)
+            await self._repo.save(ctx, loaded, decide(loaded.order, reply), _now())
 
         return react
 
-    async def _observe_step(self, ctx: MessageContext, reply: Message) -> None:
-        """Metrics hook: the reply ends the step the saga waits on (latency since its command was sent)."""
-        step = await self._repo.saga_step(ctx.session, reply.order_id)
-        if step is None or step.get("state") != "waiting":
-            return
-        sent_at = step.get("updated_at")
-        latency = (_now() - sent_at).total_seconds() if isinstance(sent_at, datetime) else None
-        record_saga_step(str(step["command_type"]), reply.message_type, latency)
-
-    async def _order(self, ctx: MessageContext, order_id: UUID) -> Order:
-        order = await self._repo.load(ctx.session, order_id)
-        if not order.exists:
+    async def _order(
+        self, ctx: MessageContext, order_id: UUID, *, step: bool = False, token: bool = False
+    ) -> LoadedOrder:
+        loaded = await self._repo.load_for_decision(ctx.session, order_id, step=step, token=token)
+        if not loaded.order.exists:
             # Not dead-lettered silently: the runtime retries, then parks it with this reason.
             raise OrderStateError(f"reply for unknown order {order_id}")
-        return order
+        return loaded
 
     async def on_stock_reserved(self, ctx: MessageContext, reply: StockReserved) -> None:
-        order = await self._order(ctx, reply.order_id)
-        await self._observe_step(ctx, reply)
-        token = await self._repo.payment_token(ctx.session, reply.order_id)
+        loaded = await self._order(ctx, reply.order_id, step=True, token=True)
+        _observe_step(loaded, reply)
+        order, token = loaded.order, loaded.payment_token
         if token is None:
             log.info("stock reserved for an order past payment; ignored", status=str(order.status))
             return
-        await self._repo.save(ctx, order, order.on_stock_reserved(reply, token, self._hold_above_minor), _now())
+        await self._repo.save(ctx, loaded, order.on_stock_reserved(reply, token, self._hold_above_minor), _now())
+
+
+def _observe_step(loaded: LoadedOrder, reply: Message) -> None:
+    """Metrics hook: the reply ends the step the saga waits on (latency since its command was sent)."""
+    step = loaded.step
+    if step is None or step.state != "waiting":
+        return
+    record_saga_step(step.command_type, reply.message_type, (_now() - step.updated_at).total_seconds())
 
 
 class OrderCommands:
@@ -186,19 +188,25 @@ class OrderCommands:
         # A saga reply for the same order may commit first: then decide again on the new state.
         self._use_cases = UseCaseRunner(db, registry, SERVICE)
 
-    async def _act(self, order_id: UUID, decide: Callable[[Order, AsyncSession], Awaitable[Decision]]) -> None:
+    async def _act(
+        self,
+        order_id: UUID,
+        decide: Callable[[LoadedOrder, AsyncSession], Awaitable[Decision]],
+        *,
+        token: bool = False,
+    ) -> None:
         async def use_case(ctx: MessageContext) -> None:
-            order = await self._repo.load(ctx.session, order_id)
-            if not order.exists:
+            loaded = await self._repo.load_for_decision(ctx.session, order_id, token=token)
+            if not loaded.order.exists:
                 raise OrderNotFoundError(str(order_id))
-            decision = await decide(order, ctx.session)
-            await self._repo.save(ctx, order, decision, _now())
+            decision = await decide(loaded, ctx.session)
+            await self._repo.save(ctx, loaded, decision, _now())
 
         await self._use_cases.run(use_case)
 
     async def cancel(self, order_id: UUID, reason: str, requested_by: str) -> None:
-        async def decide(order: Order, _: AsyncSession) -> Decision:
-            return order.request_cancel(reason, requested_by)
+        async def decide(loaded: LoadedOrder, _: AsyncSession) -> Decision:
+            return loaded.order.request_cancel(reason, requested_by)
 
         await self._act(order_id, decide)
         log.info("order cancellation requested", order_id=str(order_id), requested_by=requested_by)
@@ -206,9 +214,9 @@ class OrderCommands:
     async def operator_action(
         self, order_id: UUID, action: str, operator: str, note: str, refund: str | None = None
     ) -> None:
-        async def decide(order: Order, session: AsyncSession) -> Decision:
+        async def decide(loaded: LoadedOrder, session: AsyncSession) -> Decision:
             parked = await self._repo.parked_command(session, order_id) if action == "retry" else None
-            return order.operator_action(action, operator, note, parked, refund)
+            return loaded.order.operator_action(action, operator, note, parked, refund)
 
         await self._act(order_id, decide)
         log.info("operator action", order_id=str(order_id), action=action, operator=operator, refund=refund)
@@ -216,26 +224,25 @@ class OrderCommands:
     async def request_return(
         self, order_id: UUID, return_id: UUID, wanted: dict[str, int], reason: str, requested_by: str
     ) -> None:
-        async def decide(order: Order, _: AsyncSession) -> Decision:
-            return order.request_return(return_id, wanted, reason, requested_by)
+        async def decide(loaded: LoadedOrder, _: AsyncSession) -> Decision:
+            return loaded.order.request_return(return_id, wanted, reason, requested_by)
 
         await self._act(order_id, decide)
         log.info("return requested", order_id=str(order_id), return_id=str(return_id), requested_by=requested_by)
 
     async def put_on_hold(self, order_id: UUID, reason: str, held_by: str) -> None:
-        async def decide(order: Order, _: AsyncSession) -> Decision:
-            return order.put_on_hold(reason, held_by)
+        async def decide(loaded: LoadedOrder, _: AsyncSession) -> Decision:
+            return loaded.order.put_on_hold(reason, held_by)
 
         await self._act(order_id, decide)
         log.info("order put on hold", order_id=str(order_id), held_by=held_by)
 
     async def release_hold(self, order_id: UUID, released_by: str, note: str) -> None:
-        async def decide(order: Order, session: AsyncSession) -> Decision:
+        async def decide(loaded: LoadedOrder, _: AsyncSession) -> Decision:
             # Kept until the order is final, for the capture that the release sends.
-            token = await self._repo.payment_token(session, order_id)
-            return order.release_hold(released_by, note, token)
+            return loaded.order.release_hold(released_by, note, loaded.payment_token)
 
-        await self._act(order_id, decide)
+        await self._act(order_id, decide, token=True)
         log.info("order hold released", order_id=str(order_id), released_by=released_by)
 
 
@@ -267,20 +274,20 @@ class PlacementRecorder:
         self._repo = repository
 
     async def place(self, ctx: MessageContext, placed: OrderPlaced, payment_token: str) -> PlacementResult:
-        channel, reference = placed.channel.value, placed.external_reference
-        existing = await self._repo.find_by_reference(ctx.session, channel, reference)
-        if existing is not None:
-            return PlacementResult(existing, created=False)
-        if not await self._repo.claim_reference(ctx.session, placed):
+        claimed = await self._repo.claim_reference(ctx.session, placed, payment_token)
+        if claimed is None:
             # Lost a race with the same submission: the winner's order is the order. Under READ
             # COMMITTED the claim waited for the winner's commit, so a new read sees its row.
-            existing = await self._repo.find_by_reference(ctx.session, channel, reference)
+            existing = await self._repo.find_by_reference(ctx.session, placed.channel.value, placed.external_reference)
             if existing is None:
                 raise _ReferenceTakenError
             return PlacementResult(existing, created=False)
-        await self._repo.keep_payment_token(ctx.session, placed.order_id, payment_token)
-        await self._repo.save(ctx, Order(placed.order_id), Order.place(placed), _now())
-        return PlacementResult(placed.order_id, created=True)
+        holder, created = claimed
+        if not created:
+            return PlacementResult(holder, created=False)
+        loaded = LoadedOrder.new(placed.order_id)
+        await self._repo.save(ctx, loaded, Order.place(placed), _now())
+        return PlacementResult(placed.order_id, created=True, placed=loaded)
 
 
 class OrderPlacement:
@@ -392,6 +399,14 @@ def _rejection_order_id(
     return _uuid(correlation_id)
 
 
+_OVERDUE = (
+    select(saga_steps.c.order_id)
+    .where(saga_steps.c.state == "waiting", saga_steps.c.deadline_at < bindparam("now"))
+    .order_by(saga_steps.c.deadline_at)
+    .limit(100)
+)
+
+
 class DeadlineSweeper:
     """Re-sends a saga's command whose reply is overdue; parks the saga when re-sending is exhausted.
 
@@ -426,15 +441,11 @@ class DeadlineSweeper:
     async def sweep(self, now: datetime | None = None) -> int:
         """Re-sends or compensates every step overdue at `now` (the clock, unless a test moves time)."""
         now = now or _now()
-        async with self._db.transaction() as session:
-            overdue = (
-                await session.scalars(
-                    select(saga_steps.c.order_id)
-                    .where(saga_steps.c.state == "waiting", saga_steps.c.deadline_at < now)
-                    .order_by(saga_steps.c.deadline_at)
-                    .limit(100)
-                )
-            ).all()
+        # Every second, mostly finding nothing: one statement outside a transaction (no BEGIN and COMMIT
+        # round trips); each overdue step is then handled in a transaction of its own, locked.
+        async with self._db.engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            overdue = (await autocommit.scalars(_OVERDUE, {"now": now})).all()
         handled = 0
         for order_id in overdue:
             try:
@@ -480,14 +491,15 @@ class DeadlineSweeper:
         assert isinstance(command, Command)
         if attempts >= self._max_attempts:
             # Every re-send went unanswered: compensate, or park the order for an operator.
-            order = await self._repo.load(session, order_id)
+            loaded = await self._repo.load_for_decision(session, order_id)
+            order = loaded.order
             ctx = _api_context(session, self._registry)
             decision = order.on_step_timed_out(Step(row["command_type"]), attempts, command)
             record_saga_step(row["command_type"], "timed_out", (now - row["updated_at"]).total_seconds())
             if decision.empty:
                 await session.execute(delete(saga_steps).where(saga_steps.c.order_id == order_id))
                 return
-            await self._repo.save(ctx, order, decision, now)
+            await self._repo.save(ctx, loaded, decision, now)
             log.error(
                 "saga step timed out",
                 order_id=str(order_id),
@@ -523,56 +535,5 @@ class OrderQueries:
             stored = await self._repo.history(session, order_id)
         if not stored:
             raise OrderNotFoundError(str(order_id))
-        events = [self._registry.decode(s.envelope) for s in stored]
-        order = Order.from_history(order_id, events)
-        placed = order.placed
-        assert placed is not None
-        assert order.status is not None
-        return OrderView(
-            order_id=order_id,
-            status=order.status.value,
-            channel=placed.channel.value,
-            external_reference=placed.external_reference,
-            customer_id=placed.customer.customer_id,
-            lines=[OrderLineView(**line.model_dump()) for line in placed.lines],
-            currency=placed.currency,
-            total_minor=placed.total_minor,
-            delivery_method=placed.delivery_method.value,
-            rejection_reason=order.rejection_reason,
-            cancel_reason=order.cancel_reason,
-            attention_step=order.attention_step.value if order.attention_step else None,
-            attention_reason=order.attention_reason,
-            hold_reason=order.hold_reason if order.held else None,
-            held_by=order.held_by if order.held else None,
-            shipments=[ShipmentView(**vars(s)) for s in order.shipments],
-            returns=[
-                ReturnView(
-                    return_id=r.return_id,
-                    status=r.status,
-                    lines=[line.model_dump() for line in r.lines],
-                    requested_by=r.requested_by,
-                    refund_minor=r.refund_minor,
-                    refunded=r.refunded,
-                    restocked=r.restocked,
-                )
-                for r in order.returns.values()
-            ],
-            refunds=[
-                RefundView(
-                    refund=r.refund,
-                    shipment_id=r.shipment_id,
-                    return_id=r.return_id,
-                    amount_minor=r.amount_minor,
-                    currency=r.currency,
-                    status=r.status,
-                    failure_code=r.failure_code,
-                    failure=r.failure,
-                    attempt=r.attempt,
-                )
-                for r in order.partial_refunds.values()
-            ],
-            timeline=[
-                TimelineEntry(at=s.envelope.occurred_at, event=s.envelope.type, description=describe(e))
-                for s, e in zip(stored, events, strict=True)
-            ],
-        )
+        timeline = [(s.envelope, self._registry.decode(s.envelope)) for s in stored]
+        return order_view(Order.from_history(order_id, (event for _, event in timeline)), timeline)

@@ -64,7 +64,8 @@ def authenticator(settings: OrderSettings) -> Authenticator:
 def build(settings: OrderSettings) -> ServiceHost:
     host = ServiceHost(SERVICE, settings, metadata=[metadata, projection_metadata])
     step_timeout = timedelta(seconds=settings.saga_step_timeout_s)
-    repository = OrderRepository(EventStore(), host.registry, step_timeout, read_models())
+    models = read_models()
+    repository = OrderRepository(EventStore(), host.registry, step_timeout, models.summaries, models.others)
     for spec in consumers(OrderSaga(repository, settings.hold_above_minor), group_id=SERVICE):
         host.add_consumer(spec)
 

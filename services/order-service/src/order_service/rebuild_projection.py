@@ -26,7 +26,15 @@ async def rebuild_with(settings: ServiceSettings, batch_size: int) -> RebuildRes
     db = Database.for_service(settings, SERVICE)
     try:
         await db.create_schema(projection_metadata)
-        return await rebuild(db, EventStore(), default_registry(), batch_size=batch_size, projection=read_models())
+        models = read_models()
+        return await rebuild(
+            db,
+            EventStore(),
+            default_registry(),
+            batch_size=batch_size,
+            projection=models.summaries,
+            others=models.others,
+        )
     finally:
         await db.dispose()
 

@@ -1,9 +1,14 @@
-"""What the order queries return: the API's response bodies."""
+"""What the order queries return: the API's response bodies, and the order's view made from its aggregate."""
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from uuid import UUID
 
 from pydantic import BaseModel, Field
+
+from oms_events import Envelope, Message
+from order_service.domain.order import Order
+from order_service.domain.timeline import describe
 
 
 class TimelineEntry(BaseModel):
@@ -93,3 +98,56 @@ class OrderView(BaseModel):
         default=[], description="Partial refunds (units not shipped, returns); `failed` ones wait for an operator"
     )
     timeline: list[TimelineEntry]
+
+
+def order_view(order: Order, timeline: Sequence[tuple[Envelope, Message]]) -> OrderView:
+    """The view of an order from its aggregate and its stream (envelope and event, in stream order)."""
+    order_id = order.order_id
+    placed = order.placed
+    assert placed is not None
+    assert order.status is not None
+    return OrderView(
+        order_id=order_id,
+        status=order.status.value,
+        channel=placed.channel.value,
+        external_reference=placed.external_reference,
+        customer_id=placed.customer.customer_id,
+        lines=[OrderLineView(**line.model_dump()) for line in placed.lines],
+        currency=placed.currency,
+        total_minor=placed.total_minor,
+        delivery_method=placed.delivery_method.value,
+        rejection_reason=order.rejection_reason,
+        cancel_reason=order.cancel_reason,
+        attention_step=order.attention_step.value if order.attention_step else None,
+        attention_reason=order.attention_reason,
+        hold_reason=order.hold_reason if order.held else None,
+        held_by=order.held_by if order.held else None,
+        shipments=[ShipmentView(**vars(s)) for s in order.shipments],
+        returns=[
+            ReturnView(
+                return_id=r.return_id,
+                status=r.status,
+                lines=[line.model_dump() for line in r.lines],
+                requested_by=r.requested_by,
+                refund_minor=r.refund_minor,
+                refunded=r.refunded,
+                restocked=r.restocked,
+            )
+            for r in order.returns.values()
+        ],
+        refunds=[
+            RefundView(
+                refund=r.refund,
+                shipment_id=r.shipment_id,
+                return_id=r.return_id,
+                amount_minor=r.amount_minor,
+                currency=r.currency,
+                status=r.status,
+                failure_code=r.failure_code,
+                failure=r.failure,
+                attempt=r.attempt,
+            )
+            for r in order.partial_refunds.values()
+        ],
+        timeline=[TimelineEntry(at=s.occurred_at, event=s.type, description=describe(e)) for s, e in timeline],
+    )

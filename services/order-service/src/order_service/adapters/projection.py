@@ -5,8 +5,11 @@ it reflects (`OrderProjection.apply`), so it is never ahead of or behind a commi
 can be thrown away and rebuilt from the event store at any time (`rebuild`): replay only writes this
 table, never commands, outbox rows or anything else with a side effect.
 
-Idempotent by stream version: an event at or below the row's `version` was already applied and is
-skipped, so re-applying a batch or replaying the whole store is safe.
+The writer already holds the order's history (it decided on it), so the row is folded in memory from
+the summary before the events (`before`, the fold of that history) and written with one upsert guarded
+by version: no read of the row first. Idempotent by stream version: a row at or past the new version
+is left as it is, so re-applying a batch or replaying the whole store is safe, and a row that fell
+behind (or was lost) is replaced by the full state.
 
 The order's status is not derived here: the caller passes the status the Order aggregate has after
 applying the events, so the read model can never disagree with the aggregate's rules.
@@ -28,12 +31,12 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
+    bindparam,
     delete,
     func,
-    select,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import Envelope, Message, MessageRegistry
@@ -220,6 +223,38 @@ def fold(
 _COLUMNS = [c.name for c in order_summaries.columns if c.name != "updated_at"]
 
 
+def _upsert() -> Insert:
+    statement = insert(order_summaries).values(
+        {**{k: bindparam(f"summary_{k}") for k in _COLUMNS}, "updated_at": func.now()}
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[order_summaries.c.order_id],
+        set_={k: statement.excluded[k] for k in [*_COLUMNS, "updated_at"] if k != "order_id"},
+        where=order_summaries.c.version < statement.excluded.version,
+    )
+
+
+UPSERT = _upsert()
+"""Writes one row (parameters: `upsert_params`) unless the stored one is at its version or past it.
+
+No lock or read first: the event store's unique version lets only one writer of a version commit, and a
+rebuild's table lock makes this wait, then apply on top of the rebuilt row. Built once: building the
+statement per call (and its cache key) cost more CPU than running it."""
+
+
+def upsert_params(summary: "Summary") -> dict[str, Any]:
+    return {f"summary_{k}": summary[k] for k in _COLUMNS}
+
+
+Summary = dict[str, Any]
+"""One `order_summaries` row as a dict (without `updated_at`), as `fold` makes it."""
+
+
+def summary_of(order_id: UUID, status: str, history: Sequence[tuple[int, Envelope, Message]]) -> Summary | None:
+    """The row of an order whose whole stream (versions from 1) is `history`; None before OrderPlaced."""
+    return fold(None, order_id, status, history)
+
+
 class Projection(Protocol):
     """A read model of the order streams, written in the transaction that records their events."""
 
@@ -240,10 +275,10 @@ class Projection(Protocol):
 
 
 class Projections:
-    """Several projections applied as one, in the order given.
+    """Several projections applied as one, in the order given: the read models beside `order_summaries`.
 
-    Put `OrderProjection` first: its row lock is what a rebuild's table lock holds writers off at, so
-    that they touch no other read model before the rebuild is done."""
+    The repository writes `order_summaries` first: that write is where a rebuild's table lock holds
+    writers off, so that they touch no other read model before the rebuild is done."""
 
     def __init__(self, *projections: Projection) -> None:
         self._projections = projections
@@ -270,6 +305,43 @@ class OrderProjection:
 
     tables = (order_summaries,)
 
+    def summary_after(
+        self,
+        order_id: UUID,
+        status: str,
+        events: Sequence[tuple[Envelope, Message]],
+        *,
+        version: int,
+        before: Summary | None,
+    ) -> Summary | None:
+        """The row after newly recorded events; None when there is nothing to write.
+
+        `status` is the aggregate's status after the events; `version` is the stream's version after
+        them (the last event's version), so the events are versions `version - len(events) + 1 ..
+        version`. `before` is the row as of the version before them (None for a new stream): events at
+        or below its version are skipped.
+        """
+        if not events:
+            return None
+        first = version - len(events) + 1
+        if first < 1:
+            raise ValueError(f"version {version} is too low for {len(events)} events")
+        stored = before["version"] if before is not None else 0
+        fresh = [(v, e, m) for v, (e, m) in enumerate(events, start=first) if v > stored]
+        if not fresh:
+            return None
+        if fresh[0][0] != stored + 1:
+            log.warning(
+                "order summary has a gap; rebuild the projection",
+                order_id=str(order_id),
+                stored_version=stored,
+                first_new_version=fresh[0][0],
+            )
+        new = fold(before, order_id, status, fresh)
+        if new is None:
+            log.warning("no order summary to update; rebuild the projection", order_id=str(order_id))
+        return new
+
     async def apply(
         self,
         session: AsyncSession,
@@ -278,49 +350,13 @@ class OrderProjection:
         events: Sequence[tuple[Envelope, Message]],
         *,
         version: int,
-    ) -> None:
-        """Projects newly recorded events.
-
-        `status` is the aggregate's status after the events; `version` is the stream's version after
-        them (the last event's version), so the events are versions `version - len(events) + 1 ..
-        version`. Events at or below the row's version are skipped.
-        """
-        if not events:
-            return
-        first = version - len(events) + 1
-        if first < 1:
-            raise ValueError(f"version {version} is too low for {len(events)} events")
-        # The lock orders concurrent writers of one order (the event store's unique version already
-        # lets only one of them commit) and a rebuild, which locks the whole table.
-        result = await session.execute(
-            select(order_summaries).where(order_summaries.c.order_id == order_id).with_for_update()
-        )
-        found = result.mappings().first()
-        row = {k: found[k] for k in _COLUMNS} if found is not None else None
-        stored = row["version"] if row is not None else 0
-        fresh = [(v, e, m) for v, (e, m) in enumerate(events, start=first) if v > stored]
-        if not fresh:
-            return
-        if fresh[0][0] != stored + 1:
-            log.warning(
-                "order summary has a gap; rebuild the projection",
-                order_id=str(order_id),
-                stored_version=stored,
-                first_new_version=fresh[0][0],
-            )
-        new = fold(row, order_id, status, fresh)
-        if new is None:
-            log.warning("no order summary to update; rebuild the projection", order_id=str(order_id))
-            return
-        values = {**new, "updated_at": func.now()}
-        statement = insert(order_summaries).values(values)
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[order_summaries.c.order_id],
-                set_={k: statement.excluded[k] for k in values if k != "order_id"},
-                where=order_summaries.c.version < statement.excluded.version,
-            )
-        )
+        before: Summary | None,
+    ) -> Summary | None:
+        """Projects newly recorded events (see `summary_after`); returns the row after them, if any."""
+        new = self.summary_after(order_id, status, events, version=version, before=before)
+        if new is not None:
+            await session.execute(UPSERT, upsert_params(new))
+        return new if new is not None else before
 
 
 @dataclass(frozen=True)
@@ -340,20 +376,22 @@ async def rebuild(
     registry: MessageRegistry,
     *,
     batch_size: int = 1000,
-    projection: Projection | None = None,
+    projection: OrderProjection | None = None,
+    others: Projection | None = None,
 ) -> RebuildResult:
-    """Empties the projection's tables (`order_summaries` by default) and replays every order stream into
-    them, in one transaction.
+    """Empties `order_summaries` (and the tables of the `others` read models) and replays every order
+    stream into them, in one transaction.
 
     Only the read models are written. The tables are locked against writers for the duration (readers
     keep seeing the old rows until the commit); a writer that appends order events meanwhile waits
     and then applies its events on top of the rebuilt rows, so nothing is lost.
     """
     projection = projection or OrderProjection()
-    aggregates: dict[UUID, Order] = {}
+    # The orders in flight, as of the events replayed so far: the aggregate and its row.
+    aggregates: dict[UUID, tuple[Order, Summary | None]] = {}
     events = orders = skipped = 0
     async with db.transaction() as session:
-        tables = list(projection.tables)
+        tables = [*projection.tables, *(others.tables if others is not None else ())]
         # In the order writers touch them (order_summaries first), so that no writer holds one of them.
         await session.execute(text(f"LOCK TABLE {', '.join(t.name for t in tables)} IN EXCLUSIVE MODE"))
         for table in tables:
@@ -373,34 +411,41 @@ async def rebuild(
                     continue
                 message = registry.decode(stored.envelope)
                 order_id = message.order_id
-                order = aggregates.get(order_id)
-                if order is None:
-                    order = await _aggregate_before(
+                if order_id not in aggregates:
+                    aggregates[order_id] = await _aggregate_before(
                         session, store, registry, stored.stream_id, order_id, stored.version
                     )
-                    aggregates[order_id] = order
-                order.apply(message)
+                aggregates[order_id][0].apply(message)
                 pending.setdefault(order_id, []).append((stored.envelope, message))
                 last_version[order_id] = stored.version
                 events += 1
                 orders += stored.version == 1
             for order_id, order_events in pending.items():
-                order = aggregates[order_id]
+                order, before = aggregates[order_id]
                 assert order.status is not None
-                await projection.apply(
-                    session, order_id, order.status.value, order_events, version=last_version[order_id]
+                after = await projection.apply(
+                    session, order_id, order.status.value, order_events, version=last_version[order_id], before=before
                 )
+                if others is not None:
+                    await others.apply(
+                        session, order_id, order.status.value, order_events, version=last_version[order_id]
+                    )
                 if order.status.value in FINAL_STATUSES:
                     del aggregates[order_id]  # keeps memory to the orders still in flight
+                else:
+                    aggregates[order_id] = (order, after)
     log.info("order projection rebuilt", events=events, orders=orders, skipped=skipped)
     return RebuildResult(events=events, orders=orders, skipped=skipped)
 
 
 async def _aggregate_before(
     session: AsyncSession, store: EventStore, registry: MessageRegistry, stream_id: str, order_id: UUID, version: int
-) -> Order:
-    """The order as it was before `version`: empty for a new stream, else reloaded (it was evicted)."""
+) -> tuple[Order, Summary | None]:
+    """The order and its row as they were before `version`: empty for a new stream, else reloaded (it
+    was evicted when it went final, and an event came after, such as a delivery)."""
     if version == 1:
-        return Order(order_id)
-    history = [s for s in await store.load(session, stream_id) if s.version < version]
-    return Order.from_history(order_id, (registry.decode(s.envelope) for s in history))
+        return Order(order_id), None
+    history = [(s.version, s.envelope, registry.decode(s.envelope)) for s in await store.load(session, stream_id)]
+    history = [h for h in history if h[0] < version]
+    order = Order.from_history(order_id, (message for _, _, message in history))
+    return order, summary_of(order_id, order.status.value if order.status is not None else "", history)

@@ -1,10 +1,18 @@
-"""Every read model order-service keeps of its order streams, in the order they are written: what the
-repository applies with each append and what a projection rebuild empties and replays."""
+"""Every read model order-service keeps of its order streams: what the repository writes with each
+append (`order_summaries` in its own statement, then the others) and what a projection rebuild empties
+and replays."""
+
+from dataclasses import dataclass
 
 from order_service.adapters.projection import OrderProjection, Projections
 from order_service.adapters.sales_projection import SalesProjection
 
 
-def read_models() -> Projections:
-    # order_summaries first: a rebuild holds writers off at its lock (see Projections).
-    return Projections(OrderProjection(), SalesProjection())
+@dataclass(frozen=True)
+class ReadModels:
+    summaries: OrderProjection
+    others: Projections
+
+
+def read_models() -> ReadModels:
+    return ReadModels(OrderProjection(), Projections(SalesProjection()))

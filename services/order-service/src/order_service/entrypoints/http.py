@@ -31,7 +31,7 @@ from order_service.handlers import (
     OrderQueries,
     order_placed,
 )
-from order_service.views import OrderView
+from order_service.views import OrderView, order_view
 
 log = get_logger(__name__)
 
@@ -66,12 +66,14 @@ def create_app(
     any_key = auth.dependency()
     ops_key = auth.dependency(ops_only=True)
 
-    async def visible_view(order_id: UUID, principal: Principal) -> OrderView | None:
-        """The order as this key may see it (with its customer tracking token), or None."""
-        try:
-            view = await queries.order_view(order_id)
-        except OrderNotFoundError:
-            return None
+    async def visible_view(order_id: UUID, principal: Principal, view: OrderView | None = None) -> OrderView | None:
+        """The order as this key may see it (with its customer tracking token), or None; `view` when the
+        caller has it already (a placement that just recorded the order)."""
+        if view is None:
+            try:
+                view = await queries.order_view(order_id)
+            except OrderNotFoundError:
+                return None
         if not principal.may_see(view.channel):
             return None
         return view.model_copy(update={"tracking_token": auth.tracking_token(order_id)})
@@ -120,7 +122,8 @@ def create_app(
         orders only. The answer carries the order's `tracking_token` for the customer."""
         if not principal.may_see(body.channel.value):
             raise forbidden(f"This key places {principal.channel} orders only.")
-        fingerprint = _fingerprint(body)
+        # Only a key needs the body's fingerprint (serialising and hashing it is not free).
+        fingerprint = _fingerprint(body) if idempotency_key else ""
         scope = body.channel.value
         if idempotency_key:
             earlier = await idempotency.begin(scope, idempotency_key, fingerprint)
@@ -154,7 +157,9 @@ def create_app(
         if not result.created:
             response.status_code = status.HTTP_200_OK
         response.headers["Location"] = f"/orders/{result.order_id}"
-        return await visible_view(result.order_id, principal) or not_found(result.order_id)
+        # A new order's view is made from what the placement recorded, without reading it back.
+        recorded = order_view(result.placed.order, result.placed.timeline) if result.placed is not None else None
+        return await visible_view(result.order_id, principal, recorded) or not_found(result.order_id)
 
     @app.get("/orders/{order_id}", response_model=OrderView, responses={404: {"model": ErrorBody}})
     async def get_order(order_id: UUID, principal: Annotated[Principal, Depends(any_key)]) -> OrderView | JSONResponse:

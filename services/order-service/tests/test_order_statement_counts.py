@@ -1,0 +1,272 @@
+"""How many database statements order-service runs per placed order and per saga reply, pinned.
+
+A statement costs about a millisecond all in (SQLAlchemy, asyncpg, a round trip, PostgreSQL), which made
+statements most of order-service's CPU per order; these counts are its budget, so a change that adds one
+fails here. Counted with a `before_cursor_execute` listener on the real PostgreSQL, the order driven the
+way the service drives it: the HTTP route places it, the replies go through the runtime's processor. The
+runtime's own statements (inbox, outbox: one each per transaction or batch) are counted apart.
+
+Before this budget, a placement ran 8 statements in 2 transactions and a reply 6 to 7 (28 per order on
+the happy path); now 3 in 1, and 3 (12 per order).
+"""
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg  # type: ignore[import-untyped]
+import httpx
+import pytest_asyncio
+from order_test_builders import saga_row
+from redis.asyncio import Redis
+from sqlalchemy import event, func, select
+
+from oms_events import ContractMessage, default_registry
+from oms_events.messages import Message, PaymentCaptured, Shipped, StockReserved
+from oms_events.values import Allocation
+from oms_runtime.db import Database
+from oms_runtime.eventstore import EventStore
+from oms_runtime.messaging import Outcome, SourceRecord
+from oms_runtime.testing import HandlerHarness, throwaway_schema
+from order_service.adapters.idempotency import IdempotencyStore
+from order_service.adapters.order_repository import OrderRepository
+from order_service.adapters.projection import OrderProjection, order_summaries, projection_metadata
+from order_service.adapters.tables import metadata, payment_tokens
+from order_service.entrypoints.auth import API_KEYS_ADAPTER, Authenticator
+from order_service.entrypoints.http import create_app
+from order_service.handlers import DeadlineSweeper, OrderCommands, OrderPlacement, OrderQueries, OrderSaga
+
+REGISTRY = default_registry()
+OPS_KEY = "test-ops-key-0123456789"
+RUNTIME_TABLES = re.compile(r"\b(inbox|outbox)\b")
+TABLES = re.compile(r"\b(events|order_references|payment_tokens|saga_steps|order_summaries)\b")
+
+
+@pytest_asyncio.fixture(scope="module")
+async def db() -> AsyncIterator[Database]:
+    async with throwaway_schema("test_statements", metadata, projection_metadata) as database:
+        yield database
+
+
+class Statements:
+    """The statements the engine sends, order-service's apart from the runtime's (inbox, outbox)."""
+
+    def __init__(self, db: Database) -> None:
+        self._engine = db.engine.sync_engine
+        self.ours: list[str] = []
+        self.runtime: list[str] = []
+        self.transactions = 0
+
+    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        (self.runtime if RUNTIME_TABLES.search(statement) else self.ours).append(statement)
+
+    @contextmanager
+    def counting(self) -> Iterator["Statements"]:
+        self.ours, self.runtime, self.transactions = [], [], 0
+        # Transactions as asyncpg opens them (a BEGIN round trip each), not as SQLAlchemy's `begin` event
+        # counts them: that one also fires for a connection in autocommit, which sends no BEGIN.
+        transaction = asyncpg.Connection.transaction
+
+        def counted(connection: asyncpg.Connection, **options: Any) -> Any:
+            self.transactions += 1
+            return transaction(connection, **options)
+
+        event.listen(self._engine, "before_cursor_execute", self._seen)
+        asyncpg.Connection.transaction = counted
+        try:
+            yield self
+        finally:
+            asyncpg.Connection.transaction = transaction
+            event.remove(self._engine, "before_cursor_execute", self._seen)
+
+    def tables(self) -> list[set[str]]:
+        """The tables each of order-service's statements touches, in order."""
+        return [set(TABLES.findall(statement)) for statement in self.ours]
+
+
+def repository() -> OrderRepository:
+    return OrderRepository(EventStore(), REGISTRY, timedelta(seconds=60), OrderProjection())
+
+
+@pytest_asyncio.fixture
+async def http(db: Database) -> AsyncIterator[httpx.AsyncClient]:
+    repo = repository()
+    auth = Authenticator(
+        API_KEYS_ADAPTER.validate_python([{"name": "ops", "key": OPS_KEY, "role": "ops"}]),
+        tracking_secret="test-tracking-secret-0123456789",
+    )
+    # No Idempotency-Key is sent here, so Redis is never asked (its client connects on first use).
+    idempotency = IdempotencyStore(Redis.from_url("redis://127.0.0.1:1/0"))
+    app = create_app(
+        OrderPlacement(db, repo, REGISTRY),
+        OrderQueries(db, repo, REGISTRY),
+        OrderCommands(db, repo, REGISTRY),
+        idempotency,
+        auth,
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", headers={"X-API-Key": OPS_KEY}) as client:
+        yield client
+
+
+def body(reference: str) -> dict[str, Any]:
+    return {
+        "channel": "web",
+        "external_reference": reference,
+        "customer": {"customer_id": "c-1", "name": "Jane", "email": "jane@example.com"},
+        "lines": [{"sku": "SKU-A", "quantity": 1, "unit_price_minor": 1000}],
+        "currency": "EUR",
+        "shipping_address": {"name": "J", "line1": "Main 1", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+        "delivery_method": "standard",
+        "payment_token": "tok_approve",
+    }
+
+
+async def place(http: httpx.AsyncClient) -> dict[str, Any]:
+    response = await http.post("/orders", json=body(f"W-{uuid4().hex[:8]}"))
+    assert response.status_code == 201, response.text
+    placed: dict[str, Any] = response.json()
+    return placed
+
+
+def replies(order_id: UUID) -> list[Message]:
+    """The happy path's replies: stock reserved, payment captured, shipped."""
+    return [
+        StockReserved(
+            order_id=order_id,
+            reservation_id=uuid4(),
+            allocations=[Allocation(sku="SKU-A", warehouse_id="WH-1", quantity=1)],
+        ),
+        PaymentCaptured(
+            order_id=order_id, payment_id=uuid4(), amount_minor=1000, currency="EUR", gateway_reference="g"
+        ),
+        Shipped(
+            order_id=order_id,
+            shipment_id=uuid4(),
+            warehouse_id="WH-1",
+            carrier="DHL",
+            tracking_number="T-1",
+            tracking_url="https://track.example/T-1",
+            estimated_delivery=date(2026, 12, 1),
+        ),
+    ]
+
+
+async def summary_status(db: Database, order_id: UUID) -> tuple[str, int] | None:
+    async with db.transaction() as session:
+        row = (
+            await session.execute(
+                select(order_summaries.c.status, order_summaries.c.version).where(
+                    order_summaries.c.order_id == order_id
+                )
+            )
+        ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def test_a_placement_is_three_statements_in_one_transaction(db: Database, http: httpx.AsyncClient) -> None:
+    statements = Statements(db)
+    with statements.counting():
+        placed = await place(http)
+    # Claim the reference and keep the token; append OrderPlaced; the read model and the saga's step.
+    assert statements.tables() == [
+        {"order_references", "payment_tokens"},
+        {"events"},
+        {"order_summaries", "saga_steps"},
+    ]
+    assert (len(statements.runtime), statements.transactions) == (1, 1), "the outbox row, in the same transaction"
+    # The answer is made from what was recorded, and it is what a read gives.
+    order_id = UUID(placed["order_id"])
+    again = (await http.get(f"/orders/{order_id}")).json()
+    assert placed == again
+    assert (placed["status"], [t["event"] for t in placed["timeline"]]) == ("placed", ["OrderPlaced"])
+    assert await summary_status(db, order_id) == ("placed", 1)
+    step = await saga_row(db, order_id)
+    assert step is not None
+    assert (step["command_type"], step["state"]) == ("ReserveStock", "waiting")
+
+
+async def test_a_resubmission_is_one_claim_and_the_existing_order_read(db: Database, http: httpx.AsyncClient) -> None:
+    first = await place(http)
+    statements = Statements(db)
+    with statements.counting():
+        response = await http.post("/orders", json=body(first["external_reference"]))
+    assert response.status_code == 200
+    assert response.json()["order_id"] == first["order_id"]
+    assert statements.tables() == [{"order_references", "payment_tokens"}, {"events"}]
+    assert (len(statements.runtime), statements.transactions) == (0, 2)
+    async with db.transaction() as session:
+        tokens = await session.scalar(
+            select(func.count()).select_from(payment_tokens).where(payment_tokens.c.order_id == UUID(first["order_id"]))
+        )
+    assert tokens == 1, "the resubmission kept no second token"
+
+
+async def test_each_saga_reply_is_three_statements(db: Database, http: httpx.AsyncClient) -> None:
+    order_id = UUID((await place(http))["order_id"])
+    harness = HandlerHarness(db, "order-service", OrderSaga(repository()).handler_map())
+    statements = Statements(db)
+    seen = []
+    for reply in replies(order_id):
+        with statements.counting():
+            assert await harness.send(reply) is Outcome.PROCESSED
+        seen.append(statements.tables())
+        assert (len(statements.runtime), statements.transactions) == (2, 1), "the inbox row and the outbox rows"
+    [reserved, captured, shipped] = seen
+    # The history with the saga's step (and, to capture, the payment token) in one read; the append; the
+    # read model with the saga's next step (or, once shipped, the end of the step and of the token).
+    assert reserved == [{"events", "saga_steps", "payment_tokens"}, {"events"}, {"order_summaries", "saga_steps"}]
+    assert captured == [{"events", "saga_steps"}, {"events"}, {"order_summaries", "saga_steps"}]
+    assert shipped == [{"events", "saga_steps"}, {"events"}, {"order_summaries", "saga_steps", "payment_tokens"}]
+    assert await summary_status(db, order_id) == ("shipped", 4)
+    assert await saga_row(db, order_id) is None
+    async with db.transaction() as session:
+        assert await session.scalar(select(payment_tokens.c.token).where(payment_tokens.c.order_id == order_id)) is None
+
+
+async def test_a_batch_of_replies_adds_one_inbox_and_one_outbox_statement(
+    db: Database, http: httpx.AsyncClient
+) -> None:
+    orders = [UUID((await place(http))["order_id"]) for _ in range(3)]
+    harness = HandlerHarness(db, "order-service", OrderSaga(repository()).handler_map())
+    records = [record(reply, offset) for offset, reply in enumerate(replies(o)[0] for o in orders)]
+    statements = Statements(db)
+    with statements.counting():
+        outcomes = await harness.processor.process_batch(records)
+    assert outcomes == [Outcome.PROCESSED] * 3
+    assert (len(statements.ours), len(statements.runtime), statements.transactions) == (9, 2, 1)
+    for order_id in orders:
+        assert await summary_status(db, order_id) == ("awaiting_payment", 2)
+
+
+def record(message: ContractMessage, offset: int) -> SourceRecord:
+    value = REGISTRY.wrap(message, producer="test").to_bytes()
+    return SourceRecord(message.topic, 0, offset, message.key.encode(), value)
+
+
+async def test_a_sweep_that_finds_nothing_due_is_one_statement_outside_a_transaction(db: Database) -> None:
+    sweeper = DeadlineSweeper(
+        db, repository(), REGISTRY, step_timeout=timedelta(seconds=60), max_attempts=2, interval_s=60
+    )
+    statements = Statements(db)
+    with statements.counting():
+        assert await sweeper.sweep() == 0
+    assert statements.tables() == [{"saga_steps"}]
+    assert statements.transactions == 0, "no BEGIN and COMMIT round trips every second"
+
+
+async def test_two_replies_for_one_order_in_one_batch_both_take_effect(db: Database, http: httpx.AsyncClient) -> None:
+    # The second handler starts from what the first wrote in the same transaction: the history it loads
+    # holds the first one's events, and its read-model row and saga step are written over the first one's.
+    order_id = UUID((await place(http))["order_id"])
+    harness = HandlerHarness(db, "order-service", OrderSaga(repository()).handler_map())
+    reserved, captured, _ = replies(order_id)
+    outcomes = await harness.processor.process_batch([record(reserved, 1), record(captured, 2)])
+    assert outcomes == [Outcome.PROCESSED] * 2
+    assert await summary_status(db, order_id) == ("confirmed", 3)
+    step = await saga_row(db, order_id)
+    assert step is not None
+    assert (step["command_type"], step["state"], step["attempts"]) == ("ShipOrder", "waiting", 1)
