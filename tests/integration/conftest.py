@@ -166,7 +166,9 @@ async def system(sms_provider: LocalSmsProvider) -> AsyncIterator[System]:
         "SMS_WEBHOOK_TOKEN": SMS_WEBHOOK_TOKEN,
         "CONSUMER_MAX_ATTEMPTS": "3",
         "CONSUMER_RETRY_BACKOFF_S": "0.1",
-        "SAGA_STEP_TIMEOUT_S": "20",
+        # No test waits for a re-send; a shorter timeout made the tests that stop a service re-send (and
+        # count doubled replies) whenever the restart took longer on a busy machine.
+        "SAGA_STEP_TIMEOUT_S": "120",
         # Far above the other tests' totals: only test_order_holds.py places orders that big.
         "HOLD_ABOVE_MINOR": "1000000",
         # payment-service's risk check: only test_payments.py pays in GBP (its amount decline).
