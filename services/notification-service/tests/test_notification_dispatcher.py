@@ -21,6 +21,7 @@ from notification_service.adapters.tables import deliveries, metadata
 from notification_service.testing import LocalSmsProvider
 from oms_events.messages import OrderConfirmed, OrderPlaced, OrderShipped
 from oms_runtime.db import Database
+from oms_runtime.driver import listen_to_driver_statements
 from oms_runtime.messaging import Outcome
 from oms_runtime.testing import throwaway_schema
 
@@ -55,7 +56,7 @@ class Statements:
         self._engine = db.engine.sync_engine
         self.seen: list[str] = []
 
-    def _statement(self, conn: Connection, cursor: Any, statement: str, *_: Any) -> None:
+    def _statement(self, conn: Connection | None, cursor: Any, statement: str, *_: Any) -> None:
         self.seen.append(statement.split(None, 1)[0].upper())
 
     def _commit(self, conn: Connection) -> None:
@@ -64,9 +65,12 @@ class Statements:
     def __enter__(self) -> Self:
         event.listen(self._engine, "before_cursor_execute", self._statement)
         event.listen(self._engine, "commit", self._commit)
+        # The runtime sends its own statements (inbox, outbox, event appends) straight to asyncpg.
+        self._stop_driver = listen_to_driver_statements(lambda statement: self._statement(None, None, statement))
         return self
 
     def __exit__(self, *_: object) -> None:
+        self._stop_driver()
         event.remove(self._engine, "before_cursor_execute", self._statement)
         event.remove(self._engine, "commit", self._commit)
 

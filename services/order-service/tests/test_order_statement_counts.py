@@ -28,6 +28,7 @@ from oms_events import ContractMessage, default_registry
 from oms_events.messages import Message, PaymentCaptured, Shipped, StockReserved
 from oms_events.values import Allocation
 from oms_runtime.db import Database
+from oms_runtime.driver import listen_to_driver_statements
 from oms_runtime.eventstore import EventStore
 from oms_runtime.messaging import Outcome, SourceRecord
 from oms_runtime.testing import HandlerHarness, throwaway_schema
@@ -75,11 +76,14 @@ class Statements:
             return transaction(connection, **options)
 
         event.listen(self._engine, "before_cursor_execute", self._seen)
+        # The runtime sends its hot statements (inbox, outbox, event appends) straight to asyncpg.
+        stop_driver = listen_to_driver_statements(lambda statement: self._seen(None, None, statement))
         asyncpg.Connection.transaction = counted
         try:
             yield self
         finally:
             asyncpg.Connection.transaction = transaction
+            stop_driver()
             event.remove(self._engine, "before_cursor_execute", self._seen)
 
     def tables(self) -> list[set[str]]:

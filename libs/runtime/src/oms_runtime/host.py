@@ -89,7 +89,9 @@ class ServiceHost:
         self.registry = registry or default_registry()
         configure_tracing(service, settings.otel_traces_exporter, settings.otel_exporter_otlp_endpoint)
         self.db = Database.for_service(settings, service)
-        self.producer = idempotent_producer(settings.kafka_bootstrap_servers, client_id=service)
+        self.producer = idempotent_producer(
+            settings.kafka_bootstrap_servers, client_id=service, linger_ms=settings.kafka_linger_ms
+        )
         self.relay = OutboxRelay(
             self.db,
             self.producer,
@@ -160,6 +162,8 @@ class ServiceHost:
             batch=True,
             max_records=self.settings.consumer_batch_size,
             batch_timeout_ms=100,
+            fetch_min_bytes=self.settings.kafka_fetch_min_bytes,
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             decoder=_raw_body,

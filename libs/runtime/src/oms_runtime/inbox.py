@@ -4,10 +4,10 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from sqlalchemy import Column, DateTime, Index, PrimaryKeyConstraint, String, Table, Uuid, func
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import Envelope
+from oms_runtime.driver import fetch_in_transaction
 from oms_runtime.eventstore import runtime_metadata
 from oms_runtime.upgrades import add_upgrades
 
@@ -24,7 +24,13 @@ inbox_table = Table(
 )
 add_upgrades(runtime_metadata, ["CREATE INDEX IF NOT EXISTS ix_inbox_processed_at ON inbox USING brin (processed_at)"])
 
-_RECORD = insert(inbox_table).on_conflict_do_nothing(constraint="pk_inbox").returning(inbox_table.c.message_id)
+# One statement whatever the batch's size (unnest), so asyncpg prepares it once per connection.
+_RECORD = """
+INSERT INTO inbox (consumer, message_id, message_type)
+SELECT $1::text, m.message_id, m.message_type FROM unnest($2::uuid[], $3::text[]) AS m(message_id, message_type)
+ON CONFLICT ON CONSTRAINT pk_inbox DO NOTHING
+RETURNING message_id
+"""
 
 
 class Inbox:
@@ -38,8 +44,8 @@ class Inbox:
         An id twice in the batch is returned once: the caller handles its first occurrence only."""
         if not envelopes:
             return set()
-        result = await session.execute(
-            _RECORD,
-            [{"consumer": consumer, "message_id": e.event_id, "message_type": e.type} for e in envelopes],
+        rows = await fetch_in_transaction(
+            session, _RECORD, consumer, [e.event_id for e in envelopes], [e.type for e in envelopes]
         )
-        return set(result.scalars())
+        # asyncpg's UUID equals and hashes like the standard library's.
+        return {row[0] for row in rows}

@@ -112,14 +112,14 @@ async def _wait_until_ready(admin: AIOKafkaAdminClient, specs: list[TopicSpec], 
         await asyncio.sleep(0.2)
 
 
-def idempotent_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+def idempotent_producer(bootstrap_servers: str, client_id: str, linger_ms: int = 2) -> AIOKafkaProducer:
     """acks=all with idempotence: a retried send is written once, in order per partition."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
         enable_idempotence=True,
         acks="all",
-        linger_ms=2,
+        linger_ms=linger_ms,
     )
 
 

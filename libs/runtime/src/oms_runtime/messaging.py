@@ -84,9 +84,10 @@ class MessageContext:
             self.registry.wrap(e, producer=self.producer_name, causation=self.envelope, trace_context=trace_context)
             for e in events
         ]
-        await store.append(self.session, stream_id, stream_type, expected_version, envelopes)
-        for event, envelope in zip(events, envelopes, strict=True):
-            await self.outbox.add(self.session, event.topic, event.key, envelope)
+        values = [e.to_bytes() for e in envelopes]
+        await store.append(self.session, stream_id, stream_type, expected_version, envelopes, values)
+        for event, envelope, value in zip(events, envelopes, values, strict=True):
+            await self.outbox.add(self.session, event.topic, event.key, envelope, value)
         self.emitted.extend(envelopes)
         return envelopes
 

@@ -7,8 +7,8 @@ commit the rows (with their ids) go to the service's relay (`oms_runtime.relay`)
 them at once from memory; rows a crashed process never published are found by the relay's sweep.
 """
 
+import json
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
@@ -22,13 +22,13 @@ from sqlalchemy import (
     Table,
     Uuid,
     func,
-    insert,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import Envelope
+from oms_runtime.driver import fetch_in_transaction
 from oms_runtime.eventstore import runtime_metadata
 from oms_runtime.upgrades import add_upgrades
 
@@ -51,6 +51,18 @@ outbox_table = Table(
 add_upgrades(runtime_metadata, ["CREATE INDEX IF NOT EXISTS ix_outbox_created_at ON outbox USING brin (created_at)"])
 
 _PENDING = "oms.outbox.pending"
+
+# One statement whatever the number of rows (unnest), so asyncpg prepares it once per connection. The
+# ids follow the rows' order (ORDER BY the array position): the relay publishes in id order, which keeps
+# the messages of one key in the order they were emitted.
+_WRITE = """
+INSERT INTO outbox (topic, message_key, event_id, event_type, value, headers)
+SELECT r.topic, r.message_key, r.event_id, r.event_type, r.value, r.headers::jsonb
+FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::bytea[], $6::text[]) WITH ORDINALITY
+    AS r(topic, message_key, event_id, event_type, value, headers, position)
+ORDER BY r.position
+RETURNING id, event_id
+"""
 
 
 def kafka_headers(envelope: Envelope) -> dict[str, str]:
@@ -83,15 +95,20 @@ class OutboxRow:
 
 
 class Outbox:
-    async def add(self, session: AsyncSession, topic: str, key: str, envelope: Envelope) -> None:
-        """Queues a message on the session's transaction; it is written just before the commit."""
+    async def add(
+        self, session: AsyncSession, topic: str, key: str, envelope: Envelope, value: bytes | None = None
+    ) -> None:
+        """Queues a message on the session's transaction; it is written just before the commit.
+
+        `value` is the envelope's bytes when the caller has them already (an event also appended to
+        the event store): an envelope is serialised once."""
         pending_rows(session).append(
             OutboxRow(
                 topic=topic,
                 key=key,
                 event_id=envelope.event_id,
                 event_type=envelope.type,
-                value=envelope.to_bytes(),
+                value=envelope.to_bytes() if value is None else value,
                 headers=kafka_headers(envelope),
             )
         )
@@ -107,20 +124,18 @@ async def write_pending(session: AsyncSession) -> list[OutboxRow]:
     rows: list[OutboxRow] = session.info.pop(_PENDING, [])
     if not rows:
         return rows
-    params: list[dict[str, Any]] = [
-        {
-            "topic": r.topic,
-            "message_key": r.key,
-            "event_id": r.event_id,
-            "event_type": r.event_type,
-            "value": r.value,
-            "headers": r.headers,
-        }
-        for r in rows
-    ]
-    result = await session.execute(
-        insert(outbox_table).returning(outbox_table.c.id, sort_by_parameter_order=True), params
+    written = await fetch_in_transaction(
+        session,
+        _WRITE,
+        [r.topic for r in rows],
+        [r.key for r in rows],
+        [r.event_id for r in rows],
+        [r.event_type for r in rows],
+        [r.value for r in rows],
+        [json.dumps(r.headers) for r in rows],
     )
-    for row, row_id in zip(rows, result.scalars(), strict=True):
-        row.id = row_id
+    # Matched by event id (unique), not by the order RETURNING happens to give.
+    ids = {event_id: row_id for row_id, event_id in written}
+    for row in rows:
+        row.id = ids[row.event_id]
     return rows

@@ -28,6 +28,18 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1, description="Handler attempts before dead-lettering")
     consumer_retry_backoff_s: float = Field(default=0.2, gt=0)
     consumer_batch_size: int = Field(default=100, ge=1, description="Records per poll; offsets commit per batch")
+    kafka_fetch_min_bytes: int = Field(
+        default=1,
+        ge=1,
+        description="A consumer's fetch waits for this many bytes (or KAFKA_FETCH_MAX_WAIT_MS): fewer, bigger "
+        "batches under load, each a transaction and an offset commit",
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=500, ge=0, description="Longest a fetch waits for KAFKA_FETCH_MIN_BYTES"
+    )
+    kafka_linger_ms: int = Field(
+        default=2, ge=0, description="How long the producer gathers records into one produce request"
+    )
     outbox_sweep_interval_s: float = Field(
         default=5.0, gt=0, description="How often the relay looks for committed rows no process published"
     )
