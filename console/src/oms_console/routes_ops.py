@@ -154,7 +154,7 @@ def router(ui: Ui) -> APIRouter:
             topics=topics,
             services=DEAD_LETTER_SERVICES,
             service=service,
-            status=status,
+            status_filter=status,
             nav="dead-letters",
         )
 

@@ -86,12 +86,14 @@ def router(ui: Ui) -> APIRouter:
                 error=error,
                 nav="orders",
             )
-        (payment, payment_error), (shipments, shipments_error), (tracking, tracking_error) = await ui.gather(
+        answers = await ui.gather(
             session,
             ui.services.get("payment-service", f"/payments/{order_id}", key),
             ui.services.get("fulfilment-service", f"/orders/{order_id}/shipments", key),
             ui.services.get("order-service", f"/orders/{order_id}/tracking", key),
+            ui.services.get("order-service", f"/orders/{order_id}/saga", key),
         )
+        (payment, payment_error), (shipments, shipments_error), (tracking, tracking_error), (saga, saga_error) = answers
         if payment_error is not None and payment_error.status == 404:
             payment, payment_error = None, None  # no payment yet (still reserving, or rejected before)
         return ui.render(
@@ -105,7 +107,8 @@ def router(ui: Ui) -> APIRouter:
             payment_error=payment_error,
             shipments=_shipments(order, shipments, tracking),
             shipments_error=shipments_error or tracking_error,
-            timeline=timeline(order),
+            timeline=timeline(order, saga),
+            saga_error=saga_error,
             actions=available_actions(order),
             nav="orders",
         )

@@ -55,25 +55,27 @@ def sales_charts(
 
 
 def fulfilment_chart(by_warehouse: dict[str, Any] | None) -> str | None:
+    """Times per warehouse in one unit that suits them: seconds for a fast automated warehouse, hours for
+    a day's picking (a chart of 0.00 h bars says nothing)."""
     buckets = (by_warehouse or {}).get("buckets", [])
     if not buckets:
         return None
+    fields = ("placed_to_shipped_p50_s", "placed_to_shipped_p90_s", "shipped_to_delivered_p50_s")
+    longest = max((b[f] for b in buckets for f in fields if b[f] is not None), default=0)
+    unit, seconds = ("h", 3600) if longest >= 7200 else ("min", 60) if longest >= 120 else ("s", 1)
 
-    def hours(value: float | None) -> float | None:
-        return None if value is None else round(value / 3600, 2)
+    def scaled(value: float | None) -> float | None:
+        return None if value is None else round(value / seconds, 2)
 
+    labels = ("placed to shipped p50", "placed to shipped p90", "shipped to delivered p50")
     return _chart(
         "bar",
         [b["bucket"] for b in buckets],
         [
-            {"label": "placed to shipped p50 (h)", "data": [hours(b["placed_to_shipped_p50_s"]) for b in buckets]},
-            {"label": "placed to shipped p90 (h)", "data": [hours(b["placed_to_shipped_p90_s"]) for b in buckets]},
-            {
-                "label": "shipped to delivered p50 (h)",
-                "data": [hours(b["shipped_to_delivered_p50_s"]) for b in buckets],
-            },
+            {"label": f"{label} ({unit})", "data": [scaled(b[field]) for b in buckets]}
+            for label, field in zip(labels, fields, strict=True)
         ],
-        "hours",
+        {"h": "hours", "min": "minutes", "s": "seconds"}[unit],
     )
 
 
@@ -149,7 +151,7 @@ def router(ui: Ui) -> APIRouter:
             session,
             "report_fulfilment.html",
             report=report,
-            chart=fulfilment_chart(report),
+            chart_data=fulfilment_chart(report),
             error=error,
             filters={"from": from_, "to": to},
             nav="reports",
@@ -170,7 +172,7 @@ def router(ui: Ui) -> APIRouter:
             "report_stock.html",
             warehouses=warehouses or [],
             low=low or [],
-            chart=stock_chart(warehouses),
+            chart_data=stock_chart(warehouses),
             error=warehouses_error or low_error,
             nav="reports",
         )

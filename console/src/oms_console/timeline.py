@@ -1,8 +1,8 @@
 """An order's timeline as the console draws it: each entry's kind, and the saga command a reply answers.
 
 The order view's timeline lists the order's events; a saga step is a command sent and the event its
-reply became, so the console names both (ReserveStock -> StockReserved). Entries the API already
-classifies (`kind`, `command`, when given) keep the API's word.
+reply became, so the console names both (ReserveStock -> StockReserved), and ends with the step the
+saga waits on now, with its deadline and sends (order-service's `GET /orders/{id}/saga`).
 """
 
 from dataclasses import dataclass
@@ -73,8 +73,9 @@ class TimelineItem:
         return KIND_LABELS.get(self.kind, self.kind)
 
 
-def timeline(order: dict[str, Any]) -> list[TimelineItem]:
-    """The order's entries, oldest first, then the step it waits on (with its deadline), if the API says."""
+def timeline(order: dict[str, Any], saga: dict[str, Any] | None = None) -> list[TimelineItem]:
+    """The order's entries, oldest first, then the step its saga waits on (`GET /orders/{id}/saga`): the
+    command sent, how many times, and its deadline."""
     items = []
     for entry in order.get("timeline", []):
         kind, command = EVENT_KINDS.get(entry["event"], ("event", None))
@@ -83,21 +84,25 @@ def timeline(order: dict[str, Any]) -> list[TimelineItem]:
                 at=entry["at"],
                 event=entry["event"],
                 description=entry.get("description", ""),
-                kind=entry.get("kind") or kind,
-                command=entry.get("command") or command,
-                attempts=entry.get("attempt"),
+                kind=kind,
+                command=command,
             )
         )
-    pending = order.get("pending_step")
+    pending = (saga or {}).get("pending_step")
     if pending:
+        parked = pending.get("state") == "parked"
         items.append(
             TimelineItem(
-                at=pending.get("sent_at") or "",
-                event=pending.get("step", "waiting"),
-                description=f"Waiting for the answer to {pending.get('command')}",
-                kind="pending",
-                command=pending.get("command"),
-                deadline=pending.get("deadline"),
+                at=pending.get("updated_at") or "",
+                event=f"awaiting {pending['awaiting']}",
+                description=(
+                    f"Parked: {pending['command']} got no usable answer; an operator acts."
+                    if parked
+                    else f"Waiting for the answer to {pending['command']}."
+                ),
+                kind="attention" if parked else "pending",
+                command=pending["command"],
+                deadline=None if parked else pending.get("deadline_at"),
                 attempts=pending.get("attempts"),
             )
         )

@@ -63,6 +63,14 @@ STATUS_TONES = {
 }
 
 
+def tone(status: object) -> str:
+    """The colour class of a status (shown with its words, never colour alone)."""
+    return STATUS_TONES.get(str(status), "neutral")
+
+
+templates.env.globals["tone"] = tone
+
+
 class SignInRequiredError(Exception):
     """No valid session (or the services no longer take its key): the sign-in page instead."""
 
@@ -93,7 +101,6 @@ class Ui:
             {
                 "session": session,
                 "fmt": fmt,
-                "tone": lambda status: STATUS_TONES.get(str(status), "neutral"),
                 "query": lambda **params: urlencode({k: v for k, v in params.items() if v not in (None, "")}),
                 **context,
             },
