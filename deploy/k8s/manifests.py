@@ -18,8 +18,8 @@ group and topic) and on CPU, with the same bounds. The overlays (deploy/k8s/over
 
 The ops console (console/, `oms-console.yaml`) gets a ConfigMap from its settings class too, pointing at
 the services' Services, a Deployment, a Service with client affinity (its sign-in sessions live in a
-pod's memory) and no autoscaler: it serves people, not traffic. It has no /metrics, so its Service port
-is named `web`, which the ServiceMonitor (port `http`) does not scrape.
+pod's memory) and no autoscaler: it serves people, not traffic. It has no /metrics, so it is not labelled
+part of the scraped services (the ServiceMonitor's selector).
 """
 
 import importlib
@@ -309,7 +309,8 @@ def console_documents() -> list[dict[str, Any]]:
     config, secrets = settings_config(ConsoleSettings, CONSOLE_VALUES)
     unset = sorted(k for k, v in config.items() if v == "")
     config = {k: v for k, v in config.items() if v != ""}
-    labels = {**_labels(CONSOLE), "app.kubernetes.io/component": "console"}
+    # Not `part-of: oms`: the ServiceMonitor scrapes every Service with that label, and the console has no /metrics.
+    labels = {"app.kubernetes.io/name": CONSOLE, "app.kubernetes.io/component": "ops-console"}
     probe = {"path": "/health", "port": "web"}
     container = {
         "name": CONSOLE,

@@ -42,7 +42,6 @@ README_SCREENSHOT = REPO / "docs" / "img" / "console-order.png"
 BIG_PRICE = 600_000  # two of them: above HOLD_ABOVE_MINOR (1,000,000 in conftest.py), so the order is held
 OPERATOR = "ops-ana"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (make chromium)")
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +84,8 @@ def console(system: System) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: `make chromium` installs Debian's", pytrace=False)
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as p:
         launched = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
