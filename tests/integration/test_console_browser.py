@@ -43,7 +43,6 @@ BIG_PRICE = 600_000  # two of them: above HOLD_ABOVE_MINOR (1,000,000 in conftes
 OPERATOR = "ops-ana"
 
 
-
 @pytest.fixture(scope="module")
 def console(system: System) -> Iterator[str]:
     """The console as a process of its own, pointed at the system's services."""
@@ -83,12 +82,17 @@ def console(system: System) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
+def chromium() -> str:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: `make chromium` installs Debian's", pytrace=False)
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+async def browser(chromium: str) -> AsyncIterator[Browser]:
     async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        launched = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             yield launched
         finally:

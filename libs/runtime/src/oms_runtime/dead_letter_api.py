@@ -19,7 +19,6 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from oms_events.topics import dead_letter_topic
 from oms_events.values import INT64_MAX, PlainText
 from oms_runtime import dead_letters
 from oms_runtime.http_api import ApiKeyAuthenticator, ErrorBody, Principal
@@ -117,10 +116,15 @@ def _view(letter: dead_letters.DeadLetter) -> DeadLetterView:
 
 
 def dead_letter_router(
-    service: str, bootstrap_servers: str, database_url: str, auth: ApiKeyAuthenticator
+    topic: str,
+    bootstrap_servers: str,
+    database_url: str,
+    auth: ApiKeyAuthenticator,
+    *,
+    ledger_schema: str = dead_letters.OPS_SCHEMA,
 ) -> tuple[APIRouter, Callable[[], Awaitable[None]]]:
-    """The routes, for `service`'s own dead-letter topic, and what closes their ledger's connections."""
-    topic = dead_letter_topic(service)
+    """The routes for one dead-letter topic (a service's own: `dead_letter_topic(service)`), and what
+    closes their ledger's connections."""
     router = APIRouter(tags=["dead letters"])
     ops_key = auth.dependency(ops_only=True)
     answers: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
@@ -133,7 +137,7 @@ def dead_letter_router(
         # holds no connection for it; kept for the process's life afterwards.
         async with ledger_lock:
             if not ledger_holder:
-                opened = dead_letters.Ledger(database_url)
+                opened = dead_letters.Ledger(database_url, ledger_schema)
                 await opened.__aenter__()
                 ledger_holder.append(opened)
         yield ledger_holder[0]

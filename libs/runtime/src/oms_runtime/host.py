@@ -195,7 +195,10 @@ class ServiceHost:
         in the service's app, so they are in its OpenAPI document."""
         if ops_auth is not None:
             router, close = dead_letter_router(
-                self.service, self.settings.kafka_bootstrap_servers, self.settings.database_url, ops_auth
+                dead_letter_topic(self.service),
+                self.settings.kafka_bootstrap_servers,
+                self.settings.database_url,
+                ops_auth,
             )
             app.include_router(router)
             self.on_stop(close)
