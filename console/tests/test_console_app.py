@@ -142,6 +142,21 @@ def test_a_wrong_or_non_ops_key_stays_on_the_sign_in_page(
     assert client.get("/orders").headers["location"] == "/signin"
 
 
+def test_a_post_from_another_site_is_refused(client: TestClient, fake: FakeServices) -> None:
+    answer = client.post(
+        "/signin",
+        data={"operator": "x", "api_key": OPS_KEY, "tz": "UTC"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert answer.status_code == 403
+    assert "set-cookie" not in answer.headers
+    assert not fake.requests
+    same = client.post(
+        "/signin", data={"operator": "x", "api_key": OPS_KEY, "tz": "UTC"}, headers={"Origin": "http://console"}
+    )
+    assert same.status_code == 303
+
+
 def test_without_a_session_every_page_is_the_sign_in_page(client: TestClient, fake: FakeServices) -> None:
     for path in ("/", "/orders", f"/orders/{ORDER_ID}", "/stuck", "/dead-letters", "/reports/sales", "/reports/stock"):
         answer = client.get(path)

@@ -9,6 +9,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import httpx
 from fastapi import FastAPI, Form, Request
@@ -56,6 +57,26 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class SameOriginPosts:
+    """A POST from another site's page is refused before it reaches a form (the CSRF token checks the
+    rest): the browser names the page's origin, and it must be the console's own. Sign-in too, so no
+    other page can sign a browser in with a key of its choosing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            headers = dict(scope.get("headers", []))
+            origin = headers.get(b"origin", b"").decode(errors="replace")
+            host = headers.get(b"host", b"").decode(errors="replace")
+            if origin and origin != "null" and urlsplit(origin).netloc != host:
+                response = Response("Cross-site request refused.", status_code=403, media_type="text/plain")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: ConsoleSettings, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
@@ -144,5 +165,6 @@ def create_app(settings: ConsoleSettings, transport: httpx.AsyncBaseTransport | 
     app.include_router(routes_orders.router(ui))
     app.include_router(routes_ops.router(ui))
     app.include_router(routes_reports.router(ui))
+    app.add_middleware(SameOriginPosts)
     app.add_middleware(SecurityHeaders)
     return app
