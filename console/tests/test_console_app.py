@@ -169,6 +169,43 @@ def test_without_a_session_every_page_is_the_sign_in_page(client: TestClient, fa
     assert not [r for r in fake.requests if r.url.path != "/orders/stuck"], "no data was asked for"
 
 
+def test_order_search_passes_the_filters_and_pages_by_cursor(client: TestClient, fake: FakeServices) -> None:
+    sign_in(client)
+    summary = {
+        "order_id": ORDER_ID,
+        "channel": "web",
+        "external_reference": "EXT-1",
+        "customer_id": "cust-1",
+        "status": "shipped",
+        "total_minor": 3998,
+        "currency": "EUR",
+        "placed_at": "2026-12-04T01:00:00+00:00",
+        "last_event_at": "2026-12-04T01:00:05+00:00",
+        "last_event_type": "OrderShipped",
+        "shipment_status": "shipped",
+        "carrier": "DHL",
+        "tracking_number": "123",
+        "version": 4,
+    }
+    fake.on("order", "GET", "/orders", {"orders": [summary], "next_cursor": "c2"})
+    page = client.get(
+        "/orders",
+        params={"status": "shipped", "channel": "web", "placed_from": "2026-12-01", "placed_to": "2026-12-03"},
+    )
+    asked = fake.requests[-1].url.params
+    assert dict(asked) == {
+        "status": "shipped",
+        "channel": "web",
+        "placed_from": "2026-12-01T00:00:00",
+        "placed_to": "2026-12-04T00:00:00",  # the whole last day
+        "limit": "25",
+    }
+    assert f'href="/orders/{ORDER_ID}"' in page.text
+    assert "cursor=c2&amp;page=2&amp;status=shipped&amp;channel=web" in page.text
+    client.get("/orders", params={"cursor": "c2", "page": 2, "status": "shipped"})
+    assert fake.requests[-1].url.params["cursor"] == "c2"
+
+
 def test_a_service_that_is_down_is_a_clear_message_not_a_500(client: TestClient, fake: FakeServices) -> None:
     sign_in(client)
     fake.on("order", "GET", "/orders", down)
