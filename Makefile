@@ -8,17 +8,20 @@ UV_VERSION := 0.13.8
 UV := $(PYTHON) -m uv
 INFRA := deploy/local/infra.sh
 SERVICES := deploy/local/services.sh
-PACKAGES := -p oms_events -p oms_runtime -p order_service -p inventory_service -p payment_service -p fulfilment_service -p notification_service -p oms_cli
-TEST_DIRS := libs/events/tests libs/runtime/tests $(wildcard services/*/tests) tools/oms-cli/tests tests/deploy tests/integration
+PACKAGES := -p oms_events -p oms_runtime -p order_service -p inventory_service -p payment_service -p fulfilment_service -p notification_service -p oms_cli -p oms_console
+TEST_DIRS := libs/events/tests libs/runtime/tests $(wildcard services/*/tests) tools/oms-cli/tests console/tests tests/deploy tests/integration
 # kustomize for the offline manifest checks: built once from its Go module into .local/bin (about 2 min on
 # a fresh machine, then cached; the checks themselves take ~10 s).
 KUSTOMIZE_VERSION := v5.7.1
 KUSTOMIZE := .local/bin/kustomize
+# The console's browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: help install infra infra-down run demo down test lint types schemas openapi manifests kustomize unit integration bench logs
+.PHONY: help install infra infra-down run demo down test lint types schemas openapi manifests kustomize chromium unit integration bench logs
 
 help:
-	@echo "make run     install, start Kafka/PostgreSQL/Redis and the five services, place demo orders"
+	@echo "make run     install, start Kafka/PostgreSQL/Redis, the five services and the ops console"
+	@echo "             (http://127.0.0.1:8080/), place demo orders"
 	@echo "make test    install, start the infrastructure, run lint, types, unit and integration tests"
 	@echo "make bench   start a fresh system, place N=2000 orders (or RATE=75 a second), print throughput, latency,"
 	@echo "             CPU and memory per process, messages per order, the raw Kafka client ceiling (docs/benchmarks.md)"
@@ -70,19 +73,26 @@ $(KUSTOMIZE):
 
 kustomize: $(KUSTOMIZE)
 
-unit: $(KUSTOMIZE)
-	$(UV) run --frozen pytest libs services tools tests/deploy -q
+$(CHROMIUM):
+	@if [ "$$(id -u)" -ne 0 ]; then echo "Chromium is missing: run as root, or: sudo apt-get install -y chromium"; exit 1; fi
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
 
-integration: infra
+chromium: $(CHROMIUM)
+
+unit: $(KUSTOMIZE)
+	$(UV) run --frozen pytest libs services tools console tests/deploy -q
+
+integration: infra $(CHROMIUM)
 	@bash $(SERVICES) stop >/dev/null 2>&1 || true
 	$(UV) run --frozen pytest tests/integration -q
 
-test: install infra lint types $(KUSTOMIZE)
+test: install infra lint types $(KUSTOMIZE) $(CHROMIUM)
 	@# The tests run their own copies of the services on the same topics: make run's would compete.
 	@bash $(SERVICES) stop >/dev/null 2>&1 || true
 	$(UV) run --frozen python -m oms_events.schema --check
 	$(UV) run --frozen python deploy/k8s/manifests.py --check
-	$(UV) run --frozen pytest libs services tools tests/deploy tests/integration -q -ra
+	$(UV) run --frozen pytest libs services tools console tests/deploy tests/integration -q -ra
 
 # make bench [N=2000] [CLIENTS=32] [RATE=75 DURATION=60] [REPLICAS=1] [PARTITIONS=12] [BENCH_ARGS=...]
 # (docs/benchmarks.md). The bench starts its own services on a fresh database; make run's would share

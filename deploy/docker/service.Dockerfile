@@ -1,4 +1,4 @@
-# One image recipe for every OMS service (five copies would drift apart). Build from the repo root:
+# One image recipe for every OMS service and the ops console (SERVICE=oms-console). Build from the repo root:
 #   docker build -f deploy/docker/service.Dockerfile --build-arg SERVICE=order-service -t oms/order-service .
 FROM python:3.11-slim
 ARG SERVICE
@@ -12,6 +12,7 @@ COPY pyproject.toml uv.lock ./
 COPY libs libs
 COPY services services
 COPY tools tools
+COPY console console
 RUN uv sync --frozen --no-dev --package "$SERVICE" && chown -R oms /app
 # The local SMS sink runs from notification-service's image (docker-compose.yml's smssink).
 COPY deploy/local/smssink.py deploy/local/smssink.py

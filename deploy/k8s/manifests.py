@@ -15,6 +15,11 @@ a replica past it would get no partition.
 The optional kustomize component deploy/k8s/components/keda-lag (also generated) replaces each HPA with a
 KEDA ScaledObject that scales on the consumer lag of every group the service runs (one kafka trigger per
 group and topic) and on CPU, with the same bounds. The overlays (deploy/k8s/overlays) are written by hand.
+
+The ops console (console/, `oms-console.yaml`) gets a ConfigMap from its settings class too, pointing at
+the services' Services, a Deployment, a Service with client affinity (its sign-in sessions live in a
+pod's memory) and no autoscaler: it serves people, not traffic. It has no /metrics, so it is not labelled
+part of the scraped services (the ServiceMonitor's selector).
 """
 
 import importlib
@@ -29,6 +34,7 @@ from pydantic import SecretStr
 from fulfilment_service.entrypoints.placements_consumer import PLACEMENTS_GROUP
 from inventory_service.entrypoints.consumers import AVAILABILITY_GROUP
 from inventory_service.entrypoints.sales_consumer import DEMAND_GROUP
+from oms_console.settings import ConsoleSettings
 from oms_events import topics
 from oms_events.generated import GeneratedFiles, command
 from oms_events.topics import ALL_TOPICS, SERVICES
@@ -131,7 +137,12 @@ def env_value(value: Any) -> str | None:
 
 def config_and_secrets(service: str) -> tuple[dict[str, str], dict[str, bool]]:
     """The ConfigMap's data, and the secret settings (name -> optional: a setting that may be unset)."""
-    cls = settings_class(service)
+    return settings_config(settings_class(service), CLUSTER_VALUES)
+
+
+def settings_config(
+    cls: type[ServiceSettings] | type[ConsoleSettings], cluster_values: dict[str, str]
+) -> tuple[dict[str, str], dict[str, bool]]:
     defaults = cls.model_construct().model_dump(mode="json")
     config: dict[str, str] = {}
     secrets: dict[str, bool] = {}
@@ -139,7 +150,7 @@ def config_and_secrets(service: str) -> tuple[dict[str, str], dict[str, bool]]:
         if is_secret(name, info.annotation):
             secrets[name.upper()] = defaults.get(name) is None
             continue
-        value = CLUSTER_VALUES.get(name, env_value(defaults.get(name)))
+        value = cluster_values.get(name, env_value(defaults.get(name)))
         # An optional setting without a value stays unset, but is still listed (empty means "not set").
         config[name.upper()] = value if value is not None else ""
     return config, secrets
@@ -279,6 +290,122 @@ def service_documents(service: str) -> list[dict[str, Any]]:
                     }
                 ],
             },
+        },
+    ]
+
+
+CONSOLE = "oms-console"
+CONSOLE_VALUES: dict[str, str] = {
+    "console_host": "0.0.0.0",
+    "console_port": str(HTTP_PORT),
+    "log_format": "json",
+    **{f"{s.replace('-', '_')}_url": f"http://{s}" for s in SERVICES},
+}
+"""The console's cluster values: every service by its Service's name (port 80)."""
+
+
+def console_documents() -> list[dict[str, Any]]:
+    """The ops console: the services' shape without autoscaling, scraping or a disruption budget of two."""
+    config, secrets = settings_config(ConsoleSettings, CONSOLE_VALUES)
+    unset = sorted(k for k, v in config.items() if v == "")
+    config = {k: v for k, v in config.items() if v != ""}
+    # Not `part-of: oms`: the ServiceMonitor scrapes every Service with that label, and the console has no /metrics.
+    labels = {"app.kubernetes.io/name": CONSOLE, "app.kubernetes.io/component": "ops-console"}
+    probe = {"path": "/health", "port": "web"}
+    container = {
+        "name": CONSOLE,
+        "image": f"{IMAGE_REPOSITORY}/{CONSOLE}:latest",
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "web", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "envFrom": [{"configMapRef": {"name": f"{CONSOLE}-config"}}],
+        "env": [
+            *(
+                {
+                    "name": key,
+                    "valueFrom": {"secretKeyRef": {"name": f"{CONSOLE}-secrets", "key": key, "optional": optional}},
+                }
+                for key, optional in secrets.items()
+            ),
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+            {"name": "TMPDIR", "value": "/tmp"},
+        ],
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+        "startupProbe": {"httpGet": probe, "periodSeconds": 2, "failureThreshold": 30, "timeoutSeconds": 2},
+        "livenessProbe": {"httpGet": probe, "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 2},
+        "readinessProbe": {"httpGet": probe, "periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 2},
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_S}}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    selector = {"app.kubernetes.io/name": CONSOLE}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": CONSOLE, "labels": labels},
+            "automountServiceAccountToken": False,
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": f"{CONSOLE}-config",
+                "labels": labels,
+                "annotations": {"oms.io/secret-settings": ",".join(secrets), "oms.io/unset-settings": ",".join(unset)},
+            },
+            "data": config,
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": CONSOLE, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "revisionHistoryLimit": 5,
+                "selector": {"matchLabels": selector},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": CONSOLE,
+                        "automountServiceAccountToken": False,
+                        "terminationGracePeriodSeconds": 20,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 10001,
+                            "runAsGroup": 10001,
+                            "fsGroup": 10001,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [container],
+                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": CONSOLE, "labels": labels},
+            "spec": {
+                "selector": selector,
+                # Sign-in sessions live in one pod's memory: a browser keeps to the pod it signed in on.
+                "sessionAffinity": "ClientIP",
+                "ports": [{"name": "web", "port": 80, "targetPort": "web", "protocol": "TCP"}],
+            },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": CONSOLE, "labels": labels},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
         },
     ]
 
@@ -492,6 +619,7 @@ def _dump(documents: list[dict[str, Any]], header: str) -> str:
 
 def generate() -> dict[str, str]:
     files = {f"{service}.yaml": _dump(service_documents(service), service) for service in SERVICES}
+    files[f"{CONSOLE}.yaml"] = _dump(console_documents(), "The ops console (console/)")
     files["kafka-topics.yaml"] = _dump(topic_documents(), "Strimzi KafkaTopics: every topic of oms_events.topics")
     files["monitoring.yaml"] = _dump(monitoring_documents(), "Prometheus Operator: scraping and the runbook's alerts")
     kustomization = {
@@ -500,7 +628,9 @@ def generate() -> dict[str, str]:
         "labels": [{"pairs": {"app.kubernetes.io/managed-by": "kustomize"}}],
         "resources": sorted(files),
     }
-    files["kustomization.yaml"] = _dump([kustomization], "The OMS base: five services and their topics")
+    files["kustomization.yaml"] = _dump(
+        [kustomization], "The OMS base: five services, the ops console and their topics"
+    )
     return files
 
 

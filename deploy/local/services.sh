@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts, stops and shows the five OMS services (and local SMTP and SMS sinks) as background processes.
+# Starts, stops and shows the five OMS services, the ops console (and local SMTP and SMS sinks) as background
+# processes.
 #   deploy/local/services.sh start|stop|status
 # Logs: .local/logs/<service>.log (JSON lines). Settings come from the environment (see README).
 set -euo pipefail
@@ -12,6 +13,8 @@ VENV="$ROOT/.venv/bin"
 SERVICES=(order-service inventory-service payment-service fulfilment-service notification-service)
 # Each service's HTTP port (API, health, metrics): 8000 + its place in SERVICES, from HTTP_PORT_BASE.
 HTTP_PORT_BASE="${HTTP_PORT_BASE:-8000}"
+# The ops console (console/): http://127.0.0.1:$CONSOLE_PORT/, talking to the services' HTTP APIs.
+CONSOLE_PORT="${CONSOLE_PORT:-8080}"
 SMTP_PORT="${SMTP_PORT:-1025}"
 SMS_PORT="${SMS_PORT:-1026}"
 SMS_PROVIDER_URL="${SMS_PROVIDER_URL:-http://127.0.0.1:$SMS_PORT}"
@@ -80,15 +83,38 @@ start() {
     done
     echo "  $svc up (pid $(cat "$RUN/$svc.pid"))"
   done
+  start_console
   for svc in "${SERVICES[@]}"; do
     echo "  $svc HTTP: http://127.0.0.1:$(port_of "$svc")"
   done
+  echo "  ops console: http://127.0.0.1:$CONSOLE_PORT/ (sign in with an ops key, e.g. $OMS_API_KEY)"
   echo "  order-service API docs: http://127.0.0.1:$(port_of order-service)/docs"
   echo "  emails land in ${STATE#"$ROOT"/}/mail, text messages in ${STATE#"$ROOT"/}/sms"
 }
 
+start_console() {
+  local url
+  if ! alive console; then
+    ORDER_SERVICE_URL="http://127.0.0.1:$(port_of order-service)" \
+      INVENTORY_SERVICE_URL="http://127.0.0.1:$(port_of inventory-service)" \
+      PAYMENT_SERVICE_URL="http://127.0.0.1:$(port_of payment-service)" \
+      FULFILMENT_SERVICE_URL="http://127.0.0.1:$(port_of fulfilment-service)" \
+      NOTIFICATION_SERVICE_URL="http://127.0.0.1:$(port_of notification-service)" \
+      CONSOLE_PORT="$CONSOLE_PORT" launch console "$VENV/oms-console"
+  fi
+  url="http://127.0.0.1:$CONSOLE_PORT/health"
+  for _ in $(seq 1 120); do
+    if "$VENV/python" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" "$url" 2>/dev/null; then
+      echo "  console up (pid $(cat "$RUN/console.pid"))"; return
+    fi
+    if ! alive console; then echo "  console exited; last lines of its log:"; tail -n 20 "$LOGS/console.log"; exit 1; fi
+    sleep 0.5
+  done
+  echo "  console not answering after 60 s"; tail -n 20 "$LOGS/console.log"; exit 1
+}
+
 stop() {
-  for name in "${SERVICES[@]}" mailsink smssink; do
+  for name in console "${SERVICES[@]}" mailsink smssink; do
     if alive "$name"; then
       local pid; pid=$(cat "$RUN/$name.pid")
       # On SIGTERM a service finishes the message in hand, commits, and exits.
@@ -106,7 +132,7 @@ stop() {
 }
 
 status() {
-  for name in "${SERVICES[@]}" mailsink smssink; do
+  for name in "${SERVICES[@]}" console mailsink smssink; do
     if alive "$name"; then echo "$name up (pid $(cat "$RUN/$name.pid"))"; else echo "$name down"; fi
   done
 }

@@ -17,11 +17,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
-from oms_cli import api, kafka_io, main
+from oms_cli import api, main
 from oms_events import default_registry
 from oms_events.messages import ReleaseStock, ReserveStock
 from oms_events.topics import TopicSpec
 from oms_events.values import StockLine
+from oms_runtime import kafka_io
 from oms_runtime.kafka import ensure_topics
 from oms_runtime.messaging import DeadLetterPublisher, SourceRecord
 

@@ -30,7 +30,9 @@ from oms_events import MessageRegistry, default_registry
 from oms_events.topics import ALL_TOPICS, dead_letter_topic
 from oms_runtime import metrics
 from oms_runtime.db import Database
+from oms_runtime.dead_letter_api import dead_letter_router
 from oms_runtime.eventstore import runtime_metadata
+from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.kafka import LagProbe, ensure_topics, idempotent_producer
 from oms_runtime.logging import get_logger
 from oms_runtime.messaging import DeadLetterPublisher, HandlerMap, MessageProcessor, RejectionHandler, SourceRecord
@@ -190,8 +192,20 @@ class ServiceHost:
         self._consumer_topics[spec.group_id] = tuple(spec.topics)
         return processor
 
-    def serve_http(self, app: Any, host: str, port: int) -> None:
-        """Serve the service's own API (beside the host's probes and metrics) on host:port."""
+    def serve_http(self, app: Any, host: str, port: int, *, ops_auth: ApiKeyAuthenticator | None = None) -> None:
+        """Serve the service's own API (beside the host's probes and metrics) on host:port.
+
+        With `ops_auth`, the API also gets the dead-letter routes (`oms_runtime.dead_letter_api`, ops keys):
+        in the service's app, so they are in its OpenAPI document."""
+        if ops_auth is not None:
+            router, close = dead_letter_router(
+                dead_letter_topic(self.service),
+                self.settings.kafka_bootstrap_servers,
+                self.settings.database_url,
+                ops_auth,
+            )
+            app.include_router(router)
+            self.on_stop(close)
         self._asgi_app = app
         self._http = (host, port)
 

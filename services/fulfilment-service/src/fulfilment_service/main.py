@@ -98,7 +98,7 @@ def build(settings: FulfilmentSettings) -> ServiceHost:
     # Promised dates are the warehouse's dates: deliveries are dated in its time zone.
     reports = PerformanceReports(host.db, lambda warehouse_id: warehouse_calendars.of(warehouse_id).timezone)
     app.include_router(report_router(reports, auth))
-    host.serve_http(app, settings.http_host, settings.http_port)
+    host.serve_http(app, settings.http_host, settings.http_port, ops_auth=auth)
     return host
 
 

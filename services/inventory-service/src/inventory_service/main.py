@@ -81,7 +81,7 @@ def build(settings: InventorySettings) -> ServiceHost:
         routers=[planning_router(host.db, auth)],
         max_body_bytes=settings.http_max_body_bytes,
     )
-    host.serve_http(app, settings.http_host, settings.http_port)
+    host.serve_http(app, settings.http_host, settings.http_port, ops_auth=auth)
 
     if ledger.reservation_ttl is not None:
         expirer = ReservationExpirer(

@@ -118,7 +118,7 @@ def build(settings: NotificationSettings) -> ServiceHost:
         webhook_token=settings.sms_webhook_token.get_secret_value() if settings.sms_webhook_token else None,
         max_body_bytes=settings.http_max_body_bytes,
     )
-    host.serve_http(app, settings.http_host, settings.http_port)
+    host.serve_http(app, settings.http_host, settings.http_port, ops_auth=auth)
     host.on_start(dispatcher.start)
     # Stop hooks run last first: the dispatcher stops before the connections it sends on are closed.
     host.on_stop(sms.close)

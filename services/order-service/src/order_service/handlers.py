@@ -58,7 +58,7 @@ from order_service.adapters.order_repository import LoadedOrder, OrderRepository
 from order_service.adapters.tables import saga_steps
 from order_service.domain.order import Decision, Order, OrderStateError, Step
 from order_service.domain.saga import next_deadline_s
-from order_service.views import OrderView, order_view
+from order_service.views import OrderView, PendingStepView, SagaView, order_view
 
 log = get_logger(__name__)
 
@@ -537,3 +537,22 @@ class OrderQueries:
             raise OrderNotFoundError(str(order_id))
         timeline = [(s.envelope, self._registry.decode(s.envelope)) for s in stored]
         return order_view(Order.from_history(order_id, (event for _, event in timeline)), timeline)
+
+    async def saga_view(self, order_id: UUID) -> SagaView:
+        """The step the saga waits on (command, sends, deadline), read in one statement; an order
+        without one is told from an unknown order by its stream."""
+        async with self._db.transaction() as session:
+            row = (await session.execute(select(saga_steps).where(saga_steps.c.order_id == order_id))).first()
+            if row is None and not await self._repo.history(session, order_id):
+                raise OrderNotFoundError(str(order_id))
+        step = None
+        if row is not None:
+            step = PendingStepView(
+                awaiting=row.awaiting,
+                command=row.command_type,
+                attempts=row.attempts,
+                deadline_at=row.deadline_at,
+                state=row.state,
+                updated_at=row.updated_at,
+            )
+        return SagaView(order_id=order_id, pending_step=step)

@@ -87,7 +87,7 @@ def build(settings: OrderSettings) -> ServiceHost:
         ],
         max_body_bytes=settings.http_max_body_bytes,
     )
-    host.serve_http(app, settings.http_host, settings.http_port)
+    host.serve_http(app, settings.http_host, settings.http_port, ops_auth=auth)
 
     sweeper = DeadlineSweeper(
         host.db,

@@ -151,3 +151,21 @@ def order_view(order: Order, timeline: Sequence[tuple[Envelope, Message]]) -> Or
         ],
         timeline=[TimelineEntry(at=s.occurred_at, event=s.type, description=describe(e)) for s, e in timeline],
     )
+
+
+class PendingStepView(BaseModel):
+    """The step the order's saga waits on: the command it sent and when it gives up waiting."""
+
+    awaiting: str = Field(description="The step: the reply the saga waits for")
+    command: str = Field(description="The command sent for it (re-sent as is on a retry)")
+    attempts: int = Field(description="Sends so far; the saga re-sends an unanswered command up to SAGA_MAX_ATTEMPTS")
+    deadline_at: datetime = Field(description="When the saga re-sends or, after the last send, compensates or parks")
+    state: str = Field(description="`waiting`, or `parked` (needs attention: an operator acts)")
+    updated_at: datetime = Field(description="When the command was last sent, or the step parked")
+
+
+class SagaView(BaseModel):
+    """Where an order's saga stands, beside its timeline (`GET /orders/{id}`)."""
+
+    order_id: UUID
+    pending_step: PendingStepView | None = Field(description="None once the saga waits on nothing")

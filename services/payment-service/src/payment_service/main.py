@@ -101,12 +101,13 @@ def build(settings: PaymentSettings) -> ServiceHost:
     )
     for spec in consumers(handlers, group_id=SERVICE):
         host.add_consumer(spec)
+    auth = ApiKeyAuthenticator.from_json(settings.api_keys)
     app = create_app(
         PaymentQueries(host.db, store, host.registry),
-        ApiKeyAuthenticator.from_json(settings.api_keys),
+        auth,
         max_body_bytes=settings.http_max_body_bytes,
     )
-    host.serve_http(app, settings.http_host, settings.http_port)
+    host.serve_http(app, settings.http_host, settings.http_port, ops_auth=auth)
     host.on_stop(redis.aclose)
     return host
 

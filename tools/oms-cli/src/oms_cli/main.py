@@ -29,9 +29,10 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from oms_cli import api, dead_letters, demo, reports
+from oms_cli import api, demo, reports
 from oms_cli.story import story as read_story
 from oms_events.topics import SERVICES
+from oms_runtime import dead_letters
 from oms_runtime.logging import mask_text
 from oms_runtime.settings import ServiceSettings
 

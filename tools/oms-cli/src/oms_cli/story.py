@@ -5,9 +5,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from oms_cli import kafka_io
 from oms_events import default_registry
 from oms_events.topics import ALL_TOPICS
+from oms_runtime import kafka_io
 from oms_runtime.logging import mask_text
 
 _SKIP_FIELDS = {"order_id"}

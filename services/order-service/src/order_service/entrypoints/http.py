@@ -31,7 +31,7 @@ from order_service.handlers import (
     OrderQueries,
     order_placed,
 )
-from order_service.views import OrderView, order_view
+from order_service.views import OrderView, SagaView, order_view
 
 log = get_logger(__name__)
 
@@ -165,6 +165,15 @@ def create_app(
     async def get_order(order_id: UUID, principal: Annotated[Principal, Depends(any_key)]) -> OrderView | JSONResponse:
         """The order's status and the timeline of what happened to it."""
         return await visible_view(order_id, principal) or not_found(order_id)
+
+    @app.get("/orders/{order_id}/saga", response_model=SagaView, responses={404: {"model": ErrorBody}})
+    async def get_saga(order_id: UUID, _: Annotated[Principal, Depends(ops_key)]) -> SagaView | JSONResponse:
+        """Where the order's saga stands: the step it waits on, the command it sent, how many times, and
+        the deadline after which it re-sends or compensates (ops). None once it waits on nothing."""
+        try:
+            return await queries.saga_view(order_id)
+        except OrderNotFoundError:
+            return not_found(order_id)
 
     @app.post(
         "/orders/{order_id}/cancel",

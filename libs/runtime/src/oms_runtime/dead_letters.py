@@ -30,8 +30,8 @@ from sqlalchemy import (
     select,
 )
 
-from oms_cli import kafka_io
 from oms_events.topics import SERVICES, dead_letter_topic
+from oms_runtime import kafka_io
 from oms_runtime.db import Database
 
 OPS_SCHEMA = "oms_ops"

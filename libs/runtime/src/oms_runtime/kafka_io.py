@@ -1,10 +1,16 @@
-"""Reading whole topics (for one order, or everything) and publishing records back, for the ops tools."""
+"""Reading whole topics (for one order, or everything) and publishing records back, for the ops tools.
+
+Shared by the `oms` CLI and the dead-letter API every service serves (`oms_runtime.dead_letter_api`), so
+both read a topic the same way: without a consumer group, nothing committed, no service's group disturbed.
+"""
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+
+CLIENT_ID = "oms-ops"
 
 Progress = Callable[[int], None]
 """Told how many more records were read (for a progress bar)."""
@@ -29,7 +35,7 @@ class Record:
 
 async def partitions_of(bootstrap_servers: str, topics: Iterable[str]) -> list[TopicPartition]:
     """Every partition of the topics that exist (a topic not created yet has none)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="oms-cli")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=CLIENT_ID)
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))
@@ -44,7 +50,7 @@ async def partitions_of(bootstrap_servers: str, topics: Iterable[str]) -> list[T
 
 
 async def count_records(bootstrap_servers: str, partitions: Sequence[TopicPartition]) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, client_id="oms-cli")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, client_id=CLIENT_ID)
     await consumer.start()
     try:
         begin = await consumer.beginning_offsets(list(partitions))
@@ -72,7 +78,7 @@ async def read(
         bootstrap_servers=bootstrap_servers,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        client_id="oms-cli",
+        client_id=CLIENT_ID,
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     await consumer.start()
@@ -109,7 +115,7 @@ class Publisher:
 
     def __init__(self, bootstrap_servers: str) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all", client_id="oms-cli"
+            bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all", client_id=CLIENT_ID
         )
 
     async def __aenter__(self) -> "Publisher":

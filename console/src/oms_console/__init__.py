@@ -1,0 +1,1 @@
+"""The ops console: a web application for people, over the services' documented HTTP APIs only."""
