@@ -26,14 +26,10 @@ from typing import Any
 import yaml
 from pydantic import SecretStr
 
-from fulfilment_service.entrypoints.placements_consumer import PLACEMENTS_GROUP
-from inventory_service.entrypoints.consumers import AVAILABILITY_GROUP
-from inventory_service.entrypoints.sales_consumer import DEMAND_GROUP
-from oms_events import topics
+from oms_events import routes
 from oms_events.generated import GeneratedFiles, command
 from oms_events.topics import ALL_TOPICS, SERVICES
 from oms_runtime.settings import ServiceSettings
-from order_service.entrypoints.consumers import INTAKE_GROUP
 
 BASE = Path(__file__).resolve().parent / "base"
 KEDA_COMPONENT = Path(__file__).resolve().parent / "components" / "keda-lag"
@@ -70,24 +66,11 @@ RESOURCES = {
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "192Mi"}, "limits": {"cpu": "500m", "memory": "384Mi"}}
 
 CONSUMER_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
-    "order-service": {
-        "order-service": (topics.INVENTORY_EVENTS, topics.PAYMENTS_EVENTS, topics.FULFILMENT_EVENTS),
-        INTAKE_GROUP: (topics.ORDERS_INTAKE,),
-    },
-    "inventory-service": {
-        "inventory-service": (topics.INVENTORY_COMMANDS, topics.FULFILMENT_EVENTS, topics.PAYMENTS_EVENTS),
-        AVAILABILITY_GROUP: (topics.INVENTORY_EVENTS,),
-        DEMAND_GROUP: (topics.ORDERS_EVENTS,),
-    },
-    "payment-service": {"payment-service": (topics.PAYMENTS_COMMANDS,)},
-    "fulfilment-service": {
-        "fulfilment-service": (topics.FULFILMENT_COMMANDS,),
-        PLACEMENTS_GROUP: (topics.ORDERS_EVENTS,),
-    },
-    "notification-service": {"notification-service": (topics.ORDERS_EVENTS, topics.FULFILMENT_EVENTS)},
+    service: {group.group_id: group.topics for group in routes.consumer_groups(service)} for service in SERVICES
 }
-"""Each service's consumer groups and the topics they read (tests/deploy checks it against the composition
-roots): what the lag triggers watch and what bounds the replicas."""
+"""Each service's consumer groups and the topics they read, from the contract's routes (tests/deploy checks
+them against the composition roots): what the lag triggers watch, what bounds the replicas, and what the
+KafkaUser ACLs allow to read."""
 
 MIN_REPLICAS = 2
 CPU_TARGET_PERCENT = 70
