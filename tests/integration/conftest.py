@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from typing import Any
 
-import leak_scan
 import pytest
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -17,6 +16,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import leak_scan
 from fulfilment_service.entrypoints.placements_consumer import PLACEMENTS_GROUP
 from harness import (
     API_KEYS,
