@@ -19,8 +19,12 @@ TEST_DIRS := libs/events/tests libs/runtime/tests $(wildcard services/*/tests) t
 # a fresh machine, then cached; the checks themselves take ~10 s).
 KUSTOMIZE_VERSION := v5.7.1
 KUSTOMIZE := .local/bin/kustomize
+# The AsyncAPI 3.0 JSON Schema the contract's document is validated against (libs/events/tests), from the
+# AsyncAPI initiative's own npm package, unpacked once into .local.
+ASYNCAPI_SPECS_VERSION := 6.11.1
+ASYNCAPI_SCHEMA := .local/asyncapi-specs/$(ASYNCAPI_SPECS_VERSION)/asyncapi-3.0.0.json
 
-.PHONY: help uv uv-sync install infra infra-down run demo down test lint types schemas openapi manifests kustomize unit integration bench logs
+.PHONY: help uv uv-sync install asyncapi-schema infra infra-down run demo down test lint types schemas openapi manifests kustomize unit integration bench logs
 
 help:
 	@echo "make run     install, start Kafka/PostgreSQL/Redis and the five services, place demo orders"
@@ -86,14 +90,22 @@ $(KUSTOMIZE):
 
 kustomize: $(KUSTOMIZE)
 
-unit: $(KUSTOMIZE)
+$(ASYNCAPI_SCHEMA):
+	@mkdir -p $(dir $@)
+	cd $(dir $@) && npm pack --silent "@asyncapi/specs@$(ASYNCAPI_SPECS_VERSION)" >/dev/null \
+		&& tar -xzf asyncapi-specs-$(ASYNCAPI_SPECS_VERSION).tgz package/schemas/3.0.0-without-\$$id.json \
+		&& mv 'package/schemas/3.0.0-without-$$id.json' $(notdir $@) && rm -rf package asyncapi-specs-*.tgz
+
+asyncapi-schema: $(ASYNCAPI_SCHEMA)
+
+unit: $(KUSTOMIZE) $(ASYNCAPI_SCHEMA)
 	$(UV) run --frozen pytest libs services tools tests/deploy -q
 
 integration: infra
 	@bash $(SERVICES) stop >/dev/null 2>&1 || true
 	$(UV) run --frozen pytest tests/integration -q
 
-test: install infra lint types $(KUSTOMIZE)
+test: install infra lint types $(KUSTOMIZE) $(ASYNCAPI_SCHEMA)
 	@# The tests run their own copies of the services on the same topics: make run's would compete.
 	@bash $(SERVICES) stop >/dev/null 2>&1 || true
 	$(UV) run --frozen python -m oms_events.schema --check

@@ -14,7 +14,9 @@ What travels in clear by design, and is therefore allowed (and nothing else):
   are there by design, and the scan pins them to those two fields).
 Records that the tests themselves published as an upstream sender or a foreign system would (an envelope
 whose producer is not an OMS service: intake submissions, a CapturePayment carrying a card number) are
-inputs, not something the OMS wrote: they are skipped, and so is a dead letter of such a record.
+inputs, not something the OMS wrote: they are skipped, and so is a dead letter of such a record (a dead
+letter keeps the original bytes for redrive, so a dead-lettered intake submission still holds the token it
+was submitted with; only the operators' `oms-cli` user may read dead-letter topics).
 
 Logs: no token, no card number, no full email address (the business's own sender address aside) and no
 phone number of the session's customers, in any field of any line.
