@@ -1,6 +1,7 @@
 """What a release needs besides the code: the licence, a changelog entry for the version, and the one
 version carried by the contract and the images."""
 
+import json
 import re
 from pathlib import Path
 
@@ -37,5 +38,7 @@ def test_the_contract_and_the_images_carry_the_version() -> None:
     assert version_key(release.name) <= version_key(VERSION)
     prod = yaml.safe_load((REPO / "deploy" / "k8s" / "overlays" / "prod" / "kustomization.yaml").read_text())
     assert {image["newTag"] for image in prod["images"]} == {VERSION}
+    for document in sorted((REPO / "services").glob("*/openapi.json")):
+        assert json.loads(document.read_text())["info"]["version"] == VERSION, document
     base = (REPO / "deploy" / "k8s" / "base" / "order-service.yaml").read_text()
     assert f"image: oms/order-service:{VERSION}" in base

@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from oms_events.values import Channel
+from oms_events.version import VERSION
 from oms_runtime.api_docs import install_docs, readable_operation_id
 from oms_runtime.http_errors import ErrorBody, FieldError, error_response, field_name
 from oms_runtime.http_guard import (
@@ -314,6 +315,7 @@ class ServiceApi(FastAPI):
         docs_url = kwargs.pop("docs_url", "/docs")
         redoc_url = kwargs.pop("redoc_url", "/redoc")
         kwargs.setdefault("generate_unique_id_function", readable_operation_id)
+        kwargs.setdefault("version", VERSION)  # the product's one version (oms_events.version)
         super().__init__(docs_url=None, redoc_url=None, **kwargs)
         install_error_handlers(self, max_body_bytes)
         if docs_url is not None:

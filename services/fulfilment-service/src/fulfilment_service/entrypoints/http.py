@@ -259,7 +259,6 @@ def create_app(
 ) -> FastAPI:
     app = ServiceApi(
         title="OMS fulfilment-service",
-        version="1.0.0",
         description="Pick lists, picking, packing and shipping per warehouse; carriers' status updates.",
         max_body_bytes=max_body_bytes,
     )

@@ -86,7 +86,6 @@ def create_app(
 ) -> FastAPI:
     app = ServiceApi(
         title="OMS inventory-service",
-        version="1.0.0",
         description="Warehouses, stock per sku per warehouse, reservations, backorders and replenishment.",
         responses=_ERRORS,
         max_body_bytes=max_body_bytes,

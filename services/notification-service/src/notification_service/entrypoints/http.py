@@ -251,7 +251,6 @@ def create_app(
 ) -> FastAPI:
     app = ServiceApi(
         title="OMS notification-service",
-        version="1.0.0",
         description="Customers' notification preferences and the history of what they were sent.",
         max_body_bytes=max_body_bytes,
     )

@@ -51,7 +51,6 @@ def create_app(
 ) -> FastAPI:
     app = ServiceApi(
         title="OMS order-service",
-        version="1.0.0",
         description="Places orders from every sales channel and reports their progress.",
         max_body_bytes=max_body_bytes,
     )

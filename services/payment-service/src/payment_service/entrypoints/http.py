@@ -81,7 +81,6 @@ def create_app(
 ) -> FastAPI:
     app = ServiceApi(
         title="OMS payment-service",
-        version="1.0.0",
         description="A payment's history per order and the reconciliation report against the gateway (ops keys).",
         max_body_bytes=max_body_bytes,
     )
