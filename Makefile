@@ -5,7 +5,12 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 UV_VERSION := 0.13.8
-UV := $(PYTHON) -m uv
+# uv comes from the Python that runs make when it has it (or pip may install it there); where that Python
+# refuses `pip install` (PEP 668: an "externally managed" system Python), `make install` puts uv into a
+# virtual environment of its own under .local/uv instead (or, without the venv module, `pip install
+# --target` there, which PEP 668 allows). Recursive (=), so a recipe run after `make install` sees it.
+UV_HOME := .local/uv
+UV = $(shell if $(PYTHON) -m uv --version >/dev/null 2>&1; then echo "$(PYTHON) -m uv"; else echo "$(UV_HOME)/bin/uv"; fi)
 INFRA := deploy/local/infra.sh
 SERVICES := deploy/local/services.sh
 PACKAGES := -p oms_events -p oms_runtime -p order_service -p inventory_service -p payment_service -p fulfilment_service -p notification_service -p oms_cli -p oms_console
@@ -16,8 +21,12 @@ KUSTOMIZE_VERSION := v5.7.1
 KUSTOMIZE := .local/bin/kustomize
 # The console's browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 CHROMIUM := /usr/bin/chromium
+# The AsyncAPI 3.0 JSON Schema the contract's document is validated against (libs/events/tests), from the
+# AsyncAPI initiative's own npm package, unpacked once into .local.
+ASYNCAPI_SPECS_VERSION := 6.11.1
+ASYNCAPI_SCHEMA := .local/asyncapi-specs/$(ASYNCAPI_SPECS_VERSION)/asyncapi-3.0.0.json
 
-.PHONY: help install infra infra-down run demo down test lint types schemas openapi manifests kustomize chromium unit integration bench logs
+.PHONY: help uv uv-sync install asyncapi-schema infra infra-down run demo down test lint types schemas openapi manifests kustomize chromium unit integration bench logs
 
 help:
 	@echo "make run     install, start Kafka/PostgreSQL/Redis, the five services and the ops console"
@@ -28,8 +37,19 @@ help:
 	@echo "make down    stop what make run started"
 	@echo "make schemas / make openapi / make manifests   regenerate the JSON Schemas + AsyncAPI / every service's OpenAPI document / the Kubernetes base"
 
-install:
-	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+uv:
+	@if $(PYTHON) -m uv --version >/dev/null 2>&1 || [ -x $(UV_HOME)/bin/uv ]; then exit 0; fi; \
+	pip="--quiet --disable-pip-version-check"; \
+	if $(PYTHON) -m pip install $$pip "uv==$(UV_VERSION)" 2>/dev/null; then exit 0; fi; \
+	echo "[install] $(PYTHON) refuses pip install (PEP 668?): uv $(UV_VERSION) goes into $(UV_HOME)"; \
+	if $(PYTHON) -m venv $(UV_HOME) 2>/dev/null; then $(UV_HOME)/bin/python -m pip install $$pip "uv==$(UV_VERSION)"; \
+	else rm -rf $(UV_HOME); $(PYTHON) -m pip install $$pip --target $(UV_HOME) "uv==$(UV_VERSION)"; fi; \
+	$(UV_HOME)/bin/uv --version
+
+install: uv
+	@$(MAKE) --no-print-directory uv-sync
+
+uv-sync:
 	@$(UV) sync --frozen --quiet
 
 infra:
@@ -78,16 +98,24 @@ $(CHROMIUM):
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
 
+$(ASYNCAPI_SCHEMA):
+	@mkdir -p $(dir $@)
+	cd $(dir $@) && npm pack --silent "@asyncapi/specs@$(ASYNCAPI_SPECS_VERSION)" >/dev/null \
+		&& tar -xzf asyncapi-specs-$(ASYNCAPI_SPECS_VERSION).tgz package/schemas/3.0.0-without-\$$id.json \
+		&& mv 'package/schemas/3.0.0-without-$$id.json' $(notdir $@) && rm -rf package asyncapi-specs-*.tgz
+
+asyncapi-schema: $(ASYNCAPI_SCHEMA)
+
 chromium: $(CHROMIUM)
 
-unit: $(KUSTOMIZE)
+unit: $(KUSTOMIZE) $(ASYNCAPI_SCHEMA)
 	$(UV) run --frozen pytest libs services tools console tests/deploy -q
 
 integration: infra $(CHROMIUM)
 	@bash $(SERVICES) stop >/dev/null 2>&1 || true
 	$(UV) run --frozen pytest tests/integration -q
 
-test: install infra lint types $(KUSTOMIZE) $(CHROMIUM)
+test: install infra lint types $(KUSTOMIZE) $(ASYNCAPI_SCHEMA) $(CHROMIUM)
 	@# The tests run their own copies of the services on the same topics: make run's would compete.
 	@bash $(SERVICES) stop >/dev/null 2>&1 || true
 	$(UV) run --frozen python -m oms_events.schema --check

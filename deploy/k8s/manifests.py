@@ -10,7 +10,8 @@ What comes from the code:
 The rest (Deployment, Service, ServiceAccount, PodDisruptionBudget, HorizontalPodAutoscaler) is the same
 shape for every service, written here once, and so are the ServiceMonitor and the PrometheusRule with the
 alerts of docs/runbook.md. The HPA's maximum is the partition count of the topics the service consumes:
-a replica past it would get no partition.
+a replica past it would get no partition. The KafkaUser (ACLs for exactly the service's topics and groups,
+from `oms_events.routes`) and the NetworkPolicy of each service come from deploy/k8s/access.py.
 
 The optional kustomize component deploy/k8s/components/keda-lag (also generated) replaces each HPA with a
 KEDA ScaledObject that scales on the consumer lag of every group the service runs (one kafka trigger per
@@ -25,26 +26,28 @@ part of the scraped services (the ServiceMonitor's selector).
 import importlib
 import inspect
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import SecretStr
 
-from fulfilment_service.entrypoints.placements_consumer import PLACEMENTS_GROUP
-from inventory_service.entrypoints.consumers import AVAILABILITY_GROUP
-from inventory_service.entrypoints.sales_consumer import DEMAND_GROUP
 from oms_console.settings import ConsoleSettings
-from oms_events import topics
+from oms_events import routes
 from oms_events.generated import GeneratedFiles, command
 from oms_events.topics import ALL_TOPICS, SERVICES
+from oms_events.version import VERSION
 from oms_runtime.settings import ServiceSettings
-from order_service.entrypoints.consumers import INTAKE_GROUP
+
+# The sibling module, also when this file is loaded by path (tests/deploy) rather than run.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import access
 
 BASE = Path(__file__).resolve().parent / "base"
 KEDA_COMPONENT = Path(__file__).resolve().parent / "components" / "keda-lag"
-KAFKA_CLUSTER = "oms-kafka"
-HTTP_PORT = 8080
+KAFKA_CLUSTER = access.KAFKA_CLUSTER
+HTTP_PORT = access.HTTP_PORT
 # Pods get this long after SIGTERM; the service itself gives up at SHUTDOWN_GRACE_S, the preStop pause
 # (for endpoints to drop the pod) comes first.
 PRE_STOP_S = 5
@@ -64,10 +67,12 @@ CLUSTER_VALUES: dict[str, str] = {
     "smtp_host": "smtp-relay",
     "smtp_port": "25",
     "seed_demo_stock": "false",
+    # The Strimzi KafkaTopics are the topics; the services have no Create ACL.
+    "kafka_create_topics": "false",
 }
 """Values for the cluster where a setting's default (made for a developer's machine) does not fit."""
 
-SECRET_FIELDS = {"database_url", "redis_url", "api_keys"}
+SECRET_FIELDS = {"database_url", "redis_url", "api_keys", "carrier_webhook_secrets"}
 """Settings that carry credentials although they are plain strings in the code."""
 
 RESOURCES = {
@@ -76,24 +81,11 @@ RESOURCES = {
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "192Mi"}, "limits": {"cpu": "500m", "memory": "384Mi"}}
 
 CONSUMER_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
-    "order-service": {
-        "order-service": (topics.INVENTORY_EVENTS, topics.PAYMENTS_EVENTS, topics.FULFILMENT_EVENTS),
-        INTAKE_GROUP: (topics.ORDERS_INTAKE,),
-    },
-    "inventory-service": {
-        "inventory-service": (topics.INVENTORY_COMMANDS, topics.FULFILMENT_EVENTS, topics.PAYMENTS_EVENTS),
-        AVAILABILITY_GROUP: (topics.INVENTORY_EVENTS,),
-        DEMAND_GROUP: (topics.ORDERS_EVENTS,),
-    },
-    "payment-service": {"payment-service": (topics.PAYMENTS_COMMANDS,)},
-    "fulfilment-service": {
-        "fulfilment-service": (topics.FULFILMENT_COMMANDS,),
-        PLACEMENTS_GROUP: (topics.ORDERS_EVENTS,),
-    },
-    "notification-service": {"notification-service": (topics.ORDERS_EVENTS, topics.FULFILMENT_EVENTS)},
+    service: {group.group_id: group.topics for group in routes.consumer_groups(service)} for service in SERVICES
 }
-"""Each service's consumer groups and the topics they read (tests/deploy checks it against the composition
-roots): what the lag triggers watch and what bounds the replicas."""
+"""Each service's consumer groups and the topics they read, from the contract's routes (tests/deploy checks
+them against the composition roots): what the lag triggers watch, what bounds the replicas, and what the
+KafkaUser ACLs allow to read."""
 
 MIN_REPLICAS = 2
 CPU_TARGET_PERCENT = 70
@@ -148,7 +140,8 @@ def settings_config(
     secrets: dict[str, bool] = {}
     for name, info in sorted(cls.model_fields.items()):
         if is_secret(name, info.annotation):
-            secrets[name.upper()] = defaults.get(name) is None
+            # Optional in the Secret when the service starts without it (no default credentials at all).
+            secrets[name.upper()] = defaults.get(name) in (None, {}, [], "")
             continue
         value = cluster_values.get(name, env_value(defaults.get(name)))
         # An optional setting without a value stays unset, but is still listed (empty means "not set").
@@ -175,7 +168,7 @@ def service_documents(service: str) -> list[dict[str, Any]]:
     probe_http = {"path": "/health/live", "port": "http"}
     container = {
         "name": service,
-        "image": f"{IMAGE_REPOSITORY}/{service}:latest",
+        "image": f"{IMAGE_REPOSITORY}/{service}:{VERSION}",
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": f"{service}-config"}}],
@@ -495,7 +488,7 @@ def topic_documents() -> list[dict[str, Any]]:
             labels["oms.io/dead-letter-of"] = dead_letter_of
         documents.append(
             {
-                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "apiVersion": "kafka.strimzi.io/v1",
                 "kind": "KafkaTopic",
                 "metadata": {
                     "name": spec.name,
@@ -618,7 +611,13 @@ def _dump(documents: list[dict[str, Any]], header: str) -> str:
 
 
 def generate() -> dict[str, str]:
-    files = {f"{service}.yaml": _dump(service_documents(service), service) for service in SERVICES}
+    files = {
+        f"{service}.yaml": _dump(
+            [*service_documents(service), access.kafka_user(service), access.network_policy(service)], service
+        )
+        for service in SERVICES
+    }
+    files["oms-cli.yaml"] = _dump([access.ops_cli_user()], "The operators' oms CLI: its Kafka user")
     files[f"{CONSOLE}.yaml"] = _dump(console_documents(), "The ops console (console/)")
     files["kafka-topics.yaml"] = _dump(topic_documents(), "Strimzi KafkaTopics: every topic of oms_events.topics")
     files["monitoring.yaml"] = _dump(monitoring_documents(), "Prometheus Operator: scraping and the runbook's alerts")

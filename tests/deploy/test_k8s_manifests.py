@@ -6,53 +6,22 @@ import contextlib
 import importlib
 import importlib.util
 import json
-import os
 import re
-import subprocess
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
+from k8s_build import KUBERNETES_VERSION, OVERLAYS, REPO, build, manifests
 from oms_events.topics import ALL_TOPICS, SERVICES
 from oms_runtime import metrics
 from oms_runtime.host import ConsumerSpec, ServiceHost
 
-REPO = Path(__file__).resolve().parents[2]
-K8S = REPO / "deploy" / "k8s"
-OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if (p / "kustomization.yaml").is_file())
-KUSTOMIZE = Path(os.environ.get("KUSTOMIZE", REPO / ".local" / "bin" / "kustomize"))
-# The oldest Kubernetes minor the manifests must work on (native preStop sleep needs 1.30).
-KUBERNETES_VERSION = "1.30"
-
-
-def _manifests_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("oms_k8s_manifests", K8S / "manifests.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-manifests = _manifests_module()
-
 
 @pytest.fixture(scope="module", params=OVERLAYS)
 def built(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
-    if not KUSTOMIZE.is_file():
-        pytest.fail(f"kustomize not found at {KUSTOMIZE}: run `make kustomize` (installs it into .local/bin)")
-    overlay = str(request.param)
-    result = subprocess.run(
-        [str(KUSTOMIZE), "build", str(K8S / "overlays" / overlay)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, f"overlay {overlay} does not build:\n{result.stderr}"
-    documents = [d for d in yaml.safe_load_all(result.stdout) if d]
-    return overlay, documents
+    return str(request.param), build(str(request.param))
 
 
 def test_base_is_generated_from_the_current_code() -> None:
@@ -144,7 +113,7 @@ def test_every_topic_is_a_kafka_topic_and_every_kafka_topic_is_a_topic(
     assert set(declared) == {t.name for t in ALL_TOPICS}, overlay
     for spec in ALL_TOPICS:
         topic = declared[spec.name]
-        assert topic["apiVersion"] == "kafka.strimzi.io/v1beta2"
+        assert topic["apiVersion"] == "kafka.strimzi.io/v1"
         assert topic["metadata"]["labels"]["strimzi.io/cluster"]
         assert topic["spec"]["partitions"] == spec.partitions
         assert topic["spec"]["config"]["retention.ms"] == str(spec.retention_ms)

@@ -16,9 +16,11 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import leak_scan
 from fulfilment_service.entrypoints.placements_consumer import PLACEMENTS_GROUP
 from harness import (
     API_KEYS,
+    LOG_DIR,
     MANUAL_WAREHOUSES,
     REPORT_WAREHOUSE,
     SERVICES,
@@ -123,6 +125,36 @@ async def _forget_earlier_idempotency_keys(infra: Infra) -> None:
             await client.delete(key)
     finally:
         await client.aclose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def no_sensitive_data_leaked() -> AsyncIterator[None]:
+    """After every other test and fixture of the session (set up first, so torn down last): no payment
+    token, card number or misplaced customer contact on any topic the session wrote to, or in the lines the
+    services logged (tests/integration/leak_scan.py says what is allowed where, and why)."""
+    kafka = Infra.from_env().kafka
+    try:
+        await asyncio.wait_for(ensure_topics(kafka, ALL_TOPICS), 30)
+        topic_start = await asyncio.wait_for(leak_scan.end_offsets(kafka), 30)
+    except Exception:  # the system fixture reports the unreachable infrastructure, with the reason
+        yield
+        return
+    log_start = leak_scan.log_sizes(LOG_DIR)
+    yield
+    scan = leak_scan.Scan()
+    records = await leak_scan.records_since(kafka, topic_start)
+    for _, value, _ in records:
+        leak_scan.learn_phones(scan, value)
+    for where, value, headers in records:
+        leak_scan.scan_record(scan, where, value, headers)
+    lines = leak_scan.scan_logs(scan, LOG_DIR, log_start)
+    if scan.findings:
+        shown = "\n".join(f"  {finding}" for finding in scan.findings[:50])
+        more = f"\n  ... and {len(scan.findings) - 50} more" if len(scan.findings) > 50 else ""
+        pytest.fail(
+            f"sensitive data on topics or in logs ({len(records)} records, {lines} log lines scanned):\n{shown}{more}",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,18 @@
 """The AsyncAPI document: generated from the code, checked in, and covering every topic and message."""
 
 import json
+from pathlib import Path
 from typing import Any
+
+import jsonschema
+import pytest
 
 from oms_events import asyncapi
 from oms_events.messages import MESSAGE_TYPES
+from oms_events.routes import CONSUMERS, PUBLISHERS
 from oms_events.topics import ALL_TOPICS, SERVICES, dead_letter_topic
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_the_checked_in_document_is_current() -> None:
@@ -54,3 +61,37 @@ def test_a_message_payload_is_the_envelope_around_the_model() -> None:
     assert specific["properties"]["payload"] == {"$ref": "#/components/schemas/OrderPlaced"}
     assert message["bindings"]["kafka"]["key"]["format"] == "uuid"
     assert "traceparent" in message["headers"]["properties"]
+
+
+def test_the_document_is_valid_asyncapi_3() -> None:
+    """Against the AsyncAPI initiative's JSON Schema of 3.0.0 (`make asyncapi-schema` unpacks it into .local)."""
+    found = sorted(REPO.glob(".local/asyncapi-specs/*/asyncapi-3.0.0.json"))
+    if not found:
+        pytest.fail("the AsyncAPI 3.0.0 JSON Schema is missing: run `make asyncapi-schema`")
+    validator = jsonschema.Draft7Validator(json.loads(found[-1].read_text()))
+    document = json.loads(asyncapi.render())
+    problems = [f"{list(e.path)}: {e.message[:200]}" for e in validator.iter_errors(document)]
+    assert problems == []
+    broken = {**document, "operations": {"x": {"action": "publish", "channel": {"$ref": "#/channels/x"}}}}
+    assert list(validator.iter_errors(broken)), "the schema accepts anything: it is not the AsyncAPI one"
+
+
+def test_the_servers_and_who_sends_and_receives_each_message() -> None:
+    document = asyncapi.generate()
+    assert {s["protocol"] for s in document["servers"].values()} == {"kafka"}
+    operations = document["operations"].values()
+    for topic, sender in PUBLISHERS.items():
+        [send] = [
+            op
+            for op in operations
+            if op["action"] == "send" and op["channel"]["$ref"].endswith(topic.replace(".", "-"))
+        ]
+        assert send["tags"] == [{"name": sender}]
+    placed = "#/channels/oms-orders-events/messages/OrderPlaced"
+    readers = {
+        op["bindings"]["kafka"]["groupId"]["enum"][0]
+        for op in operations
+        if op["action"] == "receive" and {"$ref": placed} in op["messages"]
+    }
+    assert readers == {g.group_id for g in CONSUMERS if "OrderPlaced" in g.message_types}
+    assert readers == {"inventory-service-demand", "fulfilment-service-orders", "notification-service"}

@@ -66,3 +66,37 @@ async def test_ensure_topics_creates_with_the_setting_then_raises_but_never_lowe
         assert await _partition_counts(names) == {keyed.name: 5, single.name: 1}
     finally:
         await _delete(names)
+
+
+class _StartStoppedError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("create", [True, False])
+async def test_a_service_creates_topics_at_start_only_when_its_setting_says_so(
+    monkeypatch: pytest.MonkeyPatch, create: bool
+) -> None:
+    """KAFKA_CREATE_TOPICS=false (the Kubernetes manifests) leaves the topics to the Strimzi operator."""
+    from oms_runtime import host as host_module
+
+    created: list[str] = []
+
+    async def record(bootstrap: str, specs: list[TopicSpec]) -> None:
+        created.extend(s.name for s in specs)
+
+    async def no_schema(*metadata: object) -> None:
+        return None
+
+    async def stop_here() -> None:
+        raise _StartStoppedError
+
+    monkeypatch.setattr(host_module, "ensure_topics", record)
+    host = host_module.ServiceHost("payment-service", ServiceSettings(kafka_create_topics=create))
+    monkeypatch.setattr(host.db, "create_schema", no_schema)
+    monkeypatch.setattr(host.producer, "start", stop_here)
+    try:
+        with pytest.raises(_StartStoppedError):
+            await host.start()
+    finally:
+        await host.db.dispose()
+    assert created == ([t.name for t in ALL_TOPICS] if create else [])

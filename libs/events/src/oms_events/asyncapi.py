@@ -3,7 +3,10 @@
 One channel per topic of `oms_events.topics` (address = topic name), each with the messages the models
 say travel on it; a message's payload is the envelope with the model's schema as `payload`; the Kafka
 key and headers are documented as message bindings and headers. Dead-letter channels carry the
-original bytes of any message plus the `dlq.*` headers.
+original bytes of any message plus the `dlq.*` headers. The `operations` say who sends and who receives
+what on each channel, from `oms_events.routes` (which tests/deploy checks against the services' real
+consumers and publishers): one `send` per topic a service writes, one `receive` per consumer group and
+topic with the message types that group handles.
 
 python -m oms_events.asyncapi --write    regenerate
 python -m oms_events.asyncapi --check    exit 1 when the checked-in document differs from the models
@@ -19,7 +22,9 @@ from pydantic.json_schema import models_json_schema
 from oms_events.envelope import Envelope, TraceContext
 from oms_events.generated import GeneratedFiles, command
 from oms_events.messages import MESSAGE_TYPES
+from oms_events.routes import CONSUMERS, OPS_CLI, PUBLISHERS, consuming_services, message_types_on
 from oms_events.topics import ALL_TOPICS, SERVICES, dead_letter_topic
+from oms_events.version import VERSION
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "asyncapi.json"
 _REF = "#/components/schemas/{model}"
@@ -61,6 +66,56 @@ def _dead_letter_headers() -> dict[str, Any]:
         },
         "required": ["dlq.reason", "dlq.consumer", "dlq.source_topic", "dlq.source_partition", "dlq.source_offset"],
     }
+
+
+SERVERS: dict[str, Any] = {
+    "kubernetes": {
+        "host": "oms-kafka-kafka-bootstrap:9092",
+        "protocol": "kafka",
+        "description": "The Strimzi cluster `oms-kafka` of deploy/k8s, from inside its namespace",
+    },
+    "local": {
+        "host": "127.0.0.1:9092",
+        "protocol": "kafka",
+        "description": "The single-node broker of `make run` (deploy/local/infra.sh)",
+    },
+}
+
+
+def _operation(
+    action: Literal["send", "receive"], who: str, topic: str, names: list[str], *, group: str | None = None
+) -> dict[str, Any]:
+    channel = _channel_id(topic)
+    verb = "sends" if action == "send" else f"receives (consumer group {group})" if group else "receives"
+    operation: dict[str, Any] = {
+        "action": action,
+        "channel": {"$ref": f"#/channels/{channel}"},
+        "title": f"{who} {verb} on {topic}",
+        "messages": [{"$ref": f"#/channels/{channel}/messages/{name}"} for name in names],
+        "tags": [{"name": who}],
+    }
+    kafka: dict[str, Any] = {"clientId": {"type": "string", "enum": [who]}, "bindingVersion": "0.5.0"}
+    if group is not None:
+        kafka["groupId"] = {"type": "string", "enum": [group]}
+    operation["bindings"] = {"kafka": kafka}
+    return operation
+
+
+def operations() -> dict[str, Any]:
+    """Who sends and who receives which messages on which channel (`oms_events.routes`)."""
+    found: dict[str, Any] = {}
+    for topic, sender in PUBLISHERS.items():
+        found[f"{sender}.send.{_channel_id(topic)}"] = _operation("send", sender, topic, list(message_types_on(topic)))
+    for service in consuming_services():
+        topic = dead_letter_topic(service)
+        found[f"{service}.send.{_channel_id(topic)}"] = _operation("send", service, topic, ["DeadLetter"])
+        found[f"{OPS_CLI}.receive.{_channel_id(topic)}"] = _operation("receive", OPS_CLI, topic, ["DeadLetter"])
+    for group in CONSUMERS:
+        for topic in group.topics:
+            names = sorted(set(message_types_on(topic)) & group.message_types)
+            key = f"{group.group_id}.receive.{_channel_id(topic)}"
+            found[key] = _operation("receive", group.service, topic, names, group=group.group_id)
+    return found
 
 
 def generate() -> dict[str, Any]:
@@ -135,7 +190,7 @@ def generate() -> dict[str, Any]:
         "asyncapi": "3.0.0",
         "info": {
             "title": "OMS event contract",
-            "version": "1.0.0",
+            "version": VERSION,
             "description": (
                 "Every Kafka topic of the order management system and the messages on it. Generated from "
                 "libs/events (python -m oms_events.asyncapi --write); the JSON Schemas of each message are "
@@ -144,7 +199,9 @@ def generate() -> dict[str, Any]:
             ),
         },
         "defaultContentType": "application/json",
+        "servers": SERVERS,
         "channels": channels,
+        "operations": operations(),
         "components": {"messages": messages, "schemas": schemas},
     }
 

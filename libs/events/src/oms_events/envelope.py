@@ -8,6 +8,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ENVELOPE_VERSION = 1
 
+ALWAYS_PRESENT = ("event_id", "occurred_at")
+"""Fields with a default in the model (a producer need not choose them) that every envelope on the wire and
+in a store has: the JSON Schema says they are required, so a consumer may rely on them."""
+
+
+def _require_always_present(schema: dict[str, Any]) -> None:
+    required = schema.setdefault("required", [])
+    required.extend(name for name in ALWAYS_PRESENT if name not in required)
+
 
 class TraceContext(BaseModel):
     """W3C trace context, so a trace follows an order across services."""
@@ -26,7 +35,7 @@ class Envelope(BaseModel):
     Unknown envelope fields are ignored so that adding fields later is not a breaking change.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", json_schema_extra=_require_always_present)
 
     envelope_version: int = ENVELOPE_VERSION
     event_id: UUID = Field(default_factory=uuid4)

@@ -252,7 +252,8 @@ class ServiceHost:
 
     async def start(self) -> None:
         await self.db.create_schema(*self._metadata)
-        await ensure_topics(self.settings.kafka_bootstrap_servers, ALL_TOPICS)
+        if self.settings.kafka_create_topics:
+            await ensure_topics(self.settings.kafka_bootstrap_servers, ALL_TOPICS)
         await self.producer.start()
         await self.relay.start()
         await self.retention.start()

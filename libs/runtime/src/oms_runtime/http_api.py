@@ -32,6 +32,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from oms_events.values import Channel
+from oms_events.version import VERSION
+from oms_runtime.api_docs import install_docs, readable_operation_id
 from oms_runtime.http_errors import ErrorBody, FieldError, error_response, field_name
 from oms_runtime.http_guard import (
     DEFAULT_MAX_BODY_BYTES,
@@ -309,8 +311,15 @@ class ServiceApi(FastAPI):
     document that lists every status its routes answer (`document_answers`)."""
 
     def __init__(self, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        # FastAPI's own pages load their assets from a public CDN: ours serve them from this process.
+        docs_url = kwargs.pop("docs_url", "/docs")
+        redoc_url = kwargs.pop("redoc_url", "/redoc")
+        kwargs.setdefault("generate_unique_id_function", readable_operation_id)
+        kwargs.setdefault("version", VERSION)  # the product's one version (oms_events.version)
+        super().__init__(docs_url=None, redoc_url=None, **kwargs)
         install_error_handlers(self, max_body_bytes)
+        if docs_url is not None:
+            install_docs(self, docs_url, redoc_url)
 
     def openapi(self) -> dict[str, Any]:
         return document_answers(super().openapi(), self.routes)

@@ -19,6 +19,12 @@ class ServiceSettings(BaseSettings):
         "topics): at most this many replicas of a service share its work. Raised on an existing topic that has "
         "fewer, never lowered",
     )
+    kafka_create_topics: bool = Field(
+        default=True,
+        description="Create missing topics (and raise their partitions) at start. On for local runs; off where "
+        "an operator owns the topics (Strimzi KafkaTopics in Kubernetes), so the services never race it with "
+        "a replication factor of their own and need no Create ACL",
+    )
     database_url: str = Field(default="postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
     redis_url: str = Field(default="redis://127.0.0.1:6379/0")
 

@@ -259,7 +259,6 @@ def create_app(
 ) -> FastAPI:
     app = ServiceApi(
         title="OMS fulfilment-service",
-        version="1.0.0",
         description="Pick lists, picking, packing and shipping per warehouse; carriers' status updates.",
         max_body_bytes=max_body_bytes,
     )
@@ -316,7 +315,12 @@ def create_app(
         require_return(principal, ReturnView.model_validate(row))
         return None
 
-    @app.get("/warehouses/{warehouse_id}/pick-lists", response_model=PickLists, responses={403: {"model": ErrorBody}})
+    @app.get(
+        "/warehouses/{warehouse_id}/pick-lists",
+        operation_id="listPickLists",
+        response_model=PickLists,
+        responses={403: {"model": ErrorBody}},
+    )
     async def pick_lists(
         warehouse_id: WarehouseId,
         principal: Annotated[Principal, Depends(warehouse_key)],
@@ -333,7 +337,7 @@ def create_app(
             warehouse_id=warehouse_id, mode=modes(warehouse_id).value, pick_lists=[shipment_view(r) for r in rows]
         )
 
-    @app.get("/shipments/{shipment_id}", response_model=ShipmentView, responses=errors)
+    @app.get("/shipments/{shipment_id}", operation_id="getShipment", response_model=ShipmentView, responses=errors)
     async def get_shipment(
         shipment_id: UUID, principal: Annotated[Principal, Depends(warehouse_key)]
     ) -> ShipmentView | JSONResponse:
@@ -343,7 +347,7 @@ def create_app(
         principal.require_warehouse(str(row["warehouse_id"]), f"shipment {shipment_id}")
         return shipment_view(row)
 
-    @app.get("/orders/{order_id}/shipments", response_model=OrderShipments)
+    @app.get("/orders/{order_id}/shipments", operation_id="listOrderShipments", response_model=OrderShipments)
     async def order_shipments(
         order_id: UUID, principal: Annotated[Principal, Depends(warehouse_key)]
     ) -> OrderShipments:
@@ -352,14 +356,19 @@ def create_app(
         views = [shipment_view(r) for r in rows]
         return OrderShipments(order_id=order_id, shipments=[v for v in views if principal.may_act_for(v.warehouse_id)])
 
-    @app.post("/shipments/{shipment_id}/picking", response_model=ShipmentView, responses=errors)
+    @app.post(
+        "/shipments/{shipment_id}/picking", operation_id="startPicking", response_model=ShipmentView, responses=errors
+    )
     async def start_picking(
         shipment_id: UUID, principal: Annotated[Principal, Depends(warehouse_key)]
     ) -> ShipmentView | JSONResponse:
         return await own_shipment(shipment_id, principal, lambda ctx: handlers.start_picking(ctx, shipment_id))
 
     @app.post(
-        "/shipments/{shipment_id}/picks", response_model=ShipmentView, responses={**errors, 422: {"model": ErrorBody}}
+        "/shipments/{shipment_id}/picks",
+        operation_id="confirmPicks",
+        response_model=ShipmentView,
+        responses={**errors, 422: {"model": ErrorBody}},
     )
     async def confirm_picks(
         shipment_id: UUID, body: ConfirmPicksRequest, principal: Annotated[Principal, Depends(warehouse_key)]
@@ -379,14 +388,19 @@ def create_app(
             return _invalid(f"lines.{index}", str(exc))
 
     @app.post(
-        "/shipments/{shipment_id}/pack", response_model=ShipmentView, responses={**errors, 422: {"model": ErrorBody}}
+        "/shipments/{shipment_id}/pack",
+        operation_id="packShipment",
+        response_model=ShipmentView,
+        responses={**errors, 422: {"model": ErrorBody}},
     )
     async def pack(
         shipment_id: UUID, body: PackRequest, principal: Annotated[Principal, Depends(warehouse_key)]
     ) -> ShipmentView | JSONResponse:
         return await own_shipment(shipment_id, principal, lambda ctx: handlers.pack(ctx, shipment_id, body.parcels))
 
-    @app.post("/shipments/{shipment_id}/ship", response_model=ShipmentView, responses=errors)
+    @app.post(
+        "/shipments/{shipment_id}/ship", operation_id="shipShipment", response_model=ShipmentView, responses=errors
+    )
     async def ship(
         shipment_id: UUID, principal: Annotated[Principal, Depends(warehouse_key)]
     ) -> ShipmentView | JSONResponse:
@@ -407,7 +421,7 @@ def create_app(
             return error_response(status.HTTP_409_CONFLICT, "transition_not_allowed", str(exc))
         return _return_view(returned)
 
-    @app.get("/returns", response_model=ReturnList)
+    @app.get("/returns", operation_id="listReturns", response_model=ReturnList)
     async def list_returns(
         principal: Annotated[Principal, Depends(warehouse_key)],
         status_: Annotated[list[ReturnStatus] | None, Query(alias="status")] = None,
@@ -422,7 +436,7 @@ def create_app(
             returns=[v for v in views if any(principal.may_act_for(line.warehouse_id) for line in v.lines)]
         )
 
-    @app.get("/returns/{return_id}", response_model=ReturnView, responses=errors)
+    @app.get("/returns/{return_id}", operation_id="getReturn", response_model=ReturnView, responses=errors)
     async def get_return(
         return_id: UUID, principal: Annotated[Principal, Depends(warehouse_key)]
     ) -> ReturnView | JSONResponse:
@@ -433,7 +447,7 @@ def create_app(
         require_return(principal, view)
         return view
 
-    @app.post("/returns/{return_id}/receive", response_model=ReturnView, responses=errors)
+    @app.post("/returns/{return_id}/receive", operation_id="receiveReturn", response_model=ReturnView, responses=errors)
     async def receive_return(
         return_id: UUID, principal: Annotated[Principal, Depends(warehouse_key)]
     ) -> ReturnView | JSONResponse:
@@ -444,7 +458,10 @@ def create_app(
         return await return_step(return_id, lambda ctx: handlers.receive_return(ctx, return_id, principal.name))
 
     @app.post(
-        "/returns/{return_id}/inspect", response_model=ReturnView, responses={**errors, 422: {"model": ErrorBody}}
+        "/returns/{return_id}/inspect",
+        operation_id="inspectReturn",
+        response_model=ReturnView,
+        responses={**errors, 422: {"model": ErrorBody}},
     )
     async def inspect_return(
         return_id: UUID, body: InspectReturnRequest, principal: Annotated[Principal, Depends(warehouse_key)]
@@ -472,6 +489,7 @@ def create_app(
 
     @app.post(
         "/carriers/{carrier}/updates",
+        operation_id="receiveCarrierUpdate",
         response_model=CarrierUpdateResult,
         responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
     )

@@ -40,7 +40,12 @@ def report_router(reports: PerformanceReports, auth: ApiKeyAuthenticator) -> API
         503: {"model": ErrorBody},
     }
 
-    @router.get("/reports/fulfilment", response_model=PerformanceReportView, responses=responses)
+    @router.get(
+        "/reports/fulfilment",
+        operation_id="getFulfilmentReport",
+        response_model=PerformanceReportView,
+        responses=responses,
+    )
     async def fulfilment_report(
         request: Request,
         principal: Annotated[Principal, Depends(warehouse_key)],

@@ -86,7 +86,6 @@ def create_app(
 ) -> FastAPI:
     app = ServiceApi(
         title="OMS inventory-service",
-        version="1.0.0",
         description="Warehouses, stock per sku per warehouse, reservations, backorders and replenishment.",
         responses=_ERRORS,
         max_body_bytes=max_body_bytes,
@@ -107,11 +106,21 @@ def create_app(
 
     # ------------------------------------------------------------------ warehouses
 
-    @app.get("/warehouses", response_model=list[schemas.WarehouseView], dependencies=[warehouse])
+    @app.get(
+        "/warehouses",
+        operation_id="listWarehouses",
+        response_model=list[schemas.WarehouseView],
+        dependencies=[warehouse],
+    )
     async def list_warehouses() -> list[schemas.WarehouseView]:
         return [schemas.WarehouseView(**vars(w)) for w in await queries.warehouses()]
 
-    @app.put("/warehouses/{warehouse_id}", response_model=schemas.WarehouseView, dependencies=[ops])
+    @app.put(
+        "/warehouses/{warehouse_id}",
+        operation_id="putWarehouse",
+        response_model=schemas.WarehouseView,
+        dependencies=[ops],
+    )
     async def put_warehouse(
         warehouse_id: WarehouseId,
         body: schemas.WarehouseRequest,
@@ -120,7 +129,12 @@ def create_app(
         await commands.put_warehouse(found)
         return schemas.WarehouseView(**vars(found))
 
-    @app.get("/warehouses/{warehouse_id}/stock", response_model=schemas.WarehouseStockView, dependencies=[warehouse])
+    @app.get(
+        "/warehouses/{warehouse_id}/stock",
+        operation_id="getWarehouseStock",
+        response_model=schemas.WarehouseStockView,
+        dependencies=[warehouse],
+    )
     async def warehouse_stock(warehouse_id: WarehouseId) -> schemas.WarehouseStockView | JSONResponse:
         levels = await queries.warehouse_levels(warehouse_id)
         if levels is None:
@@ -129,7 +143,7 @@ def create_app(
 
     # ------------------------------------------------------------------ stock
 
-    @app.get("/stock/{sku}", response_model=schemas.SkuStockView, dependencies=[warehouse])
+    @app.get("/stock/{sku}", operation_id="getSkuStock", response_model=schemas.SkuStockView, dependencies=[warehouse])
     async def sku_stock(sku: Sku) -> schemas.SkuStockView | JSONResponse:
         levels = await queries.sku_levels(sku)
         if not levels:
@@ -142,7 +156,12 @@ def create_app(
             warehouses=[_level(lvl) for lvl in levels],
         )
 
-    @app.post("/stock/adjustments", response_model=schemas.LevelView, status_code=status.HTTP_201_CREATED)
+    @app.post(
+        "/stock/adjustments",
+        operation_id="adjustStock",
+        response_model=schemas.LevelView,
+        status_code=status.HTTP_201_CREATED,
+    )
     async def adjust(
         body: schemas.AdjustmentRequest,
         principal: Annotated[Principal, Depends(auth.dependency(roles=frozenset({Role.WAREHOUSE})))],
@@ -164,7 +183,12 @@ def create_app(
             return stock_errors(exc)
         return _level(level)
 
-    @app.post("/stock/receipts", response_model=schemas.LevelView, status_code=status.HTTP_201_CREATED)
+    @app.post(
+        "/stock/receipts",
+        operation_id="receiveStock",
+        response_model=schemas.LevelView,
+        status_code=status.HTTP_201_CREATED,
+    )
     async def receive(
         body: schemas.GoodsReceiptRequest,
         principal: Annotated[Principal, Depends(auth.dependency(roles=frozenset({Role.WAREHOUSE})))],
@@ -179,7 +203,10 @@ def create_app(
         return _level(level)
 
     @app.put(
-        "/stock/{sku}/warehouses/{warehouse_id}/safety-stock", response_model=schemas.LevelView, dependencies=[ops]
+        "/stock/{sku}/warehouses/{warehouse_id}/safety-stock",
+        operation_id="setSafetyStock",
+        response_model=schemas.LevelView,
+        dependencies=[ops],
     )
     async def safety_stock(
         sku: Sku, warehouse_id: WarehouseId, body: schemas.SafetyStockRequest
@@ -189,30 +216,52 @@ def create_app(
         except (WarehouseNotFoundError, UnknownStockError, StockLevelError) as exc:
             return stock_errors(exc)
 
-    @app.put("/skus/{sku}/unit-cost", response_model=schemas.UnitCostRequest, dependencies=[ops])
+    @app.put(
+        "/skus/{sku}/unit-cost", operation_id="setUnitCost", response_model=schemas.UnitCostRequest, dependencies=[ops]
+    )
     async def unit_cost(sku: Sku, body: schemas.UnitCostRequest) -> schemas.UnitCostRequest:
         await commands.set_unit_cost(sku, body.unit_cost_minor, body.currency)
         return body
 
     # ------------------------------------------------------------------ availability (Redis view)
 
-    @app.get("/availability/{sku}", response_model=schemas.AvailabilityView, dependencies=[shop])
+    @app.get(
+        "/availability/{sku}",
+        operation_id="getAvailability",
+        response_model=schemas.AvailabilityView,
+        dependencies=[shop],
+    )
     async def availability(sku: Sku) -> schemas.AvailabilityView:
         entries = [schemas.AvailabilityEntry(**vars(e)) for e in await view.availability(sku)]
         return schemas.AvailabilityView(sku=sku, available=sum(e.available for e in entries), warehouses=entries)
 
-    @app.post("/availability/rebuild", response_model=schemas.RebuildView, dependencies=[ops])
+    @app.post(
+        "/availability/rebuild",
+        operation_id="rebuildAvailability",
+        response_model=schemas.RebuildView,
+        dependencies=[ops],
+    )
     async def rebuild() -> schemas.RebuildView:
         result = await rebuild_view(db, view, registry)
         return schemas.RebuildView(levels=result.levels, cleared=result.cleared)
 
     # ------------------------------------------------------------------ replenishment
 
-    @app.get("/replenishment/policies", response_model=list[schemas.PolicyView], dependencies=[warehouse])
+    @app.get(
+        "/replenishment/policies",
+        operation_id="listReplenishmentPolicies",
+        response_model=list[schemas.PolicyView],
+        dependencies=[warehouse],
+    )
     async def policies(sku: Sku | None = None) -> list[schemas.PolicyView]:
         return [_policy(p) for p in await queries.policies(sku)]
 
-    @app.put("/replenishment/policies/{sku}/{warehouse_id}", response_model=schemas.PolicyAccepted, dependencies=[ops])
+    @app.put(
+        "/replenishment/policies/{sku}/{warehouse_id}",
+        operation_id="putReplenishmentPolicy",
+        response_model=schemas.PolicyAccepted,
+        dependencies=[ops],
+    )
     async def put_policy(
         sku: Sku, warehouse_id: WarehouseId, body: schemas.PolicyRequest
     ) -> schemas.PolicyAccepted | JSONResponse:
@@ -235,6 +284,7 @@ def create_app(
 
     @app.delete(
         "/replenishment/policies/{sku}/{warehouse_id}",
+        operation_id="deleteReplenishmentPolicy",
         status_code=status.HTTP_204_NO_CONTENT,
         response_class=Response,
         dependencies=[ops],
@@ -244,13 +294,22 @@ def create_app(
             return _not_found("policy_not_found", f"No replenishment policy for {sku} in {warehouse_id}.")
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-    @app.get("/purchase-orders", response_model=list[schemas.PurchaseOrderView], dependencies=[warehouse])
+    @app.get(
+        "/purchase-orders",
+        operation_id="listPurchaseOrders",
+        response_model=list[schemas.PurchaseOrderView],
+        dependencies=[warehouse],
+    )
     async def purchase_orders(
         status_: Annotated[str | None, Query(alias="status", pattern="^(open|received)$")] = None,
     ) -> list[schemas.PurchaseOrderView]:
         return [_po(o) for o in await queries.purchase_orders(status_)]
 
-    @app.post("/purchase-orders/{purchase_order_id}/receive", response_model=schemas.PurchaseOrderView)
+    @app.post(
+        "/purchase-orders/{purchase_order_id}/receive",
+        operation_id="receivePurchaseOrder",
+        response_model=schemas.PurchaseOrderView,
+    )
     async def receive_purchase_order(
         purchase_order_id: UUID,
         principal: Annotated[Principal, Depends(auth.dependency(roles=frozenset({Role.WAREHOUSE})))],
@@ -269,7 +328,12 @@ def create_app(
             return error_response(status.HTTP_409_CONFLICT, "purchase_order_closed", str(exc))
         return _po(received)
 
-    @app.get("/reservations/{order_id}", response_model=schemas.ReservationView, dependencies=[warehouse])
+    @app.get(
+        "/reservations/{order_id}",
+        operation_id="getReservation",
+        response_model=schemas.ReservationView,
+        dependencies=[warehouse],
+    )
     async def reservation(order_id: UUID) -> schemas.ReservationView | JSONResponse:
         found = await queries.reservation(order_id)
         if found is None:
@@ -286,6 +350,7 @@ def create_app(
 
     @app.post(
         "/reservations/{order_id}/expire",
+        operation_id="expireReservation",
         status_code=status.HTTP_202_ACCEPTED,
         response_class=Response,
         dependencies=[ops],
@@ -301,7 +366,12 @@ def create_app(
             return error_response(status.HTTP_409_CONFLICT, "reservation_not_expirable", str(exc))
         return Response(status_code=status.HTTP_202_ACCEPTED)
 
-    @app.get("/backorders", response_model=list[schemas.BackorderView], dependencies=[warehouse])
+    @app.get(
+        "/backorders",
+        operation_id="listBackorders",
+        response_model=list[schemas.BackorderView],
+        dependencies=[warehouse],
+    )
     async def backorders() -> list[schemas.BackorderView]:
         return [
             schemas.BackorderView(
@@ -315,11 +385,21 @@ def create_app(
 
     # ------------------------------------------------------------------ reports
 
-    @app.get("/reports/stock-by-warehouse", response_model=list[schemas.WarehouseTotalsView], dependencies=[warehouse])
+    @app.get(
+        "/reports/stock-by-warehouse",
+        operation_id="getStockByWarehouseReport",
+        response_model=list[schemas.WarehouseTotalsView],
+        dependencies=[warehouse],
+    )
     async def stock_by_warehouse() -> list[schemas.WarehouseTotalsView]:
         return [schemas.WarehouseTotalsView(**vars(t)) for t in await queries.stock_by_warehouse()]
 
-    @app.get("/reports/low-stock", response_model=list[schemas.LowStockView], dependencies=[warehouse])
+    @app.get(
+        "/reports/low-stock",
+        operation_id="getLowStockReport",
+        response_model=list[schemas.LowStockView],
+        dependencies=[warehouse],
+    )
     async def low_stock() -> list[schemas.LowStockView]:
         return [
             schemas.LowStockView(
@@ -331,7 +411,12 @@ def create_app(
             for item in await queries.low_stock()
         ]
 
-    @app.get("/reports/stock-value", response_model=schemas.StockValueView, dependencies=[ops])
+    @app.get(
+        "/reports/stock-value",
+        operation_id="getStockValueReport",
+        response_model=schemas.StockValueView,
+        dependencies=[ops],
+    )
     async def stock_value() -> schemas.StockValueView:
         value = await queries.stock_value()
         return schemas.StockValueView(

@@ -169,7 +169,7 @@ def planning_router(
         # Fitting is CPU work (tens of ms): off the event loop, so consumers and other requests go on.
         return await asyncio.to_thread(forecasts.forecast, sku, sold, end, horizon_days)
 
-    @router.get("/skus/{sku}/forecast", response_model=ForecastView, responses=errors)
+    @router.get("/skus/{sku}/forecast", operation_id="getSkuForecast", response_model=ForecastView, responses=errors)
     async def sku_forecast(
         sku: SkuPath,
         horizon_days: Horizon = 28,
@@ -196,7 +196,12 @@ def planning_router(
             ],
         )
 
-    @router.get("/skus/{sku}/reorder-suggestion", response_model=ReorderSuggestionView, responses=errors)
+    @router.get(
+        "/skus/{sku}/reorder-suggestion",
+        operation_id="getReorderSuggestion",
+        response_model=ReorderSuggestionView,
+        responses=errors,
+    )
     async def sku_reorder_suggestion(
         sku: SkuPath,
         lead_time_days: Annotated[int, Query(ge=1, le=MAX_HORIZON_DAYS, description="Supplier lead time in days")],
@@ -227,7 +232,12 @@ def planning_router(
             history_end=end,
         )
 
-    @router.get("/reports/days-of-cover", response_model=DaysOfCoverReport, responses=errors)
+    @router.get(
+        "/reports/days-of-cover",
+        operation_id="getDaysOfCoverReport",
+        response_model=DaysOfCoverReport,
+        responses=errors,
+    )
     async def days_of_cover_report(
         horizon_days: Annotated[int, Query(ge=1, le=MAX_HORIZON_DAYS, description="Days the mean demand is over")] = 28,
         through: Through = None,

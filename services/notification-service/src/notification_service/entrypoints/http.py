@@ -251,14 +251,18 @@ def create_app(
 ) -> FastAPI:
     app = ServiceApi(
         title="OMS notification-service",
-        version="1.0.0",
         description="Customers' notification preferences and the history of what they were sent.",
         max_body_bytes=max_body_bytes,
     )
     ops_key = auth.dependency(ops_only=True)
     errors: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
 
-    @app.get("/customers/{customer_id}/preferences", response_model=PreferencesView, responses=errors)
+    @app.get(
+        "/customers/{customer_id}/preferences",
+        operation_id="getPreferences",
+        response_model=PreferencesView,
+        responses=errors,
+    )
     async def get_preferences(customer_id: CustomerId, _: Annotated[Principal, Depends(ops_key)]) -> PreferencesView:
         async with db.transaction() as session:
             prefs = await repository.preferences(session, customer_id)
@@ -267,6 +271,7 @@ def create_app(
 
     @app.put(
         "/customers/{customer_id}/preferences",
+        operation_id="putPreferences",
         response_model=PreferencesView,
         responses={**errors, 422: {"model": ErrorBody}},
     )
@@ -278,13 +283,23 @@ def create_app(
             await repository.save_preferences(session, prefs, principal.name, clock())
         return PreferencesView.of(prefs, True)
 
-    @app.get("/orders/{order_id}/notifications", response_model=NotificationHistory, responses=errors)
+    @app.get(
+        "/orders/{order_id}/notifications",
+        operation_id="listOrderNotifications",
+        response_model=NotificationHistory,
+        responses=errors,
+    )
     async def order_history(order_id: UUID, _: Annotated[Principal, Depends(ops_key)]) -> NotificationHistory:
         async with db.transaction() as session:
             rows = await repository.history_for_order(session, order_id)
         return NotificationHistory(notifications=[NotificationView.of(r) for r in rows])
 
-    @app.get("/customers/{customer_id}/notifications", response_model=NotificationHistory, responses=errors)
+    @app.get(
+        "/customers/{customer_id}/notifications",
+        operation_id="listCustomerNotifications",
+        response_model=NotificationHistory,
+        responses=errors,
+    )
     async def customer_history(
         customer_id: CustomerId,
         _: Annotated[Principal, Depends(ops_key)],
@@ -296,6 +311,7 @@ def create_app(
 
     @app.post(
         "/notifications/{notification_id}/resend",
+        operation_id="resendNotification",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=NotificationView,
         responses={**errors, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
@@ -323,6 +339,7 @@ def create_app(
 
     @app.post(
         "/webhooks/sms/status",
+        operation_id="receiveSmsStatus",
         response_model=NotificationView,
         responses={**errors, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
     )

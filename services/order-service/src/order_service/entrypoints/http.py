@@ -51,7 +51,6 @@ def create_app(
 ) -> FastAPI:
     app = ServiceApi(
         title="OMS order-service",
-        version="1.0.0",
         description="Places orders from every sales channel and reports their progress.",
         max_body_bytes=max_body_bytes,
     )
@@ -99,6 +98,7 @@ def create_app(
 
     @app.post(
         "/orders",
+        operation_id="placeOrder",
         status_code=status.HTTP_201_CREATED,
         response_model=OrderView,
         responses={
@@ -161,7 +161,9 @@ def create_app(
         recorded = order_view(result.placed.order, result.placed.timeline) if result.placed is not None else None
         return await visible_view(result.order_id, principal, recorded) or not_found(result.order_id)
 
-    @app.get("/orders/{order_id}", response_model=OrderView, responses={404: {"model": ErrorBody}})
+    @app.get(
+        "/orders/{order_id}", operation_id="getOrder", response_model=OrderView, responses={404: {"model": ErrorBody}}
+    )
     async def get_order(order_id: UUID, principal: Annotated[Principal, Depends(any_key)]) -> OrderView | JSONResponse:
         """The order's status and the timeline of what happened to it."""
         return await visible_view(order_id, principal) or not_found(order_id)
@@ -177,6 +179,7 @@ def create_app(
 
     @app.post(
         "/orders/{order_id}/cancel",
+        operation_id="cancelOrder",
         **command_route,
     )
     async def cancel_order(
@@ -198,6 +201,7 @@ def create_app(
 
     @app.post(
         "/orders/{order_id}/actions",
+        operation_id="takeOperatorAction",
         **command_route,
     )
     async def operator_action(
@@ -217,6 +221,7 @@ def create_app(
 
     @app.post(
         "/orders/{order_id}/hold",
+        operation_id="holdOrder",
         **command_route,
     )
     async def hold_order(
@@ -234,6 +239,7 @@ def create_app(
 
     @app.post(
         "/orders/{order_id}/release-hold",
+        operation_id="releaseHold",
         **command_route,
     )
     async def release_hold(

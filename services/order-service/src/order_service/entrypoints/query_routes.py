@@ -75,7 +75,7 @@ def query_router(search: OrderSearch, auth: Authenticator) -> APIRouter:
     maybe_key = auth.optional_dependency()
     errors: dict[int | str, dict[str, Any]] = {422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
 
-    @router.get("/orders", response_model=OrderPage, responses=errors)
+    @router.get("/orders", operation_id="searchOrders", response_model=OrderPage, responses=errors)
     async def search_orders(
         customer_id: Annotated[PlainText | None, Query(min_length=1, max_length=64)] = None,
         status: Annotated[OrderStatusName | None, Query()] = None,
@@ -103,7 +103,7 @@ def query_router(search: OrderSearch, auth: Authenticator) -> APIRouter:
             cursor=cursor,
         )
 
-    @router.get("/orders/stuck", response_model=StuckOrders, responses=errors)
+    @router.get("/orders/stuck", operation_id="listStuckOrders", response_model=StuckOrders, responses=errors)
     async def stuck_orders(
         older_than_s: Annotated[float, Query(ge=0, le=365 * 24 * 3600)] = 900,
         limit: Annotated[int, Query(ge=1, le=MAX_STUCK)] = 100,
@@ -115,6 +115,7 @@ def query_router(search: OrderSearch, auth: Authenticator) -> APIRouter:
 
     @router.get(
         "/orders/{order_id}/tracking",
+        operation_id="getOrderTracking",
         response_model=TrackingView,
         responses={404: {"model": ErrorBody}, **errors},
     )

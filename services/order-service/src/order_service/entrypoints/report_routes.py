@@ -35,7 +35,7 @@ def report_router(reports: SalesReports, auth: Authenticator) -> APIRouter:
         503: {"model": ErrorBody},
     }
 
-    @router.get("/reports/sales", response_model=SalesReportView, responses=errors)
+    @router.get("/reports/sales", operation_id="getSalesReport", response_model=SalesReportView, responses=errors)
     async def sales_report(
         request: Request,
         principal: Annotated[Principal, Depends(sales_key)],

@@ -63,6 +63,7 @@ def return_router(commands: OrderCommands, queries: OrderQueries, auth: Authenti
 
     @router.post(
         "/orders/{order_id}/returns",
+        operation_id="requestReturn",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=ReturnAccepted,
         responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},

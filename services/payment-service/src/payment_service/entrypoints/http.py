@@ -81,7 +81,6 @@ def create_app(
 ) -> FastAPI:
     app = ServiceApi(
         title="OMS payment-service",
-        version="1.0.0",
         description="A payment's history per order and the reconciliation report against the gateway (ops keys).",
         max_body_bytes=max_body_bytes,
     )
@@ -91,7 +90,7 @@ def create_app(
     async def not_found(_: Request, exc: PaymentNotFoundError) -> JSONResponse:
         return error_response(404, "payment_not_found", f"No payment for order {exc}.")
 
-    @app.get("/payments/{order_id}", response_model=PaymentView, responses=ERRORS)
+    @app.get("/payments/{order_id}", operation_id="getPayment", response_model=PaymentView, responses=ERRORS)
     async def payment(order_id: UUID, _: Annotated[Principal, Depends(ops)]) -> PaymentView:
         """The payment of one order: its state and every event of its stream, oldest first."""
         found = await queries.history(order_id)
@@ -110,7 +109,9 @@ def create_app(
             history=[HistoryEntryView(**vars(e)) for e in found.entries],
         )
 
-    @app.get("/reconciliation", response_model=ReconciliationView, responses=ERRORS)
+    @app.get(
+        "/reconciliation", operation_id="getReconciliationReport", response_model=ReconciliationView, responses=ERRORS
+    )
     async def reconciliation_report(
         _: Annotated[Principal, Depends(ops)],
         date_from: Annotated[Day | None, Query(description="First day (UTC), default today")] = None,
