@@ -104,7 +104,7 @@ def build(settings: NotificationSettings) -> ServiceHost:
         poll_interval_s=settings.notify_poll_interval_s,
         concurrency=settings.notify_concurrency,
     )
-    handlers = NotificationHandlers(repository, wake=dispatcher.wake)
+    handlers = NotificationHandlers(wake=dispatcher.wake)
     for spec in consumers(handlers, group_id=SERVICE):
         host.add_consumer(spec)
     auth = ApiKeyAuthenticator.from_json(settings.api_keys)
