@@ -148,3 +148,23 @@ async def test_a_batch_keeps_what_events_one_by_one_would(
     assert [r["kind"] for r in await harness.rows(second.order_id)] == ["order_received", "order_confirmation"]
     [(_, reason)] = harness.dead_letters.sent
     assert "OrderPlaced was not seen" in reason
+
+
+async def test_a_delivery_report_costs_one_statement(
+    harness: Harness, placed: OrderPlaced, shipped: OrderShipped
+) -> None:
+    """One per SMS: the provider reports each one delivered through the webhook."""
+    await harness.send(placed)
+    await harness.send(shipped)
+    dispatcher = harness.dispatcher()
+    await harness.dispatch(dispatcher)
+    sms = (await harness.row(placed.order_id, "order_shipped", "sms"))["provider_message_id"]
+    with Statements(harness.db) as db:
+        row = await dispatcher.record_sms_report(sms, delivered=True, error_code=None)
+    assert db.seen == ["UPDATE", "COMMIT"]
+    assert row is not None
+    assert (row.status, row.delivered_at, row.kind) == ("delivered", harness.clock(), "order_shipped")
+    # Reported again (providers repeat reports): nothing changes, and it says so.
+    again = await dispatcher.record_sms_report(sms, delivered=True, error_code=None)
+    assert again is not None
+    assert again.status == "delivered"

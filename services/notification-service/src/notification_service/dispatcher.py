@@ -311,10 +311,15 @@ class Dispatcher:
         A second report of a settled message changes nothing."""
         now = self._clock()
         async with self._db.transaction() as session:
+            if delivered:
+                # Nearly every report: one statement when the message is `sent`, a second only when not.
+                marked = await self._repo.mark_delivered(session, CHANNEL_SMS, provider_message_id, now)
+                if marked is not None:
+                    return marked
             row = await self._repo.by_provider_id(session, CHANNEL_SMS, provider_message_id)
             if row is None or row.status != "sent":
                 return row
-            if delivered:
+            if delivered:  # it became `sent` since (another transaction recorded it meanwhile)
                 await self._repo.update(session, row.notification_id, now, status="delivered", delivered_at=now)
                 return dataclasses.replace(row, status="delivered", delivered_at=now)
             reason = f"the provider could not deliver it ({error_code or 'no code'})"

@@ -206,6 +206,18 @@ class NotificationRepository:
         ).first()
         return Delivery(**row._asdict()) if row is not None else None
 
+    async def mark_delivered(
+        self, session: AsyncSession, channel: str, provider_message_id: str, now: datetime
+    ) -> Delivery | None:
+        """A `sent` message the provider reports delivered becomes `delivered`, in one statement; None when
+        no such message is `sent` (none has that provider id, or it is settled already)."""
+        row = (
+            await session.execute(
+                _MARK_DELIVERED, {"b_channel": channel, "b_provider_message_id": provider_message_id, "now": now}
+            )
+        ).first()
+        return Delivery(**row._asdict()) if row is not None else None
+
     async def history_for_order(self, session: AsyncSession, order_id: UUID) -> list[Delivery]:
         result = await session.execute(
             select(deliveries)
@@ -252,6 +264,16 @@ _PREFERENCES: Final = select(*_PREFERENCE_COLUMNS).where(_prefs.c.customer_id ==
 _APPLY: Final = update(deliveries).where(deliveries.c.notification_id == bindparam("changed_id"))
 
 _now = bindparam("now", type_=deliveries.c.due_at.type)
+_MARK_DELIVERED: Final = (
+    update(deliveries)
+    .where(
+        deliveries.c.channel == bindparam("b_channel"),
+        deliveries.c.provider_message_id == bindparam("b_provider_message_id"),
+        deliveries.c.status == "sent",
+    )
+    .values(status="delivered", delivered_at=_now, updated_at=_now)
+    .returning(*deliveries.c)
+)
 # Due now: pending or deferred and under no worker's lease (a lease marks a row claimed for a round),
 # or sending and its lease ended (the attempt died unrecorded).
 _due = or_(
