@@ -170,7 +170,9 @@ class _Batch:
             for row in rows:
                 fields = {"kind": row.kind.value, "channel": row.channel, "recipient": row.recipient_masked}
                 if row.notification_id not in inserted:
-                    log.info("notification already planned for this event or order; not again", **fields)
+                    log.info(
+                        "notification already planned for this event or order; not again", **fields, **item.log_context
+                    )
                 elif row.status == "suppressed":
                     log.info("notification not sent", reason=row.status_reason, **fields, **item.log_context)
                 else:
