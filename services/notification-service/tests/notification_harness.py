@@ -6,11 +6,12 @@ import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Self
 from uuid import UUID
 
 from notification_smtp import Smtp
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Connection
 
 from notification_service.adapters.email_sender import EmailSender
 from notification_service.adapters.http_sms import HttpSmsSender, SmsProviderConfig
@@ -20,12 +21,14 @@ from notification_service.adapters.smtp import SmtpConfig, SmtpEmailSender
 from notification_service.adapters.tables import deliveries
 from notification_service.adapters.templates import TemplateRenderer
 from notification_service.dispatcher import Dispatcher
+from notification_service.domain.notifications import OrderContact
 from notification_service.domain.preferences import Preferences
 from notification_service.handlers import NotificationHandlers
 from notification_service.main import SERVICE
 from notification_service.testing import LocalSmsProvider
 from oms_events import Envelope, Message, default_registry
 from oms_runtime.db import Database
+from oms_runtime.driver import listen_to_driver_statements
 from oms_runtime.messaging import MessageProcessor, Outcome, SourceRecord
 from oms_runtime.outbox import outbox_table
 from oms_runtime.testing import RecordingDeadLetters
@@ -84,7 +87,7 @@ class Harness:
             SmtpConfig(port=self.smtp_port, from_name="OMS Orders", timeout_s=5.0)
         )
         self.sms_sender: SmsSender = HttpSmsSender(SmsProviderConfig(base_url=provider.url, timeout_s=5.0))
-        handlers = NotificationHandlers(self.repository, clock=self.clock, wake=wake)
+        handlers = NotificationHandlers(clock=self.clock, wake=wake)
         self.processor = MessageProcessor(
             consumer=SERVICE,
             producer_name=SERVICE,
@@ -166,9 +169,41 @@ class Harness:
             )
             return [Envelope.from_bytes(v) for v in values]
 
+    async def repository_contact(self, order_id: UUID) -> OrderContact | None:
+        async with self.db.transaction() as session:
+            return await self.repository.contact(session, order_id)
+
     async def set_preferences(self, prefs: Preferences) -> None:
         async with self.db.transaction() as session:
             await self.repository.save_preferences(session, prefs, "test", self.clock())
 
     def mails(self, order_id: UUID) -> list[EmailMessage]:
         return [m for _, m in self.smtp.received if m["X-OMS-Order-Id"] == str(order_id)]
+
+
+class Statements:
+    """The statements (first word; `texts`: in full) and commits the database sees while in the `with` block."""
+
+    def __init__(self, db: Database) -> None:
+        self._engine = db.engine.sync_engine
+        self.seen: list[str] = []
+        self.texts: list[str] = []
+
+    def _statement(self, conn: Connection | None, cursor: Any, statement: str, *_: Any) -> None:
+        self.seen.append(statement.split(None, 1)[0].upper())
+        self.texts.append(statement)
+
+    def _commit(self, conn: Connection) -> None:
+        self.seen.append("COMMIT")
+
+    def __enter__(self) -> Self:
+        event.listen(self._engine, "before_cursor_execute", self._statement)
+        event.listen(self._engine, "commit", self._commit)
+        # The runtime sends its own statements (inbox, outbox, event appends) straight to asyncpg.
+        self._stop_driver = listen_to_driver_statements(lambda statement: self._statement(None, None, statement))
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop_driver()
+        event.remove(self._engine, "before_cursor_execute", self._statement)
+        event.remove(self._engine, "commit", self._commit)

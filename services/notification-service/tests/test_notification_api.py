@@ -12,6 +12,7 @@ import jsonschema_rs
 import pytest
 import pytest_asyncio
 
+from notification_service.adapters.batch_writes import insert_deliveries
 from notification_service.adapters.repository import NewDelivery, NotificationRepository
 from notification_service.adapters.tables import metadata
 from notification_service.domain.notifications import NotificationKind, notification_id_for
@@ -154,7 +155,7 @@ async def add(db: Database, order_id: UUID, who: str, kind: NotificationKind, ch
         due_at=NOW + timedelta(minutes=minutes),
     )
     async with db.transaction() as session:
-        await NotificationRepository().add_deliveries(session, [item], NOW + timedelta(minutes=minutes))
+        await session.run_sync(insert_deliveries, [item])
     return item.notification_id
 
 

@@ -7,21 +7,19 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
-from typing import Any, Self
+from typing import Any
 from uuid import uuid4
 
 import pytest
 import pytest_asyncio
-from notification_harness import REGISTRY, Crash, CrashAfterSending, Harness
+from notification_harness import REGISTRY, Crash, CrashAfterSending, Harness, Statements
 from notification_smtp import Smtp
-from sqlalchemy import event, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import select, update
 
 from notification_service.adapters.tables import deliveries, metadata
 from notification_service.testing import LocalSmsProvider
-from oms_events.messages import OrderConfirmed, OrderPlaced, OrderShipped
+from oms_events.messages import OrderConfirmed, OrderPlaced
 from oms_runtime.db import Database
-from oms_runtime.driver import listen_to_driver_statements
 from oms_runtime.messaging import Outcome
 from oms_runtime.testing import throwaway_schema
 
@@ -47,32 +45,6 @@ def harness(db: Database, smtp: Smtp, provider: LocalSmsProvider) -> Harness:
 
 def another_order(placed: OrderPlaced) -> OrderPlaced:
     return placed.model_copy(update={"order_id": uuid4(), "external_reference": f"WEB-{uuid4().hex[:6]}"})
-
-
-class Statements:
-    """The statements (first word) and commits the database sees while in the `with` block."""
-
-    def __init__(self, db: Database) -> None:
-        self._engine = db.engine.sync_engine
-        self.seen: list[str] = []
-
-    def _statement(self, conn: Connection | None, cursor: Any, statement: str, *_: Any) -> None:
-        self.seen.append(statement.split(None, 1)[0].upper())
-
-    def _commit(self, conn: Connection) -> None:
-        self.seen.append("COMMIT")
-
-    def __enter__(self) -> Self:
-        event.listen(self._engine, "before_cursor_execute", self._statement)
-        event.listen(self._engine, "commit", self._commit)
-        # The runtime sends its own statements (inbox, outbox, event appends) straight to asyncpg.
-        self._stop_driver = listen_to_driver_statements(lambda statement: self._statement(None, None, statement))
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop_driver()
-        event.remove(self._engine, "before_cursor_execute", self._statement)
-        event.remove(self._engine, "commit", self._commit)
 
 
 # ---------------------------------------------------------------- one round, few statements
@@ -225,31 +197,6 @@ async def test_a_stop_mid_round_finishes_the_message_in_hand_and_gives_back_the_
     # Given back: the next process sends it at once, not after the lease.
     await harness.dispatch()
     assert len(harness.mails(placed.order_id)) == 2
-
-
-# ---------------------------------------------------------------- the consumer
-
-
-async def test_the_consumer_writes_an_event_in_two_statements(
-    harness: Harness, placed: OrderPlaced, confirmed: OrderConfirmed, shipped: OrderShipped
-) -> None:
-    with Statements(harness.db) as placing:
-        await harness.send(placed)
-    # The runtime's inbox row; the contact stored and the preferences read (one CTE); the rows.
-    assert placing.seen == ["INSERT", "WITH", "INSERT", "COMMIT"]
-    with Statements(harness.db) as confirming:
-        await harness.send(confirmed)
-    # The inbox row; the contact with the preferences; the rows.
-    assert confirming.seen == ["INSERT", "SELECT", "INSERT", "COMMIT"]
-    with Statements(harness.db) as shipping:
-        await harness.send(shipped)
-    assert shipping.seen == ["INSERT", "SELECT", "INSERT", "COMMIT"], "email and SMS rows in one INSERT"
-    assert sorted((r["kind"], r["channel"]) for r in await harness.rows(placed.order_id)) == [
-        ("order_confirmation", "email"),
-        ("order_received", "email"),
-        ("order_shipped", "email"),
-        ("order_shipped", "sms"),
-    ]
 
 
 # ---------------------------------------------------------------- woken by the consumer, quiet while idle

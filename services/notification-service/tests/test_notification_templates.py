@@ -373,6 +373,26 @@ def test_fallback_is_per_part(tmp_path: Path, placed: OrderPlaced, confirmed: Or
     assert renderer.available_locales() == ["en", "fr"]
 
 
+def test_a_renderer_reused_renders_what_a_fresh_one_renders(
+    placed: OrderPlaced, every_event: list[NotifyingEvent]
+) -> None:
+    """The fallback of each (kind, part, locale) is found once; every later message of another order and
+    another locale still gets its own text."""
+    renderer = TemplateRenderer()
+    second = placed.model_copy(update={"customer": placed.customer.model_copy(update={"name": "Max Mustermann"})})
+    for order in (placed, second, placed):
+        for event in every_event:
+            for locale in ("en", "de", "de-AT", "fr"):
+                context = context_of(event, order)
+                fresh = TemplateRenderer()
+                assert renderer.render(kind_for(event), locale, context) == fresh.render(
+                    kind_for(event), locale, context
+                )
+                assert renderer.render_sms(kind_for(event), locale, context) == fresh.render_sms(
+                    kind_for(event), locale, context
+                )
+
+
 def test_a_missing_value_is_an_error_not_a_blank(placed: OrderPlaced, confirmed: OrderConfirmed) -> None:
     context = context_of(confirmed, placed)
     del context["amount_charged"]

@@ -42,6 +42,9 @@ class NotificationSettings(ServiceSettings):
     notify_retry_max_s: float = Field(default=900.0, gt=0)
     notify_lease_s: float = Field(default=120.0, gt=0, description="After this, an unrecorded attempt is claimed again")
     notify_poll_interval_s: float = Field(default=0.5, gt=0)
+    notify_gather_s: float = Field(
+        default=0.2, ge=0, description="How long a woken dispatcher waits for more messages before a round"
+    )
     notify_concurrency: int = Field(default=8, ge=1, description="Orders whose messages are sent at the same time")
 
     smtp_host: str = "127.0.0.1"
@@ -102,9 +105,10 @@ def build(settings: NotificationSettings) -> ServiceHost:
         retry_max_s=settings.notify_retry_max_s,
         lease_s=settings.notify_lease_s,
         poll_interval_s=settings.notify_poll_interval_s,
+        gather_s=settings.notify_gather_s,
         concurrency=settings.notify_concurrency,
     )
-    handlers = NotificationHandlers(repository, wake=dispatcher.wake)
+    handlers = NotificationHandlers(wake=dispatcher.wake)
     for spec in consumers(handlers, group_id=SERVICE):
         host.add_consumer(spec)
     auth = ApiKeyAuthenticator.from_json(settings.api_keys)

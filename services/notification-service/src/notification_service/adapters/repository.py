@@ -1,9 +1,9 @@
 """Order contacts, customer preferences and the send log (deliveries) in PostgreSQL.
 
-Every method runs inside the caller's transaction. The hot paths take one statement each: the consumer
-reads an order's contact with the customer's preferences in one query and writes an event's rows in one
-INSERT; the dispatcher claims a round of due rows with their contacts and preferences in one query and
-writes the changes of many rows in one statement (`apply`).
+Every method runs inside the caller's transaction. The dispatcher's hot paths take one statement each:
+it claims a round of due rows with their contacts and preferences in one query and writes the changes of
+many rows in one statement (`apply`). The consumer's statements, two per polled batch, are in
+`batch_writes`.
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import RowMapping, and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import RowMapping, and_, bindparam, case, exists, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -104,10 +104,6 @@ class Claimed:
     preferences: Preferences
 
 
-def _lines_json(contact: OrderContact) -> list[dict[str, Any]]:
-    return [{"sku": ln.sku, "quantity": ln.quantity, "unit_price_minor": ln.unit_price_minor} for ln in contact.lines]
-
-
 def _channels_json(prefs: Preferences) -> dict[str, dict[str, bool]]:
     found: dict[str, dict[str, bool]] = {}
     for (kind, channel), wanted in prefs.choices.items():
@@ -118,53 +114,16 @@ def _channels_json(prefs: Preferences) -> dict[str, dict[str, bool]]:
 class NotificationRepository:
     # ------------------------------------------------------------ contacts
 
-    async def save_contact(
-        self, session: AsyncSession, contact: OrderContact, source_event_id: UUID
-    ) -> Preferences | None:
-        """Stores the order's contact and reads its customer's preferences, in one statement (a
-        data-modifying CTE). None when the order's contact was stored before: the first one stays."""
-        row = (
-            await session.execute(
-                _STORE_CONTACT_READ_PREFERENCES,
-                {
-                    "c_order_id": contact.order_id,
-                    "c_customer_id": contact.customer_id,
-                    "c_customer_name": contact.name,
-                    "c_email": contact.email,
-                    "c_phone": contact.phone,
-                    "c_locale": contact.locale,
-                    "c_currency": contact.currency,
-                    "c_total_minor": contact.total_minor,
-                    "c_external_reference": contact.external_reference,
-                    "c_lines": _lines_json(contact),
-                    "c_source_event_id": source_event_id,
-                },
-            )
-        ).one()
-        if not row.stored:
-            return None
-        return _preferences_from(row._mapping, contact.customer_id)
-
     async def contact(self, session: AsyncSession, order_id: UUID) -> OrderContact | None:
         row = (await session.execute(select(*_CONTACT_COLUMNS).where(order_contacts.c.order_id == order_id))).first()
-        return _contact(row._mapping) if row is not None else None
-
-    async def contact_and_preferences(
-        self, session: AsyncSession, order_id: UUID
-    ) -> tuple[OrderContact, Preferences] | None:
-        """The order's contact and its customer's preferences, in one query; None without a contact."""
-        row = (await session.execute(_CONTACT_AND_PREFERENCES, {"order_id": order_id})).first()
-        if row is None:
-            return None
-        contact = _contact(row._mapping)
-        return contact, _preferences_from(row._mapping, contact.customer_id)
+        return contact_from_row(row._mapping) if row is not None else None
 
     # ------------------------------------------------------------ preferences
 
     async def preferences(self, session: AsyncSession, customer_id: str) -> Preferences:
         """The customer's choices; the defaults when they never made any."""
         row = (await session.execute(_PREFERENCES, {"customer_id": customer_id})).first()
-        return _preferences_from(row._mapping if row is not None else None, customer_id)
+        return preferences_from_row(row._mapping if row is not None else None, customer_id)
 
     async def has_preferences(self, session: AsyncSession, customer_id: str) -> bool:
         found = await session.scalar(
@@ -190,37 +149,6 @@ class NotificationRepository:
 
     # ------------------------------------------------------------ the send log
 
-    async def add_deliveries(self, session: AsyncSession, new: Sequence[NewDelivery], now: datetime) -> list[UUID]:
-        """Inserts the rows that do not exist yet (by event + channel, or order + dedupe key + channel),
-        in one statement; returns the ids inserted. A concurrent insert of the same key waits for the
-        other transaction."""
-        if not new:
-            return []
-        result = await session.execute(
-            _INSERT_DELIVERIES,
-            [
-                {
-                    "notification_id": item.notification_id,
-                    "source_event_id": item.source_event_id,
-                    "channel": item.channel,
-                    "order_id": item.order_id,
-                    "customer_id": item.customer_id,
-                    "kind": item.kind.value,
-                    "dedupe_key": item.dedupe_key,
-                    "event_context": item.event_context,
-                    "status": item.status,
-                    "status_reason": item.status_reason,
-                    "recipient_masked": item.recipient_masked,
-                    "due_at": item.due_at,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for item in new
-            ],
-        )
-        inserted = set(result.scalars())
-        return [item.notification_id for item in new if item.notification_id in inserted]
-
     async def claim_due(self, session: AsyncSession, now: datetime, limit: int) -> list[Claimed]:
         """Locks up to `limit` due rows, the longest due first, with their contacts and preferences, in
         one query. Rows another transaction holds locked are skipped (SKIP LOCKED), and so is a row
@@ -231,8 +159,8 @@ class NotificationRepository:
         for row in query:
             values = row._mapping
             delivery = Delivery(**{name: values[name] for name in _DELIVERY_FIELDS})
-            contact = _contact(values) if values["contact_order_id"] is not None else None
-            claimed.append(Claimed(delivery, contact, _preferences_from(values, delivery.customer_id)))
+            contact = contact_from_row(values) if values["contact_order_id"] is not None else None
+            claimed.append(Claimed(delivery, contact, preferences_from_row(values, delivery.customer_id)))
         return claimed
 
     async def apply(self, session: AsyncSession, changes: Sequence[DeliveryChange], now: datetime) -> None:
@@ -278,6 +206,18 @@ class NotificationRepository:
         ).first()
         return Delivery(**row._asdict()) if row is not None else None
 
+    async def mark_delivered(
+        self, session: AsyncSession, channel: str, provider_message_id: str, now: datetime
+    ) -> Delivery | None:
+        """A `sent` message the provider reports delivered becomes `delivered`, in one statement; None when
+        no such message is `sent` (none has that provider id, or it is settled already)."""
+        row = (
+            await session.execute(
+                _MARK_DELIVERED, {"b_channel": channel, "b_provider_message_id": provider_message_id, "now": now}
+            )
+        ).first()
+        return Delivery(**row._asdict()) if row is not None else None
+
     async def history_for_order(self, session: AsyncSession, order_id: UUID) -> list[Delivery]:
         result = await session.execute(
             select(deliveries)
@@ -297,19 +237,6 @@ class NotificationRepository:
 
 
 _prefs = customer_preferences
-_CONTACT_VALUES: Final = (
-    "order_id",
-    "customer_id",
-    "customer_name",
-    "email",
-    "phone",
-    "locale",
-    "currency",
-    "total_minor",
-    "external_reference",
-    "lines",
-    "source_event_id",
-)
 _CONTACT_COLUMNS: Final = (
     order_contacts.c.order_id.label("contact_order_id"),
     order_contacts.c.customer_id.label("contact_customer_id"),
@@ -333,30 +260,20 @@ _PREFERENCE_COLUMNS: Final = (
 _DELIVERY_FIELDS: Final = tuple(f.name for f in fields(Delivery))
 
 # The hot statements, built once: a statement built per call costs more Python than its round trip.
-_CONTACT_AND_PREFERENCES: Final = (
-    select(*_CONTACT_COLUMNS, *_PREFERENCE_COLUMNS)
-    .select_from(order_contacts.outerjoin(_prefs, _prefs.c.customer_id == order_contacts.c.customer_id))
-    .where(order_contacts.c.order_id == bindparam("order_id"))
-)
 _PREFERENCES: Final = select(*_PREFERENCE_COLUMNS).where(_prefs.c.customer_id == bindparam("customer_id"))
-_stored = (
-    pg_insert(order_contacts)
-    .values({name: bindparam(f"c_{name}") for name in _CONTACT_VALUES})
-    .on_conflict_do_nothing(index_elements=["order_id"])
-    .returning(order_contacts.c.order_id)
-    .cte("stored")
-)
-_stored_count = select(func.count().label("stored")).select_from(_stored).subquery("stored_count")
-# One row: whether the contact was stored, and the customer's preferences (NULLs when none).
-_STORE_CONTACT_READ_PREFERENCES: Final = select(_stored_count.c.stored, *_PREFERENCE_COLUMNS).select_from(
-    _stored_count.outerjoin(_prefs, _prefs.c.customer_id == bindparam("c_customer_id"))
-)
-# Many rows, one INSERT (SQLAlchemy's insertmanyvalues); no conflict target: any of the primary key,
-# the event + channel or the dedupe key.
-_INSERT_DELIVERIES: Final = pg_insert(deliveries).on_conflict_do_nothing().returning(deliveries.c.notification_id)
 _APPLY: Final = update(deliveries).where(deliveries.c.notification_id == bindparam("changed_id"))
 
 _now = bindparam("now", type_=deliveries.c.due_at.type)
+_MARK_DELIVERED: Final = (
+    update(deliveries)
+    .where(
+        deliveries.c.channel == bindparam("b_channel"),
+        deliveries.c.provider_message_id == bindparam("b_provider_message_id"),
+        deliveries.c.status == "sent",
+    )
+    .values(status="delivered", delivered_at=_now, updated_at=_now)
+    .returning(*deliveries.c)
+)
 # Due now: pending or deferred and under no worker's lease (a lease marks a row claimed for a round),
 # or sending and its lease ended (the attempt died unrecorded).
 _due = or_(
@@ -388,7 +305,8 @@ _CLAIM_DUE: Final = (
 )
 
 
-def _contact(values: RowMapping) -> OrderContact:
+def contact_from_row(values: RowMapping) -> OrderContact:
+    """An order's contact from the contact columns of a row (aliased as in `_CONTACT_COLUMNS`)."""
     return OrderContact(
         order_id=values["contact_order_id"],
         customer_id=values["contact_customer_id"],
@@ -403,7 +321,7 @@ def _contact(values: RowMapping) -> OrderContact:
     )
 
 
-def _preferences_from(values: RowMapping | None, customer_id: str) -> Preferences:
+def preferences_from_row(values: RowMapping | None, customer_id: str) -> Preferences:
     """The customer's choices from the preference columns of a row; the defaults when there are none."""
     if values is None or values["prefs_customer_id"] is None:
         return Preferences(customer_id=customer_id)

@@ -4,6 +4,11 @@ Each kind has four parts: the email's `subject.txt` (one line), `txt` (the plain
 `html`, and the SMS text `sms.txt`. A locale without its own file for a part falls back to the
 language (`de` for `de-AT`), then to `en`. HTML is autoescaped; a variable the template needs but the
 context lacks is an error, not a blank. The filter `long_date(locale)` writes an ISO date in words.
+
+Templates are compiled once and never looked at again on disk (no `auto_reload`: a deployment ships
+them with the code), and the template a (kind, part, locale) falls back to is found once: looking it up
+per message asked the loader for each candidate (a missing one is never cached, and costs an exception)
+and checked the file's modification time.
 """
 
 import re
@@ -12,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 
 from notification_service.domain.notifications import DEFAULT_LOCALE, NotificationKind, format_date
 
@@ -22,6 +27,8 @@ SMS_PART: Final = "sms.txt"
 PARTS: Final = (*EMAIL_PARTS, SMS_PART)
 
 _LOCALE = re.compile(r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+_CHOSEN_MAX: Final = 4096
+"""Fallbacks remembered at most (locales come from customers' preferences: bounded, like everything kept)."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,10 @@ class TemplateRenderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            auto_reload=False,
         )
         self._env.filters["long_date"] = format_date
+        self._chosen: dict[tuple[NotificationKind, str, str], tuple[Template, str]] = {}
 
     def available_locales(self) -> list[str]:
         loader = self._env.loader
@@ -70,9 +79,16 @@ class TemplateRenderer:
     def _render_part(
         self, kind: NotificationKind, part: str, locale: str, context: Mapping[str, Any]
     ) -> tuple[str, str]:
-        candidates = locale_candidates(locale)
-        template = self._env.select_template([f"{c}/{kind.value}.{part}" for c in candidates])
-        used = template.name.split("/", 1)[0] if template.name else DEFAULT_LOCALE
+        key = (kind, part, locale)
+        chosen = self._chosen.get(key)
+        if chosen is None:
+            candidates = locale_candidates(locale)
+            template = self._env.select_template([f"{c}/{kind.value}.{part}" for c in candidates])
+            chosen = (template, template.name.split("/", 1)[0] if template.name else DEFAULT_LOCALE)
+            if len(self._chosen) >= _CHOSEN_MAX:
+                self._chosen.clear()
+            self._chosen[key] = chosen
+        template, used = chosen
         return template.render(context), used
 
     def render_sms(self, kind: NotificationKind, locale: str, context: Mapping[str, Any]) -> RenderedSms:
