@@ -215,9 +215,9 @@ class InventoryHandlers:
                 reference=str(event.shipment_id),
             ),
         )
-        writes.ship(reservation.reservation_id, event.warehouse_id)
+        writes.ship(reservation.reservation_id, event.warehouse_id, len(stock.unshipped(event.warehouse_id)))
         if all(pick.warehouse_id == event.warehouse_id for pick in stock.unshipped()):
-            writes.set_status(event.order_id, "committed", None)
+            writes.set_status(event.order_id, "reserved", "committed", None)
         await writes.flush(ctx.session)
 
     async def restock_items(self, ctx: MessageContext, command: RestockItems) -> None:

@@ -160,9 +160,7 @@ class StockLedger:
             )
         )
         stream = stock_stream_id(change.sku, change.warehouse_id)
-        writes.change_level(
-            stream, level, change.on_hand_change, change.reserved_change, change.safety_stock, version
-        )
+        writes.change_level(stream, level, change.on_hand_change, change.reserved_change, change.safety_stock, version)
         writes.append(stream, STOCK_STREAM_TYPE, version, envelope)
         return replace(locked, level=new, version=version)
 

@@ -227,7 +227,8 @@ new_reservation AS (
     "status": """
 moved AS (
     UPDATE reservations SET status = :status, expires_at = :expires_at, updated_at = now()
-    WHERE order_id = :order_id
+    WHERE order_id = :order_id AND status = :from_status
+    RETURNING 1
 )""",
     "lines": """
 added AS (
@@ -239,7 +240,8 @@ added AS (
     "ship": """
 shipped AS (
     UPDATE reservation_lines SET shipped = true
-    WHERE reservation_id = :reservation_id AND warehouse_id = :ship_warehouse
+    WHERE reservation_id = :reservation_id AND warehouse_id = :ship_warehouse AND NOT shipped
+    RETURNING 1
 )""",
 }
 _TYPES: dict[str, Any] = {
@@ -248,14 +250,18 @@ _TYPES: dict[str, Any] = {
     "expires_at": DateTime(timezone=True),
     "status": String,
     "ship_warehouse": String,
+    "from_status": String,
 }
+# The writes whose rows are counted: what they change must be what the decision read (see `flush`).
+_COUNTED = {"levels": "levels", "status": "moved", "ship": "shipped"}
 
 
 @cache
 def _together(parts: tuple[str, ...]) -> TextClause:
-    """The named writes as one statement; it answers how many levels it changed."""
+    """The named writes as one statement; it answers how many rows each counted write changed."""
     sql = "WITH " + ",".join(_PARTS[p] for p in parts)
-    sql += "\nSELECT " + ("(SELECT count(*) FROM levels)" if "levels" in parts else "0")
+    counts = [f"(SELECT count(*) FROM {_COUNTED[p]})" for p in parts if p in _COUNTED]
+    sql += "\nSELECT " + (", ".join(counts) if counts else "0")
     statement = text(sql)
     names = {name: type_ for name, type_ in _TYPES.items() if f":{name}" in sql}
     return statement.bindparams(*(bindparam(name, type_=type_) for name, type_ in names.items()))
@@ -268,6 +274,7 @@ class StockWrites:
     level_streams: list[tuple[str, int]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     parts: list[str] = field(default_factory=list)
+    expected: dict[str, int] = field(default_factory=dict)
 
     def _column(self, part: str, name: str) -> list[Any]:
         if part not in self.parts:
@@ -328,9 +335,10 @@ class StockWrites:
             expires_at=expires_at,
         )
 
-    def set_status(self, order_id: UUID, status: str, expires_at: datetime | None) -> None:
+    def set_status(self, order_id: UUID, from_status: str, status: str, expires_at: datetime | None) -> None:
         self.parts.append("status")
-        self.params.update(order_id=order_id, status=status, expires_at=expires_at)
+        self.expected["status"] = 1
+        self.params.update(order_id=order_id, from_status=from_status, status=status, expires_at=expires_at)
 
     def add_lines(self, reservation_id: UUID, picks: Sequence[Pick]) -> None:
         if not picks:
@@ -341,27 +349,35 @@ class StockWrites:
             self._column("lines", "ln_warehouse").append(pick.warehouse_id)
             self._column("lines", "ln_quantity").append(pick.quantity)
 
-    def ship(self, reservation_id: UUID, warehouse_id: str) -> None:
+    def ship(self, reservation_id: UUID, warehouse_id: str, lines: int) -> None:
+        """Marks the reservation's `lines` unshipped lines of the warehouse shipped."""
         self.parts.append("ship")
+        self.expected["ship"] = lines
         self.params.update(reservation_id=reservation_id, ship_warehouse=warehouse_id)
 
     async def flush(self, session: AsyncSession) -> None:
-        """Writes everything collected in one statement, and starts empty again."""
+        """Writes everything collected in one statement, and starts empty again.
+
+        Raises ConcurrencyError when a level, a line or the reservation was not what the decision read:
+        the levels were locked and read fresh, but the reservation's lines and stream version are read
+        from the statement's snapshot, which misses what a transaction that held the order's lock
+        committed meanwhile (two consumers of one partition, during a rebalance). Then nothing of the
+        decision may stay: the transaction is given up and a new one decides again on what is there."""
         if not self.parts:
             return
-        parts, params, streams = tuple(self.parts), self.params, self.level_streams
-        self.parts, self.params, self.level_streams = [], {}, []
+        parts, params, streams, expected = tuple(self.parts), self.params, self.level_streams, self.expected
+        self.parts, self.params, self.level_streams, self.expected = [], {}, [], {}
         if "levels" in parts:
             params["int32_max"] = INT32_MAX
+            expected["levels"] = len(streams)
         try:
-            changed = (await session.execute(_together(parts), params)).scalar_one()
+            row = (await session.execute(_together(parts), params)).one()
         except IntegrityError as exc:
             if "uq_events_stream_version" in str(exc.orig):
                 stream = params["ev_stream"][0] if params.get("ev_stream") else "?"
                 raise ConcurrencyError(stream, -1) from exc
             raise
-        if changed != len(streams):
-            # A level was not what this transaction read (or would have left less than nothing): nothing
-            # may be kept of the decision; a new transaction decides again on what is there now.
-            stream, version = streams[0]
+        changed = dict(zip([p for p in parts if p in _COUNTED], row, strict=False))
+        if changed != {p: expected[p] for p in changed}:
+            stream, version = streams[0] if streams else (f"reservation of {params.get('order_id')}", -1)
             raise ConcurrencyError(stream, version)
