@@ -131,24 +131,43 @@ class InventoryHandlers:
         await ctx.emit(answer)
 
     async def release_stock(self, ctx: MessageContext, command: ReleaseStock) -> None:
-        reservation = await self._repo.reservation(ctx.session, command.order_id, lock=True)
+        stock = await self._ledger.order_stock(ctx.session, command.order_id)
+        reservation = stock.reservation
+        writes = StockWrites()
         if reservation is None:
             # Released before it was reserved (a cancel overtook the reservation): remember it,
             # so that a late ReserveStock reserves nothing.
-            await self._repo.add_reservation(ctx.session, command.order_id, uuid4(), "released", ())
-            await self._ledger.record_reservation_event(
-                ctx, command.order_id, StockReleased(order_id=command.order_id, reservation_id=None)
+            writes.add_reservation(command.order_id, uuid4(), "released", "[]", None, None)
+            await self._ledger.stage_reservation_event(
+                ctx,
+                writes,
+                command.order_id,
+                stock.stream_version,
+                StockReleased(order_id=command.order_id, reservation_id=None),
             )
+            await writes.flush(ctx.session)
             return
         if reservation.status in ("reserved", "backordered"):
-            held = await self._repo.unshipped_picks(ctx.session, reservation.reservation_id)
-            await self._ledger.unhold(ctx, command.order_id, held, "release")
-            await self._repo.set_status(ctx.session, command.order_id, "released")
-            await self._ledger.record_reservation_event(
+            held = stock.unshipped()
+            changed = await self._ledger.stage_picks(
                 ctx,
+                writes,
+                stock,
+                held,
+                lambda p: StockChange(
+                    p.sku, p.warehouse_id, "release", reserved_change=-p.quantity, order_id=command.order_id
+                ),
+            )
+            writes.set_status(command.order_id, reservation.status, "released", None)
+            await self._ledger.stage_reservation_event(
+                ctx,
+                writes,
                 command.order_id,
+                stock.stream_version,
                 StockReleased(order_id=command.order_id, reservation_id=reservation.reservation_id),
             )
+            await writes.flush(ctx.session)
+            await self._ledger.replenish_all(ctx, changed)
             await self._ledger.serve_backorders(ctx, {p.sku for p in held})
             log.info(
                 "stock released",
