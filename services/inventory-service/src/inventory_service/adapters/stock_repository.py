@@ -219,30 +219,6 @@ class StockRepository:
             row.expires_at,
         )
 
-    async def add_reservation(
-        self,
-        session: AsyncSession,
-        order_id: UUID,
-        reservation_id: UUID,
-        status: str,
-        picks: Sequence[Pick],
-        *,
-        requested: Sequence[LineRequest] = (),
-        shipping_address: dict[str, Any] | None = None,
-        expires_at: datetime | None = None,
-    ) -> None:
-        await session.execute(
-            insert(reservations).values(
-                order_id=order_id,
-                reservation_id=reservation_id,
-                status=status,
-                requested=[{"sku": r.sku, "quantity": r.quantity} for r in requested],
-                shipping_address=shipping_address,
-                expires_at=expires_at,
-            )
-        )
-        await self.add_lines(session, reservation_id, picks)
-
     async def add_lines(self, session: AsyncSession, reservation_id: UUID, picks: Sequence[Pick]) -> None:
         if picks:
             await session.execute(
@@ -268,15 +244,6 @@ class StockRepository:
             query = query.where(reservation_lines.c.warehouse_id == warehouse_id)
         query = query.order_by(reservation_lines.c.sku, reservation_lines.c.warehouse_id)
         return [Pick(*row) for row in (await session.execute(query)).all()]
-
-    async def mark_shipped(self, session: AsyncSession, reservation_id: UUID, warehouse_id: str) -> None:
-        await session.execute(
-            update(reservation_lines)
-            .where(
-                reservation_lines.c.reservation_id == reservation_id, reservation_lines.c.warehouse_id == warehouse_id
-            )
-            .values(shipped=True)
-        )
 
     async def set_status(
         self, session: AsyncSession, order_id: UUID, status: str, *, expires_at: datetime | None = None
