@@ -13,10 +13,10 @@ from fake_provider import API_KEY, FakeProvider, serving
 from oms_events import default_registry
 from oms_events.messages import CapturePayment, RefundPayment
 from oms_runtime.db import Database
-from oms_runtime.eventstore import EventStore
 from oms_runtime.messaging import Outcome
 from oms_runtime.testing import HandlerHarness
 from payment_service.adapters.http_gateway import StripeLikeGateway
+from payment_service.adapters.payment_store import PaymentStore
 from payment_service.adapters.retrying_gateway import RetryingGateway
 from payment_service.domain.gateway import PermanentGatewayError, TransientGatewayError
 from payment_service.domain.payment import payment_id_for
@@ -168,7 +168,7 @@ async def test_the_payment_handlers_work_through_the_http_adapter(
 ) -> None:
     fake, client = provider
     fake.lose_answer["capture"] = 1  # the first capture's answer is lost: the message's retry recovers it
-    handlers = PaymentHandlers(gateway(client), EventStore())
+    handlers = PaymentHandlers(gateway(client), PaymentStore())
     harness = HandlerHarness(db, "payment-service", handlers.handler_map(), REGISTRY)
     order_id: UUID = uuid4()
     command = CapturePayment(

@@ -16,6 +16,7 @@ from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
 from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.testing import HandlerHarness
+from payment_service.adapters.payment_store import PaymentStore
 from payment_service.adapters.simulated_gateway import SimulatedGateway
 from payment_service.domain.payment import payment_id_for
 from payment_service.entrypoints.http import create_app
@@ -44,7 +45,7 @@ async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def harness(db: Database) -> HandlerHarness:
-    handlers = PaymentHandlers(SimulatedGateway(db), EventStore())
+    handlers = PaymentHandlers(SimulatedGateway(db), PaymentStore())
     return HandlerHarness(db, "payment-service", handlers.handler_map(), REGISTRY)
 
 

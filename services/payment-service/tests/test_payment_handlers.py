@@ -36,10 +36,10 @@ from oms_events.messages import (
     RefundPayment,
 )
 from oms_runtime.db import Database
-from oms_runtime.eventstore import EventStore
 from oms_runtime.messaging import Outcome
 from oms_runtime.testing import HandlerHarness
 from payment_service.adapters.movements import reconciliation
+from payment_service.adapters.payment_store import PaymentStore
 from payment_service.adapters.retrying_gateway import RetryingGateway
 from payment_service.adapters.simulated_gateway import SimulatedGateway
 from payment_service.adapters.tables import payment_movements
@@ -121,7 +121,7 @@ class Harness(HandlerHarness):
         velocity: VelocityCounter | None = None,
         wrapped: PaymentGateway | None = None,
     ) -> None:
-        handlers = PaymentHandlers(wrapped or gateway, EventStore(), risk_rules=risk_rules, velocity=velocity)
+        handlers = PaymentHandlers(wrapped or gateway, PaymentStore(), risk_rules=risk_rules, velocity=velocity)
         super().__init__(db, "payment-service", handlers.handler_map(), REGISTRY)
         self.gateway = gateway
 
@@ -246,14 +246,14 @@ async def test_transient_errors_are_retried_with_the_same_keys_and_charge_once(d
 async def test_a_slow_gateway_times_out_then_a_redelivery_finds_the_one_authorisation(db: Database) -> None:
     impatient = RetryingGateway(SimulatedGateway(db, slow_s=0.3), attempts=2, backoff_s=0.01, timeout_s=0.05)
     order_id = uuid4()
-    first = HandlerHarness(db, "payment-service", PaymentHandlers(impatient, EventStore()).handler_map(), REGISTRY)
+    first = HandlerHarness(db, "payment-service", PaymentHandlers(impatient, PaymentStore()).handler_map(), REGISTRY)
     assert await first.send(capture(order_id, "tok_slow")) is Outcome.DEAD_LETTERED
     [(_, reason)] = first.dead_letters.sent
     assert "TransientGatewayError" in reason
     # Every attempt timed out, yet the gateway authorised once, under the one key.
     assert await ledger(db, order_id) == [("authorise", 12_990, True)]
     patient = RetryingGateway(SimulatedGateway(db, slow_s=0.05), timeout_s=2.0)
-    second = HandlerHarness(db, "payment-service", PaymentHandlers(patient, EventStore()).handler_map(), REGISTRY)
+    second = HandlerHarness(db, "payment-service", PaymentHandlers(patient, PaymentStore()).handler_map(), REGISTRY)
     assert await second.send(capture(order_id, "tok_slow")) is Outcome.PROCESSED
     assert [m.message_type for m in await second.emitted(order_id)] == ["PaymentAuthorised", "PaymentCaptured"]
     assert await ledger(db, order_id) == [("authorise", 12_990, True), ("capture", 12_990, True)]

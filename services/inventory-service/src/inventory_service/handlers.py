@@ -1,9 +1,11 @@
 """Use cases of inventory-service driven by messages: reserve (or backorder), release, expire and commit an
 order's stock, stop a paid reservation's expiry, and put returned units back on hand."""
 
+import json
 from uuid import UUID, uuid4
 
 from inventory_service.adapters.stock_repository import Reservation, StockRepository
+from inventory_service.adapters.stock_statements import LockedLevel, StockWrites
 from inventory_service.domain.allocation import LineRequest
 from inventory_service.ledger import StockChange, StockLedger, UnknownStockError, allocations
 from oms_events.messages import (
@@ -41,65 +43,65 @@ class InventoryHandlers:
         return handlers
 
     async def reserve_stock(self, ctx: MessageContext, command: ReserveStock) -> None:
-        existing = await self._repo.reservation(ctx.session, command.order_id, lock=True)
-        if existing is not None:
+        # One statement reads the order's reservation and locks its skus' levels; one more writes the
+        # decision (levels, their events, the reservation, its lines and its event).
+        stock = await self._ledger.order_stock(ctx.session, command.order_id, [line.sku for line in command.lines])
+        if stock.reservation is not None:
             # A re-sent command gets the answer the first one got, and reserves nothing twice.
-            await self._answer_again(ctx, existing)
+            await self._answer_again(ctx, stock.reservation)
             return
         requested = [LineRequest(line.sku, line.quantity) for line in command.lines]
         address = command.shipping_address.model_dump(mode="json") if command.shipping_address else None
-        result = await self._ledger.allocate(ctx.session, requested, address)
+        result = self._ledger.allocate_from(stock, requested, address)
         reservation_id = uuid4()
-        if not result.complete:
-            shortages = [Shortage(sku=s.sku, requested=s.requested, available=s.available) for s in result.shortfalls]
-            if command.allow_backorder:
-                await self._repo.add_reservation(
-                    ctx.session,
-                    command.order_id,
-                    reservation_id,
-                    "backordered",
-                    (),
-                    requested=requested,
-                    shipping_address=address,
-                )
-                await self._ledger.record_reservation_event(
-                    ctx, command.order_id, StockBackordered(order_id=command.order_id, shortages=shortages)
-                )
-                log.info("order backordered", shortages=[s.sku for s in shortages])
-                return
-            await self._repo.add_reservation(
-                ctx.session, command.order_id, reservation_id, "failed", (), requested=requested
-            )
-            await self._ledger.record_reservation_event(
+        writes = StockWrites()
+        answer: StockReserved | StockBackordered | StockReservationFailed
+        changed: list[LockedLevel] = []
+        if result.complete:
+            changed = await self._ledger.stage_picks(
                 ctx,
-                command.order_id,
-                StockReservationFailed(
+                writes,
+                stock,
+                result.picks,
+                lambda p: StockChange(
+                    p.sku, p.warehouse_id, "reservation", reserved_change=p.quantity, order_id=command.order_id
+                ),
+            )
+            status, expires_at = "reserved", self._ledger.expiry()
+            writes.add_lines(reservation_id, result.picks)
+            answer = StockReserved(
+                order_id=command.order_id, reservation_id=reservation_id, allocations=allocations(result.picks)
+            )
+        else:
+            shortages = [Shortage(sku=s.sku, requested=s.requested, available=s.available) for s in result.shortfalls]
+            expires_at = None
+            if command.allow_backorder:
+                status = "backordered"
+                answer = StockBackordered(order_id=command.order_id, shortages=shortages)
+            else:
+                status, address = "failed", None
+                answer = StockReservationFailed(
                     order_id=command.order_id,
                     reason="not enough stock for " + ", ".join(s.sku for s in result.shortfalls),
                     shortages=shortages,
-                ),
-            )
-            log.info("stock reservation failed", shortages=[s.sku for s in result.shortfalls])
-            return
-        await self._ledger.hold(ctx, command.order_id, result.picks)
-        await self._repo.add_reservation(
-            ctx.session,
+                )
+        writes.add_reservation(
             command.order_id,
             reservation_id,
-            "reserved",
-            result.picks,
-            requested=requested,
-            shipping_address=address,
-            expires_at=self._ledger.expiry(),
+            status,
+            json.dumps([{"sku": r.sku, "quantity": r.quantity} for r in requested]),
+            json.dumps(address) if address is not None else None,
+            expires_at,
         )
-        await self._ledger.record_reservation_event(
-            ctx,
-            command.order_id,
-            StockReserved(
-                order_id=command.order_id, reservation_id=reservation_id, allocations=allocations(result.picks)
-            ),
-        )
-        log.info("stock reserved", reservation_id=str(reservation_id), lines=len(result.picks))
+        await self._ledger.stage_reservation_event(ctx, writes, command.order_id, stock.stream_version, answer)
+        await writes.flush(ctx.session)
+        await self._ledger.replenish_all(ctx, changed)
+        if isinstance(answer, StockReserved):
+            log.info("stock reserved", reservation_id=str(reservation_id), lines=len(result.picks))
+        elif isinstance(answer, StockBackordered):
+            log.info("order backordered", shortages=[s.sku for s in answer.shortages])
+        else:
+            log.info("stock reservation failed", shortages=[s.sku for s in result.shortfalls])
 
     async def _answer_again(self, ctx: MessageContext, reservation: Reservation) -> None:
         answer: StockReserved | StockReservationFailed | StockBackordered
@@ -129,24 +131,43 @@ class InventoryHandlers:
         await ctx.emit(answer)
 
     async def release_stock(self, ctx: MessageContext, command: ReleaseStock) -> None:
-        reservation = await self._repo.reservation(ctx.session, command.order_id, lock=True)
+        stock = await self._ledger.order_stock(ctx.session, command.order_id)
+        reservation = stock.reservation
+        writes = StockWrites()
         if reservation is None:
             # Released before it was reserved (a cancel overtook the reservation): remember it,
             # so that a late ReserveStock reserves nothing.
-            await self._repo.add_reservation(ctx.session, command.order_id, uuid4(), "released", ())
-            await self._ledger.record_reservation_event(
-                ctx, command.order_id, StockReleased(order_id=command.order_id, reservation_id=None)
+            writes.add_reservation(command.order_id, uuid4(), "released", "[]", None, None)
+            await self._ledger.stage_reservation_event(
+                ctx,
+                writes,
+                command.order_id,
+                stock.stream_version,
+                StockReleased(order_id=command.order_id, reservation_id=None),
             )
+            await writes.flush(ctx.session)
             return
         if reservation.status in ("reserved", "backordered"):
-            held = await self._repo.unshipped_picks(ctx.session, reservation.reservation_id)
-            await self._ledger.unhold(ctx, command.order_id, held, "release")
-            await self._repo.set_status(ctx.session, command.order_id, "released")
-            await self._ledger.record_reservation_event(
+            held = stock.unshipped()
+            changed = await self._ledger.stage_picks(
                 ctx,
+                writes,
+                stock,
+                held,
+                lambda p: StockChange(
+                    p.sku, p.warehouse_id, "release", reserved_change=-p.quantity, order_id=command.order_id
+                ),
+            )
+            writes.set_status(command.order_id, reservation.status, "released", None)
+            await self._ledger.stage_reservation_event(
+                ctx,
+                writes,
                 command.order_id,
+                stock.stream_version,
                 StockReleased(order_id=command.order_id, reservation_id=reservation.reservation_id),
             )
+            await writes.flush(ctx.session)
+            await self._ledger.replenish_all(ctx, changed)
             await self._ledger.serve_backorders(ctx, {p.sku for p in held})
             log.info(
                 "stock released",
@@ -188,7 +209,8 @@ class InventoryHandlers:
         await self._repo.stop_expiry(ctx.session, event.order_id)
 
     async def commit_shipped(self, ctx: MessageContext, event: Shipped) -> None:
-        reservation = await self._repo.reservation(ctx.session, event.order_id, lock=True)
+        stock = await self._ledger.order_stock(ctx.session, event.order_id)
+        reservation = stock.reservation
         if reservation is not None and reservation.status == "committed":
             log.info("shipment already taken out of stock")  # the same shipment again: nothing to do
             return
@@ -196,23 +218,26 @@ class InventoryHandlers:
             log.warning("shipment for an order without a live reservation", status=getattr(reservation, "status", None))
             return
         # Split orders ship per warehouse; the reservation is committed when its last warehouse ships.
-        shipped = await self._repo.unshipped_picks(ctx.session, reservation.reservation_id, event.warehouse_id)
-        for pick in shipped:
-            await self._ledger.change(
-                ctx,
-                StockChange(
-                    pick.sku,
-                    pick.warehouse_id,
-                    "shipment",
-                    on_hand_change=-pick.quantity,
-                    reserved_change=-pick.quantity,
-                    order_id=event.order_id,
-                    reference=str(event.shipment_id),
-                ),
-            )
-        await self._repo.mark_shipped(ctx.session, reservation.reservation_id, event.warehouse_id)
-        if not await self._repo.unshipped_picks(ctx.session, reservation.reservation_id):
-            await self._repo.set_status(ctx.session, event.order_id, "committed")
+        writes = StockWrites()
+        await self._ledger.stage_picks(
+            ctx,
+            writes,
+            stock,
+            stock.unshipped(event.warehouse_id),
+            lambda p: StockChange(
+                p.sku,
+                p.warehouse_id,
+                "shipment",
+                on_hand_change=-p.quantity,
+                reserved_change=-p.quantity,
+                order_id=event.order_id,
+                reference=str(event.shipment_id),
+            ),
+        )
+        writes.ship(reservation.reservation_id, event.warehouse_id, len(stock.unshipped(event.warehouse_id)))
+        if all(pick.warehouse_id == event.warehouse_id for pick in stock.unshipped()):
+            writes.set_status(event.order_id, "reserved", "committed", None)
+        await writes.flush(ctx.session)
 
     async def restock_items(self, ctx: MessageContext, command: RestockItems) -> None:
         """Returned units go back on hand once per return; a repeated command gets the same answer."""

@@ -7,7 +7,7 @@ history the availability view is rebuilt from.
 """
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -15,6 +15,13 @@ from uuid import UUID, uuid4
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory_service.adapters.stock_repository import StockLevel, StockRepository
+from inventory_service.adapters.stock_statements import (
+    LockedLevel,
+    OrderStock,
+    StockWrites,
+    load_order_stock,
+    lock_level,
+)
 from inventory_service.domain.allocation import (
     AllocationResult,
     LineRequest,
@@ -23,6 +30,7 @@ from inventory_service.domain.allocation import (
     allocate,
 )
 from inventory_service.domain.geo import Location, distance_km, locate
+from inventory_service.domain.replenishment import ReplenishmentPolicy
 from oms_events.messages import (
     Event,
     PurchaseOrderRaised,
@@ -98,59 +106,75 @@ class StockLedger:
     # ------------------------------------------------------------------ one change
 
     async def change(self, ctx: MessageContext, change: StockChange) -> StockLevel:
-        session = ctx.session
+        """One change on its own (the API's, a return's): its level read and locked, then written with its
+        event in one statement."""
+        locked = await lock_level(ctx.session, change.sku, change.warehouse_id)
+        if locked is None:
+            raise UnknownStockError(change.sku, change.warehouse_id)
+        writes = StockWrites()
+        new = await self.stage_change(ctx, writes, locked, change)
+        await writes.flush(ctx.session)
+        await self.replenish_with(ctx, new.level, new.policy)
+        return new.level
+
+    async def stage_change(
+        self, ctx: MessageContext, writes: StockWrites, locked: LockedLevel, change: StockChange
+    ) -> LockedLevel:
+        """Decides a change of a level this transaction locked: the new level and its StockLevelChanged,
+        collected on `writes` (the UPDATE checks the level again when they are written)."""
         if change.safety_stock is not None and change.safety_stock < 0:
             raise StockLevelError(f"safety stock of {change.sku} in {change.warehouse_id} cannot be negative")
-        applied = await self.repo.apply_change(
-            session,
-            change.sku,
-            change.warehouse_id,
-            change.on_hand_change,
-            change.reserved_change,
-            change.safety_stock,
-        )
-        if applied is None:
-            level = await self.repo.lock_level(session, change.sku, change.warehouse_id)
-            if level is None:
-                raise UnknownStockError(change.sku, change.warehouse_id)
+        level = locked.level
+        on_hand = level.on_hand + change.on_hand_change
+        reserved = level.reserved + change.reserved_change
+        if on_hand < 0 or reserved < 0 or reserved > on_hand or on_hand > INT32_MAX:
             outcome = (
                 f"would leave more than a stock level holds ({INT32_MAX})"
-                if level.on_hand + change.on_hand_change > INT32_MAX
+                if on_hand > INT32_MAX
                 else "would leave less than nothing"
             )
             raise StockLevelError(
                 f"{change.sku} in {change.warehouse_id}: on hand {level.on_hand}, reserved {level.reserved}; "
                 f"changing on hand by {change.on_hand_change} and reserved by {change.reserved_change} {outcome}"
             )
-        new, version = applied
-        event = StockLevelChanged(
-            sku=new.sku,
-            warehouse_id=new.warehouse_id,
-            on_hand=new.on_hand,
-            reserved=new.reserved,
-            available=new.available,
-            safety_stock=new.safety_stock,
-            on_hand_change=change.on_hand_change,
-            reserved_change=change.reserved_change,
-            cause=change.cause,
-            reason=change.reason,
-            order_id=change.order_id,
-            reference=change.reference,
-            sequence=version,
-        )
+        safety_stock = level.safety_stock if change.safety_stock is None else change.safety_stock
+        new = StockLevel(level.sku, level.warehouse_id, on_hand, reserved, safety_stock)
         # The row's version counts its events, so the stream's expected version needs no query; a row
         # changed past the ledger would be caught by the event store's unique (stream, version).
+        version = locked.version + 1
+        envelope = await ctx.emit(
+            StockLevelChanged(
+                sku=new.sku,
+                warehouse_id=new.warehouse_id,
+                on_hand=new.on_hand,
+                reserved=new.reserved,
+                available=new.available,
+                safety_stock=new.safety_stock,
+                on_hand_change=change.on_hand_change,
+                reserved_change=change.reserved_change,
+                cause=change.cause,
+                reason=change.reason,
+                order_id=change.order_id,
+                reference=change.reference,
+                sequence=version,
+            )
+        )
         stream = stock_stream_id(change.sku, change.warehouse_id)
-        await ctx.record(self.store, stream, STOCK_STREAM_TYPE, version - 1, [event])
-        await self.replenish(ctx, new)
-        return new
+        writes.change_level(stream, level, change.on_hand_change, change.reserved_change, change.safety_stock, version)
+        writes.append(stream, STOCK_STREAM_TYPE, version, envelope)
+        return replace(locked, level=new, version=version)
 
     async def replenish(self, ctx: MessageContext, level: StockLevel) -> UUID | None:
         """Raises a purchase order when available is at or below the policy's reorder point and none is open."""
         found = await self.repo.policies(ctx.session, level.sku, level.warehouse_id)
-        if not found or not found[0].needs_order(level.available):
+        return await self.replenish_with(ctx, level, found[0] if found else None)
+
+    async def replenish_with(
+        self, ctx: MessageContext, level: StockLevel, policy: ReplenishmentPolicy | None
+    ) -> UUID | None:
+        """The same with the level's policy known (read with the level)."""
+        if policy is None or not policy.needs_order(level.available):
             return None
-        policy = found[0]
         purchase_order_id = uuid4()
         quantity = policy.order_quantity(level.available)
         today = self.clock().date()
@@ -184,6 +208,63 @@ class StockLedger:
         version = await self.store.current_version(ctx.session, stream)
         await ctx.record(self.store, stream, RESERVATION_STREAM_TYPE, version, [event])
 
+    async def stage_reservation_event(
+        self, ctx: MessageContext, writes: StockWrites, order_id: UUID, stream_version: int, event: Event
+    ) -> None:
+        """The reservation stream's next event (after `stream_version`), collected on `writes`."""
+        envelope = await ctx.emit(event)
+        writes.append(reservation_stream_id(order_id), RESERVATION_STREAM_TYPE, stream_version + 1, envelope)
+
+    async def order_stock(self, session: AsyncSession, order_id: UUID, skus: Sequence[str] = ()) -> OrderStock:
+        """The order's reservation and the levels of `skus` and of what it holds, locked, in one statement."""
+        return await load_order_stock(session, order_id, reservation_stream_id(order_id), skus)
+
+    def allocate_from(
+        self, stock: OrderStock, lines: Sequence[LineRequest], shipping_address: dict[str, Any] | None
+    ) -> AllocationResult:
+        """The sourcing rule applied to the locked levels of the lines' skus."""
+        skus = {line.sku for line in lines}
+        distances: dict[str, float] = {}
+        target = self._target(shipping_address)
+        for (sku, warehouse_id), locked in stock.levels.items():
+            if sku in skus and target is not None and locked.latitude is not None and locked.longitude is not None:
+                distances[warehouse_id] = distance_km(target, Location(locked.latitude, locked.longitude))
+        return allocate(
+            lines,
+            {key: locked.level.available for key, locked in stock.levels.items() if key[0] in skus},
+            preference=self.preference,
+            distances_km=distances,
+        )
+
+    def _target(self, shipping_address: dict[str, Any] | None) -> Location | None:
+        if shipping_address is None or self.preference is not SourcingPreference.NEAREST:
+            return None
+        return locate(str(shipping_address.get("country", "")), str(shipping_address.get("postal_code", "")))
+
+    async def stage_picks(
+        self,
+        ctx: MessageContext,
+        writes: StockWrites,
+        stock: OrderStock,
+        picks: Sequence[Pick],
+        change: Callable[[Pick], StockChange],
+    ) -> list[LockedLevel]:
+        """The change `change` makes for each pick, on the order's locked levels (kept current)."""
+        changed = []
+        for pick in picks:
+            locked = stock.levels.get((pick.sku, pick.warehouse_id))
+            if locked is None:
+                raise UnknownStockError(pick.sku, pick.warehouse_id)
+            new = await self.stage_change(ctx, writes, locked, change(pick))
+            stock.levels[(pick.sku, pick.warehouse_id)] = new
+            changed.append(new)
+        return changed
+
+    async def replenish_all(self, ctx: MessageContext, changed: Iterable[LockedLevel]) -> None:
+        """After the changes are written: a purchase order for each level that fell to its reorder point."""
+        for locked in changed:
+            await self.replenish_with(ctx, locked.level, locked.policy)
+
     async def allocate(
         self, session: AsyncSession, lines: Sequence[LineRequest], shipping_address: dict[str, Any] | None
     ) -> AllocationResult:
@@ -199,7 +280,7 @@ class StockLedger:
     async def distances(self, session: AsyncSession, shipping_address: dict[str, Any] | None) -> dict[str, float]:
         if shipping_address is None or self.preference is not SourcingPreference.NEAREST:
             return {}
-        target = locate(str(shipping_address.get("country", "")), str(shipping_address.get("postal_code", "")))
+        target = self._target(shipping_address)
         if target is None:
             return {}
         return {

@@ -15,20 +15,17 @@ from oms_events.messages import (
     PaymentReviewRequired,
     RefundPayment,
 )
-from oms_runtime.eventstore import EventStore
 from oms_runtime.logging import get_logger
 from oms_runtime.messaging import HandlerMap, MessageContext
-from payment_service.adapters.movements import PaymentMovements
+from payment_service.adapters.payment_store import PaymentStore
 from payment_service.domain.gateway import GatewayResult, PaymentGateway, PermanentGatewayError
 from payment_service.domain.payment import (
     GATEWAY_ERROR,
-    STREAM_TYPE,
     AlreadyRefunded,
     GatewayRefund,
     Payment,
     RefundAnswer,
     idempotency_key,
-    stream_id,
 )
 from payment_service.domain.risk import FRAUD_SUSPECTED, RiskFacts, RiskOutcome, RiskRules, assess
 
@@ -48,17 +45,15 @@ class PaymentHandlers:
     def __init__(
         self,
         gateway: PaymentGateway,
-        store: EventStore,
+        payments: PaymentStore,
         *,
         risk_rules: RiskRules | None = None,
         velocity: VelocityCounter | None = None,
-        movements: PaymentMovements | None = None,
     ) -> None:
         self._gateway = gateway
-        self._store = store
+        self._payments = payments
         self._risk = risk_rules or RiskRules()
         self._velocity = velocity
-        self._movements = movements or PaymentMovements()
 
     def handler_map(self) -> HandlerMap:
         handlers = HandlerMap()
@@ -67,20 +62,12 @@ class PaymentHandlers:
         return handlers
 
     async def _load(self, ctx: MessageContext, order_id: UUID) -> Payment:
-        stored = await self._store.load(ctx.session, stream_id(order_id))
-        return Payment.rebuild(order_id, (ctx.registry.decode(e.envelope) for e in stored))
+        stored = await self._payments.load(ctx.session, order_id)
+        return Payment.rebuild(order_id, (ctx.registry.decode(envelope) for envelope in stored))
 
     async def _record(self, ctx: MessageContext, payment: Payment, events: Sequence[Message], channel: str) -> None:
-        envelopes = await ctx.record(self._store, stream_id(payment.order_id), STREAM_TYPE, payment.version, events)
-        for event, envelope in zip(events, envelopes, strict=True):
-            if isinstance(event, PaymentCaptured):
-                await self._movements.record(
-                    ctx.session, envelope, event.order_id, "captured", event.amount_minor, event.currency, channel
-                )
-            elif isinstance(event, PaymentRefunded):
-                await self._movements.record(
-                    ctx.session, envelope, event.order_id, "refunded", event.amount_minor, event.currency, channel
-                )
+        # The events and the reconciliation rows of their captures and refunds, in one statement.
+        await self._payments.record(ctx, payment.order_id, payment.version, events, channel)
 
     # ------------------------------------------------------------------ capture
 

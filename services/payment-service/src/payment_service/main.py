@@ -14,7 +14,7 @@ from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.logging import configure_logging
 from oms_runtime.settings import ServiceSettings
 from payment_service.adapters.http_gateway import StripeLikeGateway
-from payment_service.adapters.movements import PaymentMovements
+from payment_service.adapters.payment_store import PaymentStore
 from payment_service.adapters.retrying_gateway import RetryingGateway
 from payment_service.adapters.simulated_gateway import SimulatedGateway
 from payment_service.adapters.tables import gateway_metadata, metadata
@@ -93,11 +93,7 @@ def build(settings: PaymentSettings) -> ServiceHost:
     redis = Redis.from_url(settings.redis_url)
     store = EventStore()
     handlers = PaymentHandlers(
-        gateway,
-        store,
-        risk_rules=settings.risk_rules(),
-        velocity=RedisVelocityCounter(redis),
-        movements=PaymentMovements(),
+        gateway, PaymentStore(), risk_rules=settings.risk_rules(), velocity=RedisVelocityCounter(redis)
     )
     for spec in consumers(handlers, group_id=SERVICE):
         host.add_consumer(spec)

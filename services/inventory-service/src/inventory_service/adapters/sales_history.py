@@ -5,11 +5,32 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from uuid import UUID
 
-from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Date, Uuid, bindparam, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory_service.adapters.planning_tables import daily_demand, demand_orders
+
+# The order is counted and its units added in one statement: the units' insert runs only when the
+# order's row was new (a data-modifying CTE runs whether or not it is referenced, so it is guarded by
+# EXISTS on the claim). Built once; the skus and units come as arrays, so one text serves every order.
+_RECORD_ORDER = text(
+    """
+WITH counted AS (
+    INSERT INTO demand_orders (order_id, day) VALUES (:order_id, :day)
+    ON CONFLICT (order_id) DO NOTHING
+    RETURNING order_id
+),
+added AS (
+    INSERT INTO daily_demand (sku, day, units)
+    SELECT u.sku, :day, u.units
+    FROM unnest(CAST(:skus AS text[]), CAST(:units AS int[])) AS u(sku, units)
+    WHERE EXISTS (SELECT 1 FROM counted)
+    ORDER BY u.sku
+    ON CONFLICT ON CONSTRAINT pk_daily_demand DO UPDATE SET units = daily_demand.units + excluded.units
+)
+SELECT count(*) FROM counted
+"""
+).bindparams(bindparam("order_id", type_=Uuid), bindparam("day", type_=Date))
 
 
 class SalesHistory:
@@ -18,28 +39,14 @@ class SalesHistory:
     ) -> bool:
         """Adds an order's units to its day; True the first time, False (and no change) for an order already
         counted. Lines of the same sku are summed."""
-        counted = await session.execute(
-            insert(demand_orders)
-            .values(order_id=order_id, day=day)
-            .on_conflict_do_nothing(index_elements=[demand_orders.c.order_id])
-            .returning(demand_orders.c.order_id)
-        )
-        if counted.first() is None:
-            return False
         units = Counter[str]()
         for sku, quantity in lines:
             units[sku] += quantity
-        if units:
-            # Sorted, so that concurrent orders lock the rows in one order and cannot deadlock.
-            statement = insert(daily_demand).values(
-                [{"sku": sku, "day": day, "units": n} for sku, n in sorted(units.items())]
-            )
-            await session.execute(
-                statement.on_conflict_do_update(
-                    constraint="pk_daily_demand", set_={"units": daily_demand.c.units + statement.excluded.units}
-                )
-            )
-        return True
+        # Sorted, so that concurrent orders lock the rows in one order and cannot deadlock.
+        skus = sorted(units)
+        params = {"order_id": order_id, "day": day, "skus": skus, "units": [units[sku] for sku in skus]}
+        counted = (await session.execute(_RECORD_ORDER, params)).scalar_one()
+        return bool(counted)
 
     async def history(self, session: AsyncSession, sku: str, first_day: date, last_day: date) -> dict[date, int]:
         """Units per day of one sku between the two days (inclusive); days without sales are absent."""

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, cast, delete, func, insert, or_, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +24,6 @@ from inventory_service.adapters.tables import (
 )
 from inventory_service.domain.allocation import LineRequest, Pick
 from inventory_service.domain.replenishment import ReplenishmentPolicy
-from oms_events.values import INT32_MAX
 
 
 @dataclass(frozen=True)
@@ -113,46 +112,6 @@ class StockRepository:
             .values(sku=sku, warehouse_id=warehouse_id, on_hand=0, reserved=0)
             .on_conflict_do_nothing(constraint="pk_stock_levels")
         )
-
-    async def apply_change(
-        self,
-        session: AsyncSession,
-        sku: str,
-        warehouse_id: str,
-        on_hand_change: int,
-        reserved_change: int,
-        safety_stock: int | None,
-    ) -> tuple[StockLevel, int] | None:
-        """Applies a change in one statement when it leaves a valid level; returns the new level and the row's
-        new version, or None when there is no such row or the change would leave less than nothing (or more
-        than an INTEGER column holds)."""
-        # Checked in BIGINT: in the columns' INTEGER the sum itself would fail the statement past 2^31-1.
-        checked_on_hand = cast(stock_levels.c.on_hand, BigInteger) + on_hand_change
-        checked_reserved = cast(stock_levels.c.reserved, BigInteger) + reserved_change
-        result = await session.execute(
-            update(stock_levels)
-            .where(
-                stock_levels.c.sku == sku,
-                stock_levels.c.warehouse_id == warehouse_id,
-                checked_on_hand >= 0,
-                checked_reserved >= 0,
-                checked_reserved <= checked_on_hand,
-                checked_on_hand <= INT32_MAX,
-            )
-            .values(
-                on_hand=stock_levels.c.on_hand + on_hand_change,
-                reserved=stock_levels.c.reserved + reserved_change,
-                safety_stock=stock_levels.c.safety_stock if safety_stock is None else safety_stock,
-                version=stock_levels.c.version + 1,
-                updated_at=func.now(),
-            )
-            .returning(*_LEVEL_COLUMNS, stock_levels.c.version)
-        )
-        row = result.first()
-        if row is None:
-            return None
-        *level, version = row
-        return StockLevel(*level), version
 
     async def levels(self, session: AsyncSession, sku: str) -> list[StockLevel]:
         result = await session.execute(
@@ -260,30 +219,6 @@ class StockRepository:
             row.expires_at,
         )
 
-    async def add_reservation(
-        self,
-        session: AsyncSession,
-        order_id: UUID,
-        reservation_id: UUID,
-        status: str,
-        picks: Sequence[Pick],
-        *,
-        requested: Sequence[LineRequest] = (),
-        shipping_address: dict[str, Any] | None = None,
-        expires_at: datetime | None = None,
-    ) -> None:
-        await session.execute(
-            insert(reservations).values(
-                order_id=order_id,
-                reservation_id=reservation_id,
-                status=status,
-                requested=[{"sku": r.sku, "quantity": r.quantity} for r in requested],
-                shipping_address=shipping_address,
-                expires_at=expires_at,
-            )
-        )
-        await self.add_lines(session, reservation_id, picks)
-
     async def add_lines(self, session: AsyncSession, reservation_id: UUID, picks: Sequence[Pick]) -> None:
         if picks:
             await session.execute(
@@ -310,15 +245,6 @@ class StockRepository:
         query = query.order_by(reservation_lines.c.sku, reservation_lines.c.warehouse_id)
         return [Pick(*row) for row in (await session.execute(query)).all()]
 
-    async def mark_shipped(self, session: AsyncSession, reservation_id: UUID, warehouse_id: str) -> None:
-        await session.execute(
-            update(reservation_lines)
-            .where(
-                reservation_lines.c.reservation_id == reservation_id, reservation_lines.c.warehouse_id == warehouse_id
-            )
-            .values(shipped=True)
-        )
-
     async def set_status(
         self, session: AsyncSession, order_id: UUID, status: str, *, expires_at: datetime | None = None
     ) -> None:
@@ -330,11 +256,7 @@ class StockRepository:
         )
 
     async def stop_expiry(self, session: AsyncSession, order_id: UUID) -> None:
-        await session.execute(
-            update(reservations)
-            .where(reservations.c.order_id == order_id, reservations.c.status == "reserved")
-            .values(expires_at=None, updated_at=func.now())
-        )
+        await session.execute(_STOP_EXPIRY, {"paid_order_id": order_id})
 
     async def overdue_reservations(self, session: AsyncSession, now: datetime, limit: int = 100) -> list[UUID]:
         result = await session.scalars(
@@ -477,6 +399,13 @@ class StockRepository:
         )
         return result.first() is not None
 
+
+# Built once: it runs for every captured payment.
+_STOP_EXPIRY = (
+    update(reservations)
+    .where(reservations.c.order_id == bindparam("paid_order_id"), reservations.c.status == "reserved")
+    .values(expires_at=None, updated_at=func.now())
+)
 
 _PO_COLUMNS = (
     purchase_orders.c.purchase_order_id,

@@ -1,46 +1,16 @@
 """The reconciliation read model: every capture and refund as a row, and the report summed from them.
 
-Rows are written in the same transaction as the payment event they come from, keyed by the event's id,
-so the model never disagrees with the event store and can be rebuilt from it.
+Rows are written in the same statement as the payment event they come from (`payment_store`), keyed by
+the event's id, so the model never disagrees with the event store and can be rebuilt from it.
 """
 
 from dataclasses import dataclass
 from datetime import date
-from uuid import UUID
 
 from sqlalchemy import case, func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms_events import Envelope
 from payment_service.adapters.tables import payment_movements
-
-
-class PaymentMovements:
-    async def record(
-        self,
-        session: AsyncSession,
-        envelope: Envelope,
-        order_id: UUID,
-        kind: str,
-        amount_minor: int,
-        currency: str,
-        channel: str,
-    ) -> None:
-        await session.execute(
-            insert(payment_movements)
-            .values(
-                event_id=envelope.event_id,
-                order_id=order_id,
-                kind=kind,
-                amount_minor=amount_minor,
-                currency=currency,
-                channel=channel,
-                business_day=envelope.occurred_at.date(),
-                occurred_at=envelope.occurred_at,
-            )
-            .on_conflict_do_nothing(index_elements=["event_id"])
-        )
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,9 @@ class RetryingGateway:
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         for attempt in range(1, self._attempts + 1):
             try:
-                return await asyncio.wait_for(call(), self._timeout_s)
+                # A timeout scope, not wait_for: no task of its own per call.
+                async with asyncio.timeout(self._timeout_s):
+                    return await call()
             except (TransientGatewayError, TimeoutError, ConnectionError) as exc:
                 error = exc if isinstance(exc, TransientGatewayError) else TransientGatewayError(repr(exc))
                 if attempt == self._attempts:

@@ -1,0 +1,264 @@
+"""How many database statements inventory-service runs per order on the happy path, pinned.
+
+A statement costs about a millisecond all in (SQLAlchemy, asyncpg, a round trip, PostgreSQL), which made
+statements most of inventory-service's CPU per order; these counts are its budget, so a change that adds
+one fails here. Counted with a `before_cursor_execute` listener on the real PostgreSQL, every message
+driven through the runtime's processor the way the service's consumers drive it. The runtime's own
+statements (inbox, outbox: one each per transaction or batch) are counted apart.
+
+Before this budget, an order cost 30 statements (reserve 12, paid 2, shipped 11, two stock events for the
+view 2, demand 3); now 14 (reserve 4, paid 2, shipped 4, view 2, demand 2).
+"""
+
+import os
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from typing import Any
+from uuid import uuid4
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest_asyncio
+from inventory_kit import BERLIN, LONDON, REGISTRY, Kit, address, inventory_kit, reserve
+from redis.asyncio import Redis
+from sqlalchemy import event, select
+
+from inventory_service.adapters.availability_view import AvailabilityView
+from inventory_service.adapters.planning_tables import daily_demand
+from inventory_service.adapters.sales_history import SalesHistory
+from inventory_service.availability import AvailabilityProjection
+from inventory_service.domain.replenishment import ReplenishmentPolicy
+from inventory_service.entrypoints.sales_consumer import DemandRecorder
+from oms_events import ContractMessage
+from oms_events.messages import (
+    OrderPlaced,
+    PaymentCaptured,
+    PurchaseOrderRaised,
+    Shipped,
+    StockLevelChanged,
+    StockReserved,
+)
+from oms_events.values import Channel, Customer, DeliveryMethod, OrderLine
+from oms_runtime.db import Database
+from oms_runtime.messaging import Outcome, SourceRecord
+from oms_runtime.testing import HandlerHarness
+
+RUNTIME_TABLES = re.compile(r"\b(inbox|outbox)\b")
+TABLES = re.compile(
+    r"\b(events|stock_levels|warehouses|replenishment_policies|reservations|reservation_lines|purchase_orders|"
+    r"demand_orders|daily_demand)\b"
+)
+
+
+@pytest_asyncio.fixture
+async def kit() -> AsyncIterator[Kit]:
+    async with inventory_kit(ttl=timedelta(minutes=30)) as k:
+        yield k
+
+
+class Statements:
+    """The statements the engine sends, inventory-service's apart from the runtime's (inbox, outbox)."""
+
+    def __init__(self, db: Database) -> None:
+        self._engine = db.engine.sync_engine
+        self.ours: list[str] = []
+        self.runtime: list[str] = []
+        self.transactions = 0
+
+    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        (self.runtime if RUNTIME_TABLES.search(statement) else self.ours).append(statement)
+
+    @contextmanager
+    def counting(self) -> Iterator["Statements"]:
+        self.ours, self.runtime, self.transactions = [], [], 0
+        # Transactions as asyncpg opens them (a BEGIN round trip each).
+        transaction = asyncpg.Connection.transaction
+
+        def counted(connection: asyncpg.Connection, **options: Any) -> Any:
+            self.transactions += 1
+            return transaction(connection, **options)
+
+        event.listen(self._engine, "before_cursor_execute", self._seen)
+        asyncpg.Connection.transaction = counted
+        try:
+            yield self
+        finally:
+            asyncpg.Connection.transaction = transaction
+            event.remove(self._engine, "before_cursor_execute", self._seen)
+
+    def tables(self) -> list[set[str]]:
+        """The tables each of inventory-service's statements touches, in order."""
+        return [set(TABLES.findall(statement)) for statement in self.ours]
+
+    def counts(self) -> tuple[int, int, int]:
+        return len(self.ours), len(self.runtime), self.transactions
+
+
+def shipped(order_id: object, warehouse_id: str) -> Shipped:
+    return Shipped(
+        order_id=order_id,
+        shipment_id=uuid4(),
+        warehouse_id=warehouse_id,
+        carrier="DHL",
+        tracking_number="T1",
+        tracking_url="https://example.com/T1",
+        estimated_delivery=date(2026, 1, 2),
+    )
+
+
+def paid(order_id: object) -> PaymentCaptured:
+    return PaymentCaptured(
+        order_id=order_id, payment_id=uuid4(), amount_minor=100, currency="EUR", gateway_reference="g"
+    )
+
+
+def placed(order_id: object) -> OrderPlaced:
+    return OrderPlaced(
+        order_id=order_id,
+        channel=Channel.WEB,
+        external_reference=f"W-{uuid4().hex[:8]}",
+        customer=Customer(customer_id="c-1", name="Jane", email="jane@example.com"),
+        lines=[
+            OrderLine(sku="A", quantity=2, unit_price_minor=1000),
+            OrderLine(sku="B", quantity=1, unit_price_minor=5),
+        ],
+        currency="EUR",
+        total_minor=2005,
+        shipping_address=address(),
+        delivery_method=DeliveryMethod.STANDARD,
+    )
+
+
+LOAD = {"reservations", "reservation_lines", "events", "stock_levels", "warehouses", "replenishment_policies"}
+"""The one read of a decision: the reservation, its lines, its stream's version, the locked levels with
+their warehouses' coordinates and policies."""
+
+
+async def test_a_reservation_and_its_shipment_are_two_statements_each(kit: Kit) -> None:
+    await kit.stock("A", {"WH-BER": 5, "WH-LON": 5})
+    await kit.stock("B", {"WH-BER": 5, "WH-LON": 5})
+    order_id = uuid4()
+    statements = Statements(kit.db)
+
+    with statements.counting():
+        assert await kit.harness.send(reserve(order_id, ("A", 2), ("B", 1), to=address("DE"))) is Outcome.PROCESSED
+    # The read (levels locked), then the levels, their events, the reservation, its lines and its event.
+    assert statements.tables() == [LOAD, {"stock_levels", "events", "reservations", "reservation_lines"}]
+    assert statements.counts() == (2, 2, 1), "the inbox row and the outbox rows, in the same transaction"
+    answer = (await kit.answers(order_id))[-1]
+    assert isinstance(answer, StockReserved)
+    assert {(a.sku, a.warehouse_id, a.quantity) for a in answer.allocations} == {("A", "WH-BER", 2), ("B", "WH-BER", 1)}
+
+    with statements.counting():
+        assert await kit.harness.send(paid(order_id)) is Outcome.PROCESSED
+    assert statements.tables() == [{"reservations"}]
+    assert statements.counts() == (1, 1, 1), "the inbox row; nothing to publish"
+
+    with statements.counting():
+        assert await kit.harness.send(shipped(order_id, "WH-BER")) is Outcome.PROCESSED
+    assert statements.tables() == [LOAD, {"stock_levels", "events", "reservation_lines", "reservations"}]
+    assert statements.counts() == (2, 2, 1)
+
+    levels = await kit.levels("A")
+    assert (levels["WH-BER"].on_hand, levels["WH-BER"].reserved) == (3, 0)
+    assert await kit.status(order_id) == "committed"
+    changes = [m for m in await kit.sent("A") if isinstance(m, StockLevelChanged)]
+    assert [(c.cause, c.on_hand, c.reserved, c.sequence) for c in changes] == [
+        ("reservation", 5, 2, 1),
+        ("shipment", 3, 0, 2),
+    ]
+
+
+async def test_a_split_order_commits_with_its_last_warehouse_in_the_same_two_statements(kit: Kit) -> None:
+    await kit.stock("A", {"WH-BER": 1, "WH-LON": 1}, (BERLIN, LONDON))
+    order_id = uuid4()
+    await kit.harness.send(reserve(order_id, ("A", 2), to=address("DE")))
+    statements = Statements(kit.db)
+    with statements.counting():
+        await kit.harness.send(shipped(order_id, "WH-BER"))
+    assert statements.counts() == (2, 2, 1)
+    assert await kit.status(order_id) == "reserved", "London has not shipped yet"
+    with statements.counting():
+        await kit.harness.send(shipped(order_id, "WH-LON"))
+    assert statements.counts() == (2, 2, 1)
+    assert await kit.status(order_id) == "committed"
+    assert {wh: (lvl.on_hand, lvl.reserved) for wh, lvl in (await kit.levels("A")).items()} == {
+        "WH-BER": (0, 0),
+        "WH-LON": (0, 0),
+    }
+
+
+async def test_a_level_at_its_reorder_point_adds_only_the_purchase_order(kit: Kit) -> None:
+    await kit.stock("A", {"WH-BER": 5})
+    async with kit.db.transaction() as session:
+        await kit.repo.put_policy(session, ReplenishmentPolicy("A", "WH-BER", 3, 10, None, 2))
+    order_id = uuid4()
+    statements = Statements(kit.db)
+    with statements.counting():
+        await kit.harness.send(reserve(order_id, ("A", 2)))
+    # The policy came with the locked level: the purchase order is the only statement added.
+    assert statements.tables() == [
+        LOAD,
+        {"stock_levels", "events", "reservations", "reservation_lines"},
+        {"purchase_orders"},
+    ]
+    [raised] = [m for m in await kit.sent("A") if isinstance(m, PurchaseOrderRaised)]
+    assert (raised.quantity, raised.available) == (10, 3)
+
+
+async def test_the_view_and_the_demand_are_one_statement_each_beside_the_inbox(kit: Kit) -> None:
+    await kit.stock("A", {"WH-BER": 5})
+    order_id = uuid4()
+    await kit.harness.send(reserve(order_id, ("A", 2)))
+    [changed] = [m for m in await kit.sent("A") if isinstance(m, StockLevelChanged)]
+
+    redis = Redis.from_url(_redis_url())
+    view = AvailabilityView(redis, f"test:statements:{uuid4().hex}:")
+    projection = HandlerHarness(kit.db, "inventory-service-availability", AvailabilityProjection(view).handler_map())
+    statements = Statements(kit.db)
+    try:
+        with statements.counting():
+            assert await projection.send(changed) is Outcome.PROCESSED
+        assert statements.counts() == (0, 1, 1), "the view is in Redis: only the inbox row"
+        assert [(w.warehouse_id, w.available) for w in await view.availability("A")] == [("WH-BER", 3)]
+        await view.clear()
+    finally:
+        await redis.aclose()
+
+    demand = HandlerHarness(kit.db, "inventory-service-demand", DemandRecorder(SalesHistory()).handler_map())
+    with statements.counting():
+        assert await demand.send(placed(order_id)) is Outcome.PROCESSED
+    assert statements.tables() == [{"demand_orders", "daily_demand"}]
+    assert statements.counts() == (1, 1, 1)
+    with statements.counting():
+        await demand.send(placed(order_id))  # another message, the same order: counted once
+    assert statements.counts() == (1, 1, 1)
+    async with kit.db.transaction() as session:
+        rows = (await session.execute(select(daily_demand.c.sku, daily_demand.c.units))).all()
+    units = {sku: n for sku, n in rows}
+    assert units == {"A": 2, "B": 1}
+
+
+async def test_a_batch_of_reservations_adds_one_inbox_and_one_outbox_statement(kit: Kit) -> None:
+    await kit.stock("A", {"WH-BER": 10})
+    orders = [uuid4() for _ in range(3)]
+    records = [record(reserve(order_id, ("A", 1)), offset) for offset, order_id in enumerate(orders)]
+    statements = Statements(kit.db)
+    with statements.counting():
+        outcomes = await kit.harness.processor.process_batch(records)
+    assert outcomes == [Outcome.PROCESSED] * 3
+    assert statements.counts() == (6, 2, 1)
+    # Each reservation started from the one before it in the same transaction.
+    assert (await kit.levels("A"))["WH-BER"].reserved == 3
+    changes = [m for m in await kit.sent("A") if isinstance(m, StockLevelChanged)]
+    assert [c.sequence for c in changes] == [1, 2, 3]
+
+
+def record(message: ContractMessage, offset: int) -> SourceRecord:
+    value = REGISTRY.wrap(message, producer="test").to_bytes()
+    return SourceRecord(message.topic, 0, offset, message.key.encode(), value)
+
+
+def _redis_url() -> str:
+    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
