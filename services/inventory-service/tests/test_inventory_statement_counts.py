@@ -12,17 +12,14 @@ view 2, demand 3); now 14 (reserve 4, paid 2, shipped 4, view 2, demand 2).
 
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from typing import Any
 from uuid import uuid4
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest_asyncio
 from inventory_kit import BERLIN, LONDON, REGISTRY, Kit, address, inventory_kit, reserve
 from redis.asyncio import Redis
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from inventory_service.adapters.availability_view import AvailabilityView
 from inventory_service.adapters.planning_tables import daily_demand
@@ -42,9 +39,8 @@ from oms_events.messages import (
 from oms_events.values import Channel, Customer, DeliveryMethod, OrderLine
 from oms_runtime.db import Database
 from oms_runtime.messaging import Outcome, SourceRecord
-from oms_runtime.testing import HandlerHarness
+from oms_runtime.testing import HandlerHarness, StatementCounter
 
-RUNTIME_TABLES = re.compile(r"\b(inbox|outbox)\b")
 TABLES = re.compile(
     r"\b(events|stock_levels|warehouses|replenishment_policies|reservations|reservation_lines|purchase_orders|"
     r"demand_orders|daily_demand)\b"
@@ -57,42 +53,11 @@ async def kit() -> AsyncIterator[Kit]:
         yield k
 
 
-class Statements:
+class Statements(StatementCounter):
     """The statements the engine sends, inventory-service's apart from the runtime's (inbox, outbox)."""
 
     def __init__(self, db: Database) -> None:
-        self._engine = db.engine.sync_engine
-        self.ours: list[str] = []
-        self.runtime: list[str] = []
-        self.transactions = 0
-
-    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        (self.runtime if RUNTIME_TABLES.search(statement) else self.ours).append(statement)
-
-    @contextmanager
-    def counting(self) -> Iterator["Statements"]:
-        self.ours, self.runtime, self.transactions = [], [], 0
-        # Transactions as asyncpg opens them (a BEGIN round trip each).
-        transaction = asyncpg.Connection.transaction
-
-        def counted(connection: asyncpg.Connection, **options: Any) -> Any:
-            self.transactions += 1
-            return transaction(connection, **options)
-
-        event.listen(self._engine, "before_cursor_execute", self._seen)
-        asyncpg.Connection.transaction = counted
-        try:
-            yield self
-        finally:
-            asyncpg.Connection.transaction = transaction
-            event.remove(self._engine, "before_cursor_execute", self._seen)
-
-    def tables(self) -> list[set[str]]:
-        """The tables each of inventory-service's statements touches, in order."""
-        return [set(TABLES.findall(statement)) for statement in self.ours]
-
-    def counts(self) -> tuple[int, int, int]:
-        return len(self.ours), len(self.runtime), self.transactions
+        super().__init__(db, TABLES)
 
 
 def shipped(order_id: object, warehouse_id: str) -> Shipped:

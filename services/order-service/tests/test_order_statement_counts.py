@@ -11,27 +11,24 @@ the happy path); now 3 in 1, and 3 (12 per order).
 """
 
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest_asyncio
 from order_test_builders import saga_row
 from redis.asyncio import Redis
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from oms_events import ContractMessage, default_registry
 from oms_events.messages import Message, PaymentCaptured, Shipped, StockReserved
 from oms_events.values import Allocation
 from oms_runtime.db import Database
-from oms_runtime.driver import listen_to_driver_statements
 from oms_runtime.eventstore import EventStore
 from oms_runtime.messaging import Outcome, SourceRecord
-from oms_runtime.testing import HandlerHarness, throwaway_schema
+from oms_runtime.testing import HandlerHarness, StatementCounter, throwaway_schema
 from order_service.adapters.idempotency import IdempotencyStore
 from order_service.adapters.order_repository import OrderRepository
 from order_service.adapters.projection import OrderProjection, order_summaries, projection_metadata
@@ -42,7 +39,6 @@ from order_service.handlers import DeadlineSweeper, OrderCommands, OrderPlacemen
 
 REGISTRY = default_registry()
 OPS_KEY = "test-ops-key-0123456789"
-RUNTIME_TABLES = re.compile(r"\b(inbox|outbox)\b")
 TABLES = re.compile(r"\b(events|order_references|payment_tokens|saga_steps|order_summaries)\b")
 
 
@@ -52,43 +48,11 @@ async def db() -> AsyncIterator[Database]:
         yield database
 
 
-class Statements:
+class Statements(StatementCounter):
     """The statements the engine sends, order-service's apart from the runtime's (inbox, outbox)."""
 
     def __init__(self, db: Database) -> None:
-        self._engine = db.engine.sync_engine
-        self.ours: list[str] = []
-        self.runtime: list[str] = []
-        self.transactions = 0
-
-    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        (self.runtime if RUNTIME_TABLES.search(statement) else self.ours).append(statement)
-
-    @contextmanager
-    def counting(self) -> Iterator["Statements"]:
-        self.ours, self.runtime, self.transactions = [], [], 0
-        # Transactions as asyncpg opens them (a BEGIN round trip each), not as SQLAlchemy's `begin` event
-        # counts them: that one also fires for a connection in autocommit, which sends no BEGIN.
-        transaction = asyncpg.Connection.transaction
-
-        def counted(connection: asyncpg.Connection, **options: Any) -> Any:
-            self.transactions += 1
-            return transaction(connection, **options)
-
-        event.listen(self._engine, "before_cursor_execute", self._seen)
-        # The runtime sends its hot statements (inbox, outbox, event appends) straight to asyncpg.
-        stop_driver = listen_to_driver_statements(lambda statement: self._seen(None, None, statement))
-        asyncpg.Connection.transaction = counted
-        try:
-            yield self
-        finally:
-            asyncpg.Connection.transaction = transaction
-            stop_driver()
-            event.remove(self._engine, "before_cursor_execute", self._seen)
-
-    def tables(self) -> list[set[str]]:
-        """The tables each of order-service's statements touches, in order."""
-        return [set(TABLES.findall(statement)) for statement in self.ours]
+        super().__init__(db, TABLES)
 
 
 def repository() -> OrderRepository:

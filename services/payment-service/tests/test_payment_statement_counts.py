@@ -13,19 +13,15 @@ authorisation is one INSERT in autocommit, the capture 3, and the events and the
 """
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 from uuid import uuid4
 
-import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from oms_events import default_registry
 from oms_events.messages import CapturePayment, PaymentAuthorised, PaymentCaptured, RefundPayment
 from oms_runtime.db import Database
 from oms_runtime.messaging import Outcome
-from oms_runtime.testing import HandlerHarness
+from oms_runtime.testing import HandlerHarness, StatementCounter
 from payment_service.adapters.payment_store import PaymentStore
 from payment_service.adapters.simulated_gateway import SimulatedGateway
 from payment_service.adapters.tables import payment_movements
@@ -33,42 +29,14 @@ from payment_service.domain.payment import payment_id_for
 from payment_service.handlers import PaymentHandlers
 
 REGISTRY = default_registry()
-RUNTIME_TABLES = re.compile(r"\b(inbox|outbox)\b")
 TABLES = re.compile(r"\b(events|payment_movements|simgw_operations)\b")
 
 
-class Statements:
+class Statements(StatementCounter):
     """The statements the engine sends, payment-service's apart from the runtime's (inbox, outbox)."""
 
     def __init__(self, db: Database) -> None:
-        self._engine = db.engine.sync_engine
-        self.ours: list[str] = []
-        self.runtime: list[str] = []
-        self.transactions = 0
-
-    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        (self.runtime if RUNTIME_TABLES.search(statement) else self.ours).append(statement)
-
-    @contextmanager
-    def counting(self) -> Iterator["Statements"]:
-        self.ours, self.runtime, self.transactions = [], [], 0
-        # Transactions as asyncpg opens them (a BEGIN round trip each): none for autocommit.
-        transaction = asyncpg.Connection.transaction
-
-        def counted(connection: asyncpg.Connection, **options: Any) -> Any:
-            self.transactions += 1
-            return transaction(connection, **options)
-
-        event.listen(self._engine, "before_cursor_execute", self._seen)
-        asyncpg.Connection.transaction = counted
-        try:
-            yield self
-        finally:
-            asyncpg.Connection.transaction = transaction
-            event.remove(self._engine, "before_cursor_execute", self._seen)
-
-    def tables(self) -> list[set[str]]:
-        return [set(TABLES.findall(statement)) for statement in self.ours]
+        super().__init__(db, TABLES)
 
 
 def harness(db: Database) -> HandlerHarness:

@@ -3,17 +3,20 @@ dead-letter stand-in that records, and a harness that drives handlers through th
 (inbox, transaction, outbox) without Kafka."""
 
 import os
+import re
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Self
 from uuid import UUID
 
+import asyncpg  # type: ignore[import-untyped]
 import structlog
-from sqlalchemy import MetaData, func, select, text
+from sqlalchemy import MetaData, event, func, select, text
 
 from oms_events import ContractMessage, Message, MessageRegistry, default_registry
 from oms_runtime.db import Database
+from oms_runtime.driver import listen_to_driver_statements
 from oms_runtime.eventstore import events_table, runtime_metadata
 from oms_runtime.messaging import DeadLetterPublisher, HandlerMap, MessageProcessor, Outcome, SourceRecord
 from oms_runtime.outbox import outbox_table
@@ -106,3 +109,56 @@ class HandlerHarness:
                 select(func.count()).select_from(events_table).where(events_table.c.stream_id == stream_id)
             )
         return int(count or 0)
+
+
+class StatementCounter:
+    """The statements a database gets in a `counting()` block, a service's apart from the runtime's (inbox,
+    outbox), and the transactions asyncpg opens (a BEGIN round trip each; none in autocommit).
+
+    A statement costs a round trip, which made statements most of a service's CPU per message: the services'
+    statement-count tests pin their budgets with it. It sees SQLAlchemy's statements (`before_cursor_execute`)
+    and the ones the runtime sends straight to asyncpg (`oms_runtime.driver`); `tables` is the pattern of
+    the service's table names, for `tables()`.
+    """
+
+    RUNTIME_TABLES = re.compile(r"\b(inbox|outbox)\b")
+
+    def __init__(self, db: Database, tables: re.Pattern[str]) -> None:
+        self._engine = db.engine.sync_engine
+        self._tables = tables
+        self.ours: list[str] = []
+        self.runtime: list[str] = []
+        self.transactions = 0
+
+    def _seen(self, statement: str) -> None:
+        (self.runtime if self.RUNTIME_TABLES.search(statement) else self.ours).append(statement)
+
+    def _cursor(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self._seen(statement)
+
+    @contextmanager
+    def counting(self) -> Iterator[Self]:
+        self.ours, self.runtime, self.transactions = [], [], 0
+        transaction = asyncpg.Connection.transaction
+
+        def counted(connection: Any, **options: Any) -> Any:
+            self.transactions += 1
+            return transaction(connection, **options)
+
+        event.listen(self._engine, "before_cursor_execute", self._cursor)
+        stop_driver = listen_to_driver_statements(self._seen)
+        asyncpg.Connection.transaction = counted
+        try:
+            yield self
+        finally:
+            asyncpg.Connection.transaction = transaction
+            stop_driver()
+            event.remove(self._engine, "before_cursor_execute", self._cursor)
+
+    def tables(self) -> list[set[str]]:
+        """The service's tables each of its statements touches, in order."""
+        return [set(self._tables.findall(statement)) for statement in self.ours]
+
+    def counts(self) -> tuple[int, int, int]:
+        """(the service's statements, the runtime's, transactions)."""
+        return len(self.ours), len(self.runtime), self.transactions
