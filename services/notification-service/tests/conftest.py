@@ -1,14 +1,16 @@
-"""Fixtures of notification-service's tests: realistic order events (so test modules stay independent) and a
-real SMTP server."""
+"""Fixtures of notification-service's tests: realistic order events (so test modules stay independent), a
+real SMTP server, a local SMS provider and the harness over them (on the module's own `db`)."""
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from uuid import uuid4
 
 import pytest
+from notification_harness import Harness
 from notification_smtp import CollectingSmtp, Smtp, free_port
 
 from notification_service.domain.notifications import NotifyingEvent
+from notification_service.testing import LocalSmsProvider
 from oms_events.messages import (
     OrderCancelled,
     OrderConfirmed,
@@ -24,6 +26,7 @@ from oms_events.messages import (
     ShipmentOutForDelivery,
 )
 from oms_events.values import Address, Allocation, Channel, Customer, DeliveryMethod, OrderLine
+from oms_runtime.db import Database
 
 
 @pytest.fixture
@@ -206,3 +209,15 @@ def smtp() -> Iterator[Smtp]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def provider() -> Iterator[LocalSmsProvider]:
+    with LocalSmsProvider() as local:
+        yield local
+
+
+@pytest.fixture
+def harness(db: Database, smtp: Smtp, provider: LocalSmsProvider) -> Harness:
+    """Needs a `db` fixture of the test module (each module keeps its own schema)."""
+    return Harness(db, smtp, provider)

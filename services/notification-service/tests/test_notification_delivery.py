@@ -5,7 +5,7 @@ backoff and quiet hours are shown without sleeping.
 """
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 import structlog
 from notification_harness import CUSTOMER, PHONE, REGISTRY, RETRY_BASE_S, Crash, CrashAfterSending, Harness
-from notification_smtp import Smtp, parts
+from notification_smtp import parts
 
 import notification_service.claims
 import notification_service.dispatcher
@@ -34,7 +34,7 @@ from notification_service.domain.notifications import (
 from notification_service.domain.preferences import Preferences, QuietHours
 from notification_service.entrypoints.http import create_app
 from notification_service.main import SERVICE, NotificationSettings, build
-from notification_service.testing import LocalSmsProvider, delivery_report
+from notification_service.testing import delivery_report
 from oms_events.messages import (
     NotificationFailed,
     NotificationSent,
@@ -56,21 +56,10 @@ from oms_runtime.testing import throwaway_schema
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def provider() -> Iterator[LocalSmsProvider]:
-    with LocalSmsProvider() as local:
-        yield local
-
-
 @pytest_asyncio.fixture(scope="module")
 async def db() -> AsyncIterator[Database]:
     async with throwaway_schema("test_notification", metadata) as database:
         yield database
-
-
-@pytest.fixture
-def harness(db: Database, smtp: Smtp, provider: LocalSmsProvider) -> Harness:
-    return Harness(db, smtp, provider)
 
 
 # ---------------------------------------------------------------- every message, once

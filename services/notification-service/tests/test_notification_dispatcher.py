@@ -5,7 +5,7 @@ the dispatcher (which does not spin while idle)."""
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 from uuid import uuid4
@@ -26,21 +26,10 @@ from oms_runtime.testing import throwaway_schema
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def provider() -> Iterator[LocalSmsProvider]:
-    with LocalSmsProvider() as local:
-        yield local
-
-
 @pytest_asyncio.fixture(scope="module")
 async def db() -> AsyncIterator[Database]:
     async with throwaway_schema("test_notification_dispatch", metadata) as database:
         yield database
-
-
-@pytest.fixture
-def harness(db: Database, smtp: Smtp, provider: LocalSmsProvider) -> Harness:
-    return Harness(db, smtp, provider)
 
 
 def another_order(placed: OrderPlaced) -> OrderPlaced:

@@ -10,16 +10,14 @@ with a `before_cursor_execute` listener on the real PostgreSQL, the events going
 message processor as the service's consumer runs them.
 """
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from uuid import uuid4
 
 import pytest
 import pytest_asyncio
 from notification_harness import REGISTRY, Harness, Statements
-from notification_smtp import Smtp
 
 from notification_service.adapters.tables import metadata
-from notification_service.testing import LocalSmsProvider
 from oms_events import Envelope, Message
 from oms_events.messages import OrderConfirmed, OrderPaymentDeclined, OrderPlaced, OrderRejected, OrderShipped
 from oms_runtime.db import Database
@@ -32,21 +30,10 @@ pytestmark = pytest.mark.integration
 ONE_BATCH = ["INSERT", "WITH", "INSERT", "COMMIT"]
 
 
-@pytest.fixture
-def provider() -> Iterator[LocalSmsProvider]:
-    with LocalSmsProvider() as local:
-        yield local
-
-
 @pytest_asyncio.fixture(scope="module")
 async def db() -> AsyncIterator[Database]:
     async with throwaway_schema("test_notification_statements", metadata) as database:
         yield database
-
-
-@pytest.fixture
-def harness(db: Database, smtp: Smtp, provider: LocalSmsProvider) -> Harness:
-    return Harness(db, smtp, provider)
 
 
 def wrap(message: Message) -> Envelope:
