@@ -28,16 +28,25 @@ def schema_name(service: str) -> str:
 class Database:
     """Engine and sessions bound to the service's schema (by search_path, so table names stay plain)."""
 
-    def __init__(self, url: str, schema: str, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, schema: str, pool_size: int = 10, connect_timeout_s: float = 5.0, pool_timeout_s: float = 10.0
+    ) -> None:
         self.schema = schema
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=False,
+            # Bounded waits while the database is down or every connection is busy (asyncpg would wait
+            # 60 s for a connection, SQLAlchemy's pool 30 s for a free one): a caller fails fast and says
+            # so (an API 503, a consumer's retry) instead of hanging.
+            pool_timeout=pool_timeout_s,
             # A failed statement's parameters (payment tokens, personal data) never reach a log line.
             hide_parameters=True,
-            connect_args={"server_settings": {"search_path": schema, "application_name": schema}},
+            connect_args={
+                "server_settings": {"search_path": schema, "application_name": schema},
+                "timeout": connect_timeout_s,
+            },
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._outbox_listener: OutboxListener | None = None
@@ -48,7 +57,13 @@ class Database:
 
     @classmethod
     def for_service(cls, settings: ServiceSettings, service: str) -> "Database":
-        return cls(settings.database_url, schema_name(service), settings.db_pool_size)
+        return cls(
+            settings.database_url,
+            schema_name(service),
+            settings.db_pool_size,
+            settings.db_connect_timeout_s,
+            settings.db_pool_timeout_s,
+        )
 
     async def create_schema(self, *metadatas: MetaData) -> None:
         """Creates the schema and tables that do not exist yet, then runs the metadatas' upgrades

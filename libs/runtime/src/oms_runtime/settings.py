@@ -64,6 +64,10 @@ class ServiceSettings(BaseSettings):
     )
     retention_interval_s: float = Field(default=600.0, gt=0, description="How often old rows are pruned")
     db_pool_size: int = Field(default=10, ge=1)
+    db_connect_timeout_s: float = Field(default=5.0, gt=0, description="Longest wait for a new database connection")
+    db_pool_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest wait for a free connection of the pool before the call fails"
+    )
 
     http_host: str = Field(default="127.0.0.1", description="Address of the HTTP server (API, probes, metrics)")
     http_port: int | None = Field(

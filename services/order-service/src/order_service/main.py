@@ -42,6 +42,12 @@ class OrderSettings(ServiceSettings):
     saga_max_attempts: int = Field(default=3, ge=1, description="Sends of one command before the saga stalls")
     saga_sweep_interval_s: float = Field(default=1.0, gt=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
+    placement_deadline_s: float = Field(
+        default=3.0,
+        gt=0,
+        description="POST /orders answers within this time: past it, 503 with Retry-After (the outcome is not "
+        "known yet; a retry with the same Idempotency-Key or reference gets the order, placed once)",
+    )
     api_keys: str = Field(default="[]", description="JSON list of {name, key, role: ops|channel, channel}")
     hold_above_minor: int = Field(
         default=500_000,
@@ -86,6 +92,7 @@ def build(settings: OrderSettings) -> ServiceHost:
             report_router(SalesReports(host.db), auth),
         ],
         max_body_bytes=settings.http_max_body_bytes,
+        placement_deadline_s=settings.placement_deadline_s,
     )
     host.serve_http(app, settings.http_host, settings.http_port, ops_auth=auth)
 

@@ -1,5 +1,6 @@
 """The HTTP API of order-service (FastAPI). Every error is a structured body naming the field; never a 500."""
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Sequence
 from typing import Annotated, Any
@@ -48,6 +49,7 @@ def create_app(
     auth: Authenticator,
     routers: Sequence[APIRouter] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    placement_deadline_s: float = 3.0,
 ) -> FastAPI:
     app = ServiceApi(
         title="OMS order-service",
@@ -109,6 +111,14 @@ def create_app(
                 "running; retry it later with the same key",
             },
             422: {"model": ErrorBody},
+            503: {
+                "model": ErrorBody,
+                "description": "`unavailable`: a dependency does not answer, or the placement did not finish "
+                "within PLACEMENT_DEADLINE_S; whether the order was placed is not known yet. Retry after "
+                "`Retry-After` seconds with the same Idempotency-Key (or the same channel and external "
+                "reference): the answer is then the order, placed once",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds"}},
+            },
         },
     )
     async def place_order(
@@ -147,10 +157,26 @@ def create_app(
         # The same id whichever way the order comes in (HTTP or the intake topic).
         placed = order_placed(body, order_id_for(body.channel, body.external_reference))
         try:
-            result = await placement.place_once(placed, body.payment_token)
-        except BaseException:
+            # An upstream system must get an answer it can act on in a bounded time, also while the
+            # database or the broker is down or slow: past the deadline the placement is given up
+            # (rolled back, or committed already: the order id is derived from the channel and
+            # reference, so a retry finds the order instead of placing a second one).
+            async with asyncio.timeout(placement_deadline_s):
+                result = await placement.place_once(placed, body.payment_token)
+        except BaseException as exc:
             if idempotency_key:
                 await idempotency.abandon(scope, idempotency_key)
+            if isinstance(exc, TimeoutError):
+                log.warning(
+                    "placement past its deadline", order_id=str(placed.order_id), deadline_s=placement_deadline_s
+                )
+                return error_response(
+                    status.HTTP_503_SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    f"The order could not be placed within {placement_deadline_s:g} s; it may or may not have "
+                    "been placed. Retry with the same Idempotency-Key, or the same channel and external reference.",
+                    headers={"Retry-After": "1"},
+                )
             raise
         if idempotency_key:
             await idempotency.complete(scope, idempotency_key, fingerprint, result.order_id)
