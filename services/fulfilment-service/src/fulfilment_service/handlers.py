@@ -269,11 +269,12 @@ class FulfilmentHandlers:
         location: str | None,
         reason: str | None,
     ) -> tuple[Shipment, list[Message]]:
-        shipment_id = await self._repo.by_tracking_number(ctx.session, carrier, tracking_number)
-        if shipment_id is None:
+        found = await self._repo.load_by_tracking_number(ctx.session, ctx.registry, carrier, tracking_number)
+        if found is None:
             raise ShipmentNotFoundError(f"no {carrier} shipment with tracking number {tracking_number}")
-        found = await self._existing(ctx, shipment_id)
         shipment = found.shipment
+        shipment_id = shipment.shipment_id
+        _bind_order(shipment.order_id)
         events = shipment.carrier_update(
             status, reported_at=reported_at, update_id=update_id, location=location, reason=reason
         )

@@ -66,6 +66,17 @@ class ShipmentRepository:
         streams = {row.stream_id: UUID(row.stream_id.removeprefix("shipment-")) for row in rows}
         return list(_loaded(registry, streams, rows).values())
 
+    async def load_by_tracking_number(
+        self, session: AsyncSession, registry: MessageRegistry, carrier: str, tracking_number: str
+    ) -> LoadedShipment | None:
+        """The shipment a carrier's tracking number names (as `shipment_views` knows it), in one statement."""
+        params = {"carrier": carrier, "tracking_number": tracking_number}
+        rows = (await session.execute(_LOAD_BY_TRACKING, params)).all()
+        if not rows:
+            return None
+        shipment_id = UUID(rows[0].stream_id.removeprefix("shipment-"))
+        return _loaded(registry, {rows[0].stream_id: shipment_id}, rows)[shipment_id]
+
     async def save(self, ctx: MessageContext, loaded: LoadedShipment, events: Sequence[Message]) -> None:
         """Appends the events (optimistic concurrency), queues them in the outbox, updates the projections."""
         if not events:
@@ -106,12 +117,6 @@ class ShipmentRepository:
             .limit(limit)
         )
         return [dict(row) for row in result.mappings().all()]
-
-    async def by_tracking_number(self, session: AsyncSession, carrier: str, tracking_number: str) -> UUID | None:
-        found: UUID | None = await session.scalar(
-            _BY_TRACKING, {"carrier": carrier, "tracking_number": tracking_number}
-        )
-        return found
 
 
 VIEW_PREFIX = "v_"
@@ -181,15 +186,24 @@ _LOAD = (
     .where(events_table.c.stream_id == any_(bindparam("streams", type_=ARRAY(String))))
     .order_by(events_table.c.stream_id, events_table.c.version)
 )
+_VIEWED_STREAMS = shipment_views.join(
+    events_table, events_table.c.stream_id == literal("shipment-") + cast(shipment_views.c.shipment_id, String)
+)
+"""The streams of the shipments `shipment_views` holds, to load them by what the view knows."""
 _LOAD_OF_ORDER = (
     select(events_table.c.stream_id, events_table.c.envelope)
-    .select_from(
-        shipment_views.join(
-            events_table, events_table.c.stream_id == literal("shipment-") + cast(shipment_views.c.shipment_id, String)
-        )
-    )
+    .select_from(_VIEWED_STREAMS)
     .where(shipment_views.c.order_id == bindparam("order_id"))
     .order_by(shipment_views.c.warehouse_id, events_table.c.version)
+)
+_LOAD_BY_TRACKING = (
+    select(events_table.c.stream_id, events_table.c.envelope)
+    .select_from(_VIEWED_STREAMS)
+    .where(
+        shipment_views.c.carrier == bindparam("carrier"),
+        shipment_views.c.tracking_number == bindparam("tracking_number"),
+    )
+    .order_by(events_table.c.version)
 )
 _OF_ORDER = (
     select(shipment_views)
@@ -197,6 +211,3 @@ _OF_ORDER = (
     .order_by(shipment_views.c.warehouse_id)
 )
 _VIEW = select(shipment_views).where(shipment_views.c.shipment_id == bindparam("shipment_id"))
-_BY_TRACKING = select(shipment_views.c.shipment_id).where(
-    shipment_views.c.carrier == bindparam("carrier"), shipment_views.c.tracking_number == bindparam("tracking_number")
-)
