@@ -296,3 +296,19 @@ async def test_the_rebuild_writes_each_shipment_in_one_statement(db: Database) -
         (v.status, v.version, v.tracking_number) for v in before[0]
     ]
     assert after[1] == before[1]
+
+
+async def test_a_resent_ship_order_in_the_same_batch_is_answered_from_the_first_ones_writes(db: Database) -> None:
+    # The second command's load runs in the batch's transaction after the first one's append: it finds the
+    # shipment the first one made, creates nothing and answers again.
+    order_id = uuid4()
+    commands = harness(db)
+    outcomes = await commands.processor.process_batch(
+        [record(ship_order(order_id), 1), record(ship_order(order_id), 2)]
+    )
+    assert outcomes == [Outcome.PROCESSED] * 2
+    emitted = await commands.emitted(order_id)
+    assert [type(m) for m in emitted[5:]] == [ShipmentCreated, Shipped]
+    assert await commands.stream_length(f"shipment-{shipment_id_for(order_id, 'WH-AUTO')}") == 5
+    [view], [report] = await rows(db, order_id)
+    assert (view.version, report.version) == (5, 5)
