@@ -111,10 +111,10 @@ async def shipment(db: Database, order_id: UUID, warehouse: str, events: Sequenc
         (REGISTRY.wrap(e, producer="fulfilment-service").model_copy(update={"occurred_at": t}), e) for t, e in events
     ]
     async with db.transaction() as session:
-        # In two appends, as the steps of a manual warehouse arrive.
-        await ShipmentReportProjection().apply(session, shipment_id, batch[:1], version=1)
+        # In two writes, as the steps of a manual warehouse arrive: the second replaces the first's row.
+        assert await ShipmentReportProjection().write(session, shipment_id, batch[:1])
         if len(batch) > 1:
-            await ShipmentReportProjection().apply(session, shipment_id, batch[1:], version=len(batch))
+            assert await ShipmentReportProjection().write(session, shipment_id, batch)
 
 
 def created(order_id: UUID, warehouse: str, lines: list[Allocation], method: DeliveryMethod) -> ShipmentCreated:

@@ -6,7 +6,6 @@ HTTP API's use cases run in a transaction of their own (`FulfilmentOperations`),
 writer appended to the same shipment first.
 """
 
-import copy
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from fulfilment_service.adapters.return_repository import ReturnRepository
-from fulfilment_service.adapters.shipment_repository import ShipmentRepository
+from fulfilment_service.adapters.shipment_repository import LoadedShipment, ShipmentRepository
 from fulfilment_service.domain.carriers import DEFAULT_SERVICE_LEVELS, ServiceLevel
 from fulfilment_service.domain.dispatch import WarehouseCalendars
 from fulfilment_service.domain.returns import Return
@@ -124,39 +123,42 @@ class FulfilmentHandlers:
         handlers.register(AuthoriseReturn, self.authorise_return)
         return handlers
 
-    async def _load(self, ctx: MessageContext, shipment_id: UUID) -> Shipment:
-        return await self._repo.load(ctx.session, ctx.registry, shipment_id)
-
     async def ship_order(self, ctx: MessageContext, command: ShipOrder) -> None:
         """One shipment per warehouse. A re-sent command (a saga retry) creates nothing new: it is answered
         with the shipments the first one made (`ShipmentCreated`, and `Shipped` for those that left)."""
         # The shipping address is personal data: it goes to the carrier, never to the logs.
-        for warehouse_id, lines in lines_by_warehouse(command.allocations).items():
-            shipment = await self._load(ctx, shipment_id_for(command.order_id, warehouse_id))
-            if shipment.exists:
-                await self._answer_again(ctx, shipment)
+        by_warehouse = lines_by_warehouse(command.allocations)
+        ids = {warehouse_id: shipment_id_for(command.order_id, warehouse_id) for warehouse_id in by_warehouse}
+        loaded = await self._repo.load_many(ctx.session, ctx.registry, list(ids.values()))
+        for warehouse_id, lines in by_warehouse.items():
+            found = loaded[ids[warehouse_id]]
+            if found.exists:
+                await self._answer_again(ctx, found)
                 continue
+            shipment = found.shipment
             mode = self._config.mode_of(warehouse_id)
-            await self._repo.save(
-                ctx,
-                shipment,
-                shipment.create(command.order_id, warehouse_id, lines, command.delivery_method, mode.value),
-            )
-            log.info("shipment created", shipment_id=str(shipment.shipment_id), warehouse_id=warehouse_id, mode=mode)
+            events = shipment.create(command.order_id, warehouse_id, lines, command.delivery_method, mode.value)
             if mode is WarehouseMode.AUTOMATIC:
-                await self._ship_at_once(ctx, shipment)
+                events += self._ship_at_once(Shipment.rebuild(shipment.shipment_id, events))
+            # All of the shipment's events in one append and one projection write.
+            await self._repo.save(ctx, found, events)
+            if mode is WarehouseMode.AUTOMATIC:
+                self._log_shipped(shipment, mode=mode)
+            else:
+                log.info(
+                    "shipment created", shipment_id=str(shipment.shipment_id), warehouse_id=warehouse_id, mode=mode
+                )
 
-    async def _answer_again(self, ctx: MessageContext, shipment: Shipment) -> None:
-        stored = await self._repo.history(ctx.session, shipment.shipment_id)
-        for event in (ctx.registry.decode(s.envelope) for s in stored):
+    async def _answer_again(self, ctx: MessageContext, found: LoadedShipment) -> None:
+        for _, event in found.history:
             if isinstance(event, ShipmentCreated | Shipped):
                 await ctx.emit(event)
+        shipment = found.shipment
         log.info("shipment answered again", shipment_id=str(shipment.shipment_id), status=str(shipment.status))
 
-    async def _ship_at_once(self, ctx: MessageContext, shipment: Shipment) -> None:
-        """Automatic mode: everything is found, packed in one standard parcel and handed over."""
-        # Decided on a scratch copy (each step needs the state the previous one left), recorded together.
-        scratch = copy.deepcopy(shipment)
+    def _ship_at_once(self, scratch: Shipment) -> list[Message]:
+        """Automatic mode: everything is found, packed in one standard parcel and handed over. Decided on a
+        scratch shipment (each step needs the state the previous one left), to be recorded together."""
         steps: list[Callable[[], list[Message]]] = [
             scratch.start_picking,
             lambda: scratch.confirm_picks({line.sku: line.quantity for line in scratch.lines}),
@@ -169,8 +171,7 @@ class FulfilmentHandlers:
             for event in produced:
                 scratch.apply(event)
             events.extend(produced)
-        await self._repo.save(ctx, shipment, events)
-        self._log_shipped(shipment)
+        return events
 
     def dispatch(self, shipment: Shipment) -> Dispatch:
         """The carrier, a fresh tracking number and the estimated delivery, as of now."""
@@ -187,11 +188,13 @@ class FulfilmentHandlers:
             service_level=method.value,
         )
 
-    def _log_shipped(self, shipment: Shipment) -> None:
+    def _log_shipped(self, shipment: Shipment, mode: WarehouseMode | None = None) -> None:
+        """`mode` when the shipment was created in the same step (automatic mode: one line, not two)."""
         log.info(
             "shipment handed to carrier",
             shipment_id=str(shipment.shipment_id),
             warehouse_id=shipment.warehouse_id,
+            **({"created": True, "mode": mode} if mode is not None else {}),
             carrier=shipment.carrier,
             tracking_number=shipment.tracking_number,
             estimated_delivery=shipment.estimated_delivery.isoformat() if shipment.estimated_delivery else None,
@@ -199,8 +202,8 @@ class FulfilmentHandlers:
 
     async def cancel_shipment(self, ctx: MessageContext, command: CancelShipment) -> None:
         """All or nothing: when part of the order has left a warehouse, nothing is cancelled."""
-        rows = await self._repo.of_order(ctx.session, command.order_id)
-        shipments = [await self._load(ctx, row["shipment_id"]) for row in rows]
+        loaded = await self._repo.load_of_order(ctx.session, ctx.registry, command.order_id)
+        shipments = [found.shipment for found in loaded]
         gone = [s.shipment_id for s in shipments if s.status is not None and s.status.has_left_warehouse]
         if gone:
             await ctx.emit(
@@ -212,8 +215,8 @@ class FulfilmentHandlers:
             )
             log.info("shipment cancel refused", shipped=[str(s) for s in gone])
             return
-        for shipment in shipments:
-            await self._repo.save(ctx, shipment, shipment.cancel(command.reason))
+        for found in loaded:
+            await self._repo.save(ctx, found, found.shipment.cancel(command.reason))
         await ctx.emit(
             FulfilmentCancelled(
                 order_id=command.order_id, shipment_ids=[s.shipment_id for s in shipments], reason=command.reason
@@ -224,13 +227,14 @@ class FulfilmentHandlers:
     # ------------------------------------------------------------------ the warehouse's steps (manual mode)
 
     async def start_picking(self, ctx: MessageContext, shipment_id: UUID) -> Shipment:
-        shipment = await self._existing(ctx, shipment_id)
-        await self._repo.save(ctx, shipment, shipment.start_picking())
-        return shipment
+        found = await self._existing(ctx, shipment_id)
+        await self._repo.save(ctx, found, found.shipment.start_picking())
+        return found.shipment
 
     async def confirm_picks(self, ctx: MessageContext, shipment_id: UUID, found: Mapping[str, int]) -> Shipment:
-        shipment = await self._existing(ctx, shipment_id)
-        await self._repo.save(ctx, shipment, shipment.confirm_picks(found))
+        loaded = await self._existing(ctx, shipment_id)
+        shipment = loaded.shipment
+        await self._repo.save(ctx, loaded, shipment.confirm_picks(found))
         if shipment.status is ShipmentStatus.FAILED:
             log.warning("nothing of the shipment was found; fulfilment failed", shipment_id=str(shipment_id))
         elif shipment.short:
@@ -242,13 +246,14 @@ class FulfilmentHandlers:
         return shipment
 
     async def pack(self, ctx: MessageContext, shipment_id: UUID, parcels: Sequence[Parcel]) -> Shipment:
-        shipment = await self._existing(ctx, shipment_id)
-        await self._repo.save(ctx, shipment, shipment.pack(parcels))
-        return shipment
+        found = await self._existing(ctx, shipment_id)
+        await self._repo.save(ctx, found, found.shipment.pack(parcels))
+        return found.shipment
 
     async def ship(self, ctx: MessageContext, shipment_id: UUID) -> Shipment:
-        shipment = await self._existing(ctx, shipment_id)
-        await self._repo.save(ctx, shipment, shipment.ship(self.dispatch(shipment)))
+        found = await self._existing(ctx, shipment_id)
+        shipment = found.shipment
+        await self._repo.save(ctx, found, shipment.ship(self.dispatch(shipment)))
         self._log_shipped(shipment)
         return shipment
 
@@ -264,14 +269,16 @@ class FulfilmentHandlers:
         location: str | None,
         reason: str | None,
     ) -> tuple[Shipment, list[Message]]:
-        shipment_id = await self._repo.by_tracking_number(ctx.session, carrier, tracking_number)
-        if shipment_id is None:
+        found = await self._repo.load_by_tracking_number(ctx.session, ctx.registry, carrier, tracking_number)
+        if found is None:
             raise ShipmentNotFoundError(f"no {carrier} shipment with tracking number {tracking_number}")
-        shipment = await self._existing(ctx, shipment_id)
+        shipment = found.shipment
+        shipment_id = shipment.shipment_id
+        _bind_order(shipment.order_id)
         events = shipment.carrier_update(
             status, reported_at=reported_at, update_id=update_id, location=location, reason=reason
         )
-        await self._repo.save(ctx, shipment, events)
+        await self._repo.save(ctx, found, events)
         log.info(
             "carrier update",
             shipment_id=str(shipment_id),
@@ -324,12 +331,12 @@ class FulfilmentHandlers:
         _bind_order(returned.order_id)
         return returned
 
-    async def _existing(self, ctx: MessageContext, shipment_id: UUID) -> Shipment:
-        shipment = await self._load(ctx, shipment_id)
-        if not shipment.exists:
+    async def _existing(self, ctx: MessageContext, shipment_id: UUID) -> LoadedShipment:
+        found = await self._repo.load(ctx.session, ctx.registry, shipment_id)
+        if not found.exists:
             raise ShipmentNotFoundError(f"no shipment {shipment_id}")
-        _bind_order(shipment.order_id)
-        return shipment
+        _bind_order(found.shipment.order_id)
+        return found
 
 
 def _bind_order(order_id: UUID | None) -> None:

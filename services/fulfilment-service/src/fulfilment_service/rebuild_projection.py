@@ -16,9 +16,8 @@ from uuid import UUID
 
 from sqlalchemy import delete, text
 
-from fulfilment_service.adapters.performance_projection import ShipmentReportProjection
 from fulfilment_service.adapters.return_repository import ReturnRepository
-from fulfilment_service.adapters.shipment_repository import ShipmentRepository
+from fulfilment_service.adapters.shipment_repository import LoadedShipment, ShipmentRepository
 from fulfilment_service.adapters.tables import metadata, return_views, shipment_reports, shipment_views
 from fulfilment_service.domain import returns, shipment
 from fulfilment_service.handlers import SERVICE
@@ -42,7 +41,7 @@ async def rebuild(db: Database, registry: MessageRegistry, batch_size: int = 100
     store = EventStore()
     streams: dict[str, list[tuple[Envelope, Message]]] = defaultdict(list)
     events = 0
-    reports = ShipmentReportProjection()
+    shipments_repository = ShipmentRepository()
     async with db.transaction() as session:
         await session.execute(text("LOCK TABLE shipment_views, return_views, shipment_reports IN EXCLUSIVE MODE"))
         for table in (shipment_views, return_views, shipment_reports):
@@ -60,8 +59,8 @@ async def rebuild(db: Database, registry: MessageRegistry, batch_size: int = 100
             if stream.startswith("shipment-"):
                 shipment_id = UUID(stream.removeprefix("shipment-"))
                 aggregate = shipment.Shipment.rebuild(shipment_id, messages)
-                await ShipmentRepository().project(session, aggregate)
-                await reports.apply(session, shipment_id, recorded, version=len(recorded))
+                # Both projections of the shipment, as a save writes them.
+                await shipments_repository.project(session, LoadedShipment(aggregate, recorded))
                 shipments += 1
             else:
                 back = returns.Return.rebuild(UUID(stream.removeprefix("return-")), messages)

@@ -1,10 +1,15 @@
 """The performance report's tables: the `shipment_reports` projection, the orders' placing times, and the
 query that reads a period's shipments with both and with their returned units.
 
-`shipment_reports` is written in the transaction that records a shipment's events (ShipmentRepository),
-and rebuilt with the other projections; idempotent by stream version like them (events at or below the
-row's version are skipped). Returned units are read from `return_views` at query time: each return line
-names the warehouse its units left from, which is the shipment of that order and warehouse.
+A shipment's `shipment_reports` row is folded from its whole stream (the repository has it loaded to
+decide, so no read of the row is needed) and written by ShipmentRepository in the statement that writes
+its `shipment_views` row, in the transaction that records its events; rebuilt with the other projections.
+Idempotent by stream version like them: a row is only replaced by one of a higher version. Returned units
+are read from `return_views` at query time: each return line names the warehouse its units left from,
+which is the shipment of that order and warehouse.
+
+The hot statements are built once, with bound parameters: building one per call (and its cache key) cost
+more CPU than running it.
 """
 
 from collections.abc import Sequence
@@ -13,19 +18,20 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Integer, and_, cast, column, func, literal_column, select, true
+from sqlalchemy import Integer, and_, bindparam, cast, column, func, literal_column, select, true
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Insert
 
 from fulfilment_service.adapters.tables import order_placements, return_views, shipment_reports
 from fulfilment_service.domain.performance import ShipmentFacts, ShipmentRecord, fold
 from oms_events import Envelope, Message
-from oms_runtime.logging import get_logger
-
-log = get_logger(__name__)
 
 _FACT_COLUMNS = [shipment_reports.c[f.name] for f in fields(ShipmentFacts)]
 """The row's columns in the order of ShipmentFacts' fields: a report reads many rows, positionally."""
+
+REPORT_PREFIX = "r_"
+"""The report row's parameters are named `r_<column>` (they share a statement with shipment_views')."""
 
 
 def _facts(row: Sequence[Any]) -> ShipmentFacts:
@@ -33,54 +39,63 @@ def _facts(row: Sequence[Any]) -> ShipmentFacts:
     return ShipmentFacts(str(shipment_id), str(order_id), *rest)
 
 
+def _report_upsert() -> Insert:
+    names = [c.name for c in shipment_reports.c]
+    statement = insert(shipment_reports).values({name: bindparam(REPORT_PREFIX + name) for name in names})
+    return statement.on_conflict_do_update(
+        index_elements=[shipment_reports.c.shipment_id],
+        set_={name: statement.excluded[name] for name in names if name != "shipment_id"},
+        where=shipment_reports.c.version < statement.excluded.version,
+    )
+
+
+REPORT_UPSERT = _report_upsert()
+"""Writes a shipment's report row unless the stored one is as new (parameters `r_<column>`)."""
+
+
+def report_params(
+    shipment_id: UUID, history: Sequence[tuple[Envelope, Message]], *, version: int | None = None
+) -> dict[str, Any] | None:
+    """REPORT_UPSERT's parameters for the shipment whose stream is `history` (versions 1 .. `version`,
+    the length of the history unless given); None for a stream that does not start with ShipmentCreated."""
+    facts = fold(None, ((envelope.occurred_at, message) for envelope, message in history))
+    if facts is None:
+        return None
+    values = {
+        **asdict(facts),
+        "shipment_id": shipment_id,
+        "order_id": UUID(facts.order_id),
+        "version": len(history) if version is None else version,
+    }
+    return {REPORT_PREFIX + name: value for name, value in values.items()}
+
+
 class ShipmentReportProjection:
-    async def apply(
-        self, session: AsyncSession, shipment_id: UUID, events: Sequence[tuple[Envelope, Message]], *, version: int
-    ) -> None:
-        """Projects newly recorded events, versions `version - len(events) + 1 .. version`."""
-        if not events:
-            return
-        first = version - len(events) + 1
-        facts: ShipmentFacts | None = None
-        stored = 0
-        if first > 1:
-            row = (
-                await session.execute(
-                    select(*_FACT_COLUMNS, shipment_reports.c.version)
-                    .where(shipment_reports.c.shipment_id == shipment_id)
-                    .with_for_update()
-                )
-            ).first()
-            if row is not None:
-                facts, stored = _facts(row), row.version
-        fresh = [(e.occurred_at, m) for v, (e, m) in enumerate(events, start=first) if v > stored]
-        if not fresh:
-            return
-        new = fold(facts, fresh)
-        if new is None:
-            log.warning("no shipment report row to update; rebuild the projections", shipment_id=str(shipment_id))
-            return
-        values = {**asdict(new), "shipment_id": shipment_id, "order_id": UUID(new.order_id), "version": version}
-        statement = insert(shipment_reports).values(values)
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[shipment_reports.c.shipment_id],
-                set_={k: statement.excluded[k] for k in values if k != "shipment_id"},
-                where=shipment_reports.c.version < statement.excluded.version,
-            )
-        )
+    async def write(
+        self, session: AsyncSession, shipment_id: UUID, history: Sequence[tuple[Envelope, Message]]
+    ) -> bool:
+        """Writes the report row of a shipment from its stream, on its own (the repository writes it
+        together with the shipment's view); False when the stream does not start a shipment."""
+        params = report_params(shipment_id, history)
+        if params is None:
+            return False
+        await session.execute(REPORT_UPSERT, params)
+        return True
+
+
+_RECORD_PLACEMENT = (
+    insert(order_placements)
+    .values(order_id=bindparam("order_id"), channel=bindparam("channel"), placed_at=bindparam("placed_at"))
+    .on_conflict_do_nothing(index_elements=[order_placements.c.order_id])
+    .returning(order_placements.c.order_id)
+)
 
 
 class OrderPlacements:
     async def record(self, session: AsyncSession, order_id: UUID, channel: str, placed_at: datetime) -> bool:
         """False when the order's placing was recorded before."""
-        result = await session.execute(
-            insert(order_placements)
-            .values(order_id=order_id, channel=channel, placed_at=placed_at)
-            .on_conflict_do_nothing(index_elements=[order_placements.c.order_id])
-            .returning(order_placements.c.order_id)
-        )
-        return result.first() is not None
+        params = {"order_id": order_id, "channel": channel, "placed_at": placed_at}
+        return (await session.execute(_RECORD_PLACEMENT, params)).first() is not None
 
 
 class PerformanceFacts:

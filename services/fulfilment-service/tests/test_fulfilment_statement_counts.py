@@ -1,0 +1,314 @@
+"""How many database statements fulfilment-service runs per order and per warehouse step, pinned.
+
+A statement costs about a millisecond all in (SQLAlchemy, asyncpg, a round trip that wakes PostgreSQL),
+which made statements most of fulfilment's CPU per order; these counts are its budget, so a change that
+adds one fails here. Counted with a `before_cursor_execute` listener on the real PostgreSQL, the messages
+driven through the runtime's processor and the warehouse's steps through the real HTTP app. The runtime's
+own statements (inbox, outbox: one each per transaction or batch) are counted apart.
+
+Before this budget, an automatic warehouse's ShipOrder ran 8 statements (a load, then for the created
+shipment and again for its four steps: the append, the view, a read of the report row and its write);
+now 3: the load, one append of the five events, one write of both projections. The placement
+(`OrderPlaced`, for the report) is one.
+"""
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg  # type: ignore[import-untyped]
+import httpx
+from sqlalchemy import event, select
+
+from fulfilment_service.adapters.shipment_repository import ShipmentRepository
+from fulfilment_service.adapters.tables import order_placements, shipment_reports, shipment_views
+from fulfilment_service.domain.dispatch import DispatchCalendar, WarehouseCalendars
+from fulfilment_service.domain.shipment import shipment_id_for
+from fulfilment_service.entrypoints.http import create_app
+from fulfilment_service.entrypoints.placements_consumer import PlacementRecorder
+from fulfilment_service.handlers import FulfilmentConfig, FulfilmentHandlers, FulfilmentOperations, WarehouseMode
+from fulfilment_service.rebuild_projection import rebuild
+from oms_events import ContractMessage, default_registry
+from oms_events.messages import (
+    CancelShipment,
+    FulfilmentCancelled,
+    OrderPlaced,
+    ShipmentCancelled,
+    ShipmentCreated,
+    ShipmentPacked,
+    ShipmentPicked,
+    ShipmentPickingStarted,
+    ShipOrder,
+    Shipped,
+)
+from oms_events.values import Address, Allocation, Channel, Customer, DeliveryMethod, OrderLine
+from oms_runtime.db import Database
+from oms_runtime.http_api import ApiKeyAuthenticator
+from oms_runtime.messaging import Outcome, SourceRecord
+from oms_runtime.testing import HandlerHarness
+
+REGISTRY = default_registry()
+RUNTIME_TABLES = re.compile(r"\b(inbox|outbox)\b")
+TABLES = re.compile(r"\b(events|shipment_views|shipment_reports|order_placements|return_views)\b")
+ADDRESS = Address(name="Jane Doe", line1="1 Example Street", city="Berlin", postal_code="10115", country="DE")
+WAREHOUSE_KEY = "test-warehouse-key-0123456789"
+CARRIER_KEY = "test-carrier-key-0123456789"
+KEYS = (
+    f'[{{"name": "wh", "key": "{WAREHOUSE_KEY}", "role": "warehouse"}},'
+    f' {{"name": "dhl", "key": "{CARRIER_KEY}", "role": "carrier"}}]'
+)
+MANUAL = "WH-MANUAL"
+PARCEL = {"weight_grams": 900, "length_mm": 400, "width_mm": 300, "height_mm": 150}
+
+
+class Statements:
+    """The statements the engine sends, fulfilment's apart from the runtime's (inbox, outbox)."""
+
+    def __init__(self, db: Database) -> None:
+        self._engine = db.engine.sync_engine
+        self.ours: list[str] = []
+        self.runtime: list[str] = []
+        self.transactions = 0
+
+    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        (self.runtime if RUNTIME_TABLES.search(statement) else self.ours).append(statement)
+
+    @contextmanager
+    def counting(self) -> Iterator["Statements"]:
+        self.ours, self.runtime, self.transactions = [], [], 0
+        # Transactions as asyncpg opens them (a BEGIN round trip each).
+        transaction = asyncpg.Connection.transaction
+
+        def counted(connection: asyncpg.Connection, **options: Any) -> Any:
+            self.transactions += 1
+            return transaction(connection, **options)
+
+        event.listen(self._engine, "before_cursor_execute", self._seen)
+        asyncpg.Connection.transaction = counted
+        try:
+            yield self
+        finally:
+            asyncpg.Connection.transaction = transaction
+            event.remove(self._engine, "before_cursor_execute", self._seen)
+
+    def tables(self) -> list[set[str]]:
+        """The tables each of fulfilment's statements touches, in order."""
+        return [set(TABLES.findall(statement)) for statement in self.ours]
+
+
+def handlers() -> FulfilmentHandlers:
+    return FulfilmentHandlers(
+        ShipmentRepository(),
+        WarehouseCalendars(default=DispatchCalendar(UTC)),
+        FulfilmentConfig(modes={MANUAL: WarehouseMode.MANUAL}),
+        clock=lambda: datetime(2026, 3, 3, 8, 0, tzinfo=UTC),
+    )
+
+
+def harness(db: Database, of: FulfilmentHandlers | None = None) -> HandlerHarness:
+    return HandlerHarness(db, "fulfilment-service", (of or handlers()).handler_map(), REGISTRY)
+
+
+def ship_order(order_id: UUID, *warehouses: str) -> ShipOrder:
+    return ShipOrder(
+        order_id=order_id,
+        allocations=[Allocation(sku="SKU-A", warehouse_id=w, quantity=2) for w in warehouses or ("WH-AUTO",)],
+        shipping_address=ADDRESS,
+        delivery_method=DeliveryMethod.STANDARD,
+    )
+
+
+def record(message: ContractMessage, offset: int) -> SourceRecord:
+    value = REGISTRY.wrap(message, producer="test").to_bytes()
+    return SourceRecord(message.topic, 0, offset, message.key.encode(), value)
+
+
+async def rows(db: Database, order_id: UUID) -> tuple[list[Any], list[Any]]:
+    """The order's rows of shipment_views and shipment_reports."""
+    async with db.transaction() as session:
+        views = (await session.execute(select(shipment_views).where(shipment_views.c.order_id == order_id))).all()
+        reports = (await session.execute(select(shipment_reports).where(shipment_reports.c.order_id == order_id))).all()
+    return list(views), list(reports)
+
+
+async def test_an_automatic_shipment_is_three_statements_in_one_transaction(db: Database) -> None:
+    order_id = uuid4()
+    commands = harness(db)
+    statements = Statements(db)
+    with statements.counting():
+        assert await commands.send(ship_order(order_id)) is Outcome.PROCESSED
+    # The shipment's stream (none yet); its five events in one append; both projections in one write.
+    assert statements.tables() == [{"events"}, {"events"}, {"shipment_views", "shipment_reports"}]
+    assert (len(statements.runtime), statements.transactions) == (2, 1), "the inbox row and the outbox rows"
+    assert [type(m) for m in await commands.emitted(order_id)] == [
+        ShipmentCreated,
+        ShipmentPickingStarted,
+        ShipmentPicked,
+        ShipmentPacked,
+        Shipped,
+    ]
+    [view], [report] = await rows(db, order_id)
+    assert (view.status, view.version, view.carrier, len(view.tracking_number)) == ("shipped", 5, "DHL", 10)
+    assert (report.version, report.units, report.shipped_units, report.carrier) == (5, 2, 2, "DHL")
+    assert report.shipped_at is not None
+    assert report.promised_date == view.estimated_delivery
+
+
+async def test_a_placement_for_the_report_is_one_statement(db: Database) -> None:
+    order_id = uuid4()
+    placements = HandlerHarness(db, "fulfilment-service-orders", PlacementRecorder().handler_map(), REGISTRY)
+    placed = OrderPlaced(
+        order_id=order_id,
+        channel=Channel.WEB,
+        external_reference=f"R-{order_id.hex[:8]}",
+        customer=Customer(customer_id="c-1", name="Jane", email="jane@example.com"),
+        lines=[OrderLine(sku="SKU-A", quantity=2, unit_price_minor=100)],
+        currency="EUR",
+        total_minor=200,
+        shipping_address=ADDRESS,
+        delivery_method=DeliveryMethod.STANDARD,
+    )
+    statements = Statements(db)
+    with statements.counting():
+        assert await placements.send(placed) is Outcome.PROCESSED
+    assert statements.tables() == [{"order_placements"}]
+    assert (len(statements.runtime), statements.transactions) == (1, 1), "the inbox row; nothing sent"
+    async with db.transaction() as session:
+        assert await session.scalar(select(order_placements.c.channel).where(order_placements.c.order_id == order_id))
+
+
+async def test_a_batch_of_orders_adds_one_inbox_and_one_outbox_statement(db: Database) -> None:
+    orders = [uuid4() for _ in range(3)]
+    commands = harness(db)
+    statements = Statements(db)
+    with statements.counting():
+        outcomes = await commands.processor.process_batch([record(ship_order(o), i) for i, o in enumerate(orders)])
+    assert outcomes == [Outcome.PROCESSED] * 3
+    assert (len(statements.ours), len(statements.runtime), statements.transactions) == (9, 2, 1)
+    for order_id in orders:
+        [view], [report] = await rows(db, order_id)
+        assert (view.status, report.version) == ("shipped", 5)
+
+
+async def test_each_warehouse_adds_an_append_and_a_projection_write(db: Database) -> None:
+    order_id = uuid4()
+    statements = Statements(db)
+    with statements.counting():
+        await harness(db).send(ship_order(order_id, "WH-ONE", "WH-TWO", MANUAL))
+    # One load for the three streams; per warehouse, the append and the write (a manual one only created).
+    assert statements.tables() == [{"events"}] + 3 * [{"events"}, {"shipment_views", "shipment_reports"}]
+    views, reports = await rows(db, order_id)
+    assert sorted((v.warehouse_id, v.status) for v in views) == [
+        ("WH-MANUAL", "created"),
+        ("WH-ONE", "shipped"),
+        ("WH-TWO", "shipped"),
+    ]
+    assert sorted(r.version for r in reports) == [1, 5, 5]
+
+
+async def test_a_resent_ship_order_is_answered_from_one_read(db: Database) -> None:
+    order_id = uuid4()
+    commands = harness(db)
+    await commands.send(ship_order(order_id))
+    statements = Statements(db)
+    with statements.counting():
+        assert await commands.send(ship_order(order_id)) is Outcome.PROCESSED
+    assert statements.tables() == [{"events"}]
+    assert len(statements.runtime) == 2
+    emitted = await commands.emitted(order_id)
+    assert [type(m) for m in emitted[5:]] == [ShipmentCreated, Shipped]
+    assert emitted[5:] == [emitted[0], emitted[4]]
+
+
+async def test_a_cancel_reads_the_orders_shipments_in_one_statement(db: Database) -> None:
+    order_id = uuid4()
+    commands = harness(db)
+    await commands.send(ship_order(order_id, MANUAL))
+    statements = Statements(db)
+    with statements.counting():
+        await commands.send(CancelShipment(order_id=order_id, reason="customer cancelled", requested_by="jane"))
+    assert statements.tables() == [{"shipment_views", "events"}, {"events"}, {"shipment_views", "shipment_reports"}]
+    assert [type(m) for m in (await commands.emitted(order_id))[1:]] == [ShipmentCancelled, FulfilmentCancelled]
+    [view], [report] = await rows(db, order_id)
+    assert (view.status, report.cancelled, report.version) == ("cancelled", True, 2)
+
+
+async def test_each_warehouse_step_and_carrier_update_is_three_statements(db: Database) -> None:
+    of = handlers()
+    order_id = uuid4()
+    await harness(db, of).send(ship_order(order_id, MANUAL))
+    shipment_id = shipment_id_for(order_id, MANUAL)
+    app = create_app(
+        FulfilmentOperations(db, REGISTRY, of),
+        ApiKeyAuthenticator.from_json(KEYS),
+        modes=lambda _: WarehouseMode.MANUAL,
+        carrier_secrets={},
+    )
+    statements = Statements(db)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://fulfilment") as http:
+        steps = [
+            (f"/shipments/{shipment_id}/picking", None),
+            (f"/shipments/{shipment_id}/picks", {"lines": [{"sku": "SKU-A", "quantity": 1}]}),
+            (f"/shipments/{shipment_id}/pack", {"parcels": [PARCEL]}),
+            (f"/shipments/{shipment_id}/ship", None),
+        ]
+        for path, body in steps:
+            with statements.counting():
+                response = await http.post(path, json=body, headers={"X-API-Key": WAREHOUSE_KEY})
+            assert response.status_code == 200, response.text
+            # The stream; the append; both projections.
+            assert statements.tables() == [{"events"}, {"events"}, {"shipment_views", "shipment_reports"}], path
+            assert (len(statements.runtime), statements.transactions) == (1, 1), "the outbox rows"
+        update = {
+            "event_id": "dhl-1",
+            "tracking_number": response.json()["tracking_number"],
+            "status": "delivered",
+            "occurred_at": "2026-03-05T11:02:00Z",
+        }
+        with statements.counting():
+            delivered = await http.post("/carriers/DHL/updates", json=update, headers={"X-API-Key": CARRIER_KEY})
+        assert delivered.status_code == 200, delivered.text
+        # The stream found by its tracking number, in the same statement; the append; both projections.
+        assert statements.tables() == [{"shipment_views", "events"}, {"events"}, {"shipment_views", "shipment_reports"}]
+    [view], [report] = await rows(db, order_id)
+    assert (view.status, view.version) == ("delivered", 6)
+    assert (report.version, report.short_units, report.shipped_units) == (6, 1, 1)
+    assert report.delivered_at == datetime(2026, 3, 5, 11, 2, tzinfo=UTC)
+
+
+async def test_the_rebuild_writes_each_shipment_in_one_statement(db: Database) -> None:
+    order_id = uuid4()
+    await harness(db).send(ship_order(order_id))
+    before = await rows(db, order_id)
+    statements = Statements(db)
+    with statements.counting():
+        result = await rebuild(db, REGISTRY)
+    views = [s for s in statements.ours if "INSERT INTO shipment_views" in s]
+    reports = [s for s in statements.ours if "INSERT INTO shipment_reports" in s]
+    assert len(views) == result.shipments, "one write per shipment"
+    assert views == reports, "both projections of a shipment in the same statement"
+    after = await rows(db, order_id)
+    assert [(v.status, v.version, v.tracking_number) for v in after[0]] == [
+        (v.status, v.version, v.tracking_number) for v in before[0]
+    ]
+    assert after[1] == before[1]
+
+
+async def test_a_resent_ship_order_in_the_same_batch_is_answered_from_the_first_ones_writes(db: Database) -> None:
+    # The second command's load runs in the batch's transaction after the first one's append: it finds the
+    # shipment the first one made, creates nothing and answers again.
+    order_id = uuid4()
+    commands = harness(db)
+    outcomes = await commands.processor.process_batch(
+        [record(ship_order(order_id), 1), record(ship_order(order_id), 2)]
+    )
+    assert outcomes == [Outcome.PROCESSED] * 2
+    emitted = await commands.emitted(order_id)
+    assert [type(m) for m in emitted[5:]] == [ShipmentCreated, Shipped]
+    assert await commands.stream_length(f"shipment-{shipment_id_for(order_id, 'WH-AUTO')}") == 5
+    [view], [report] = await rows(db, order_id)
+    assert (view.version, report.version) == (5, 5)
