@@ -13,15 +13,12 @@ now 3: the load, one append of the five events, one write of both projections. T
 """
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-import asyncpg  # type: ignore[import-untyped]
 import httpx
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from fulfilment_service.adapters.shipment_repository import ShipmentRepository
 from fulfilment_service.adapters.tables import order_placements, shipment_reports, shipment_views
@@ -48,10 +45,9 @@ from oms_events.values import Address, Allocation, Channel, Customer, DeliveryMe
 from oms_runtime.db import Database
 from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.messaging import Outcome, SourceRecord
-from oms_runtime.testing import HandlerHarness
+from oms_runtime.testing import HandlerHarness, StatementCounter
 
 REGISTRY = default_registry()
-RUNTIME_TABLES = re.compile(r"\b(inbox|outbox)\b")
 TABLES = re.compile(r"\b(events|shipment_views|shipment_reports|order_placements|return_views)\b")
 ADDRESS = Address(name="Jane Doe", line1="1 Example Street", city="Berlin", postal_code="10115", country="DE")
 WAREHOUSE_KEY = "test-warehouse-key-0123456789"
@@ -64,39 +60,11 @@ MANUAL = "WH-MANUAL"
 PARCEL = {"weight_grams": 900, "length_mm": 400, "width_mm": 300, "height_mm": 150}
 
 
-class Statements:
+class Statements(StatementCounter):
     """The statements the engine sends, fulfilment's apart from the runtime's (inbox, outbox)."""
 
     def __init__(self, db: Database) -> None:
-        self._engine = db.engine.sync_engine
-        self.ours: list[str] = []
-        self.runtime: list[str] = []
-        self.transactions = 0
-
-    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        (self.runtime if RUNTIME_TABLES.search(statement) else self.ours).append(statement)
-
-    @contextmanager
-    def counting(self) -> Iterator["Statements"]:
-        self.ours, self.runtime, self.transactions = [], [], 0
-        # Transactions as asyncpg opens them (a BEGIN round trip each).
-        transaction = asyncpg.Connection.transaction
-
-        def counted(connection: asyncpg.Connection, **options: Any) -> Any:
-            self.transactions += 1
-            return transaction(connection, **options)
-
-        event.listen(self._engine, "before_cursor_execute", self._seen)
-        asyncpg.Connection.transaction = counted
-        try:
-            yield self
-        finally:
-            asyncpg.Connection.transaction = transaction
-            event.remove(self._engine, "before_cursor_execute", self._seen)
-
-    def tables(self) -> list[set[str]]:
-        """The tables each of fulfilment's statements touches, in order."""
-        return [set(TABLES.findall(statement)) for statement in self.ours]
+        super().__init__(db, TABLES)
 
 
 def handlers() -> FulfilmentHandlers:
