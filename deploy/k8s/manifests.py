@@ -27,6 +27,7 @@ import importlib
 import inspect
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,49 @@ def _labels(service: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": service, "app.kubernetes.io/part-of": "oms"}
 
 
+def _service_account(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": name, "labels": labels},
+        "automountServiceAccountToken": False,
+    }
+
+
+def _config_map(
+    name: str, labels: dict[str, str], config: dict[str, str], secrets: Iterable[str], unset: Iterable[str]
+) -> dict[str, Any]:
+    """The settings of `name`; the annotations say which settings come from the Secret and which are left unset."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"{name}-config",
+            "labels": labels,
+            "annotations": {"oms.io/secret-settings": ",".join(secrets), "oms.io/unset-settings": ",".join(unset)},
+        },
+        "data": config,
+    }
+
+
+def _pod_spec(name: str, grace_s: int, container: dict[str, Any], tmp_limit: str) -> dict[str, Any]:
+    """A pod of one container that runs as an unprivileged user, with a bounded scratch /tmp."""
+    return {
+        "serviceAccountName": name,
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": grace_s,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": tmp_limit}}],
+    }
+
+
 def service_documents(service: str) -> list[dict[str, Any]]:
     config, secrets = config_and_secrets(service)
     # Empty values would override nothing useful and confuse readers: optional settings left unset are
@@ -195,25 +239,8 @@ def service_documents(service: str) -> list[dict[str, Any]]:
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": service, "labels": labels},
-            "automountServiceAccountToken": False,
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": f"{service}-config",
-                "labels": labels,
-                "annotations": {
-                    "oms.io/secret-settings": ",".join(secrets),
-                    "oms.io/unset-settings": ",".join(unset),
-                },
-            },
-            "data": config,
-        },
+        _service_account(service, labels),
+        _config_map(service, labels, config, secrets, unset),
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -232,20 +259,7 @@ def service_documents(service: str) -> list[dict[str, Any]]:
                             "prometheus.io/path": "/metrics",
                         },
                     },
-                    "spec": {
-                        "serviceAccountName": service,
-                        "automountServiceAccountToken": False,
-                        "terminationGracePeriodSeconds": GRACE_S,
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": 10001,
-                            "runAsGroup": 10001,
-                            "fsGroup": 10001,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
-                        "containers": [container],
-                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                    },
+                    "spec": _pod_spec(service, GRACE_S, container, tmp_limit="64Mi"),
                 },
             },
         },
@@ -339,22 +353,8 @@ def console_documents() -> list[dict[str, Any]]:
     }
     selector = {"app.kubernetes.io/name": CONSOLE}
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": CONSOLE, "labels": labels},
-            "automountServiceAccountToken": False,
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": f"{CONSOLE}-config",
-                "labels": labels,
-                "annotations": {"oms.io/secret-settings": ",".join(secrets), "oms.io/unset-settings": ",".join(unset)},
-            },
-            "data": config,
-        },
+        _service_account(CONSOLE, labels),
+        _config_map(CONSOLE, labels, config, secrets, unset),
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -366,20 +366,7 @@ def console_documents() -> list[dict[str, Any]]:
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                 "template": {
                     "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": CONSOLE,
-                        "automountServiceAccountToken": False,
-                        "terminationGracePeriodSeconds": 20,
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": 10001,
-                            "runAsGroup": 10001,
-                            "fsGroup": 10001,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
-                        "containers": [container],
-                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
-                    },
+                    "spec": _pod_spec(CONSOLE, 20, container, tmp_limit="16Mi"),
                 },
             },
         },
