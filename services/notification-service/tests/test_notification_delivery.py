@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -561,6 +562,25 @@ async def test_sms_delivery_reports_settle_the_delivery_state(
 
 
 # ---------------------------------------------------------------- privacy
+
+
+async def test_a_batch_s_log_lines_carry_each_message_s_order_and_type(
+    harness: Harness, placed: OrderPlaced, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch's rows and their log lines are written at its commit, after the messages' log contexts ended.
+    other = placed.model_copy(update={"order_id": uuid4(), "external_reference": "WEB-200001"})
+    configure_logging(SERVICE, "INFO", "json")
+    try:
+        monkeypatch.setattr(notification_service.handlers, "log", get_logger("notification_service.handlers"))
+        await harness.deliver_batch([REGISTRY.wrap(e, producer="order-service") for e in (placed, other)])
+    finally:
+        structlog.reset_defaults()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    stored = [line for line in lines if line["message"] == "order contact stored"]
+    assert [(line["order_id"], line["correlation_id"], line["message_type"]) for line in stored] == [
+        (str(placed.order_id), str(placed.order_id), "OrderPlaced"),
+        (str(other.order_id), str(other.order_id), "OrderPlaced"),
+    ]
 
 
 async def test_log_lines_mask_email_addresses_and_phone_numbers(

@@ -237,7 +237,12 @@ class NotificationHandlers:
         if envelope is None:
             raise RuntimeError("notifications are sent only for consumed events")
         # The runtime's log context of the message (bound while its handler runs, gone at the commit).
-        log_context = {"order_id": envelope.correlation_id, "message_id": str(envelope.event_id)}
+        log_context = {
+            "order_id": envelope.correlation_id,
+            "correlation_id": envelope.correlation_id,
+            "message_id": str(envelope.event_id),
+            "message_type": envelope.type,
+        }
         _batch_of(ctx.session, self._wake).queued.append(
             _Queued(event, envelope.event_id, self._clock(), log_context, contact)
         )
