@@ -154,6 +154,17 @@ def _labels(service: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": service, "app.kubernetes.io/part-of": "oms"}
 
 
+# Every container: an unprivileged user, a read-only root file system (scratch space in /tmp), no capabilities.
+CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
 def _service_account(name: str, labels: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -228,14 +239,7 @@ def service_documents(service: str) -> list[dict[str, Any]]:
             "timeoutSeconds": 4,
         },
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_S}}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "runAsGroup": 10001,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": CONTAINER_SECURITY,
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     return [
@@ -341,14 +345,7 @@ def console_documents() -> list[dict[str, Any]]:
         "livenessProbe": {"httpGet": probe, "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 2},
         "readinessProbe": {"httpGet": probe, "periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 2},
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_S}}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "runAsGroup": 10001,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": CONTAINER_SECURITY,
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     selector = {"app.kubernetes.io/name": CONSOLE}
