@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from oms_events.values import INT64_MAX, PlainText
 from oms_runtime import dead_letters
 from oms_runtime.http_api import ApiKeyAuthenticator, ErrorBody, Principal
+from oms_runtime.kafka_connection import KafkaConnection
 from oms_runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -117,7 +118,7 @@ def _view(letter: dead_letters.DeadLetter) -> DeadLetterView:
 
 def dead_letter_router(
     topic: str,
-    bootstrap_servers: str,
+    kafka: KafkaConnection | str,
     database_url: str,
     auth: ApiKeyAuthenticator,
     *,
@@ -148,7 +149,7 @@ def dead_letter_router(
     async def letters(order_id: str | None = None) -> list[dead_letters.DeadLetter]:
         async with ledger() as book:
             try:
-                return await bounded(lambda: dead_letters.load(bootstrap_servers, book, topic, order_id=order_id))
+                return await bounded(lambda: dead_letters.load(kafka, book, topic, order_id=order_id))
             except LookupError:
                 return []  # the topic does not exist yet: nothing was ever dead-lettered
 
@@ -195,7 +196,7 @@ def dead_letter_router(
             try:
                 result = await bounded(
                     lambda: dead_letters.redrive(
-                        bootstrap_servers, book, [letter], operator=body.operator, reason=body.reason, force=True
+                        kafka, book, [letter], operator=body.operator, reason=body.reason, force=True
                     )
                 )
             except ValueError as exc:

@@ -33,6 +33,7 @@ from sqlalchemy import (
 from oms_events.topics import SERVICES, dead_letter_topic
 from oms_runtime import kafka_io
 from oms_runtime.db import Database
+from oms_runtime.kafka_connection import KafkaConnection
 
 OPS_SCHEMA = "oms_ops"
 
@@ -181,7 +182,7 @@ class Ledger:
 
 
 async def load(
-    bootstrap_servers: str,
+    kafka: KafkaConnection | str,
     ledger: Ledger,
     topic: str,
     *,
@@ -189,10 +190,10 @@ async def load(
     progress: kafka_io.Progress | None = None,
 ) -> list[DeadLetter]:
     """The dead letters of a topic (optionally one order's), oldest first, with what was done to them."""
-    partitions = await kafka_io.partitions_of(bootstrap_servers, [topic])
+    partitions = await kafka_io.partitions_of(kafka, [topic])
     if not partitions:
         raise LookupError(f"topic {topic} does not exist")
-    records = await kafka_io.read(bootstrap_servers, partitions, key=order_id, progress=progress)
+    records = await kafka_io.read(kafka, partitions, key=order_id, progress=progress)
     actions = await ledger.actions(topic)
     letters = [DeadLetter.of(r, actions.get((r.partition, r.offset), ())) for r in records]
     return sorted(letters, key=lambda d: (d.record.timestamp_ms, d.record.partition, d.record.offset))
@@ -216,7 +217,7 @@ class RedriveResult:
 
 
 async def redrive(
-    bootstrap_servers: str,
+    kafka: KafkaConnection | str,
     ledger: Ledger,
     letters: Sequence[DeadLetter],
     *,
@@ -231,7 +232,7 @@ async def redrive(
     """
     redriven, skipped = [], []
     records = [redrive_record(letter, operator) for letter in letters]  # refuses before sending anything
-    async with kafka_io.Publisher(bootstrap_servers) as publisher:
+    async with kafka_io.Publisher(kafka) as publisher:
         for letter, record in zip(letters, records, strict=True):
             if letter.status != "pending" and not force:
                 skipped.append(letter)

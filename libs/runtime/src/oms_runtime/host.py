@@ -91,9 +91,9 @@ class ServiceHost:
         self.registry = registry or default_registry()
         configure_tracing(service, settings.otel_traces_exporter, settings.otel_exporter_otlp_endpoint)
         self.db = Database.for_service(settings, service)
-        self.producer = idempotent_producer(
-            settings.kafka_bootstrap_servers, client_id=service, linger_ms=settings.kafka_linger_ms
-        )
+        # Every Kafka client below connects the same way (TLS, SASL): oms_runtime.kafka_connection.
+        self.kafka = settings.kafka_connection()
+        self.producer = idempotent_producer(self.kafka, client_id=service, linger_ms=settings.kafka_linger_ms)
         self.relay = OutboxRelay(
             self.db,
             self.producer,
@@ -108,7 +108,8 @@ class ServiceHost:
             interval_s=settings.retention_interval_s,
         )
         self.broker = KafkaBroker(
-            settings.kafka_bootstrap_servers,
+            self.kafka.bootstrap_servers,
+            security=self.kafka.security,
             client_id=service,
             logger=logging.getLogger(f"{service}.faststream"),
             log_level=logging.DEBUG,
@@ -139,7 +140,7 @@ class ServiceHost:
             ],
             timeout_s=settings.readiness_timeout_s,
         )
-        self._lag = LagProbe(settings.kafka_bootstrap_servers, client_id=service)
+        self._lag = LagProbe(self.kafka, client_id=service)
 
     def add_consumer(self, spec: ConsumerSpec) -> MessageProcessor:
         processor = MessageProcessor(
@@ -200,7 +201,7 @@ class ServiceHost:
         if ops_auth is not None:
             router, close = dead_letter_router(
                 dead_letter_topic(self.service),
-                self.settings.kafka_bootstrap_servers,
+                self.kafka,
                 self.settings.database_url,
                 ops_auth,
             )
@@ -253,7 +254,7 @@ class ServiceHost:
     async def start(self) -> None:
         await self.db.create_schema(*self._metadata)
         if self.settings.kafka_create_topics:
-            await ensure_topics(self.settings.kafka_bootstrap_servers, ALL_TOPICS)
+            await ensure_topics(self.kafka, ALL_TOPICS)
         await self.producer.start()
         await self.relay.start()
         await self.retention.start()

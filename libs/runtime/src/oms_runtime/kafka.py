@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import InvalidPartitionsError
 
 from oms_events.topics import DEFAULT_PARTITIONS, TopicSpec
+from oms_runtime.kafka_connection import KafkaConnection, connection_of
 from oms_runtime.logging import get_logger
 from oms_runtime.settings import ServiceSettings
 
@@ -26,7 +27,7 @@ def with_partitions(specs: Iterable[TopicSpec], partitions: int) -> list[TopicSp
 
 
 async def ensure_topics(
-    bootstrap_servers: str,
+    kafka: KafkaConnection | str,
     specs: Iterable[TopicSpec],
     replication_factor: int = 1,
     timeout_s: float = 60.0,
@@ -45,7 +46,7 @@ async def ensure_topics(
     """
     count = partitions if partitions is not None else ServiceSettings().kafka_topic_partitions
     wanted = with_partitions(specs, count)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="oms-topic-admin")
+    admin = AIOKafkaAdminClient(**connection_of(kafka).client_args(), client_id="oms-topic-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -112,10 +113,10 @@ async def _wait_until_ready(admin: AIOKafkaAdminClient, specs: list[TopicSpec], 
         await asyncio.sleep(0.2)
 
 
-def idempotent_producer(bootstrap_servers: str, client_id: str, linger_ms: int = 2) -> AIOKafkaProducer:
+def idempotent_producer(kafka: KafkaConnection | str, client_id: str, linger_ms: int = 2) -> AIOKafkaProducer:
     """acks=all with idempotence: a retried send is written once, in order per partition."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
+        **connection_of(kafka).client_args(),
         client_id=client_id,
         enable_idempotence=True,
         acks="all",
@@ -130,20 +131,18 @@ class LagProbe:
     the first probe and kept, so a scrape costs three requests per group and no rebalance.
     """
 
-    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
-        self._bootstrap_servers = bootstrap_servers
+    def __init__(self, kafka: KafkaConnection | str, client_id: str) -> None:
+        self._kafka = connection_of(kafka)
         self._client_id = client_id
         self._admin: AIOKafkaAdminClient | None = None
         self._consumer: AIOKafkaConsumer | None = None
 
     async def lag(self, group_id: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
         if self._admin is None or self._consumer is None:
-            self._admin = AIOKafkaAdminClient(
-                bootstrap_servers=self._bootstrap_servers, client_id=f"{self._client_id}-lag"
-            )
+            self._admin = AIOKafkaAdminClient(**self._kafka.client_args(), client_id=f"{self._client_id}-lag")
             await self._admin.start()
             self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap_servers, client_id=f"{self._client_id}-lag", enable_auto_commit=False
+                **self._kafka.client_args(), client_id=f"{self._client_id}-lag", enable_auto_commit=False
             )
             await self._consumer.start()
         described = await self._admin.describe_topics(list(topics))

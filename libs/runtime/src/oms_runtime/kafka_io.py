@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from oms_runtime.kafka_connection import KafkaConnection, connection_of
+
 CLIENT_ID = "oms-ops"
 
 Progress = Callable[[int], None]
@@ -33,9 +35,9 @@ class Record:
         return None
 
 
-async def partitions_of(bootstrap_servers: str, topics: Iterable[str]) -> list[TopicPartition]:
+async def partitions_of(kafka: KafkaConnection | str, topics: Iterable[str]) -> list[TopicPartition]:
     """Every partition of the topics that exist (a topic not created yet has none)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=CLIENT_ID)
+    admin = AIOKafkaAdminClient(**connection_of(kafka).client_args(), client_id=CLIENT_ID)
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))
@@ -49,8 +51,8 @@ async def partitions_of(bootstrap_servers: str, topics: Iterable[str]) -> list[T
     ]
 
 
-async def count_records(bootstrap_servers: str, partitions: Sequence[TopicPartition]) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, client_id=CLIENT_ID)
+async def count_records(kafka: KafkaConnection | str, partitions: Sequence[TopicPartition]) -> int:
+    consumer = AIOKafkaConsumer(**connection_of(kafka).client_args(), enable_auto_commit=False, client_id=CLIENT_ID)
     await consumer.start()
     try:
         begin = await consumer.beginning_offsets(list(partitions))
@@ -61,7 +63,7 @@ async def count_records(bootstrap_servers: str, partitions: Sequence[TopicPartit
 
 
 async def read(
-    bootstrap_servers: str,
+    kafka: KafkaConnection | str,
     partitions: Sequence[TopicPartition],
     *,
     key: str | None = None,
@@ -75,7 +77,7 @@ async def read(
         return []
     wanted_key = key.encode() if key is not None else None
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+        **connection_of(kafka).client_args(),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         client_id=CLIENT_ID,
@@ -113,9 +115,9 @@ async def read(
 class Publisher:
     """An idempotent producer for a series of sends, each acknowledged before the next."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, kafka: KafkaConnection | str) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all", client_id=CLIENT_ID
+            **connection_of(kafka).client_args(), enable_idempotence=True, acks="all", client_id=CLIENT_ID
         )
 
     async def __aenter__(self) -> "Publisher":

@@ -1,17 +1,18 @@
 """Settings from the environment. Every service reads the same names."""
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from oms_events.topics import DEFAULT_PARTITIONS
+from oms_runtime.kafka_connection import KafkaClientSettings
 
 
-class ServiceSettings(BaseSettings):
-    """Defaults match `deploy/local/infra.sh`, so a developer needs no environment at all."""
+class ServiceSettings(KafkaClientSettings):
+    """Defaults match `deploy/local/infra.sh`, so a developer needs no environment at all. The Kafka
+    connection settings (bootstrap servers, TLS, SASL) are `KafkaClientSettings`'s."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", env_file=None)
 
-    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092")
     kafka_topic_partitions: int = Field(
         default=DEFAULT_PARTITIONS,
         ge=1,

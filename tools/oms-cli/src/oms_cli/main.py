@@ -12,7 +12,8 @@
     oms report fulfilment [--group-by ...]       the fulfilment performance report (fulfilment-service)
 
 Settings come from the environment, like the services': OMS_API_URL (http://127.0.0.1:8000),
-OMS_FULFILMENT_URL (http://127.0.0.1:8003), OMS_API_KEY (an ops key), KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL.
+OMS_FULFILMENT_URL (http://127.0.0.1:8003), OMS_API_KEY (an ops key), KAFKA_BOOTSTRAP_SERVERS with the Kafka
+security settings (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*: oms_runtime.kafka_connection), DATABASE_URL.
 """
 
 import asyncio
@@ -41,7 +42,7 @@ T = TypeVar("T")
 app = typer.Typer(
     help="The operators' command line: stuck orders, an order's story, dead letters, projections, demo data, "
     "reports. Settings from the environment: OMS_API_URL, OMS_FULFILMENT_URL, OMS_API_KEY (ops key), "
-    "KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL.",
+    "KAFKA_BOOTSTRAP_SERVERS (with KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*), DATABASE_URL.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -166,7 +167,7 @@ def order_story(
 
         chapters = _run(
             read_story(
-                settings.kafka_bootstrap_servers,
+                settings.kafka_connection(),
                 order_id,
                 topic or None,
                 progress=lambda n: progress.advance(task, n),
@@ -196,7 +197,7 @@ def _load(topic: str, order_id: str | None) -> list[dead_letters.DeadLetter]:
             with _progress() as progress:
                 task = progress.add_task(f"reading {topic}", total=None)
                 return await dead_letters.load(
-                    settings.kafka_bootstrap_servers,
+                    settings.kafka_connection(),
                     ledger,
                     topic,
                     order_id=order_id,
@@ -307,7 +308,7 @@ def dlq_redrive(
             with _progress() as progress:
                 task = progress.add_task("redriving", total=len(letters))
                 return await dead_letters.redrive(
-                    settings.kafka_bootstrap_servers,
+                    settings.kafka_connection(),
                     ledger,
                     letters,
                     operator=_operator(operator),

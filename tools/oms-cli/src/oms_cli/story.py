@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from oms_events import default_registry
 from oms_events.topics import ALL_TOPICS
 from oms_runtime import kafka_io
+from oms_runtime.kafka_connection import KafkaConnection
 from oms_runtime.logging import mask_text
 
 _SKIP_FIELDS = {"order_id"}
@@ -57,7 +58,7 @@ def chapter(record: kafka_io.Record) -> Chapter:
 
 
 async def story(
-    bootstrap_servers: str,
+    kafka: KafkaConnection,
     order_id: str,
     topics: Sequence[str] | None = None,
     progress: kafka_io.Progress | None = None,
@@ -65,8 +66,8 @@ async def story(
 ) -> list[Chapter]:
     """Reads every topic (or the given ones) for records keyed by the order; oldest first."""
     names = list(topics) if topics is not None else [t.name for t in ALL_TOPICS]
-    partitions = await kafka_io.partitions_of(bootstrap_servers, names)
+    partitions = await kafka_io.partitions_of(kafka, names)
     if on_total is not None:
-        on_total(await kafka_io.count_records(bootstrap_servers, partitions))
-    records = await kafka_io.read(bootstrap_servers, partitions, key=order_id, progress=progress)
+        on_total(await kafka_io.count_records(kafka, partitions))
+    records = await kafka_io.read(kafka, partitions, key=order_id, progress=progress)
     return sorted((chapter(r) for r in records), key=lambda c: (c.at, c.topic))

@@ -32,6 +32,7 @@ from oms_events import ContractViolationError, Envelope, MessageRegistry, defaul
 from oms_events.messages import OrderPlaced
 from oms_runtime.db import Database
 from oms_runtime.host import ConsumerSpec
+from oms_runtime.kafka_connection import KafkaConnection, connection_of
 from oms_runtime.logging import configure_logging, get_logger
 from oms_runtime.messaging import HandlerMap, MessageContext
 from oms_runtime.settings import ServiceSettings
@@ -83,7 +84,7 @@ class RebuildReport:
 
 async def rebuild_daily_demand(
     db: Database,
-    bootstrap_servers: str,
+    kafka: KafkaConnection | str,
     *,
     topic: str = topics.ORDERS_EVENTS,
     registry: MessageRegistry | None = None,
@@ -98,11 +99,12 @@ async def rebuild_daily_demand(
         await session.execute(text(f"LOCK TABLE {demand_orders.name}, {daily_demand.name} IN SHARE ROW EXCLUSIVE MODE"))
         await history.clear(session)
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    connection = connection_of(kafka)
+    consumer = AIOKafkaConsumer(**connection.client_args(), enable_auto_commit=False)
     await consumer.start()
     records = orders = unreadable = 0
     try:
-        partitions = await _partitions(bootstrap_servers, topic)
+        partitions = await _partitions(connection, topic)
         consumer.assign(partitions)
         end = await consumer.end_offsets(partitions)
         # Explicit seeks: seek_to_beginning() can race the offset reset that assign() starts.
@@ -146,8 +148,8 @@ async def rebuild_daily_demand(
     return RebuildReport(records=records, orders=orders, unreadable=unreadable)
 
 
-async def _partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+async def _partitions(kafka: KafkaConnection, topic: str) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(**kafka.client_args())
     await admin.start()
     try:
         [described] = await admin.describe_topics([topic])
@@ -164,7 +166,7 @@ async def _rebuild(settings: ServiceSettings) -> RebuildReport:
     db = Database.for_service(settings, "inventory-service")
     try:
         await db.create_schema(metadata)
-        return await rebuild_daily_demand(db, settings.kafka_bootstrap_servers)
+        return await rebuild_daily_demand(db, settings.kafka_connection())
     finally:
         await db.dispose()
 
