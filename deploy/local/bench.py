@@ -65,6 +65,7 @@ from benchkit.system import (
 )
 from oms_events.topics import ALL_TOPICS, SERVICES
 from oms_runtime.kafka import ensure_topics
+from oms_runtime.kafka_connection import KafkaConnection
 
 
 def consumer_groups() -> dict[str, tuple[str, ...]]:
@@ -152,7 +153,7 @@ async def settle(lag: LagWatch, emails: Callable[[], int], timeout_s: float = 18
     return time.monotonic() - began
 
 
-async def start_target(args: argparse.Namespace, state: Path, kafka: str) -> Target:
+async def start_target(args: argparse.Namespace, state: Path, kafka: KafkaConnection) -> Target:
     if args.use_running:
         urls = {s: [f"http://127.0.0.1:{http_port(args.http_port_base, s, 0)}"] for s in SERVICES}
         processes = running_service_pids(state)
@@ -197,7 +198,8 @@ async def place(args: argparse.Namespace, placer: Placer) -> Placement:
 
 
 async def run(args: argparse.Namespace, state: Path) -> int:
-    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    # KAFKA_BOOTSTRAP_SERVERS and the security settings, as the services read them (they inherit the environment).
+    kafka = KafkaConnection.from_env()
     mode = (
         f"open loop, {args.rate:g} orders/s for {args.duration:g} s"
         if args.rate is not None

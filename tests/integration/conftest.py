@@ -57,12 +57,12 @@ class MailCollector:
 
 async def _check_infra(infra: Infra) -> None:
     problems = []
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(**infra.kafka.client_args(), request_timeout_ms=5000)
     try:
         await asyncio.wait_for(admin.start(), 10)
         await admin.list_topics()
     except Exception as exc:
-        problems.append(f"Kafka at {infra.kafka}: {exc!r}")
+        problems.append(f"Kafka at {infra.kafka.bootstrap_servers}: {exc!r}")
     finally:
         await admin.close()
     engine = create_async_engine(infra.database_url)
@@ -92,7 +92,7 @@ async def _skip_earlier_messages(infra: Infra) -> None:
     """The test database starts empty, so the services' consumer groups must start at the end of
     every topic: messages left by earlier runs (or by `make run`) belong to another database."""
     await ensure_topics(infra.kafka, ALL_TOPICS)
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka)
+    admin = AIOKafkaAdminClient(**infra.kafka.client_args())
     await admin.start()
     try:
         described = await admin.describe_topics([t.name for t in ALL_TOPICS])
@@ -100,7 +100,7 @@ async def _skip_earlier_messages(infra: Infra) -> None:
         await admin.close()
     partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
     for group in (*SERVICES, INTAKE_GROUP, DEMAND_GROUP, AVAILABILITY_GROUP, PLACEMENTS_GROUP):
-        consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka, group_id=group, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**infra.kafka.client_args(), group_id=group, enable_auto_commit=False)
         await consumer.start()
         try:
             consumer.assign(partitions)
@@ -187,7 +187,7 @@ async def system(sms_provider: LocalSmsProvider) -> AsyncIterator[System]:
     smtp.start()
 
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
+        **infra.kafka_env,
         "DATABASE_URL": infra.database_url,
         "REDIS_URL": infra.redis_url,
         "LOG_FORMAT": "json",

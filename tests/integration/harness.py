@@ -22,6 +22,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from oms_runtime.kafka_connection import KafkaClientSettings, KafkaConnection
+
 REPO = Path(__file__).resolve().parents[2]
 
 OPS_KEY = "it-ops-key-0123456789abcdef"
@@ -62,23 +64,46 @@ SERVICES = {
 T = TypeVar("T")
 
 
+KAFKA_CLIENT_ENV = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CAFILE",
+    "KAFKA_SSL_CERTFILE",
+    "KAFKA_SSL_KEYFILE",
+    "KAFKA_SSL_KEY_PASSWORD",
+)
+"""The settings of oms_runtime.kafka_connection: what the services are given to reach the broker."""
+
+
 @dataclass(frozen=True)
 class Infra:
-    kafka: str
+    kafka_env: dict[str, str]
+    """The Kafka client settings (KAFKA_CLIENT_ENV) the services get; `kafka` is the tests' own connection."""
     database_url: str
     redis_url: str
 
+    @property
+    def kafka(self) -> KafkaConnection:
+        return KafkaClientSettings.model_validate(
+            {name.lower(): value for name, value in self.kafka_env.items()}
+        ).kafka_connection()
+
     @classmethod
     def from_env(cls) -> "Infra":
+        kafka_env = {name: os.environ[name] for name in KAFKA_CLIENT_ENV if os.environ.get(name)}
+        kafka_env.setdefault("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         return cls(
-            kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            kafka_env=kafka_env,
             database_url=os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms"),
             redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         )
 
     def with_database(self, name: str) -> "Infra":
         url = make_url(self.database_url).set(database=name)
-        return Infra(self.kafka, url.render_as_string(hide_password=False), self.redis_url)
+        return Infra(self.kafka_env, url.render_as_string(hide_password=False), self.redis_url)
 
 
 def free_port() -> int:
@@ -274,7 +299,7 @@ class System:
     # ------------------------------------------------------------- kafka
 
     async def publish(self, topic: str, value: bytes, key: str | None = None) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.infra.kafka, enable_idempotence=True)
+        producer = AIOKafkaProducer(**self.infra.kafka.client_args(), enable_idempotence=True)
         await producer.start()
         try:
             await producer.send_and_wait(topic, value=value, key=key.encode() if key else None)
@@ -282,7 +307,7 @@ class System:
             await producer.stop()
 
     async def partitions(self, topic: str) -> list[TopicPartition]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.infra.kafka)
+        admin = AIOKafkaAdminClient(**self.infra.kafka.client_args())
         await admin.start()
         try:
             [described] = await admin.describe_topics([topic])
@@ -296,7 +321,7 @@ class System:
     async def records(self, topic: str, key: str | None = None) -> list[Any]:
         """Every record of a topic (optionally only one key), read from the start, without a group."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.infra.kafka, enable_auto_commit=False, auto_offset_reset="earliest"
+            **self.infra.kafka.client_args(), enable_auto_commit=False, auto_offset_reset="earliest"
         )
         await consumer.start()
         try:

@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from oms_events.topics import ALL_TOPICS, SERVICES
+from oms_runtime.kafka_connection import KafkaConnection
 
 TOKEN = re.compile(r"\btok_[A-Za-z0-9_]+")
 """Every payment token of the simulated gateway the tests pay with (tok_approve, tok_decline_..., ...)."""
@@ -173,15 +174,15 @@ def learn_phones(scan: Scan, value: bytes | None) -> None:
         scan.phones.add(_subscriber(_digits(phone)))
 
 
-async def end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def end_offsets(kafka: KafkaConnection) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(**kafka.client_args())
     await admin.start()
     try:
         described = await admin.describe_topics([t.name for t in ALL_TOPICS])
     finally:
         await admin.close()
     partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka.client_args(), enable_auto_commit=False)
     await consumer.start()
     try:
         return dict(await consumer.end_offsets(partitions))
@@ -190,15 +191,15 @@ async def end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
 
 
 async def records_since(
-    bootstrap: str, start: dict[TopicPartition, int]
+    kafka: KafkaConnection, start: dict[TopicPartition, int]
 ) -> list[tuple[str, bytes | None, list[tuple[str, bytes]]]]:
     """(topic/partition@offset, value, headers) of every record added since `start` (new partitions: all)."""
-    ends = await end_offsets(bootstrap)
+    ends = await end_offsets(kafka)
     wanted = {tp: (start.get(tp, 0), end) for tp, end in ends.items() if end > start.get(tp, 0)}
     found: list[tuple[str, bytes | None, list[tuple[str, bytes]]]] = []
     if not wanted:
         return found
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka.client_args(), enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(list(wanted))

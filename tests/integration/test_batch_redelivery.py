@@ -46,7 +46,7 @@ async def test_a_burst_of_every_record_of_finished_orders_redelivered_changes_no
 
     # Every record of these orders, again, byte for byte with its key and headers, in one burst: the
     # consumers poll them in batches of many records.
-    producer = AIOKafkaProducer(bootstrap_servers=system.infra.kafka, enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(**system.infra.kafka.client_args(), enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
         sent = [

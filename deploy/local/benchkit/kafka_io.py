@@ -17,15 +17,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from benchkit.stats import rate
+from oms_runtime.kafka_connection import KafkaConnection
 
 SYSTEM_PREFIX = "oms."
 
 
 async def partitions_of(
-    bootstrap: str, prefix: str = SYSTEM_PREFIX, topics: Sequence[str] | None = None
+    kafka: KafkaConnection, prefix: str = SYSTEM_PREFIX, topics: Sequence[str] | None = None
 ) -> list[TopicPartition]:
     """Every partition of the given topics, or of every topic whose name starts with the prefix."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="oms-bench")
+    admin = AIOKafkaAdminClient(**kafka.client_args(), client_id="oms-bench")
     await admin.start()
     try:
         names = (
@@ -42,8 +43,8 @@ async def partitions_of(
     )
 
 
-async def end_offsets(bootstrap: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="oms-bench")
+async def end_offsets(kafka: KafkaConnection, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(**kafka.client_args(), enable_auto_commit=False, client_id="oms-bench")
     await consumer.start()
     try:
         found: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
@@ -60,12 +61,12 @@ def messages_per_topic(before: Mapping[TopicPartition, int], after: Mapping[Topi
     return written
 
 
-async def skip_to_end(bootstrap: str, groups: Mapping[str, Sequence[str]]) -> None:
+async def skip_to_end(kafka: KafkaConnection, groups: Mapping[str, Sequence[str]]) -> None:
     """Commits the end of every partition each group reads (group -> topics): a fresh database must not
     be fed the messages of earlier runs (they belong to another database)."""
     for group, topics in groups.items():
-        partitions = await partitions_of(bootstrap, topics=topics)
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        partitions = await partitions_of(kafka, topics=topics)
+        consumer = AIOKafkaConsumer(**kafka.client_args(), group_id=group, enable_auto_commit=False)
         await consumer.start()
         try:
             consumer.assign(partitions)
@@ -79,20 +80,18 @@ class LagWatch:
     """Records the groups have not committed yet, summed over the partitions of the topics each reads.
     Keeps its clients between readings, so polling it while the system settles costs the broker little."""
 
-    def __init__(self, bootstrap: str, groups: Mapping[str, Sequence[str]]) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: KafkaConnection, groups: Mapping[str, Sequence[str]]) -> None:
+        self._kafka = kafka
         self._groups = dict(groups)
         self._partitions: dict[str, list[TopicPartition]] = {}
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="oms-bench-lag")
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="oms-bench-lag"
-        )
+        self._admin = AIOKafkaAdminClient(**kafka.client_args(), client_id="oms-bench-lag")
+        self._consumer = AIOKafkaConsumer(**kafka.client_args(), enable_auto_commit=False, client_id="oms-bench-lag")
 
     async def start(self) -> None:
         await self._admin.start()
         await self._consumer.start()
         for group, topics in self._groups.items():
-            self._partitions[group] = await partitions_of(self._bootstrap, topics=topics)
+            self._partitions[group] = await partitions_of(self._kafka, topics=topics)
 
     async def total(self) -> int:
         lag = 0
@@ -110,10 +109,10 @@ class LagWatch:
         await self._admin.close()
 
 
-async def recreate_topics(bootstrap: str, prefix: str = SYSTEM_PREFIX, timeout_s: float = 60.0) -> None:
+async def recreate_topics(kafka: KafkaConnection, prefix: str = SYSTEM_PREFIX, timeout_s: float = 60.0) -> None:
     """Deletes every topic with the prefix and waits until the broker no longer lists them (the services
     create them again at start, with the partition count asked for)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="oms-bench")
+    admin = AIOKafkaAdminClient(**kafka.client_args(), client_id="oms-bench")
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if t.startswith(prefix)]
@@ -140,23 +139,25 @@ class RawPipeline:
         return rate(self.messages, self.seconds)
 
 
-async def raw_pipeline(bootstrap: str, messages: int, record_bytes: int = 600, partitions: int = 12) -> RawPipeline:
+async def raw_pipeline(
+    kafka: KafkaConnection, messages: int, record_bytes: int = 600, partitions: int = 12
+) -> RawPipeline:
     """Produce -> consume -> commit `messages` records through a throwaway topic; timed from the first send
     to the commit of the last record."""
     topic = f"bench.raw-pipeline.{uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="oms-bench-raw")
+    admin = AIOKafkaAdminClient(**kafka.client_args(), client_id="oms-bench-raw")
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
         consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=bootstrap,
+            **kafka.client_args(),
             group_id=f"bench-raw-{uuid4().hex[:8]}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=1000,
         )
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5)
+        producer = AIOKafkaProducer(**kafka.client_args(), enable_idempotence=True, acks="all", linger_ms=5)
         await consumer.start()
         await producer.start()
         try:

@@ -16,6 +16,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from oms_events.topics import ORDERS_EVENTS
+from oms_runtime.kafka_connection import KafkaConnection
 
 BENCH_SKU = "SKU-BENCH"
 BENCH_WAREHOUSE = "WH-BER"
@@ -147,7 +148,7 @@ class Outcome:
 class OrderWatcher:
     """Reads the orders topic from given offsets: when each order was placed and how and when it ended."""
 
-    def __init__(self, kafka: str, start: dict[TopicPartition, int]) -> None:
+    def __init__(self, kafka: KafkaConnection, start: dict[TopicPartition, int]) -> None:
         self._kafka = kafka
         self._start = {tp: o for tp, o in start.items() if tp.topic == ORDERS_EVENTS}
         self.placed: dict[str, datetime] = {}
@@ -156,7 +157,7 @@ class OrderWatcher:
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._kafka, enable_auto_commit=False, client_id="oms-bench")
+        consumer = AIOKafkaConsumer(**self._kafka.client_args(), enable_auto_commit=False, client_id="oms-bench")
         await consumer.start()
         consumer.assign(list(self._start))
         for tp, offset in self._start.items():

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from oms_events.topics import SERVICES
+from oms_runtime.kafka_connection import KafkaConnection
 
 REPO = Path(__file__).resolve().parents[3]
 VENV_BIN = Path(sys.executable).parent
@@ -117,7 +118,7 @@ class BenchSystem:
     """The sinks and K replicas of every service, started fresh; stopped with SIGTERM (then SIGKILL)."""
 
     state: Path
-    kafka: str
+    kafka: KafkaConnection
     database_url: str
     redis_url: str
     http_port_base: int
@@ -186,7 +187,7 @@ class BenchSystem:
         )
         notification_port = http_port(self.http_port_base, "notification-service", 0)
         env = {
-            "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
             "KAFKA_TOPIC_PARTITIONS": str(self.partitions),

@@ -18,9 +18,11 @@ from oms_runtime import dead_letters, kafka_io
 from oms_runtime.dead_letter_api import dead_letter_router
 from oms_runtime.http_api import ApiKeyAuthenticator, ApiKeyConfig, ServiceApi
 from oms_runtime.kafka import ensure_topics
+from oms_runtime.kafka_connection import KafkaConnection
 from oms_runtime.messaging import DeadLetterPublisher, SourceRecord
 
-KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+# The broker the environment names, with its security settings (oms_runtime.kafka_connection).
+KAFKA = KafkaConnection.from_env()
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
 OPS = "dead-letter-api-ops-key-0123456789"
 CHANNEL = "dead-letter-api-web-key-0123456789"
@@ -48,7 +50,7 @@ async def setup() -> AsyncIterator[tuple[httpx.AsyncClient, str, str, str]]:
     finally:
         await client.aclose()
         await close()
-        admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+        admin = AIOKafkaAdminClient(**KAFKA.client_args())
         await admin.start()
         try:
             await admin.delete_topics([source, dead])
@@ -61,7 +63,7 @@ async def setup() -> AsyncIterator[tuple[httpx.AsyncClient, str, str, str]]:
 
 
 async def _dead_letter(dead: str, source: str, key: str, value: bytes, reason: str) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, enable_idempotence=True)
+    producer = AIOKafkaProducer(**KAFKA.client_args(), enable_idempotence=True)
     await producer.start()
     try:
         publisher = DeadLetterPublisher(producer, dead, consumer="payment-service")

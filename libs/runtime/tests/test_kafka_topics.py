@@ -1,7 +1,6 @@
 """Topic creation against the real broker: the partition count is a setting, and an existing topic with
 fewer partitions than the setting gets more (never fewer)."""
 
-import os
 from uuid import uuid4
 
 import pytest
@@ -9,13 +8,15 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from oms_events.topics import ALL_TOPICS, DEFAULT_PARTITIONS, TopicSpec
 from oms_runtime.kafka import ensure_topics, with_partitions
+from oms_runtime.kafka_connection import KafkaConnection
 from oms_runtime.settings import ServiceSettings
 
-KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+# The broker the environment names, with its security settings (oms_runtime.kafka_connection).
+KAFKA = KafkaConnection.from_env()
 
 
 async def _partition_counts(names: list[str]) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    admin = AIOKafkaAdminClient(**KAFKA.client_args())
     await admin.start()
     try:
         return {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(names)}
@@ -24,7 +25,7 @@ async def _partition_counts(names: list[str]) -> dict[str, int]:
 
 
 async def _delete(names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    admin = AIOKafkaAdminClient(**KAFKA.client_args())
     await admin.start()
     try:
         await admin.delete_topics(names)

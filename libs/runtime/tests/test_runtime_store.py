@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import os
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -18,10 +17,12 @@ from oms_runtime.db import Database
 from oms_runtime.eventstore import ConcurrencyError, EventStore
 from oms_runtime.inbox import Inbox
 from oms_runtime.kafka import idempotent_producer
+from oms_runtime.kafka_connection import KafkaConnection
 from oms_runtime.outbox import Outbox
 from oms_runtime.relay import OutboxRelay
 
-KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+# The broker the environment names, with its security settings (oms_runtime.kafka_connection).
+KAFKA = KafkaConnection.from_env()
 registry = default_registry()
 
 
@@ -82,7 +83,7 @@ async def test_inbox_record_rolls_back_with_the_failed_transaction(db: Database)
 
 async def test_relay_publishes_committed_rows_in_order_and_never_the_rolled_back(db: Database) -> None:
     topic = f"test.outbox.{uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    admin = AIOKafkaAdminClient(**KAFKA.client_args())
     await admin.start()
     await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
     await admin.close()
@@ -113,7 +114,7 @@ async def test_relay_publishes_committed_rows_in_order_and_never_the_rolled_back
     async with db.transaction() as session:
         assert await session.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL")) == 0
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**KAFKA.client_args(), enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)

@@ -1,7 +1,6 @@
 """The sales history on the real PostgreSQL: recorded once per order, by the day it was placed; the demand
 consumer through the runtime's processor (inbox, transaction); and a rebuild from a real Kafka topic."""
 
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID, uuid4
@@ -19,10 +18,12 @@ from oms_events import Message, default_registry
 from oms_events.messages import OrderConfirmed, OrderPlaced
 from oms_events.values import Address, Channel, Customer, DeliveryMethod, OrderLine
 from oms_runtime.db import Database
+from oms_runtime.kafka_connection import KafkaConnection
 from oms_runtime.messaging import Outcome
 from oms_runtime.testing import HandlerHarness, throwaway_schema
 
-KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+# The broker the environment names, with its security settings (oms_runtime.kafka_connection).
+KAFKA = KafkaConnection.from_env()
 REGISTRY = default_registry()
 HISTORY = SalesHistory()
 DAY = date(2026, 3, 10)
@@ -113,7 +114,7 @@ async def test_the_consumer_records_demand_by_the_day_the_order_was_placed_once(
 
 async def test_a_rebuild_replaces_the_history_with_a_replay_of_the_topic(db: Database) -> None:
     topic = f"test.demand.{uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    admin = AIOKafkaAdminClient(**KAFKA.client_args())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
@@ -129,7 +130,7 @@ async def test_a_rebuild_replaces_the_history_with_a_replay_of_the_topic(db: Dat
             ),
             b"{not json",
         ]
-        producer = AIOKafkaProducer(bootstrap_servers=KAFKA)
+        producer = AIOKafkaProducer(**KAFKA.client_args())
         await producer.start()
         try:
             for i, value in enumerate(records):

@@ -24,9 +24,11 @@ from oms_events.topics import TopicSpec
 from oms_events.values import StockLine
 from oms_runtime import kafka_io
 from oms_runtime.kafka import ensure_topics
+from oms_runtime.kafka_connection import KafkaConnection
 from oms_runtime.messaging import DeadLetterPublisher, SourceRecord
 
-KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+# The broker the environment names, with its security settings (oms_runtime.kafka_connection).
+KAFKA = KafkaConnection.from_env()
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
 runner = CliRunner()
 registry = default_registry()
@@ -59,7 +61,7 @@ def topics() -> Iterator[tuple[str, str]]:
 
 
 async def _cleanup(names: list[str], schema: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    admin = AIOKafkaAdminClient(**KAFKA.client_args())
     await admin.start()
     try:
         await admin.delete_topics(names)
@@ -75,7 +77,7 @@ async def _cleanup(names: list[str], schema: str) -> None:
 
 async def _dead_letter(dead: str, records: list[tuple[SourceRecord, str]]) -> None:
     """Dead-letters records exactly as a service's consumer does."""
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, enable_idempotence=True)
+    producer = AIOKafkaProducer(**KAFKA.client_args(), enable_idempotence=True)
     await producer.start()
     try:
         publisher = DeadLetterPublisher(producer, dead, consumer="inventory-service")
