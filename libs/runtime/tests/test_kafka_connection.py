@@ -137,11 +137,13 @@ async def test_the_tls_context_verifies_the_server_and_presents_the_client_certi
     port = server.sockets[0].getsockname()[1]
 
     def context(**files: Path) -> ssl.SSLContext:
-        settings = KafkaClientSettings(
-            kafka_bootstrap_servers=f"127.0.0.1:{port}",
-            kafka_security_protocol="SSL",
-            kafka_ssl_cafile=pki / "ca.crt",
-            **files,
+        settings = KafkaClientSettings.model_validate(
+            {
+                "kafka_bootstrap_servers": f"127.0.0.1:{port}",
+                "kafka_security_protocol": "SSL",
+                "kafka_ssl_cafile": pki / "ca.crt",
+                **files,
+            }
         )
         ssl_context: ssl.SSLContext = settings.kafka_connection().client_args()["ssl_context"]
         return ssl_context
