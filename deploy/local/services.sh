@@ -31,6 +31,12 @@ fi
 export API_KEYS
 export TRACKING_TOKEN_SECRET="${TRACKING_TOKEN_SECRET:-local-tracking-secret-0123456789}"
 
+# The Kafka client settings of the broker infra.sh runs (with KAFKA_SECURITY=sasl_ssl: SASL_SSL, the SCRAM
+# user and the local CA, see deploy/local/README.md); a setting already in the environment wins.
+while IFS='=' read -r name value; do
+  case "$name" in KAFKA_*) [[ -n "${!name:-}" ]] || export "$name=$value" ;; esac
+done < <(bash "$ROOT/deploy/local/infra.sh" env)
+
 mkdir -p "$RUN" "$LOGS"
 
 alive() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }

@@ -3,7 +3,6 @@
 import asyncio
 import email
 import email.policy
-import json
 from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from typing import Any
@@ -19,16 +18,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import leak_scan
 from fulfilment_service.entrypoints.placements_consumer import PLACEMENTS_GROUP
 from harness import (
-    API_KEYS,
     LOG_DIR,
-    MANUAL_WAREHOUSES,
-    REPORT_WAREHOUSE,
     SERVICES,
     Infra,
     ServiceProcess,
     System,
     free_port,
     recreate_database,
+    service_env,
 )
 from inventory_service.entrypoints.consumers import AVAILABILITY_GROUP
 from inventory_service.entrypoints.sales_consumer import DEMAND_GROUP
@@ -186,33 +183,13 @@ async def system(sms_provider: LocalSmsProvider) -> AsyncIterator[System]:
     smtp = Controller(mail, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
 
-    env = {
-        **infra.kafka_env,
-        "DATABASE_URL": infra.database_url,
-        "REDIS_URL": infra.redis_url,
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": "INFO",
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(smtp_port),
-        "SMS_PROVIDER_URL": sms_provider.url,
-        "SMS_WEBHOOK_TOKEN": SMS_WEBHOOK_TOKEN,
-        "CONSUMER_MAX_ATTEMPTS": "3",
-        "CONSUMER_RETRY_BACKOFF_S": "0.1",
-        # No test waits for a re-send; a shorter timeout made the tests that stop a service re-send (and
-        # count doubled replies) whenever the restart took longer on a busy machine.
-        "SAGA_STEP_TIMEOUT_S": "120",
-        # Far above the other tests' totals: only test_order_holds.py places orders that big.
-        "HOLD_ABOVE_MINOR": "1000000",
-        # payment-service's risk check: only test_payments.py pays in GBP (its amount decline).
-        "RISK_DECLINE_ABOVE_MINOR": '{"GBP": 100000}',
-        "API_KEYS": API_KEYS,
-        "TRACKING_TOKEN_SECRET": "integration-tracking-secret-0123456789",
-        "WAREHOUSE_MODES": json.dumps(dict.fromkeys((*MANUAL_WAREHOUSES, REPORT_WAREHOUSE), "manual")),
-        # Spans go to a receiver in this process, exported within a fraction of a second.
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": traces.endpoint,
-        "OTEL_BSP_SCHEDULE_DELAY": "200",
-    }
+    env = service_env(
+        infra,
+        smtp_port=smtp_port,
+        sms_provider_url=sms_provider.url,
+        sms_webhook_token=SMS_WEBHOOK_TOKEN,
+        otlp_endpoint=traces.endpoint,
+    )
     # Every service may serve HTTP (its API, health and metrics): each gets a port of its own.
     ports = {name: free_port() for name in SERVICES}
     services = {

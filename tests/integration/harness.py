@@ -106,6 +106,49 @@ class Infra:
         return Infra(self.kafka_env, url.render_as_string(hide_password=False), self.redis_url)
 
 
+def service_env(
+    infra: Infra,
+    *,
+    smtp_port: int,
+    sms_provider_url: str,
+    sms_webhook_token: str,
+    otlp_endpoint: str | None = None,
+) -> dict[str, str]:
+    """What every service of a test system is started with (each also gets an HTTP_PORT of its own)."""
+    env = {
+        **infra.kafka_env,
+        "DATABASE_URL": infra.database_url,
+        "REDIS_URL": infra.redis_url,
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "SMS_PROVIDER_URL": sms_provider_url,
+        "SMS_WEBHOOK_TOKEN": sms_webhook_token,
+        "CONSUMER_MAX_ATTEMPTS": "3",
+        "CONSUMER_RETRY_BACKOFF_S": "0.1",
+        # No test waits for a re-send; a shorter timeout made the tests that stop a service re-send (and
+        # count doubled replies) whenever the restart took longer on a busy machine.
+        "SAGA_STEP_TIMEOUT_S": "120",
+        # Far above the other tests' totals: only test_order_holds.py places orders that big.
+        "HOLD_ABOVE_MINOR": "1000000",
+        # payment-service's risk check: only test_payments.py pays in GBP (its amount decline).
+        "RISK_DECLINE_ABOVE_MINOR": '{"GBP": 100000}',
+        "API_KEYS": API_KEYS,
+        "TRACKING_TOKEN_SECRET": "integration-tracking-secret-0123456789",
+        "WAREHOUSE_MODES": json.dumps(dict.fromkeys((*MANUAL_WAREHOUSES, REPORT_WAREHOUSE), "manual")),
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+    if otlp_endpoint is not None:
+        # Spans go to a receiver in the test process, exported within a fraction of a second.
+        env |= {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        }
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
