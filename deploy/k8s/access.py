@@ -22,8 +22,18 @@ from oms_events import routes
 from oms_events.topics import ALL_TOPICS
 
 KAFKA_CLUSTER = "oms-kafka"
-KAFKA_PORTS = (9092, 9093)
-"""The Strimzi listeners the clients use (plain inside the cluster, TLS)."""
+KAFKA_PORT = 9093
+"""The Strimzi listener every client uses: `tls: true`, `authentication: {type: scram-sha-512}`
+(KAFKA_LISTENER). The plain listener (9092) is not reachable from the OMS pods at all."""
+KAFKA_LISTENER: dict[str, Any] = {
+    "name": "tls",
+    "port": KAFKA_PORT,
+    "type": "internal",
+    "tls": True,
+    "authentication": {"type": "scram-sha-512"},
+}
+"""What the Kafka cluster (not part of these manifests) must have in `spec.kafka.listeners`."""
+KAFKA_PORTS = (KAFKA_PORT,)
 HTTP_PORT = 8080
 INGRESS_NAMESPACE = "ingress-nginx"
 MONITORING_NAMESPACE = "monitoring"

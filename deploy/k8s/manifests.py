@@ -55,8 +55,18 @@ PRE_STOP_S = 5
 GRACE_S = 40
 IMAGE_REPOSITORY = "oms"
 
+# The cluster CA's certificate (Strimzi's `<cluster>-cluster-ca-cert` Secret, key ca.crt) is mounted here.
+KAFKA_CA_DIR = "/etc/oms/kafka-ca"
+KAFKA_CA_SECRET = f"{KAFKA_CLUSTER}-cluster-ca-cert"
+
 CLUSTER_VALUES: dict[str, str] = {
-    "kafka_bootstrap_servers": f"{KAFKA_CLUSTER}-kafka-bootstrap:9092",
+    # Strimzi's listener with `tls: true` and `authentication: scram-sha-512` (access.KAFKA_LISTENER): each
+    # service is its KafkaUser (KAFKA_SASL_USERNAME, per service below), its password from the Secret the
+    # User Operator writes for that user, the broker verified against the cluster CA.
+    "kafka_bootstrap_servers": f"{KAFKA_CLUSTER}-kafka-bootstrap:{access.KAFKA_PORT}",
+    "kafka_security_protocol": "SASL_SSL",
+    "kafka_sasl_mechanism": "SCRAM-SHA-512",
+    "kafka_ssl_cafile": f"{KAFKA_CA_DIR}/ca.crt",
     "http_host": "0.0.0.0",
     "http_port": str(HTTP_PORT),
     "log_format": "json",
@@ -75,6 +85,10 @@ CLUSTER_VALUES: dict[str, str] = {
 
 SECRET_FIELDS = {"database_url", "redis_url", "api_keys", "carrier_webhook_secrets"}
 """Settings that carry credentials although they are plain strings in the code."""
+
+KAFKA_USER_SECRET_KEYS = {"KAFKA_SASL_PASSWORD": "password"}
+"""Secret settings read from the service's KafkaUser Secret (named like the user, written by Strimzi's User
+Operator), not from `<service>-secrets`."""
 
 RESOURCES = {
     "order-service": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
@@ -130,7 +144,7 @@ def env_value(value: Any) -> str | None:
 
 def config_and_secrets(service: str) -> tuple[dict[str, str], dict[str, bool]]:
     """The ConfigMap's data, and the secret settings (name -> optional: a setting that may be unset)."""
-    return settings_config(settings_class(service), CLUSTER_VALUES)
+    return settings_config(settings_class(service), {**CLUSTER_VALUES, "kafka_sasl_username": service})
 
 
 def settings_config(
@@ -216,10 +230,14 @@ def service_documents(service: str) -> list[dict[str, Any]]:
     config = {k: v for k, v in config.items() if v != ""}
     labels = _labels(service)
     secret_name = f"{service}-secrets"
+    # The KafkaUser's Secret (access.kafka_user: named like the service) holds the SCRAM password.
     env = [
-        {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key, "optional": optional}}}
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": service, "key": KAFKA_USER_SECRET_KEYS[key]}}}
+        if key in KAFKA_USER_SECRET_KEYS
+        else {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key, "optional": optional}}}
         for key, optional in secrets.items()
     ]
+    secrets = {key: optional for key, optional in secrets.items() if key not in KAFKA_USER_SECRET_KEYS}
     probe_http = {"path": "/health/live", "port": "http"}
     container = {
         "name": service,
@@ -240,8 +258,15 @@ def service_documents(service: str) -> list[dict[str, Any]]:
         },
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_S}}},
         "securityContext": CONTAINER_SECURITY,
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True},
+        ],
     }
+    pod = _pod_spec(service, GRACE_S, container, tmp_limit="64Mi")
+    pod["volumes"].append(
+        {"name": "kafka-ca", "secret": {"secretName": KAFKA_CA_SECRET, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
+    )
     return [
         _service_account(service, labels),
         _config_map(service, labels, config, secrets, unset),
@@ -263,7 +288,7 @@ def service_documents(service: str) -> list[dict[str, Any]]:
                             "prometheus.io/path": "/metrics",
                         },
                     },
-                    "spec": _pod_spec(service, GRACE_S, container, tmp_limit="64Mi"),
+                    "spec": pod,
                 },
             },
         },
@@ -401,7 +426,11 @@ def scaled_object(service: str) -> dict[str, Any]:
                 "offsetResetPolicy": "earliest",
                 # Never more replicas than the topic's partitions (KEDA's default, said out loud).
                 "allowIdleConsumers": "false",
+                # The service's own listener and user: the credentials come from trigger_authentication.
+                "sasl": "scram_sha512",
+                "tls": "enable",
             },
+            "authenticationRef": {"name": f"{service}-kafka"},
         }
         for group, group_topics in CONSUMER_GROUPS[service].items()
         for topic in group_topics
@@ -425,6 +454,23 @@ def scaled_object(service: str) -> dict[str, Any]:
             "triggers": [
                 *lag_triggers,
                 {"type": "cpu", "metricType": "Utilization", "metadata": {"value": str(CPU_TARGET_PERCENT)}},
+            ],
+        },
+    }
+
+
+def trigger_authentication(service: str) -> dict[str, Any]:
+    """KEDA reads the lag as the service itself: its KafkaUser (the username from the container's
+    environment, the password from the User Operator's Secret), the broker checked against the cluster CA."""
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": {"name": f"{service}-kafka", "labels": _labels(service)},
+        "spec": {
+            "env": [{"parameter": "username", "name": "KAFKA_SASL_USERNAME", "containerName": service}],
+            "secretTargetRef": [
+                {"parameter": "password", "name": service, "key": KAFKA_USER_SECRET_KEYS["KAFKA_SASL_PASSWORD"]},
+                {"parameter": "ca", "name": KAFKA_CA_SECRET, "key": "ca.crt"},
             ],
         },
     }
@@ -455,7 +501,8 @@ def keda_component() -> dict[str, str]:
     }
     return {
         "scaled-objects.yaml": _dump(
-            [scaled_object(s) for s in SERVICES], "KEDA ScaledObjects: consumer lag and CPU per service"
+            [doc for s in SERVICES for doc in (trigger_authentication(s), scaled_object(s))],
+            "KEDA ScaledObjects: consumer lag and CPU per service, each reading the lag as the service's KafkaUser",
         ),
         "kustomization.yaml": _dump(
             [component], "Optional component: scale on consumer lag with KEDA instead of the CPU-only HPA"

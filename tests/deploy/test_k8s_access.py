@@ -155,6 +155,56 @@ def test_no_service_creates_topics_in_kubernetes_but_does_locally(built: tuple[s
     assert ServiceSettings().kafka_create_topics is True
 
 
+def test_every_service_talks_sasl_ssl_to_the_scram_listener_as_its_own_kafka_user(
+    built: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """The settings of oms_runtime.kafka_connection, as Strimzi provides them: the bootstrap Service on the
+    listener with TLS and SCRAM-SHA-512, the KafkaUser's name and the password from the Secret its User
+    Operator writes (named like the user, key `password`), the broker checked against the cluster CA (the
+    `<cluster>-cluster-ca-cert` Secret, key ca.crt) mounted where KAFKA_SSL_CAFILE points."""
+    overlay, documents = built
+    assert manifests.access.KAFKA_LISTENER["tls"] is True
+    assert manifests.access.KAFKA_LISTENER["authentication"] == {"type": "scram-sha-512"}
+    port = manifests.access.KAFKA_LISTENER["port"]
+    users = _users(documents)
+    for service in SERVICES:
+        [deployment] = [d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == service]
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        [config] = [d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"] == f"{service}-config"]
+        data = config["data"]
+        assert data["KAFKA_BOOTSTRAP_SERVERS"] == f"{manifests.KAFKA_CLUSTER}-kafka-bootstrap:{port}", overlay
+        assert data["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert data["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert data["KAFKA_SASL_USERNAME"] == service
+        assert service in users
+        env = {e["name"]: e for e in container["env"]}
+        assert env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": service, "key": "password"}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        [ca_volume] = [
+            n for n, v in volumes.items() if v.get("secret", {}).get("secretName") == "oms-kafka-cluster-ca-cert"
+        ]
+        [item] = volumes[ca_volume]["secret"]["items"]
+        assert data["KAFKA_SSL_CAFILE"] == f"{mounts[ca_volume]}/{item['path']}"
+        assert item["key"] == "ca.crt"
+        # What the services read them with accepts them (the CA file exists only in the pod).
+        settings = {k.lower(): v for k, v in data.items() if k.startswith("KAFKA_") and k != "KAFKA_SSL_CAFILE"}
+        connection = ServiceSettings.model_validate({**settings, "kafka_sasl_password": "x"}).kafka_connection()
+        assert connection.client_args()["sasl_plain_username"] == service
+    authentications = {d["metadata"]["name"]: d for d in documents if d["kind"] == "TriggerAuthentication"}
+    for scaler in (d for d in documents if d["kind"] == "ScaledObject"):
+        service = scaler["metadata"]["name"]
+        for trigger in (t for t in scaler["spec"]["triggers"] if t["type"] == "kafka"):
+            assert (trigger["metadata"]["sasl"], trigger["metadata"]["tls"]) == ("scram_sha512", "enable")
+            spec = authentications[trigger["authenticationRef"]["name"]]["spec"]
+            assert {r["parameter"]: (r["name"], r["key"]) for r in spec["secretTargetRef"]} == {
+                "password": (service, "password"),
+                "ca": ("oms-kafka-cluster-ca-cert", "ca.crt"),
+            }
+            assert spec["env"] == [{"parameter": "username", "name": "KAFKA_SASL_USERNAME", "containerName": service}]
+
+
 _SECRET_WORDS = ("SECRET", "PASSWORD", "TOKEN", "API_KEY", "API_KEYS", "DATABASE_URL", "REDIS_URL")
 
 
@@ -190,7 +240,8 @@ def test_each_service_has_a_network_policy_with_only_its_callers_and_dependencie
         assert len(callers) == 3
         assert all(peer.get("namespaceSelector") or peer.get("podSelector") for peer in callers), "no open ingress"
         ports = {(p["protocol"], p["port"]) for rule in spec["egress"] for p in rule["ports"]}
-        assert {("UDP", 53), ("TCP", 9092), ("TCP", 5432), ("TCP", 6379)} <= ports, f"{overlay}: {service}"
+        assert {("UDP", 53), ("TCP", 9093), ("TCP", 5432), ("TCP", 6379)} <= ports, f"{overlay}: {service}"
+        assert ("TCP", 9092) not in ports, f"{overlay}: {service} must not reach the unauthenticated listener"
         external = [rule for rule in spec["egress"] if any("ipBlock" in peer for peer in _peers(rule, "to"))]
         if service in {"notification-service", "payment-service", "fulfilment-service"}:
             [rule] = external
