@@ -31,6 +31,7 @@ from oms_events.topics import ALL_TOPICS, dead_letter_topic
 from oms_runtime import metrics
 from oms_runtime.db import Database
 from oms_runtime.dead_letter_api import dead_letter_router
+from oms_runtime.environment import refuse_simulations
 from oms_runtime.eventstore import runtime_metadata
 from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.kafka import LagProbe, ensure_topics, idempotent_producer
@@ -86,6 +87,8 @@ class ServiceHost:
         metadata: Sequence[MetaData] = (),
         registry: MessageRegistry | None = None,
     ) -> None:
+        # Before anything else: a production service that would only pretend never gets going.
+        refuse_simulations(service, settings)
         self.service = service
         self.settings = settings
         self.registry = registry or default_registry()

@@ -1,5 +1,7 @@
 """Settings from the environment. Every service reads the same names."""
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -87,9 +89,24 @@ class ServiceSettings(KafkaClientSettings):
         default=None, description="OTLP/HTTP base URL, e.g. http://otel-collector:4318 (spans go to /v1/traces)"
     )
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Per dependency, in /health/ready")
+    oms_environment: Literal["development", "production"] = Field(
+        default="development",
+        description="production: the service refuses to start with a simulated provider (simulations()) unless "
+        "ALLOW_SIMULATED_PROVIDERS=true",
+    )
+    allow_simulated_providers: bool = Field(
+        default=False,
+        description="With OMS_ENVIRONMENT=production: start even with simulated providers (a staging cluster, a "
+        "load test); each start logs what is simulated",
+    )
     shutdown_grace_s: float = Field(
         default=25.0,
         gt=0,
         description="After SIGTERM: time to finish in-flight messages, publish the outbox and exit; keep it "
         "below the pod's terminationGracePeriodSeconds",
     )
+
+    def simulations(self) -> list[str]:
+        """What this service's settings make it pretend (a simulated payment gateway, made-up shipments): each
+        a sentence naming the setting. A service with simulated parts says so by overriding this."""
+        return []

@@ -55,6 +55,17 @@ class FulfilmentSettings(ServiceSettings):
     )
     automatic_grams_per_unit: int = Field(default=500, gt=0, description="Parcel weight per unit in automatic mode")
 
+    def simulations(self) -> list[str]:
+        automatic = sorted(w for w, mode in self.warehouse_modes.items() if mode is WarehouseMode.AUTOMATIC)
+        if self.default_warehouse_mode is WarehouseMode.AUTOMATIC:
+            automatic.insert(0, "every warehouse not in WAREHOUSE_MODES (DEFAULT_WAREHOUSE_MODE=automatic)")
+        if not automatic:
+            return []
+        return [
+            "automatic warehouses ship at once, with made-up tracking numbers and nobody picking: "
+            + ", ".join(automatic)
+        ]
+
 
 def calendars(settings: FulfilmentSettings) -> WarehouseCalendars:
     """Fails at start (ZoneInfoNotFoundError) on a time zone this host does not know."""

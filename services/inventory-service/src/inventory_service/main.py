@@ -48,6 +48,9 @@ class InventorySettings(ServiceSettings):
     )
     availability_key_prefix: str = Field(default="oms:inventory:availability:", min_length=1)
 
+    def simulations(self) -> list[str]:
+        return ["SEED_DEMO_STOCK=true adds made-up demo stock"] if self.seed_demo_stock else []
+
 
 def ledger_for(settings: InventorySettings, repository: StockRepository) -> StockLedger:
     ttl = timedelta(seconds=settings.reservation_ttl_s) if settings.reservation_ttl_s > 0 else None

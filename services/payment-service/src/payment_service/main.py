@@ -58,6 +58,11 @@ class PaymentSettings(ServiceSettings):
     def _json(cls, value: object) -> object:
         return json.loads(value) if isinstance(value, str) else value
 
+    def simulations(self) -> list[str]:
+        if self.payment_gateway == "simulated":
+            return ["PAYMENT_GATEWAY=simulated takes no money (test tokens, a local ledger)"]
+        return []
+
     def risk_rules(self) -> RiskRules:
         return RiskRules(
             review_above_minor=self.risk_review_above_minor,
