@@ -31,6 +31,7 @@ ASYNCAPI_SCHEMA := .local/asyncapi-specs/$(ASYNCAPI_SPECS_VERSION)/asyncapi-3.0.
 help:
 	@echo "make run     install, start Kafka/PostgreSQL/Redis, the five services and the ops console"
 	@echo "             (http://127.0.0.1:8080/), place demo orders"
+	@echo "             KAFKA_SECURITY=sasl_ssl: the broker on SASL_SSL (SCRAM-SHA-512, a local CA), the services too"
 	@echo "make test    install, start the infrastructure, run lint, types, unit and integration tests"
 	@echo "make bench   start a fresh system, place N=2000 orders (or RATE=75 a second), print throughput, latency,"
 	@echo "             CPU and memory per process, messages per order, the raw Kafka client ceiling (docs/benchmarks.md)"
