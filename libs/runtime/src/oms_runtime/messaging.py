@@ -24,6 +24,7 @@ For every batch of records a consumer polls:
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -148,8 +149,24 @@ class SourceRecord:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
+_SECRET_FIELD = re.compile(rb'"payment_token"\s*:\s*"(?:[^"\\]|\\.)*"')
+REDACTED_HEADER = "dlq.redacted"
+
+
+def redact_secrets(value: bytes) -> tuple[bytes, bool]:
+    """The record's bytes with every payment token's value replaced, and whether there was one.
+
+    Dead-letter topics are read by operators and kept for weeks: a token has no place there. Found in
+    the bytes, not in parsed JSON, since a dead letter is often bytes that do not parse."""
+    redacted, count = _SECRET_FIELD.subn(b'"payment_token":"[redacted]"', value)
+    return redacted, count > 0
+
+
 class DeadLetterPublisher:
-    """Sends a record to the dead-letter topic with its reason; waits for the broker's ack."""
+    """Sends a record to the dead-letter topic with its reason; waits for the broker's ack.
+
+    Payment tokens in the record are redacted first (`redact_secrets`, marked by the `dlq.redacted`
+    header); such a letter cannot be redriven as it is (`oms_runtime.dead_letters.redrive_record`)."""
 
     def __init__(self, producer: AIOKafkaProducer, topic: str, consumer: str) -> None:
         self._producer = producer
@@ -157,8 +174,10 @@ class DeadLetterPublisher:
         self._consumer = consumer
 
     async def send(self, record: SourceRecord, reason: str) -> None:
+        value, redacted = redact_secrets(record.value)
         headers = [
             *record.headers,
+            *([(REDACTED_HEADER, b"payment_token")] if redacted else []),
             ("dlq.reason", reason.encode()[:8000]),
             ("dlq.consumer", self._consumer.encode()),
             ("dlq.source_topic", record.topic.encode()),
@@ -166,7 +185,7 @@ class DeadLetterPublisher:
             ("dlq.source_offset", str(record.offset).encode()),
             ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
         ]
-        await self._producer.send_and_wait(self.topic, value=record.value, key=record.key, headers=headers)
+        await self._producer.send_and_wait(self.topic, value=value, key=record.key, headers=headers)
         metrics.DEAD_LETTERS.labels(
             consumer=self._consumer, source_topic=record.topic, dead_letter_topic=self.topic
         ).inc()
