@@ -14,9 +14,11 @@ What travels in clear by design, and is therefore allowed (and nothing else):
   are there by design, and the scan pins them to those two fields).
 Records that the tests themselves published as an upstream sender or a foreign system would (an envelope
 whose producer is not an OMS service: intake submissions, a CapturePayment carrying a card number) are
-inputs, not something the OMS wrote: they are skipped, and so is a dead letter of such a record (a dead
-letter keeps the original bytes for redrive, so a dead-lettered intake submission still holds the token it
-was submitted with; only the operators' `oms-cli` user may read dead-letter topics).
+inputs, not something the OMS wrote: they are skipped. A dead letter is something the OMS wrote whatever it
+holds: its bytes are searched for payment tokens even when they are not an envelope (the dead-letter
+publisher redacts every `payment_token`, so a dead-lettered intake submission does not keep the token it was
+submitted with); the contact data an upstream sender put in its submission stays, for the operators who
+repair it.
 
 Logs: no token, no card number, no full email address (the business's own sender address aside) and no
 phone number of the session's customers, in any field of any line.
@@ -150,6 +152,8 @@ def _envelope(raw: bytes | None) -> dict[str, Any] | None:
 def scan_record(scan: Scan, where: str, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
     for name, header in headers:
         scan.text(f"{where} header {name}", header.decode(errors="replace"))
+    if where.split("/", 1)[0].endswith(".dlq"):
+        scan.text(f"{where} value", (value or b"").decode(errors="replace"), frozenset({"email", "phone"}))
     envelope = _envelope(value)
     if envelope is None:
         # Not an envelope: bytes a test published as poison (a service only ever writes envelopes).

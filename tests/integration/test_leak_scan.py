@@ -36,8 +36,15 @@ def test_a_token_card_or_contact_off_its_fields_is_found_naming_where() -> None:
 def test_records_a_test_sent_as_an_upstream_system_are_inputs_not_leaks() -> None:
     scan = Scan()
     scan_record(scan, "oms.orders.intake/0@0", _record("SubmitOrder", {"payment_token": "tok_x"}, "upstream"), [])
-    scan_record(scan, "oms.order.dlq/0@0", b"not json tok_x", [])
     assert scan.findings == []
+
+
+def test_a_dead_letter_is_searched_for_tokens_whatever_its_bytes() -> None:
+    scan = Scan()
+    scan_record(scan, "oms.order.dlq/0@0", b'{"payment_token":"[redacted]"', [])
+    assert scan.findings == []
+    scan_record(scan, "oms.order.dlq/0@1", b"not json tok_x", [])
+    assert [f"{f.where}: {f.kind}" for f in scan.findings] == ["oms.order.dlq/0@1 value: payment token"]
 
 
 def test_logs_are_scanned_from_where_the_session_began(tmp_path: Path) -> None:

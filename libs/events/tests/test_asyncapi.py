@@ -60,7 +60,14 @@ def test_a_message_payload_is_the_envelope_around_the_model() -> None:
     assert envelope == {"$ref": "#/components/schemas/Envelope"}
     assert specific["properties"]["payload"] == {"$ref": "#/components/schemas/OrderPlaced"}
     assert message["bindings"]["kafka"]["key"]["format"] == "uuid"
-    assert "traceparent" in message["headers"]["properties"]
+    document = asyncapi.generate()
+    assert message["headers"] == {"$ref": "#/components/schemas/RecordHeaders"}
+    headers = document["components"]["schemas"]["RecordHeaders"]
+    assert "traceparent" in headers["properties"]
+    # The CloudEvents Kafka binding's binary-mode headers, required on every record the OMS writes.
+    assert {"ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject", "content-type"} <= set(
+        headers["required"]
+    )
 
 
 def test_the_document_is_valid_asyncapi_3() -> None:

@@ -120,3 +120,24 @@ async def test_a_dead_letter_is_listed_redriven_once_and_recorded(
     assert (
         await client.post("/ops/dead-letters/0/999/discard", **_ops({"operator": "a", "reason": "b"}))
     ).status_code == 404
+
+
+async def test_a_payment_token_never_reaches_the_dead_letter_topic_and_such_a_letter_is_not_redriven(
+    setup: tuple[httpx.AsyncClient, str, str, str],
+) -> None:
+    client, source, dead, _ = setup
+    key = str(uuid4())
+    value = b'{"type": "CapturePayment", "payload": {"order_id": "x", "payment_token": "tok_secret_42"}'
+    await _dead_letter(dead, source, key, value, "invalid envelope: truncated")
+
+    [record] = await kafka_io.read(KAFKA, await kafka_io.partitions_of(KAFKA, [dead]))
+    assert b"tok_secret_42" not in record.value
+    assert b'"payment_token":"[redacted]"' in record.value
+    assert record.header("dlq.redacted") == "payment_token"
+
+    [letter] = (await client.get("/ops/dead-letters", **_ops())).json()["dead_letters"]
+    ref = f"/ops/dead-letters/{letter['partition']}/{letter['offset']}"
+    refused = await client.post(f"{ref}/redrive", **_ops({"operator": "ana", "reason": "try"}))
+    assert refused.status_code == 409
+    assert "payment token redacted" in refused.json()["message"]
+    assert await kafka_io.read(KAFKA, await kafka_io.partitions_of(KAFKA, [source])) == []

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from oms_events import cloudevents
 from oms_events.envelope import Envelope, TraceContext
 from oms_events.generated import GeneratedFiles, command
 from oms_events.messages import MESSAGE_TYPES
@@ -43,8 +44,35 @@ def _kafka_headers() -> dict[str, Any]:
             "event_id": {"type": "string", "format": "uuid"},
             "correlation_id": {"type": "string", "description": "The order id"},
             "traceparent": {"type": "string", "description": "W3C trace context of the trace the message belongs to"},
+            # The CloudEvents Kafka protocol binding, binary mode (oms_events.cloudevents): the value is the data.
+            "ce_specversion": {"type": "string", "const": cloudevents.SPEC_VERSION},
+            "ce_id": {"type": "string", "format": "uuid", "description": "CloudEvents id: the event_id"},
+            "ce_source": {"type": "string", "description": "CloudEvents source: /oms/<producing service>"},
+            "ce_type": {
+                "type": "string",
+                "description": f"CloudEvents type: {cloudevents.TYPE_PREFIX}.<message type>.v<schema version>",
+            },
+            "ce_time": {"type": "string", "format": "date-time", "description": "CloudEvents time: occurred_at"},
+            "ce_subject": {"type": "string", "description": "CloudEvents subject: the order id, or the sku"},
+            "ce_correlationid": {"type": "string", "description": "CloudEvents extension: the correlation id"},
+            "ce_causationid": {"type": "string", "description": "CloudEvents extension: the causing event's id"},
+            "ce_schemaversion": {"type": "string", "description": "CloudEvents extension: the schema version"},
+            "ce_traceparent": {"type": "string", "description": "CloudEvents Distributed Tracing extension"},
+            "content-type": {"type": "string", "const": cloudevents.DATA_CONTENT_TYPE},
         },
-        "required": ["type", "schema_version", "event_id", "correlation_id"],
+        "required": [
+            "type",
+            "schema_version",
+            "event_id",
+            "correlation_id",
+            "ce_specversion",
+            "ce_id",
+            "ce_source",
+            "ce_type",
+            "ce_time",
+            "ce_subject",
+            "content-type",
+        ],
     }
 
 
@@ -133,7 +161,7 @@ def generate() -> dict[str, Any]:
             "summary": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else cls.message_type,
             "contentType": "application/json",
             "tags": [{"name": cls.message_kind}],
-            "headers": _kafka_headers(),
+            "headers": {"$ref": "#/components/schemas/RecordHeaders"},
             "payload": {
                 "allOf": [
                     {"$ref": _REF.format(model="Envelope")},
@@ -202,7 +230,7 @@ def generate() -> dict[str, Any]:
         "servers": SERVERS,
         "channels": channels,
         "operations": operations(),
-        "components": {"messages": messages, "schemas": schemas},
+        "components": {"messages": messages, "schemas": {**schemas, "RecordHeaders": _kafka_headers()}},
     }
 
 

@@ -188,7 +188,8 @@ def dead_letter_router(
         body: DeadLetterActionRequest,
     ) -> DeadLetterActionResult:
         """Publishes the record's original key, bytes and headers to the topic it came from; recorded.
-        `409` when it was acted on before (unless `force`) or names no source topic."""
+        `409` when it was acted on before (unless `force`), names no source topic, or had a payment token
+        redacted when it was dead-lettered (sent again without it, a payment would be declined)."""
         letter = await one(partition, offset)
         if letter.status != "pending" and not body.force:
             raise HTTPException(status.HTTP_409_CONFLICT, f"Dead letter {letter.ref} was already {letter.status}.")

@@ -34,6 +34,7 @@ from oms_events.topics import SERVICES, dead_letter_topic
 from oms_runtime import kafka_io
 from oms_runtime.db import Database
 from oms_runtime.kafka_connection import KafkaConnection
+from oms_runtime.messaging import REDACTED_HEADER
 
 OPS_SCHEMA = "oms_ops"
 
@@ -202,6 +203,12 @@ async def load(
 def redrive_record(letter: DeadLetter, operator: str) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]:
     if not letter.source_topic:
         raise ValueError(f"dead letter {letter.ref} names no source topic; it cannot be redriven")
+    if letter.record.header(REDACTED_HEADER):
+        # Sent again without its token, a payment command would be declined and the order given up.
+        raise ValueError(
+            f"dead letter {letter.ref} had its payment token redacted; it cannot be redriven as it is: retry the "
+            "order's saga step (order-service ops), or have the sender submit again"
+        )
     headers = [(k, v) for k, v in letter.record.headers if not k.startswith("dlq.")]
     headers += [
         ("dlq.redriven_from", f"{letter.record.topic}:{letter.ref}".encode()),

@@ -6,7 +6,10 @@ For every batch of records a consumer polls:
    and the original bytes; the consumer moves on. A consumer may also answer a payload that fails
    validation (its envelope is readable, so there is someone to answer): its `RejectionHandler`
    emits messages in one transaction with an inbox record, before the dead-lettering.
-2. A message type the consumer has no handler for is skipped: topics carry many types.
+2. A message type the consumer has no handler for is skipped: topics carry many types. On the OMS's
+   own topics the record's `type` header says so before any parsing (most records a consumer sees are
+   of types it does not handle); on a topic upstream systems write to (`UPSTREAM_TOPICS`) the header is
+   not trusted, and the value is parsed.
 3. Otherwise the inbox records, the handlers' state changes and their outgoing messages commit in
    one database transaction for the whole batch, the handlers run in the records' order: one inbox
    statement and one outbox statement per batch instead of a transaction per record, which was most
@@ -21,6 +24,7 @@ For every batch of records a consumer polls:
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +38,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import ContractMessage, ContractViolationError, Envelope, MessageRegistry
+from oms_events.topics import UPSTREAM_TOPICS
 from oms_runtime import metrics, tracing
 from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
@@ -144,8 +149,24 @@ class SourceRecord:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
+_SECRET_FIELD = re.compile(rb'"payment_token"\s*:\s*"(?:[^"\\]|\\.)*"')
+REDACTED_HEADER = "dlq.redacted"
+
+
+def redact_secrets(value: bytes) -> tuple[bytes, bool]:
+    """The record's bytes with every payment token's value replaced, and whether there was one.
+
+    Dead-letter topics are read by operators and kept for weeks: a token has no place there. Found in
+    the bytes, not in parsed JSON, since a dead letter is often bytes that do not parse."""
+    redacted, count = _SECRET_FIELD.subn(b'"payment_token":"[redacted]"', value)
+    return redacted, count > 0
+
+
 class DeadLetterPublisher:
-    """Sends a record to the dead-letter topic with its reason; waits for the broker's ack."""
+    """Sends a record to the dead-letter topic with its reason; waits for the broker's ack.
+
+    Payment tokens in the record are redacted first (`redact_secrets`, marked by the `dlq.redacted`
+    header); such a letter cannot be redriven as it is (`oms_runtime.dead_letters.redrive_record`)."""
 
     def __init__(self, producer: AIOKafkaProducer, topic: str, consumer: str) -> None:
         self._producer = producer
@@ -153,8 +174,10 @@ class DeadLetterPublisher:
         self._consumer = consumer
 
     async def send(self, record: SourceRecord, reason: str) -> None:
+        value, redacted = redact_secrets(record.value)
         headers = [
             *record.headers,
+            *([(REDACTED_HEADER, b"payment_token")] if redacted else []),
             ("dlq.reason", reason.encode()[:8000]),
             ("dlq.consumer", self._consumer.encode()),
             ("dlq.source_topic", record.topic.encode()),
@@ -162,7 +185,7 @@ class DeadLetterPublisher:
             ("dlq.source_offset", str(record.offset).encode()),
             ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
         ]
-        await self._producer.send_and_wait(self.topic, value=record.value, key=record.key, headers=headers)
+        await self._producer.send_and_wait(self.topic, value=value, key=record.key, headers=headers)
         metrics.DEAD_LETTERS.labels(
             consumer=self._consumer, source_topic=record.topic, dead_letter_topic=self.topic
         ).inc()
@@ -240,7 +263,7 @@ class MessageProcessor:
         back as a whole and its records are processed again one by one, each in a transaction of its
         own with retries, so a failing message is dead-lettered alone and the others take effect.
         """
-        classified = [await self._classify(record) for record in records]
+        classified = [self._skippable(record) or await self._classify(record) for record in records]
         work = [w for w in classified if isinstance(w, _Work)]
         if work:
             await self._handle_batch(work)
@@ -253,6 +276,18 @@ class MessageProcessor:
             ).inc()
             outcomes.append(outcome)
         return outcomes
+
+    def _skippable(self, record: SourceRecord) -> "_Done | None":
+        """A record of a known type this consumer does not handle, told by its `type` header alone."""
+        if record.topic in UPSTREAM_TOPICS:
+            return None
+        for name, value in record.headers:
+            if name == "type":
+                message_type = value.decode(errors="replace")
+                if self._handlers.get(message_type) is None and self._registry.knows(message_type):
+                    return _Done(Outcome.SKIPPED, message_type)
+                return None
+        return None
 
     async def _classify(self, record: SourceRecord) -> "_Done | _Work":
         """Parses a record; dead-letters poison (answering it first if a rejection handler is set)."""

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms_events import Envelope
+from oms_events import Envelope, cloudevents
 from oms_runtime.driver import fetch_in_transaction
 from oms_runtime.eventstore import runtime_metadata
 from oms_runtime.upgrades import add_upgrades
@@ -66,7 +66,13 @@ RETURNING id, event_id
 
 
 def kafka_headers(envelope: Envelope) -> dict[str, str]:
-    """Headers let tools route and trace without parsing the value."""
+    """Headers let tools route and trace without parsing the value.
+
+    Two sets: the OMS's own (`type`, `schema_version`, `event_id`, `correlation_id`, `traceparent`: what
+    consumers, the dead-letter tools and other teams read today) and the CloudEvents Kafka protocol
+    binding's, binary mode (`ce_<attribute>` for every attribute of `oms_events.cloudevents.attributes`,
+    `content-type` for `datacontenttype`), so that off-the-shelf CloudEvents tooling reads every record; the
+    value stays the envelope's JSON, which is the event's data in binary mode."""
     headers = {
         "type": envelope.type,
         "schema_version": str(envelope.schema_version),
@@ -75,6 +81,11 @@ def kafka_headers(envelope: Envelope) -> dict[str, str]:
     }
     if envelope.trace_context.traceparent:
         headers["traceparent"] = envelope.trace_context.traceparent
+    for name, value in cloudevents.attributes(envelope).items():
+        if name == "datacontenttype":
+            headers["content-type"] = value
+        else:
+            headers[f"ce_{name}"] = value
     return headers
 
 
