@@ -91,6 +91,24 @@ class Infra:
             {name.lower(): value for name, value in self.kafka_env.items()}
         ).kafka_connection()
 
+    def librdkafka_config(self) -> dict[str, str]:
+        """The same connection for a librdkafka client (confluent-kafka), which names the settings its own way."""
+        names = {
+            "KAFKA_BOOTSTRAP_SERVERS": "bootstrap.servers",
+            "KAFKA_SECURITY_PROTOCOL": "security.protocol",
+            "KAFKA_SASL_MECHANISM": "sasl.mechanism",
+            "KAFKA_SASL_USERNAME": "sasl.username",
+            "KAFKA_SASL_PASSWORD": "sasl.password",
+            "KAFKA_SSL_CAFILE": "ssl.ca.location",
+            "KAFKA_SSL_CERTFILE": "ssl.certificate.location",
+            "KAFKA_SSL_KEYFILE": "ssl.key.location",
+            "KAFKA_SSL_KEY_PASSWORD": "ssl.key.password",
+        }
+        config = {names[name]: value for name, value in self.kafka_env.items()}
+        if config.get("security.protocol", "PLAINTEXT").startswith("SASL_"):
+            config.setdefault("sasl.mechanism", "SCRAM-SHA-512")
+        return config
+
     @classmethod
     def from_env(cls) -> "Infra":
         kafka_env = {name: os.environ[name] for name in KAFKA_CLIENT_ENV if os.environ.get(name)}

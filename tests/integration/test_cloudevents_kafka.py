@@ -24,9 +24,9 @@ PRODUCED_TOPICS = (
 )
 
 
-def read_since(bootstrap: str, since_ms: int) -> list[Any]:
+def read_since(kafka: dict[str, str], since_ms: int) -> list[Any]:
     """Every record written to the produced topics since `since_ms`, read with confluent-kafka."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "cloudevents-check", "enable.auto.commit": False})
+    consumer = Consumer({**kafka, "group.id": "cloudevents-check", "enable.auto.commit": False})
     try:
         partitions = [
             TopicPartition(topic, p, since_ms)
@@ -68,7 +68,7 @@ async def test_every_record_of_an_order_is_a_valid_cloudevent_in_binary_mode(sys
     assert order["status"] == "shipped"
     await asyncio.sleep(1)  # the notifications sent after the shipment
 
-    records = await asyncio.to_thread(read_since, system.infra.kafka, since_ms)
+    records = await asyncio.to_thread(read_since, system.infra.librdkafka_config(), since_ms)
     ours = [r for r in records if r.key() == order_id.encode()]
     seen_types = set()
     for record in ours:
