@@ -9,6 +9,7 @@ suite's, with a database of its own.
 
 import asyncio
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -74,7 +75,12 @@ def sasl_ssl_broker() -> Iterator[dict[str, str]]:
     try:
         _infra_sh(state, ports, "start", "kafka")
         lines = _infra_sh(state, ports, "env").splitlines()
-        yield dict(line.split("=", 1) for line in lines if line.startswith("KAFKA_"))
+        # Shell words (`env` quotes a path for `eval`).
+        yield {
+            name: shlex.split(value)[0]
+            for name, value in (line.split("=", 1) for line in lines)
+            if name.startswith("KAFKA_")
+        }
     finally:
         _infra_sh(state, ports, "stop", "kafka")
         shutil.rmtree(state, ignore_errors=True)
