@@ -16,7 +16,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import leak_scan
-from fulfilment_service.entrypoints.placements_consumer import PLACEMENTS_GROUP
 from harness import (
     LOG_DIR,
     SERVICES,
@@ -96,7 +95,7 @@ async def _skip_earlier_messages(infra: Infra) -> None:
     finally:
         await admin.close()
     partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
-    for group in (*SERVICES, INTAKE_GROUP, DEMAND_GROUP, AVAILABILITY_GROUP, PLACEMENTS_GROUP):
+    for group in (*SERVICES, INTAKE_GROUP, DEMAND_GROUP, AVAILABILITY_GROUP):
         consumer = AIOKafkaConsumer(**infra.kafka.client_args(), group_id=group, enable_auto_commit=False)
         await consumer.start()
         try:

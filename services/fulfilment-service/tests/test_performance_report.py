@@ -20,15 +20,14 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 
-from fulfilment_service.adapters.performance_projection import ShipmentReportProjection
+from fulfilment_service.adapters.performance_projection import PerformanceFacts, ShipmentReportProjection
 from fulfilment_service.adapters.shipment_repository import ShipmentRepository
 from fulfilment_service.adapters.tables import metadata, order_placements, shipment_reports
 from fulfilment_service.domain.dispatch import DispatchCalendar, WarehouseCalendars
 from fulfilment_service.domain.performance import GroupBy
 from fulfilment_service.domain.shipment import ShipmentStatus, shipment_id_for
-from fulfilment_service.entrypoints.placements_consumer import PlacementRecorder
 from fulfilment_service.entrypoints.report_routes import report_router
 from fulfilment_service.handlers import FulfilmentConfig, FulfilmentHandlers, FulfilmentOperations, WarehouseMode
 from fulfilment_service.performance_report import CSV_COLUMNS, PerformanceQuery, PerformanceReports
@@ -37,7 +36,6 @@ from oms_events import Message, default_registry
 from oms_events.messages import (
     AuthoriseReturn,
     FulfilmentFailed,
-    OrderPlaced,
     ShipmentCancelled,
     ShipmentCreated,
     ShipmentDelivered,
@@ -45,7 +43,7 @@ from oms_events.messages import (
     ShipOrder,
     Shipped,
 )
-from oms_events.values import Address, Allocation, Channel, Customer, DeliveryMethod, OrderLine
+from oms_events.values import Address, Allocation, DeliveryMethod
 from oms_runtime.db import Database
 from oms_runtime.http_api import ApiKeyAuthenticator, install_error_handlers
 from oms_runtime.messaging import Outcome
@@ -86,22 +84,10 @@ def line(sku: str, quantity: int, warehouse: str) -> Allocation:
 
 
 async def placed(db: Database, order_id: UUID, when: datetime) -> None:
-    """The order's OrderPlaced arrives on the orders topic (through the processor, with its time)."""
-    event = OrderPlaced(
-        order_id=order_id,
-        channel=Channel.WEB,
-        external_reference=f"R-{order_id.hex[:8]}",
-        customer=Customer(customer_id="c-1", name="Jane", email="jane@example.com"),
-        lines=[OrderLine(sku="SKU-A", quantity=1, unit_price_minor=100)],
-        currency="EUR",
-        total_minor=100,
-        shipping_address=ADDRESS,
-        delivery_method=DeliveryMethod.STANDARD,
-    )
-    harness = HandlerHarness(db, "fulfilment-service-orders", PlacementRecorder().handler_map(), REGISTRY)
-    raw = REGISTRY.wrap(event, producer="order-service").model_copy(update={"occurred_at": when}).to_bytes()
-    assert await harness.send(event, raw) is Outcome.PROCESSED
-    assert await harness.send(event, raw) is Outcome.DUPLICATE
+    """The order's placing time, as its first ShipOrder's `placed_at` records it (the handlers' path is
+    tested below and in test_fulfilment_statement_counts)."""
+    async with db.transaction() as session:
+        await session.execute(insert(order_placements).values(order_id=order_id, placed_at=when))
 
 
 async def shipment(db: Database, order_id: UUID, warehouse: str, events: Sequence[tuple[datetime, Message]]) -> None:
@@ -418,3 +404,51 @@ async def report_rows(db: Database, order_id: UUID) -> dict[UUID, dict[str, Any]
             .all()
         )
     return {row["shipment_id"]: dict(row) for row in found}
+
+
+async def test_the_placing_time_comes_with_ship_order_and_the_first_one_stays(db: Database) -> None:
+    """ShipOrder's `placed_at` is the start of the placed-to-shipped time; a ShipOrder of an older
+    order-service (no `placed_at`) leaves its shipments out of those times, unless the placing was
+    recorded before (by the consumer of OrderPlaced that ShipOrder's field replaced)."""
+    handlers = FulfilmentHandlers(ShipmentRepository(), CALENDARS, FulfilmentConfig(), clock=lambda: NOW)
+    harness = HandlerHarness(db, "fulfilment-service", handlers.handler_map(), REGISTRY)
+    split, old, recorded_before = uuid4(), uuid4(), uuid4()
+    placed_at = NOW - timedelta(hours=3)
+
+    def command(order_id: UUID, when: datetime | None, *warehouses: str) -> ShipOrder:
+        return ShipOrder(
+            order_id=order_id,
+            allocations=[line("SKU-A", 1, w) for w in warehouses],
+            shipping_address=ADDRESS,
+            delivery_method=DeliveryMethod.STANDARD,
+            placed_at=when,
+        )
+
+    async with db.transaction() as session:  # as the former consumer recorded it, with the channel
+        await session.execute(
+            insert(order_placements).values(order_id=recorded_before, channel="web", placed_at=placed_at)
+        )
+    started = datetime.now(UTC)  # the shipments are created now (their events' time)
+    assert await harness.send(command(split, placed_at, "WH-BER", "WH-LON")) is Outcome.PROCESSED
+    assert await harness.send(command(split, NOW, "WH-BER", "WH-LON")) is Outcome.PROCESSED, "sent again"
+    assert await harness.send(command(old, None, "WH-BER")) is Outcome.PROCESSED
+    assert await harness.send(command(recorded_before, NOW, "WH-BER")) is Outcome.PROCESSED
+
+    async with db.transaction() as session:
+        placings = dict(
+            (
+                await session.execute(
+                    select(order_placements.c.order_id, order_placements.c.placed_at).where(
+                        order_placements.c.order_id.in_([split, old, recorded_before])
+                    )
+                )
+            ).all()
+        )
+        records = await PerformanceFacts().records(session, started, datetime.now(UTC) + timedelta(seconds=1))
+    assert placings == {split: placed_at, recorded_before: placed_at}
+    by_order: dict[str, list[datetime | None]] = {}
+    for record in records:
+        by_order.setdefault(record.facts.order_id, []).append(record.placed_at)
+    assert by_order[str(split)] == [placed_at, placed_at], "both shipments of the split order"
+    assert by_order[str(old)] == [None]
+    assert by_order[str(recorded_before)] == [placed_at]

@@ -188,10 +188,14 @@ class Statements:
         self._engine = db.engine.sync_engine
         self.seen: list[str] = []
         self.texts: list[str] = []
+        self.through_sqlalchemy: list[str] = []
+        """The statements SQLAlchemy sent (the others went straight to asyncpg, `oms_runtime.driver`)."""
 
     def _statement(self, conn: Connection | None, cursor: Any, statement: str, *_: Any) -> None:
         self.seen.append(statement.split(None, 1)[0].upper())
         self.texts.append(statement)
+        if conn is not None:
+            self.through_sqlalchemy.append(statement)
 
     def _commit(self, conn: Connection) -> None:
         self.seen.append("COMMIT")

@@ -155,7 +155,7 @@ async def add(db: Database, order_id: UUID, who: str, kind: NotificationKind, ch
         due_at=NOW + timedelta(minutes=minutes),
     )
     async with db.transaction() as session:
-        await session.run_sync(insert_deliveries, [item])
+        await insert_deliveries(session, [item])
     return item.notification_id
 
 

@@ -751,6 +751,11 @@ class ShipOrder(Command):
     allocations: list[Allocation] = Field(min_length=1)
     shipping_address: Address
     delivery_method: DeliveryMethod
+    placed_at: datetime | None = Field(
+        default=None,
+        description="When the order was placed (its OrderPlaced's occurred_at), for fulfilment's "
+        "placed-to-shipped times; absent from commands sent before the field existed",
+    )
 
 
 class Shipped(Event):

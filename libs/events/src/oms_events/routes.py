@@ -94,7 +94,6 @@ CONSUMERS: Final[tuple[ConsumerGroup, ...]] = (
         "CancelShipment",
         "AuthoriseReturn",
     ),
-    _group("fulfilment-service", "fulfilment-service-orders", (topics.ORDERS_EVENTS,), "OrderPlaced"),
     _group(
         "notification-service",
         "notification-service",

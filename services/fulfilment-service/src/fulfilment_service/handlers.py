@@ -140,8 +140,11 @@ class FulfilmentHandlers:
             events = shipment.create(command.order_id, warehouse_id, lines, command.delivery_method, mode.value)
             if mode is WarehouseMode.AUTOMATIC:
                 events += self._ship_at_once(Shipment.rebuild(shipment.shipment_id, events))
-            # All of the shipment's events in one append and one projection write.
-            await self._repo.save(ctx, found, events)
+            # All of the shipment's events in one append and one projection write, with the order's
+            # placing time for the report (a ShipOrder of an older order-service has none: that
+            # shipment is left out of the placed-to-shipped times, unless the placing was recorded
+            # before, by the consumer of OrderPlaced this replaced).
+            await self._repo.save(ctx, found, events, placed_at=command.placed_at)
             if mode is WarehouseMode.AUTOMATIC:
                 self._log_shipped(shipment, mode=mode)
             else:

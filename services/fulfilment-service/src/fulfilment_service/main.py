@@ -13,7 +13,6 @@ from fulfilment_service.domain.carriers import service_levels
 from fulfilment_service.domain.dispatch import DEFAULT_CUTOFF, DispatchCalendar, WarehouseCalendars
 from fulfilment_service.entrypoints.consumers import consumers
 from fulfilment_service.entrypoints.http import create_app
-from fulfilment_service.entrypoints.placements_consumer import placements_consumer
 from fulfilment_service.entrypoints.report_routes import report_router
 from fulfilment_service.handlers import (
     SERVICE,
@@ -95,8 +94,6 @@ def build(settings: FulfilmentSettings) -> ServiceHost:
     handlers = FulfilmentHandlers(ShipmentRepository(), warehouse_calendars, fulfilment)
     for spec in consumers(handlers, group_id=SERVICE):
         host.add_consumer(spec)
-    # The performance report's placing times: a consumer group of its own on the orders topic.
-    host.add_consumer(placements_consumer())
     operations = FulfilmentOperations(host.db, host.registry, handlers)
     auth = ApiKeyAuthenticator.from_json(settings.api_keys)
     app = create_app(

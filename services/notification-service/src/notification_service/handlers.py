@@ -9,7 +9,8 @@ wrote new rows has committed.
 
 The handlers only queue their events on the transaction (`_Batch`, in the session's `info`); the whole
 batch is written just before the transaction commits (SQLAlchemy's `before_commit` on the batch's
-session), in two statements however many events it holds (`adapters.batch_writes`): the contacts stored
+session, a sync hook that awaits the writes with `await_only`, inside the session's greenlet), in two
+statements straight to asyncpg however many events it holds (`adapters.batch_writes`): the contacts stored
 and every named order's contact read back with its customer's preferences, then every event's rows, in
 the events' order. Written per event, as before, that was two statements per event, most of the
 service's CPU per order. An event whose order has no contact raises there (`UnknownOrderError`): the
@@ -26,6 +27,7 @@ from uuid import UUID
 from sqlalchemy import event as orm_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+from sqlalchemy.util import await_only
 
 from notification_service.adapters.batch_writes import insert_deliveries, store_and_read_contacts
 from notification_service.adapters.repository import NewDelivery
@@ -136,16 +138,23 @@ class _Queued:
 class _Batch:
     """The notifying events of one transaction, planned and written at its commit."""
 
+    session: AsyncSession
     wake: Callable[[], None]
     queued: list[_Queued] = field(default_factory=list)
 
     def flush(self, session: Session) -> None:
-        """The `before_commit` hook: the batch's contacts, then its rows, in two statements."""
+        """The `before_commit` hook (sync, run in the async session's greenlet)."""
+        await_only(self.write(session))
+
+    async def write(self, sync_session: Session) -> None:
+        """The batch's contacts, then its rows, in two statements."""
         contacts: dict[UUID, tuple[OrderContact, UUID]] = {}
         for item in self.queued:
             if item.contact is not None:
                 contacts.setdefault(item.contact.order_id, (item.contact, item.source_event_id))
-        read = store_and_read_contacts(session, list(contacts.values()), (q.event.order_id for q in self.queued))
+        read = await store_and_read_contacts(
+            self.session, list(contacts.values()), (q.event.order_id for q in self.queued)
+        )
         planned: list[tuple[_Queued, list[NewDelivery]]] = []
         told_stored: set[UUID] = set()
         for item in self.queued:
@@ -165,7 +174,7 @@ class _Batch:
                 raise UnknownOrderError(f"no contact for order {order_id}: its OrderPlaced was not seen")
             contact, prefs = found
             planned.append((item, plan_deliveries(item.event, contact, prefs, item.source_event_id, item.now)))
-        inserted = insert_deliveries(session, [row for _, rows in planned for row in rows])
+        inserted = await insert_deliveries(self.session, [row for _, rows in planned for row in rows])
         for item, rows in planned:
             for row in rows:
                 fields = {"kind": row.kind.value, "channel": row.channel, "recipient": row.recipient_masked}
@@ -190,7 +199,7 @@ class _Batch:
             def committed(_: Session) -> None:
                 wake()
 
-            orm_event.listen(session, "after_commit", committed, once=True)
+            orm_event.listen(sync_session, "after_commit", committed, once=True)
 
 
 class NotificationHandlers:
@@ -253,7 +262,7 @@ def _batch_of(session: AsyncSession, wake: Callable[[], None]) -> _Batch:
     sync = session.sync_session
     batch = sync.info.get(_BATCH)
     if batch is None:
-        batch = sync.info[_BATCH] = _Batch(wake)
+        batch = sync.info[_BATCH] = _Batch(session, wake)
         orm_event.listen(sync, "before_commit", batch.flush, once=True)
     assert isinstance(batch, _Batch)
     return batch

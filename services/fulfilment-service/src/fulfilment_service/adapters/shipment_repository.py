@@ -7,26 +7,30 @@ statement every stream it needs (`load_many`: all the shipments of a ShipOrder, 
 save writes in two: the events (the runtime's append, which also queues them for the outbox, all of a
 decision's events in one), then both projections of the shipment, `shipment_views` and the performance
 report's `shipment_reports`, as data-modifying CTEs of one statement. The report's row is folded from
-the loaded stream and the new events, so it is never read first.
+the loaded stream and the new events, so it is never read first; the order's placing time, when a
+ShipOrder brings it, is a third CTE of that statement.
 
-The statements are built once, with bound parameters.
+The decisions' statements are constant SQL texts sent straight to asyncpg (`oms_runtime.driver`: about a
+quarter of SQLAlchemy's Python per statement, each text prepared once per connection); the API's reads
+stay on SQLAlchemy, built once.
 """
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import ARRAY, Executable, String, any_, bindparam, cast, func, literal, select, true
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.dml import Insert
 
-from fulfilment_service.adapters.performance_projection import REPORT_UPSERT, report_params
+from fulfilment_service.adapters.performance_projection import REPORT_COLUMNS, report_row, report_upsert_sql
 from fulfilment_service.adapters.tables import shipment_views
 from fulfilment_service.domain.shipment import STREAM_TYPE, Shipment, stream_id
 from oms_events import Envelope, Message, MessageRegistry
-from oms_runtime.eventstore import EventStore, events_table
+from oms_runtime.driver import fetch_in_transaction
+from oms_runtime.eventstore import EventStore
 from oms_runtime.messaging import MessageContext
 
 
@@ -55,30 +59,38 @@ class ShipmentRepository:
     ) -> dict[UUID, LoadedShipment]:
         """The shipments' streams in one statement; a shipment without a stream is new (not `exists`)."""
         streams = {stream_id(s): s for s in shipment_ids}
-        rows = (await session.execute(_LOAD, {"streams": list(streams)})).all()
+        rows = await fetch_in_transaction(session, _LOAD, list(streams))
         return _loaded(registry, streams, rows)
 
     async def load_of_order(
         self, session: AsyncSession, registry: MessageRegistry, order_id: UUID
     ) -> list[LoadedShipment]:
         """Every shipment of an order (as `shipment_views` knows them), by warehouse, in one statement."""
-        rows = (await session.execute(_LOAD_OF_ORDER, {"order_id": order_id})).all()
-        streams = {row.stream_id: UUID(row.stream_id.removeprefix("shipment-")) for row in rows}
+        rows = await fetch_in_transaction(session, _LOAD_OF_ORDER, order_id)
+        streams = {row[0]: UUID(row[0].removeprefix("shipment-")) for row in rows}
         return list(_loaded(registry, streams, rows).values())
 
     async def load_by_tracking_number(
         self, session: AsyncSession, registry: MessageRegistry, carrier: str, tracking_number: str
     ) -> LoadedShipment | None:
         """The shipment a carrier's tracking number names (as `shipment_views` knows it), in one statement."""
-        params = {"carrier": carrier, "tracking_number": tracking_number}
-        rows = (await session.execute(_LOAD_BY_TRACKING, params)).all()
+        rows = await fetch_in_transaction(session, _LOAD_BY_TRACKING, carrier, tracking_number)
         if not rows:
             return None
-        shipment_id = UUID(rows[0].stream_id.removeprefix("shipment-"))
-        return _loaded(registry, {rows[0].stream_id: shipment_id}, rows)[shipment_id]
+        found = rows[0][0]
+        shipment_id = UUID(found.removeprefix("shipment-"))
+        return _loaded(registry, {found: shipment_id}, rows)[shipment_id]
 
-    async def save(self, ctx: MessageContext, loaded: LoadedShipment, events: Sequence[Message]) -> None:
-        """Appends the events (optimistic concurrency), queues them in the outbox, updates the projections."""
+    async def save(
+        self,
+        ctx: MessageContext,
+        loaded: LoadedShipment,
+        events: Sequence[Message],
+        *,
+        placed_at: datetime | None = None,
+    ) -> None:
+        """Appends the events (optimistic concurrency), queues them in the outbox, updates the projections;
+        `placed_at` (the order's placing time) is recorded for the report unless one was before."""
         if not events:
             return
         shipment = loaded.shipment
@@ -88,16 +100,19 @@ class ShipmentRepository:
         for event in events:
             shipment.apply(event)
         loaded.history.extend(zip(envelopes, events, strict=True))
-        await self.project(ctx.session, loaded)
+        await self.project(ctx.session, loaded, placed_at=placed_at)
 
-    async def project(self, session: AsyncSession, loaded: LoadedShipment) -> None:
-        """Writes the shipment's rows of both projections as its stream is now, in one statement."""
-        params = view_params(loaded.shipment)
-        report = report_params(loaded.shipment.shipment_id, loaded.history, version=loaded.shipment.version)
+    async def project(
+        self, session: AsyncSession, loaded: LoadedShipment, *, placed_at: datetime | None = None
+    ) -> None:
+        """Writes the shipment's rows of both projections as its stream is now, and the order's placing
+        time when given, in one statement."""
+        view = view_row(loaded.shipment)
+        report = report_row(loaded.shipment.shipment_id, loaded.history, version=loaded.shipment.version)
         if report is None:
-            await session.execute(_VIEW_UPSERT, params)
+            await fetch_in_transaction(session, _VIEW_UPSERT, *view)
             return
-        await session.execute(_PROJECT, {**params, **report})
+        await fetch_in_transaction(session, _PROJECT, *view, *report, placed_at)
 
     async def of_order(self, session: AsyncSession, order_id: UUID) -> list[dict[str, Any]]:
         result = await session.execute(_OF_ORDER, {"order_id": order_id})
@@ -119,92 +134,108 @@ class ShipmentRepository:
         return [dict(row) for row in result.mappings().all()]
 
 
-VIEW_PREFIX = "v_"
-"""The view row's parameters are named `v_<column>` (they share a statement with shipment_reports')."""
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
-def view_params(s: Shipment) -> dict[str, Any]:
-    """The shipment's row of `shipment_views` as the aggregate is now, as _VIEW_UPSERT's parameters."""
+VIEW_COLUMNS: Final = (
+    "shipment_id",
+    "order_id",
+    "warehouse_id",
+    "status",
+    "delivery_method",
+    "lines",
+    "picked",
+    "short",
+    "parcels",
+    "carrier",
+    "tracking_number",
+    "tracking_url",
+    "estimated_delivery",
+    "location",
+    "version",
+)
+"""The columns a save writes to `shipment_views` (all but the timestamps), in `view_row`'s order."""
+
+
+def view_row(s: Shipment) -> list[Any]:
+    """The shipment's row of `shipment_views` as the aggregate is now, in `VIEW_COLUMNS`' order."""
     assert s.order_id is not None
     assert s.status is not None
-    values: dict[str, Any] = {
-        "shipment_id": s.shipment_id,
-        "order_id": s.order_id,
-        "warehouse_id": s.warehouse_id,
-        "status": s.status.value,
-        "delivery_method": s.delivery_method.value if s.delivery_method else None,
-        "lines": [line.model_dump(mode="json") for line in s.lines],
-        "picked": [line.model_dump(mode="json") for line in s.picked],
-        "short": [line.model_dump(mode="json") for line in s.short],
-        "parcels": [p.model_dump(mode="json") for p in s.parcels],
-        "carrier": s.carrier,
-        "tracking_number": s.tracking_number,
-        "tracking_url": s.tracking_url,
-        "estimated_delivery": s.estimated_delivery,
-        "location": s.location,
-        "version": s.version,
-    }
-    return {VIEW_PREFIX + name: value for name, value in values.items()}
-
-
-_VIEW_COLUMNS = [c.name for c in shipment_views.c if c.name not in ("created_at", "updated_at")]
-
-
-def _view_upsert() -> Insert:
-    statement = insert(shipment_views).values({name: bindparam(VIEW_PREFIX + name) for name in _VIEW_COLUMNS})
-    return statement.on_conflict_do_update(
-        index_elements=[shipment_views.c.shipment_id],
-        set_={
-            **{name: statement.excluded[name] for name in _VIEW_COLUMNS if name != "shipment_id"},
-            "updated_at": func.now(),
-        },
-    )
-
-
-def _project() -> Executable:
-    """Both projections in one statement: data-modifying CTEs, which PostgreSQL runs whether or not the
-    query reads them, on one snapshot (they write different tables)."""
-    return select(true()).add_cte(_VIEW_UPSERT.cte("write_view"), REPORT_UPSERT.cte("write_report"))
+    return [
+        s.shipment_id,
+        s.order_id,
+        s.warehouse_id,
+        s.status.value,
+        s.delivery_method.value if s.delivery_method else None,
+        _json([line.model_dump(mode="json") for line in s.lines]),
+        _json([line.model_dump(mode="json") for line in s.picked]),
+        _json([line.model_dump(mode="json") for line in s.short]),
+        _json([p.model_dump(mode="json") for p in s.parcels]),
+        s.carrier,
+        s.tracking_number,
+        s.tracking_url,
+        s.estimated_delivery,
+        s.location,
+        s.version,
+    ]
 
 
 def _loaded(registry: MessageRegistry, streams: dict[str, UUID], rows: Sequence[Any]) -> dict[UUID, LoadedShipment]:
-    """Rows (stream_id, envelope) in version order per stream -> the shipments, in `streams`' order."""
+    """Rows (stream_id, envelope as JSON text) in version order per stream -> the shipments, in `streams`'
+    order. pydantic parses the text itself: cheaper than the driver's JSON decoding and a validation."""
     loaded = {shipment_id: LoadedShipment(Shipment(shipment_id)) for shipment_id in streams.values()}
-    for row in rows:
-        envelope = Envelope.model_validate(row.envelope)
+    for stream, text in rows:
+        envelope = Envelope.model_validate_json(text)
         message = registry.decode(envelope)
-        found = loaded[streams[row.stream_id]]
+        found = loaded[streams[stream]]
         found.shipment.apply(message)
         found.history.append((envelope, message))
     return loaded
 
 
-_VIEW_UPSERT = _view_upsert()
-_PROJECT = _project()
-_LOAD = (
-    select(events_table.c.stream_id, events_table.c.envelope)
-    .where(events_table.c.stream_id == any_(bindparam("streams", type_=ARRAY(String))))
-    .order_by(events_table.c.stream_id, events_table.c.version)
+_JSONB_VIEW_COLUMNS: Final = frozenset({"lines", "picked", "short", "parcels"})
+_VIEW_VALUES: Final = ", ".join(
+    f"${i}::text::jsonb" if name in _JSONB_VIEW_COLUMNS else f"${i}" for i, name in enumerate(VIEW_COLUMNS, start=1)
 )
-_VIEWED_STREAMS = shipment_views.join(
-    events_table, events_table.c.stream_id == literal("shipment-") + cast(shipment_views.c.shipment_id, String)
+_VIEW_UPSERT: Final = (
+    f"INSERT INTO shipment_views ({', '.join(VIEW_COLUMNS)}) VALUES ({_VIEW_VALUES})"
+    " ON CONFLICT (shipment_id) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in VIEW_COLUMNS if name != "shipment_id")
+    + ", updated_at = now()"
 )
+"""Writes the shipment's `shipment_views` row (parameters in `VIEW_COLUMNS`' order)."""
+
+_PLACED_AT: Final = len(VIEW_COLUMNS) + len(REPORT_COLUMNS) + 1
+_PROJECT: Final = f"""
+WITH write_view AS ({_VIEW_UPSERT}),
+write_report AS ({report_upsert_sql(len(VIEW_COLUMNS) + 1)}),
+write_placement AS (
+    INSERT INTO order_placements (order_id, placed_at)
+    SELECT $2::uuid, ${_PLACED_AT}::timestamptz WHERE ${_PLACED_AT}::timestamptz IS NOT NULL
+    ON CONFLICT (order_id) DO NOTHING
+)
+SELECT true
+"""
+"""Both projections of a shipment and its order's placing time (NULL: none to record), in one statement:
+data-modifying CTEs, which PostgreSQL runs whether or not the query reads them, on one snapshot (they
+write different tables). Parameters: the view's row, the report's row, the placing time. The first
+placing time recorded for an order stays (a split order's other shipments, a ShipOrder sent again)."""
+
+_LOAD: Final = """
+SELECT stream_id, envelope::text FROM events WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version
+"""
+_VIEWED_STREAMS: Final = """
+FROM shipment_views AS v JOIN events AS e ON e.stream_id = 'shipment-' || v.shipment_id::text
+"""
 """The streams of the shipments `shipment_views` holds, to load them by what the view knows."""
-_LOAD_OF_ORDER = (
-    select(events_table.c.stream_id, events_table.c.envelope)
-    .select_from(_VIEWED_STREAMS)
-    .where(shipment_views.c.order_id == bindparam("order_id"))
-    .order_by(shipment_views.c.warehouse_id, events_table.c.version)
-)
-_LOAD_BY_TRACKING = (
-    select(events_table.c.stream_id, events_table.c.envelope)
-    .select_from(_VIEWED_STREAMS)
-    .where(
-        shipment_views.c.carrier == bindparam("carrier"),
-        shipment_views.c.tracking_number == bindparam("tracking_number"),
-    )
-    .order_by(events_table.c.version)
-)
+_LOAD_OF_ORDER: Final = f"""
+SELECT e.stream_id, e.envelope::text {_VIEWED_STREAMS} WHERE v.order_id = $1::uuid ORDER BY v.warehouse_id, e.version
+"""
+_LOAD_BY_TRACKING: Final = f"""
+SELECT e.stream_id, e.envelope::text {_VIEWED_STREAMS} WHERE v.carrier = $1::text AND v.tracking_number = $2::text
+ORDER BY e.version
+"""
 _OF_ORDER = (
     select(shipment_views)
     .where(shipment_views.c.order_id == bindparam("order_id"))

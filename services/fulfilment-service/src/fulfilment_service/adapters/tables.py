@@ -16,6 +16,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from oms_runtime.db import add_upgrades
+
 metadata = MetaData()
 
 # A projection of the shipment streams, written in the same transaction as their events: pick lists per
@@ -91,13 +93,16 @@ shipment_reports = Table(
     Index("ix_shipment_reports_warehouse_created", "warehouse_id", "created_at"),
 )
 
-# When each order was placed, from the orders topic's OrderPlaced (group fulfilment-service-orders): the
-# start of the report's placed-to-shipped time. Not a projection of this service's streams, so a rebuild
-# keeps it (a lost row only leaves that shipment out of the placed-to-shipped percentiles).
+# When each order was placed, from its ShipOrder's `placed_at` (written with the order's first shipment):
+# the start of the report's placed-to-shipped time. Not a projection of this service's streams, so a
+# rebuild keeps it (a missing row only leaves that shipment out of the placed-to-shipped percentiles).
+# `channel` was filled by the consumer of OrderPlaced that recorded placings before ShipOrder carried them
+# (group fulfilment-service-orders); a ShipOrder does not say, so newer rows have none.
 order_placements = Table(
     "order_placements",
     metadata,
     Column("order_id", Uuid, primary_key=True),
-    Column("channel", String(20), nullable=False),
+    Column("channel", String(20)),
     Column("placed_at", DateTime(timezone=True), nullable=False),
 )
+add_upgrades(metadata, ["ALTER TABLE order_placements ALTER COLUMN channel DROP NOT NULL"])

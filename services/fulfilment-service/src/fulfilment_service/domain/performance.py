@@ -109,8 +109,9 @@ class GroupBy(StrEnum):
 
 @dataclass(frozen=True)
 class ShipmentRecord:
-    """A shipment's facts with what the report joins to them: when its order was placed (None when
-    fulfilment never heard of the order's OrderPlaced) and how many of its units came back."""
+    """A shipment's facts with what the report joins to them: when its order was placed (None when no
+    ShipOrder of the order said, nor OrderPlaced before ShipOrder carried it) and how many of its units
+    came back."""
 
     facts: ShipmentFacts
     placed_at: datetime | None = None

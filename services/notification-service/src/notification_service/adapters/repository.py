@@ -2,8 +2,9 @@
 
 Every method runs inside the caller's transaction. The dispatcher's hot paths take one statement each:
 it claims a round of due rows with their contacts and preferences in one query and writes the changes of
-many rows in one statement (`apply`). The consumer's statements, two per polled batch, are in
-`batch_writes`.
+many rows in one statement (`apply`, arrays through `unnest`); both are constant SQL texts sent straight
+to asyncpg (`oms_runtime.driver.fetch_in_transaction`), as are the consumer's statements, two per polled
+batch, in `batch_writes`. The API's reads and writes, rare, stay on SQLAlchemy.
 """
 
 from collections.abc import Sequence
@@ -12,13 +13,14 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import RowMapping, and_, bindparam, case, exists, or_, select, update
+from sqlalchemy import RowMapping, bindparam, case, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notification_service.adapters.tables import customer_preferences, deliveries, order_contacts
 from notification_service.domain.notifications import LineSummary, NotificationKind, OrderContact
 from notification_service.domain.preferences import DEFAULT_TIME_ZONE, Preferences, QuietHours
+from oms_runtime.driver import fetch_in_transaction
 
 
 @dataclass(frozen=True)
@@ -154,26 +156,20 @@ class NotificationRepository:
         one query. Rows another transaction holds locked are skipped (SKIP LOCKED), and so is a row
         whose order has an earlier row under a worker's lease: one order's messages go one after the
         other even across workers."""
-        query = await session.execute(_CLAIM_DUE, {"now": now, "limit": limit})
         claimed = []
-        for row in query:
-            values = row._mapping
-            delivery = Delivery(**{name: values[name] for name in _DELIVERY_FIELDS})
-            contact = contact_from_row(values) if values["contact_order_id"] is not None else None
-            claimed.append(Claimed(delivery, contact, preferences_from_row(values, delivery.customer_id)))
+        for row in await fetch_in_transaction(session, _CLAIM_DUE, now, limit):
+            delivery = Delivery(**{name: row[name] for name in _DELIVERY_FIELDS})
+            contact = contact_from_row(row) if row["contact_order_id"] is not None else None
+            claimed.append(Claimed(delivery, contact, preferences_from_row(row, delivery.customer_id)))
         return claimed
 
     async def apply(self, session: AsyncSession, changes: Sequence[DeliveryChange], now: datetime) -> None:
-        """Writes the changes of many rows in one statement (executemany of one UPDATE)."""
+        """Writes the changes of many rows in one statement (one UPDATE over arrays); of two changes of
+        one row, the later one."""
         if not changes:
             return
-        await session.execute(
-            _APPLY,
-            [
-                {"changed_id": c.notification_id, "updated_at": now, **{n: getattr(c, n) for n in _CHANGED[1:]}}
-                for c in changes
-            ],
-        )
+        latest = list({c.notification_id: c for c in changes}.values())
+        await fetch_in_transaction(session, _APPLY, now, *([getattr(c, name) for c in latest] for name in _CHANGED))
 
     async def release(self, session: AsyncSession, notification_ids: Sequence[UUID], now: datetime) -> None:
         """Gives up the lease of rows claimed for a round that is not going on (the service stops):
@@ -211,12 +207,8 @@ class NotificationRepository:
     ) -> Delivery | None:
         """A `sent` message the provider reports delivered becomes `delivered`, in one statement; None when
         no such message is `sent` (none has that provider id, or it is settled already)."""
-        row = (
-            await session.execute(
-                _MARK_DELIVERED, {"b_channel": channel, "b_provider_message_id": provider_message_id, "now": now}
-            )
-        ).first()
-        return Delivery(**row._asdict()) if row is not None else None
+        rows = await fetch_in_transaction(session, _MARK_DELIVERED, channel, provider_message_id, now)
+        return Delivery(**{name: rows[0][name] for name in _DELIVERY_FIELDS}) if rows else None
 
     async def history_for_order(self, session: AsyncSession, order_id: UUID) -> list[Delivery]:
         result = await session.execute(
@@ -261,48 +253,62 @@ _DELIVERY_FIELDS: Final = tuple(f.name for f in fields(Delivery))
 
 # The hot statements, built once: a statement built per call costs more Python than its round trip.
 _PREFERENCES: Final = select(*_PREFERENCE_COLUMNS).where(_prefs.c.customer_id == bindparam("customer_id"))
-_APPLY: Final = update(deliveries).where(deliveries.c.notification_id == bindparam("changed_id"))
 
-_now = bindparam("now", type_=deliveries.c.due_at.type)
-_MARK_DELIVERED: Final = (
-    update(deliveries)
-    .where(
-        deliveries.c.channel == bindparam("b_channel"),
-        deliveries.c.provider_message_id == bindparam("b_provider_message_id"),
-        deliveries.c.status == "sent",
-    )
-    .values(status="delivered", delivered_at=_now, updated_at=_now)
-    .returning(*deliveries.c)
-)
+# The dispatcher's statements, straight to asyncpg: constant texts, prepared once per connection.
+_D: Final = ", ".join(f"d.{c.name}" for c in deliveries.c)
+_MARK_DELIVERED: Final = f"""
+UPDATE deliveries AS d SET status = 'delivered', delivered_at = $3::timestamptz, updated_at = $3::timestamptz
+WHERE d.channel = $1::text AND d.provider_message_id = $2::text AND d.status = 'sent'
+RETURNING {_D}
+"""
 # Due now: pending or deferred and under no worker's lease (a lease marks a row claimed for a round),
-# or sending and its lease ended (the attempt died unrecorded).
-_due = or_(
-    and_(
-        deliveries.c.status.in_(("pending", "deferred")),
-        deliveries.c.due_at <= _now,
-        or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until <= _now),
-    ),
-    and_(deliveries.c.status == "sending", deliveries.c.lease_until <= _now),
-)
-_earlier = deliveries.alias("earlier")
-_held_before = exists().where(
-    _earlier.c.order_id == deliveries.c.order_id,
-    _earlier.c.created_at < deliveries.c.created_at,
-    _earlier.c.status.in_(("pending", "deferred", "sending")),
-    _earlier.c.lease_until > _now,
-)
-_CLAIM_DUE: Final = (
-    select(deliveries, *_CONTACT_COLUMNS, *_PREFERENCE_COLUMNS)
-    .select_from(
-        deliveries.outerjoin(order_contacts, order_contacts.c.order_id == deliveries.c.order_id).outerjoin(
-            _prefs, _prefs.c.customer_id == deliveries.c.customer_id
-        )
+# or sending and its lease ended (the attempt died unrecorded); and no earlier row of its order is
+# under a lease. The statuses are literals, for the planner's partial index (ix_deliveries_due).
+_CLAIM_DUE: Final = f"""
+SELECT {_D},
+       c.order_id AS contact_order_id, c.customer_id AS contact_customer_id, c.customer_name, c.email, c.phone,
+       c.locale AS contact_locale, c.currency, c.total_minor, c.external_reference, c.lines,
+       p.customer_id AS prefs_customer_id, p.locale AS prefs_locale, p.time_zone, p.quiet_start, p.quiet_end,
+       p.channels
+FROM deliveries AS d
+LEFT JOIN order_contacts AS c ON c.order_id = d.order_id
+LEFT JOIN customer_preferences AS p ON p.customer_id = d.customer_id
+WHERE (
+        (d.status IN ('pending', 'deferred') AND d.due_at <= $1::timestamptz
+         AND (d.lease_until IS NULL OR d.lease_until <= $1::timestamptz))
+        OR (d.status = 'sending' AND d.lease_until <= $1::timestamptz)
     )
-    .where(_due, ~_held_before)
-    .order_by(deliveries.c.due_at, deliveries.c.created_at, deliveries.c.channel)
-    .limit(bindparam("limit"))
-    .with_for_update(skip_locked=True, of=deliveries)
-)
+    AND NOT EXISTS (
+        SELECT 1 FROM deliveries AS earlier
+        WHERE earlier.order_id = d.order_id AND earlier.created_at < d.created_at
+            AND earlier.status IN ('pending', 'deferred', 'sending') AND earlier.lease_until > $1::timestamptz
+    )
+ORDER BY d.due_at, d.created_at, d.channel
+LIMIT $2::int
+FOR UPDATE OF d SKIP LOCKED
+"""
+
+_CHANGE_TYPES: Final = {
+    "notification_id": "uuid",
+    "status": "text",
+    "status_reason": "text",
+    "attempts": "int",
+    "due_at": "timestamptz",
+    "lease_until": "timestamptz",
+    "locale": "text",
+    "message_id": "text",
+    "provider_message_id": "text",
+    "error": "text",
+    "sent_at": "timestamptz",
+}
+assert tuple(_CHANGE_TYPES) == _CHANGED, "one array per DeliveryChange field, in its order"
+_APPLY: Final = f"""
+UPDATE deliveries AS d SET {", ".join(f"{name} = c.{name}" for name in _CHANGED[1:])}, updated_at = $1::timestamptz
+FROM unnest({", ".join(f"${i}::{_CHANGE_TYPES[name]}[]" for i, name in enumerate(_CHANGED, start=2))})
+    AS c({", ".join(_CHANGED)})
+WHERE d.notification_id = c.notification_id
+"""
+"""Every changed column of many rows (`DeliveryChange`'s fields as arrays, after `updated_at`)."""
 
 
 def contact_from_row(values: RowMapping) -> OrderContact:

@@ -118,6 +118,8 @@ class OrderRepository:
             envelope = Envelope.model_validate(row["envelope"])
             history.append((row["version"], envelope, self._registry.decode(envelope)))
         loaded = LoadedOrder(Order.from_history(order_id, (message for _, _, message in history)), history)
+        if history:
+            loaded.order.placed_at = history[0][1].occurred_at
         first = rows[0] if rows else None
         if step and first is not None and first["command_type"] is not None:
             loaded.step = AwaitedStep(first["command_type"], first["state"], first["updated_at"])

@@ -327,6 +327,9 @@ class Order:
     short_refunds: dict[UUID, int] = field(default_factory=dict)  # shipment -> refund still to come
     returns: dict[UUID, ReturnInfo] = field(default_factory=dict)
     partial_refunds: dict[str, PartialRefund] = field(default_factory=dict)
+    placed_at: datetime | None = None
+    """When the order was placed (its OrderPlaced's envelope time): set by a loader that has the envelopes,
+    for ShipOrder (fulfilment's placed-to-shipped times)."""
 
     @property
     def held(self) -> bool:
@@ -742,6 +745,7 @@ class Order:
                     allocations=list(self.allocations),
                     shipping_address=placed.shipping_address,
                     delivery_method=placed.delivery_method,
+                    placed_at=self.placed_at,
                 ),
             ),
         )
