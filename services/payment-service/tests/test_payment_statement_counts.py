@@ -9,19 +9,24 @@ apart.
 
 Before this budget, a capture cost 11 statements in 3 transactions (the stream read, 2 to authorise,
 4 to capture, the events and the movement apart, the inbox and the outbox); now 8 in 2: the
-authorisation is one INSERT in autocommit, the capture 3, and the events and the movement one.
+authorisation is one INSERT in autocommit, the capture 3, and the events and the movement one. Every
+one of them goes straight to asyncpg (`oms_runtime.driver.fetch_in_transaction`: about 0.1 ms of Python
+against 0.5 ms through SQLAlchemy), which `through_sqlalchemy() == []` pins.
 """
 
 import re
 from uuid import uuid4
 
+import pytest
 from sqlalchemy import select
 
 from oms_events import default_registry
-from oms_events.messages import CapturePayment, PaymentAuthorised, PaymentCaptured, RefundPayment
+from oms_events.messages import CapturePayment, PaymentAuthorised, PaymentCaptured, PaymentRefunded, RefundPayment
 from oms_runtime.db import Database
+from oms_runtime.eventstore import ConcurrencyError
 from oms_runtime.messaging import Outcome
 from oms_runtime.testing import HandlerHarness, StatementCounter
+from oms_runtime.use_cases import local_context
 from payment_service.adapters.payment_store import PaymentStore
 from payment_service.adapters.simulated_gateway import SimulatedGateway
 from payment_service.adapters.tables import payment_movements
@@ -71,6 +76,7 @@ async def test_a_capture_is_six_statements_and_the_runtimes_two_in_two_transacti
     assert (len(statements.runtime), statements.transactions) == (2, 2), (
         "inbox and outbox; the handler's and the capture's"
     )
+    assert statements.through_sqlalchemy() == []
 
     authorised, captured = await payments.emitted(order_id)
     assert isinstance(authorised, PaymentAuthorised)
@@ -98,6 +104,7 @@ async def test_a_resent_capture_is_one_read_and_charges_nothing(db: Database) ->
     with statements.counting():
         assert await payments.send(command.model_copy()) is Outcome.PROCESSED
     assert statements.tables() == [{"events"}], "the stream says it was captured: answered again from it"
+    assert statements.through_sqlalchemy() == []
     assert [type(m) for m in await payments.emitted(order_id)] == [PaymentAuthorised, PaymentCaptured, PaymentCaptured]
 
 
@@ -128,3 +135,33 @@ async def test_a_refund_is_the_stream_three_gateway_statements_and_one_write(db:
         {"simgw_operations"},
         {"events", "payment_movements"},
     ]
+    assert statements.through_sqlalchemy() == []
+
+
+async def test_events_at_a_version_another_transaction_took_raise_concurrency_error(db: Database) -> None:
+    """The stream's optimistic concurrency in the one write: a decision on a stale stream records nothing."""
+    payments = harness(db)
+    order_id = uuid4()
+    assert (
+        await payments.send(
+            CapturePayment(
+                order_id=order_id, customer_id="c-1", amount_minor=500, currency="EUR", payment_token="tok_approve"
+            )
+        )
+        is Outcome.PROCESSED
+    )
+    store = PaymentStore()
+    stale = payment_id_for(order_id)
+    with pytest.raises(ConcurrencyError):
+        async with db.transaction() as session:
+            ctx = local_context(session, "payment-service", REGISTRY)
+            refund = PaymentRefunded(
+                order_id=order_id, payment_id=stale, refund_id=uuid4(), amount_minor=100, currency="EUR"
+            )
+            await store.record(ctx, order_id, 1, [refund], "web")  # version 2 is PaymentCaptured's
+    async with db.transaction() as session:
+        movements = (
+            await session.execute(select(payment_movements.c.kind).where(payment_movements.c.order_id == order_id))
+        ).all()
+    assert [m.kind for m in movements] == ["captured"], "the refund's movement went with its event"
+    assert await payments.stream_length(f"payment-{order_id}") == 2

@@ -128,17 +128,22 @@ class StatementCounter:
         self._tables = tables
         self.ours: list[str] = []
         self.runtime: list[str] = []
+        self.driven: list[str] = []
         self.transactions = 0
 
     def _seen(self, statement: str) -> None:
         (self.runtime if self.RUNTIME_TABLES.search(statement) else self.ours).append(statement)
+
+    def _driven(self, statement: str) -> None:
+        self.driven.append(statement)
+        self._seen(statement)
 
     def _cursor(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self._seen(statement)
 
     @contextmanager
     def counting(self) -> Iterator[Self]:
-        self.ours, self.runtime, self.transactions = [], [], 0
+        self.ours, self.runtime, self.driven, self.transactions = [], [], [], 0
         transaction = asyncpg.Connection.transaction
 
         def counted(connection: Any, **options: Any) -> Any:
@@ -146,7 +151,7 @@ class StatementCounter:
             return transaction(connection, **options)
 
         event.listen(self._engine, "before_cursor_execute", self._cursor)
-        stop_driver = listen_to_driver_statements(self._seen)
+        stop_driver = listen_to_driver_statements(self._driven)
         asyncpg.Connection.transaction = counted
         try:
             yield self
@@ -158,6 +163,11 @@ class StatementCounter:
     def tables(self) -> list[set[str]]:
         """The service's tables each of its statements touches, in order."""
         return [set(self._tables.findall(statement)) for statement in self.ours]
+
+    def through_sqlalchemy(self) -> list[str]:
+        """The service's statements that went through SQLAlchemy instead of straight to asyncpg
+        (`oms_runtime.driver.fetch_in_transaction`, about 0.1 ms of Python against 0.5 ms)."""
+        return [statement for statement in self.ours if statement not in self.driven]
 
     def counts(self) -> tuple[int, int, int]:
         """(the service's statements, the runtime's, transactions)."""

@@ -5,6 +5,7 @@ A sweeper looks for overdue reservations every few seconds; each one is released
 own, locked with SKIP LOCKED so that several replicas never expire the same reservation twice.
 """
 
+from inventory_service.adapters.reservation_statements import lock_if_overdue, overdue_reservations
 from inventory_service.handlers import InventoryHandlers
 from inventory_service.ledger import StockLedger
 from oms_events import MessageRegistry
@@ -44,11 +45,11 @@ class ReservationExpirer:
         """Expires every overdue reservation; returns how many."""
         now = self._ledger.clock()
         async with self._db.transaction() as session:
-            overdue = await self._ledger.repo.overdue_reservations(session, now)
+            overdue = await overdue_reservations(session, now)
         expired = 0
         for order_id in overdue:
             async with self._db.transaction() as session:
-                if not await self._ledger.repo.lock_if_overdue(session, order_id, now):
+                if not await lock_if_overdue(session, order_id, now):
                     continue  # paid, released or being expired by another replica meanwhile
                 ctx = local_context(session, SERVICE, self._registry)
                 await self._handlers.expire(ctx, order_id)

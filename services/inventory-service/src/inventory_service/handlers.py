@@ -1,9 +1,9 @@
 """Use cases of inventory-service driven by messages: reserve (or backorder), release, expire and commit an
 order's stock, stop a paid reservation's expiry, and put returned units back on hand."""
 
-import json
 from uuid import UUID, uuid4
 
+from inventory_service.adapters.reservation_statements import stop_expiry
 from inventory_service.adapters.stock_repository import Reservation, StockRepository
 from inventory_service.adapters.stock_statements import LockedLevel, StockWrites
 from inventory_service.domain.allocation import LineRequest
@@ -85,14 +85,7 @@ class InventoryHandlers:
                     reason="not enough stock for " + ", ".join(s.sku for s in result.shortfalls),
                     shortages=shortages,
                 )
-        writes.add_reservation(
-            command.order_id,
-            reservation_id,
-            status,
-            json.dumps([{"sku": r.sku, "quantity": r.quantity} for r in requested]),
-            json.dumps(address) if address is not None else None,
-            expires_at,
-        )
+        writes.add_reservation(command.order_id, reservation_id, status, requested, address, expires_at)
         await self._ledger.stage_reservation_event(ctx, writes, command.order_id, stock.stream_version, answer)
         await writes.flush(ctx.session)
         await self._ledger.replenish_all(ctx, changed)
@@ -137,7 +130,7 @@ class InventoryHandlers:
         if reservation is None:
             # Released before it was reserved (a cancel overtook the reservation): remember it,
             # so that a late ReserveStock reserves nothing.
-            writes.add_reservation(command.order_id, uuid4(), "released", "[]", None, None)
+            writes.add_reservation(command.order_id, uuid4(), "released", (), None, None)
             await self._ledger.stage_reservation_event(
                 ctx,
                 writes,
@@ -184,16 +177,27 @@ class InventoryHandlers:
         await ctx.emit(StockReleased(order_id=command.order_id, reservation_id=reservation_id))
 
     async def expire(self, ctx: MessageContext, order_id: UUID) -> None:
-        """Releases a reservation whose expiry passed (the caller locked it and checked it is overdue)."""
-        reservation = await self._repo.reservation(ctx.session, order_id)
+        """Releases a reservation whose expiry passed (the caller locked it and checked it is overdue): the
+        read and the writes of a release, in two statements."""
+        stock = await self._ledger.order_stock(ctx.session, order_id)
+        reservation = stock.reservation
         assert reservation is not None
-        held = await self._repo.unshipped_picks(ctx.session, reservation.reservation_id)
-        await self._ledger.unhold(ctx, order_id, held, "expiry")
-        await self._repo.set_status(ctx.session, order_id, "expired")
+        held = stock.unshipped()
+        writes = StockWrites()
+        changed = await self._ledger.stage_picks(
+            ctx,
+            writes,
+            stock,
+            held,
+            lambda p: StockChange(p.sku, p.warehouse_id, "expiry", reserved_change=-p.quantity, order_id=order_id),
+        )
+        writes.set_status(order_id, reservation.status, "expired", None)
         if held:
-            await self._ledger.record_reservation_event(
+            await self._ledger.stage_reservation_event(
                 ctx,
+                writes,
                 order_id,
+                stock.stream_version,
                 ReservationExpired(
                     order_id=order_id,
                     reservation_id=reservation.reservation_id,
@@ -201,12 +205,14 @@ class InventoryHandlers:
                     expired_at=self._ledger.clock(),
                 ),
             )
+        await writes.flush(ctx.session)
+        await self._ledger.replenish_all(ctx, changed)
         await self._ledger.serve_backorders(ctx, {p.sku for p in held})
         log.warning("reservation expired", order_id=str(order_id), reservation_id=str(reservation.reservation_id))
 
     async def paid(self, ctx: MessageContext, event: PaymentCaptured) -> None:
         """A paid order's reservation no longer expires: the stock is the customer's until it ships."""
-        await self._repo.stop_expiry(ctx.session, event.order_id)
+        await stop_expiry(ctx.session, event.order_id)
 
     async def commit_shipped(self, ctx: MessageContext, event: Shipped) -> None:
         stock = await self._ledger.order_stock(ctx.session, event.order_id)

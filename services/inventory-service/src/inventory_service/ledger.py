@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from inventory_service.adapters.reservation_statements import waiting_backorders
 from inventory_service.adapters.stock_repository import StockLevel, StockRepository
 from inventory_service.adapters.stock_statements import (
     LockedLevel,
@@ -31,6 +32,7 @@ from inventory_service.domain.allocation import (
 )
 from inventory_service.domain.geo import Location, distance_km, locate
 from inventory_service.domain.replenishment import ReplenishmentPolicy
+from oms_events import ContractMessage, Envelope
 from oms_events.messages import (
     Event,
     PurchaseOrderRaised,
@@ -41,6 +43,7 @@ from oms_events.values import INT32_MAX, Allocation
 from oms_runtime.eventstore import EventStore
 from oms_runtime.logging import get_logger
 from oms_runtime.messaging import MessageContext
+from oms_runtime.outbox import pending_rows
 
 log = get_logger(__name__)
 
@@ -81,6 +84,15 @@ class StockChange:
     reason: str | None = None
     order_id: UUID | None = None
     reference: str | None = None
+
+
+async def emit_stored(ctx: MessageContext, event: ContractMessage) -> tuple[Envelope, str]:
+    """Emits an event that is also stored in the event store: its envelope and the JSON the outbox queued
+    for it, so that it is serialised once (as `MessageContext.record` does for the event store's appends)."""
+    envelope = await ctx.emit(event)
+    queued = pending_rows(ctx.session)[-1]
+    assert queued.event_id == envelope.event_id
+    return envelope, queued.value.decode()
 
 
 def allocations(picks: Sequence[Pick]) -> list[Allocation]:
@@ -142,7 +154,8 @@ class StockLedger:
         # The row's version counts its events, so the stream's expected version needs no query; a row
         # changed past the ledger would be caught by the event store's unique (stream, version).
         version = locked.version + 1
-        envelope = await ctx.emit(
+        envelope, value = await emit_stored(
+            ctx,
             StockLevelChanged(
                 sku=new.sku,
                 warehouse_id=new.warehouse_id,
@@ -157,11 +170,11 @@ class StockLedger:
                 order_id=change.order_id,
                 reference=change.reference,
                 sequence=version,
-            )
+            ),
         )
         stream = stock_stream_id(change.sku, change.warehouse_id)
         writes.change_level(stream, level, change.on_hand_change, change.reserved_change, change.safety_stock, version)
-        writes.append(stream, STOCK_STREAM_TYPE, version, envelope)
+        writes.append(stream, STOCK_STREAM_TYPE, version, envelope.event_id, envelope.type, value)
         return replace(locked, level=new, version=version)
 
     async def replenish(self, ctx: MessageContext, level: StockLevel) -> UUID | None:
@@ -212,8 +225,15 @@ class StockLedger:
         self, ctx: MessageContext, writes: StockWrites, order_id: UUID, stream_version: int, event: Event
     ) -> None:
         """The reservation stream's next event (after `stream_version`), collected on `writes`."""
-        envelope = await ctx.emit(event)
-        writes.append(reservation_stream_id(order_id), RESERVATION_STREAM_TYPE, stream_version + 1, envelope)
+        envelope, value = await emit_stored(ctx, event)
+        writes.append(
+            reservation_stream_id(order_id),
+            RESERVATION_STREAM_TYPE,
+            stream_version + 1,
+            envelope.event_id,
+            envelope.type,
+            value,
+        )
 
     async def order_stock(self, session: AsyncSession, order_id: UUID, skus: Sequence[str] = ()) -> OrderStock:
         """The order's reservation and the levels of `skus` and of what it holds, locked, in one statement."""
@@ -301,13 +321,6 @@ class StockLedger:
                 ),
             )
 
-    async def unhold(self, ctx: MessageContext, order_id: UUID, picks: Sequence[Pick], cause: str) -> None:
-        for pick in picks:
-            await self.change(
-                ctx,
-                StockChange(pick.sku, pick.warehouse_id, cause, reserved_change=-pick.quantity, order_id=order_id),
-            )
-
     async def serve_backorders(self, ctx: MessageContext, skus: Iterable[str]) -> int:
         """Reserves waiting backorders that ask for these skus, oldest first, while stock lasts.
 
@@ -315,8 +328,8 @@ class StockLedger:
         the round, so that a younger order never takes the units an older one waits for.
         """
         served = 0
-        for waiting in await self.repo.backorders(ctx.session, skus):
-            current = await self.repo.reservation(ctx.session, waiting.order_id, lock=True)
+        for order_id in await waiting_backorders(ctx.session, skus):
+            current = await self.repo.reservation(ctx.session, order_id, lock=True)
             if current is None or current.status != "backordered":
                 continue  # served or cancelled meanwhile
             result = await self.allocate(ctx.session, current.requested, current.shipping_address)

@@ -3,34 +3,35 @@
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date
+from typing import Final
 from uuid import UUID
 
-from sqlalchemy import Date, Uuid, bindparam, delete, select, text
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory_service.adapters.planning_tables import daily_demand, demand_orders
+from oms_runtime.driver import fetch_in_transaction
 
 # The order is counted and its units added in one statement: the units' insert runs only when the
 # order's row was new (a data-modifying CTE runs whether or not it is referenced, so it is guarded by
-# EXISTS on the claim). Built once; the skus and units come as arrays, so one text serves every order.
-_RECORD_ORDER = text(
-    """
+# EXISTS on the claim). Straight on asyncpg (`fetch_in_transaction`), prepared once per connection; the
+# skus and units come as arrays, so one text serves every order. $1 order id, $2 day, $3 skus, $4 units.
+_RECORD_ORDER: Final = """
 WITH counted AS (
-    INSERT INTO demand_orders (order_id, day) VALUES (:order_id, :day)
+    INSERT INTO demand_orders (order_id, day) VALUES ($1::uuid, $2::date)
     ON CONFLICT (order_id) DO NOTHING
     RETURNING order_id
 ),
 added AS (
     INSERT INTO daily_demand (sku, day, units)
-    SELECT u.sku, :day, u.units
-    FROM unnest(CAST(:skus AS text[]), CAST(:units AS int[])) AS u(sku, units)
+    SELECT u.sku, $2::date, u.units
+    FROM unnest($3::text[], $4::int[]) AS u(sku, units)
     WHERE EXISTS (SELECT 1 FROM counted)
     ORDER BY u.sku
     ON CONFLICT ON CONSTRAINT pk_daily_demand DO UPDATE SET units = daily_demand.units + excluded.units
 )
 SELECT count(*) FROM counted
 """
-).bindparams(bindparam("order_id", type_=Uuid), bindparam("day", type_=Date))
 
 
 class SalesHistory:
@@ -44,9 +45,8 @@ class SalesHistory:
             units[sku] += quantity
         # Sorted, so that concurrent orders lock the rows in one order and cannot deadlock.
         skus = sorted(units)
-        params = {"order_id": order_id, "day": day, "skus": skus, "units": [units[sku] for sku in skus]}
-        counted = (await session.execute(_RECORD_ORDER, params)).scalar_one()
-        return bool(counted)
+        [row] = await fetch_in_transaction(session, _RECORD_ORDER, order_id, day, skus, [units[s] for s in skus])
+        return bool(row[0])
 
     async def history(self, session: AsyncSession, sku: str, first_day: date, last_day: date) -> dict[date, int]:
         """Units per day of one sku between the two days (inclusive); days without sales are absent."""

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -255,30 +255,6 @@ class StockRepository:
             .values(status=status, expires_at=expires_at, updated_at=func.now())
         )
 
-    async def stop_expiry(self, session: AsyncSession, order_id: UUID) -> None:
-        await session.execute(_STOP_EXPIRY, {"paid_order_id": order_id})
-
-    async def overdue_reservations(self, session: AsyncSession, now: datetime, limit: int = 100) -> list[UUID]:
-        result = await session.scalars(
-            select(reservations.c.order_id)
-            .where(reservations.c.status == "reserved", reservations.c.expires_at < now)
-            .order_by(reservations.c.expires_at)
-            .limit(limit)
-        )
-        return list(result.all())
-
-    async def lock_if_overdue(self, session: AsyncSession, order_id: UUID, now: datetime) -> bool:
-        row = await session.scalar(
-            select(reservations.c.order_id)
-            .where(
-                reservations.c.order_id == order_id,
-                reservations.c.status == "reserved",
-                reservations.c.expires_at < now,
-            )
-            .with_for_update(skip_locked=True)
-        )
-        return row is not None
-
     async def backorders(self, session: AsyncSession, skus: Iterable[str] | None = None) -> list[Reservation]:
         """Waiting backorders (those that ask for one of `skus`, or all), oldest first."""
         query = select(reservations.c.order_id).where(reservations.c.status == "backordered")
@@ -399,13 +375,6 @@ class StockRepository:
         )
         return result.first() is not None
 
-
-# Built once: it runs for every captured payment.
-_STOP_EXPIRY = (
-    update(reservations)
-    .where(reservations.c.order_id == bindparam("paid_order_id"), reservations.c.status == "reserved")
-    .values(expires_at=None, updated_at=func.now())
-)
 
 _PO_COLUMNS = (
     purchase_orders.c.purchase_order_id,

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import uuid4
 
 from oms_runtime.db import Database
+from oms_runtime.driver import fetch_in_transaction
 from oms_runtime.logging import get_logger
 from payment_service.adapters.simulated_ledger import (
     EARLIER,
@@ -22,6 +23,7 @@ from payment_service.adapters.simulated_ledger import (
     SETTLEMENT,
     LedgerFacts,
     insert_params,
+    result_json,
 )
 from payment_service.domain.gateway import (
     GatewayResult,
@@ -167,17 +169,17 @@ def _replayed(
     currency: str,
 ) -> "_Recorded":
     """The earlier answer under a key, if it was for the same request (as real gateways refuse another)."""
-    if (earlier.operation, earlier.target_reference, earlier.amount_minor, earlier.currency) != (
+    if (earlier["operation"], earlier["target_reference"], earlier["amount_minor"], earlier["currency"]) != (
         operation,
         target_reference,
         amount_minor,
         currency,
     ):
         raise IdempotencyKeyReusedError(
-            f"idempotency key {idempotency_key} was used for {earlier.operation} of {earlier.amount_minor} "
-            f"{earlier.currency}, now for {operation} of {amount_minor} {currency}"
+            f"idempotency key {idempotency_key} was used for {earlier['operation']} of {earlier['amount_minor']} "
+            f"{earlier['currency']}, now for {operation} of {amount_minor} {currency}"
         )
-    return _Recorded(dict(earlier.result), dict(earlier.flags), fresh=False)
+    return _Recorded(dict(earlier["result"]), dict(earlier["flags"]), fresh=False)
 
 
 class SimulatedGateway:
@@ -292,11 +294,12 @@ class SimulatedGateway:
         """An operation that reads nothing else (an authorisation): one INSERT in autocommit decides
         whether this call is the first under its key; only a repeated key reads the earlier answer."""
         params = insert_params(idempotency_key, operation, None, amount_minor, currency, result, flags, False)
-        async with self._db.engine.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            if await autocommit.scalar(INSERT, params) is not None:
-                return _Recorded(params["result"], flags, fresh=True)
-            earlier = (await autocommit.execute(EARLIER, {"idempotency_key": idempotency_key})).one()
+        async with self._db.sessions() as session:
+            # Autocommit: no BEGIN and COMMIT round trips around the one statement.
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            if await fetch_in_transaction(session, INSERT, *params):
+                return _Recorded(result_json(result), flags, fresh=True)
+            [earlier] = await fetch_in_transaction(session, EARLIER, idempotency_key)
         return _replayed(earlier, idempotency_key, operation, None, amount_minor, currency)
 
     async def _once(
@@ -313,38 +316,29 @@ class SimulatedGateway:
         One statement reads the earlier answer under the key and locks the target operation, one what was
         done to the target so far, and one records the decision."""
         target_operation, target_reference = target
-        # A plain connection's transaction: the ledger queues no outbox rows, so no ORM session is needed.
-        async with self._db.engine.begin() as connection:
-            row = (
-                await connection.execute(
-                    LOCKED,
-                    {
-                        "idempotency_key": idempotency_key,
-                        "target_reference": target_reference,
-                        "target_operation": target_operation,
-                    },
-                )
-            ).one()
-            earlier: Any = row if row.operation is not None else None
+        # A transaction of the ledger's own (it queues no outbox rows).
+        async with self._db.transaction() as session:
+            [row] = await fetch_in_transaction(session, LOCKED, idempotency_key, target_reference, target_operation)
+            earlier: Any = row if row["operation"] is not None else None
             if earlier is None:
-                done = (await connection.execute(SETTLEMENT, {"target_reference": target_reference})).one()
+                [done] = await fetch_in_transaction(session, SETTLEMENT, target_reference)
                 facts = LedgerFacts(
-                    row.t_amount_minor,
-                    row.t_currency,
-                    row.t_flags,
-                    row.t_result,
-                    {"capture": "captured", "void": "voided"}.get(done.settled) if done.settled else None,
-                    int(done.refunds),
-                    int(done.refunded_minor),
+                    row["t_amount_minor"],
+                    row["t_currency"],
+                    row["t_flags"],
+                    row["t_result"],
+                    {"capture": "captured", "void": "voided"}.get(done["settled"]) if done["settled"] else None,
+                    int(done["refunds"]),
+                    int(done["refunded_minor"]),
                 )
                 result, flags, permanent_error = decide(facts)
                 params = insert_params(
                     idempotency_key, operation, target_reference, amount_minor, currency, result, flags, permanent_error
                 )
-                if await connection.scalar(INSERT, params) is not None:
-                    return _Recorded(params["result"], flags, fresh=True)
+                if await fetch_in_transaction(session, INSERT, *params):
+                    return _Recorded(result_json(result, permanent_error), flags, fresh=True)
                 # Another call with this key got there first: its answer is the answer.
-                earlier = (await connection.execute(EARLIER, {"idempotency_key": idempotency_key})).one()
+                [earlier] = await fetch_in_transaction(session, EARLIER, idempotency_key)
         return _replayed(earlier, idempotency_key, operation, target_reference, amount_minor, currency)
 
     async def _answer(self, idempotency_key: str, operation: str, recorded: _Recorded) -> GatewayResult:

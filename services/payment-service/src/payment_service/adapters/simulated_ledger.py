@@ -1,4 +1,6 @@
-"""The simulated gateway's ledger statements, built once: every call of the gateway runs them.
+"""The simulated gateway's ledger statements: module-level texts sent straight to asyncpg
+(`oms_runtime.driver.fetch_in_transaction`), prepared once per connection, since every call of the
+gateway runs them (about 0.1 ms of Python each against 0.5 ms through SQLAlchemy).
 
 An operation on an earlier one (a capture, void or refund) reads the earlier answer under its key with
 the operation it acts on, locked (`LOCKED`), then what was done to that one so far (`SETTLEMENT`), and
@@ -6,13 +8,10 @@ is recorded by one insert (`INSERT`), which also decides, by the key's uniquenes
 calls was first. An authorisation acts on nothing: its insert alone decides.
 """
 
+import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Select, String, bindparam, func, select, true
-from sqlalchemy.dialects.postgresql import insert
-
-from payment_service.adapters.tables import simulated_gateway_operations as ops
 from payment_service.domain.gateway import GatewayResult
 
 
@@ -29,85 +28,50 @@ class LedgerFacts:
     refunded_minor: int  # approved refunds of a capture so far
 
 
-# Built once: every call runs them.
-INSERT = (
-    insert(ops)
-    .values(
-        idempotency_key=bindparam("idempotency_key"),
-        operation=bindparam("operation"),
-        reference=bindparam("reference"),
-        target_reference=bindparam("target_reference"),
-        amount_minor=bindparam("amount_minor"),
-        currency=bindparam("currency"),
-        flags=bindparam("flags"),
-        result=bindparam("result"),
-    )
-    .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    .returning(ops.c.idempotency_key)
+# The parameters of `insert_params`, in order. Answers the key when this call was the first under it.
+INSERT: Final = """
+INSERT INTO simgw_operations (idempotency_key, operation, reference, target_reference, amount_minor, currency,
+                              flags, result)
+VALUES ($1::text, $2::text, $3::text, $4::text, $5::bigint, $6::text, $7::text::jsonb, $8::text::jsonb)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING idempotency_key
+"""
+
+# $1 the key. The earlier answer under it.
+EARLIER: Final = """
+SELECT operation, target_reference, amount_minor, currency, flags, result
+FROM simgw_operations WHERE idempotency_key = $1::text
+"""
+
+# $1 the key, $2 the target's reference, $3 the target's operation. One row: the earlier answer under
+# the key (NULLs when none) and the target, locked (NULLs when none).
+LOCKED: Final = """
+WITH target AS (
+    SELECT amount_minor, currency, flags, result FROM simgw_operations
+    WHERE reference = $2::text AND operation = $3::text
+    FOR UPDATE
 )
-EARLIER_COLUMNS = (
-    ops.c.operation,
-    ops.c.target_reference,
-    ops.c.amount_minor,
-    ops.c.currency,
-    ops.c.flags,
-    ops.c.result,
-)
-EARLIER = select(*EARLIER_COLUMNS).where(ops.c.idempotency_key == bindparam("idempotency_key"))
+SELECT e.operation, e.target_reference, e.amount_minor, e.currency, e.flags, e.result,
+       t.amount_minor AS t_amount_minor, t.currency AS t_currency, t.flags AS t_flags, t.result AS t_result
+FROM (SELECT $1::text AS idempotency_key) AS k
+LEFT JOIN simgw_operations AS e ON e.idempotency_key = k.idempotency_key
+LEFT JOIN target AS t ON true
+"""
 
-
-def _locked_statement() -> Select[Any]:
-    """Parameters `idempotency_key`, `target_reference`, `target_operation`. One row: the earlier answer
-    under the key (NULLs when none) and the target, locked (NULLs when none)."""
-    key = select(bindparam("idempotency_key", type_=String).label("idempotency_key")).subquery("k")
-    earlier = ops.alias("earlier")
-    target = (
-        select(ops.c.amount_minor, ops.c.currency, ops.c.flags, ops.c.result)
-        .where(ops.c.reference == bindparam("target_reference"), ops.c.operation == bindparam("target_operation"))
-        .with_for_update()
-        .cte("target")
-    )
-    return (
-        select(
-            earlier.c.operation,
-            earlier.c.target_reference,
-            earlier.c.amount_minor,
-            earlier.c.currency,
-            earlier.c.flags,
-            earlier.c.result,
-            target.c.amount_minor.label("t_amount_minor"),
-            target.c.currency.label("t_currency"),
-            target.c.flags.label("t_flags"),
-            target.c.result.label("t_result"),
-        )
-        .select_from(key)
-        .outerjoin(earlier, earlier.c.idempotency_key == key.c.idempotency_key)
-        .outerjoin(target, true())
-    )
-
-
-def _settlement_statement() -> Select[Any]:
-    """Parameter `target_reference`. What was done to the target so far: whether it is settled (captured
-    or voided), and its refunds. A statement of its own, after the lock: one that waited for the lock
-    would still read from the snapshot it started with, without what the lock's holder committed."""
-    on_target = ops.c.target_reference == bindparam("target_reference")
-    settled = (
-        select(ops.c.operation)
-        .where(on_target, ops.c.operation.in_(("capture", "void")), ops.c.result["approved"].as_boolean())
-        .limit(1)
-        .scalar_subquery()
-    )
-    refunds = select(func.count()).where(on_target, ops.c.operation == "refund").scalar_subquery()
-    refunded = (
-        select(func.coalesce(func.sum(ops.c.amount_minor), 0))
-        .where(on_target, ops.c.operation == "refund", ops.c.result["approved"].as_boolean())
-        .scalar_subquery()
-    )
-    return select(settled.label("settled"), refunds.label("refunds"), refunded.label("refunded_minor"))
-
-
-LOCKED = _locked_statement()
-SETTLEMENT = _settlement_statement()
+# $1 the target's reference. What was done to it so far: whether it is settled (captured or voided),
+# and its refunds. A statement of its own, after the lock: one that waited for the lock would still
+# read from the snapshot it started with, without what the lock's holder committed.
+SETTLEMENT: Final = """
+SELECT (SELECT o.operation FROM simgw_operations AS o
+        WHERE o.target_reference = $1::text AND o.operation IN ('capture', 'void')
+          AND CAST(o.result ->> 'approved' AS boolean)
+        LIMIT 1) AS settled,
+       (SELECT count(*) FROM simgw_operations AS o
+        WHERE o.target_reference = $1::text AND o.operation = 'refund') AS refunds,
+       (SELECT coalesce(sum(o.amount_minor), 0) FROM simgw_operations AS o
+        WHERE o.target_reference = $1::text AND o.operation = 'refund'
+          AND CAST(o.result ->> 'approved' AS boolean)) AS refunded_minor
+"""
 
 
 def insert_params(
@@ -119,17 +83,18 @@ def insert_params(
     result: GatewayResult,
     flags: dict[str, bool],
     permanent_error: bool,
-) -> dict[str, Any]:
-    return {
-        "idempotency_key": idempotency_key,
-        "operation": operation,
-        "reference": result.reference,
-        "target_reference": target_reference,
-        "amount_minor": amount_minor,
-        "currency": currency,
-        "flags": flags,
-        "result": result_json(result, permanent_error),
-    }
+) -> tuple[Any, ...]:
+    """`INSERT`'s parameters; the flags and the result as JSON texts."""
+    return (
+        idempotency_key,
+        operation,
+        result.reference,
+        target_reference,
+        amount_minor,
+        currency,
+        json.dumps(flags),
+        json.dumps(result_json(result, permanent_error)),
+    )
 
 
 def result_json(result: GatewayResult, permanent_error: bool = False) -> dict[str, Any]:
