@@ -63,3 +63,9 @@ def test_card_numbers_are_luhn_valid_issuer_numbers_not_any_long_digits() -> Non
     assert card_numbers("pay 4111-1111-1111-1111 now") == ["4111-1111-1111-1111"]
     assert card_numbers("took 0.1234567890123456 s, id 1234567890123456") == []
     assert card_numbers("00-0af7651916cd43dd4111111111111111a-01") == []
+
+
+def test_an_id_whose_groups_are_digits_is_not_a_card_number() -> None:
+    # 4111-1111-1111-1 is a Luhn-valid Visa-looking run inside this id; the id is not a card.
+    assert card_numbers('{"event_id": "41111111-1111-1111-1111-abcdefabcdef"}') == []
+    assert card_numbers("card 4111 1111 1111 1111") == ["4111 1111 1111 1111"]
