@@ -9,12 +9,12 @@ its payment token in one statement too (`claim_reference`). The hot statements a
 the session's transaction (`order_sql`).
 """
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from pydantic_core import to_json
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -171,7 +171,7 @@ class OrderRepository:
                     awaited_reply(decision.commands[-1]),
                     last_sent.type,
                     # The command as sent (its envelope holds it serialised already).
-                    json.dumps(last_sent.payload),
+                    to_json(last_sent.payload).decode(),
                     now + self._step_timeout,
                 ]
             )

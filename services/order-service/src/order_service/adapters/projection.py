@@ -15,12 +15,12 @@ The order's status is not derived here: the caller passes the status the Order a
 applying the events, so the read model can never disagree with the aggregate's rules.
 """
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 from uuid import UUID
 
+from pydantic_core import to_json
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -231,7 +231,7 @@ rebuild's table lock makes this wait, then apply on top of the rebuilt row."""
 
 def summary_params(summary: "Summary") -> list[Any]:
     """The parameters of the `summary` write (`order_sql`), JSON columns as text."""
-    return [json.dumps(summary[name]) if kind == "jsonb" else summary[name] for name, kind in SUMMARY_COLUMNS]
+    return [to_json(summary[name]).decode() if kind == "jsonb" else summary[name] for name, kind in SUMMARY_COLUMNS]
 
 
 Summary = dict[str, Any]
