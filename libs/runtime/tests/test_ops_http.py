@@ -9,6 +9,9 @@ from uuid import uuid4
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
@@ -16,11 +19,12 @@ from oms_events.messages import ReleaseStock
 from oms_runtime import metrics
 from oms_runtime.db import Database
 from oms_runtime.host import ServiceHost, ShutdownTooSlowError
-from oms_runtime.http_api import API_KEYS_ADAPTER, ApiKeyAuthenticator, install_error_handlers
+from oms_runtime.http_api import API_KEYS_ADAPTER, ApiKeyAuthenticator, ServiceApi, install_error_handlers
 from oms_runtime.messaging import HandlerMap, MessageContext, Outcome
 from oms_runtime.ops_http import DependencyCheck, Readiness, ops_app
 from oms_runtime.settings import ServiceSettings
 from oms_runtime.testing import HandlerHarness
+from oms_runtime.tracing import configure_tracing, current_trace_context
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 OPS_KEY = "ops-key-0123456789"
@@ -255,3 +259,59 @@ async def test_sigterm_stops_the_host_within_the_grace_period_or_fails_loudly(
         await host.producer.stop()
         await host.db.dispose()
         await host._cache.aclose()
+
+
+async def test_a_request_to_the_service_app_is_one_server_span_continuing_the_callers_trace() -> None:
+    spans = InMemorySpanExporter()
+    configure_tracing("test-service").add_span_processor(SimpleSpanProcessor(spans))
+    service_app = ServiceApi(title="svc")
+    seen: list[str | None] = []
+
+    @service_app.post("/widgets/{widget_id}")
+    async def widget(widget_id: str) -> dict[str, str]:
+        # What a handler emits here carries the request's span context (the outbox's envelopes read it).
+        context = current_trace_context()
+        seen.append(context.traceparent if context is not None else None)
+        return {"id": widget_id}
+
+    trace_id, caller = uuid4().hex, uuid4().hex[:16]
+    app = ops_app("svc", Readiness([DependencyCheck("database", fine)]), no_gauges, service_app)
+    async with client(app) as http:
+        response = await http.post("/widgets/w-1", headers={"traceparent": f"00-{trace_id}-{caller}-01"})
+        assert response.status_code == 200
+        assert (await http.get("/health/live")).status_code == 200
+        assert (await http.get("/no/such/path")).status_code == 404
+    finished = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    [server] = [s for s in finished if s.context.trace_id == int(trace_id, 16)]
+    assert server.name == "POST /widgets/{widget_id}"
+    assert server.parent is not None
+    assert server.parent.span_id == int(caller, 16)
+    assert server.attributes is not None
+    assert (server.attributes["http.route"], server.attributes["http.response.status_code"]) == (
+        "/widgets/{widget_id}",
+        200,
+    )
+    assert seen == [f"00-{trace_id}-{format(server.context.span_id, '016x')}-01"]
+    # One span per request to the service's app, none inside it (FastAPI's own telemetry is off), and the
+    # probes get none; an unmatched path gets a span without a route.
+    assert [s.name for s in finished] == ["POST /widgets/{widget_id}", "GET"]
+    assert [s.name for s in spans.get_finished_spans() if s.kind is not SpanKind.SERVER] == []
+
+
+async def test_a_failing_route_is_a_503_on_a_server_span_marked_as_an_error() -> None:
+    spans = InMemorySpanExporter()
+    configure_tracing("test-service").add_span_processor(SimpleSpanProcessor(spans))
+    service_app = ServiceApi(title="svc")
+
+    @service_app.get("/broken")
+    async def broken() -> None:
+        raise ConnectionError("database down")
+
+    app = ops_app("svc", Readiness([]), no_gauges, service_app)
+    before = sample("oms_http_requests_total", method="GET", route="/broken", status="503")
+    async with client(app) as http:
+        response = await http.get("/broken")
+    assert (response.status_code, response.json()["error"]) == (503, "unavailable")
+    assert sample("oms_http_requests_total", method="GET", route="/broken", status="503") == before + 1
+    [server] = spans.get_finished_spans()
+    assert (server.name, server.status.status_code) == ("GET /broken", StatusCode.ERROR)

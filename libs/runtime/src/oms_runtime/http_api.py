@@ -23,13 +23,17 @@ from typing import Annotated, Any, Final, Self
 
 from fastapi import FastAPI, Request, Security, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, model_validator
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
 from oms_events.values import Channel
 from oms_events.version import VERSION
@@ -308,7 +312,15 @@ def document_answers(document: dict[str, Any], routes: list[BaseRoute]) -> dict[
 
 class ServiceApi(FastAPI):
     """The FastAPI app of a service: its error handlers and request guard installed, and an OpenAPI
-    document that lists every status its routes answer (`document_answers`)."""
+    document that lists every status its routes answer (`document_answers`).
+
+    Lean per request: FastAPI's own telemetry is off (the host's HTTP layer makes the server span,
+    `oms_runtime.ops_http.OpsEdge`), and its middleware stack is the request guard, the exception
+    handlers and the exit stack FastAPI needs. Starlette's ServerErrorMiddleware, FastAPI's exception
+    telemetry and its body limit (a limit of its own, unset here) stay out unless they have something to
+    do: the guard answers every failure before a response starts, and the body limit is the guard's
+    (with FastAPI's `max_body_size` set, its stack is kept whole).
+    """
 
     def __init__(self, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, **kwargs: Any) -> None:
         # FastAPI's own pages load their assets from a public CDN: ours serve them from this process.
@@ -316,6 +328,7 @@ class ServiceApi(FastAPI):
         redoc_url = kwargs.pop("redoc_url", "/redoc")
         kwargs.setdefault("generate_unique_id_function", readable_operation_id)
         kwargs.setdefault("version", VERSION)  # the product's one version (oms_events.version)
+        kwargs.setdefault("telemetry", {"tracing": False, "metrics": False, "logs": False})
         super().__init__(docs_url=None, redoc_url=None, **kwargs)
         install_error_handlers(self, max_body_bytes)
         if docs_url is not None:
@@ -323,3 +336,20 @@ class ServiceApi(FastAPI):
 
     def openapi(self) -> dict[str, Any]:
         return document_answers(super().openapi(), self.routes)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        if self.max_body_size is not None:
+            return super().build_middleware_stack()  # FastAPI's own body limit: its stack as it is
+        error_handler = None
+        handlers: dict[Any, Any] = {}
+        for key, value in self.exception_handlers.items():
+            if key in (500, Exception):
+                error_handler = value
+            else:
+                handlers[key] = value
+        app: ASGIApp = ExceptionMiddleware(AsyncExitStackMiddleware(self.router), handlers=handlers, debug=self.debug)
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        if error_handler is not None or self.debug:
+            app = ServerErrorMiddleware(app, handler=error_handler, debug=self.debug)
+        return app

@@ -3,6 +3,10 @@
 The host always serves HTTP. Its outer app answers `/health/live`, `/health/ready` and `/metrics`
 itself and hands every other path to the service's app (when it has one), so a service gets probes
 and metrics without writing a line, and its OpenAPI document stays about its API.
+
+That outer app is one pure ASGI layer (`OpsEdge`): the probes by path, the HTTP metrics and the request's
+server span together. Every layer around a route costs CPU per request (a coroutine, a wrapped `send`,
+the scope read again); these three were three layers, and FastAPI's own telemetry a fourth.
 """
 
 import asyncio
@@ -15,9 +19,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oms_runtime import metrics
+from oms_runtime.tracing import ServerSpan
 
 Check = Callable[[], Awaitable[Any]]
 PROBE_PATHS = ("/health/live", "/health/ready", "/metrics")
@@ -91,15 +96,50 @@ def ops_app(
             Route(PROBE_PATHS[2], scrape, methods=["GET"]),
         ]
     )
-    if service_app is None:
-        return metrics.HttpMetricsMiddleware(probes)
+    return OpsEdge(probes, service_app)
 
-    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-        # By path, not with a Mount: a Mount's pattern (`.*`) does not match a path holding a newline
-        # (`%0A`), which then got a plain-text 404 from outside the service's app and its error body.
-        if scope["type"] == "http" and scope["path"] not in PROBE_PATHS:
-            await service_app(scope, receive, send)
-        else:
-            await probes(scope, receive, send)
 
-    return metrics.HttpMetricsMiddleware(dispatch)
+class OpsEdge:
+    """Pure ASGI, the one layer in front of a service's app: the probes, every request counted and timed by
+    its route template, and the server span of each request to the service's app.
+
+    The probes are picked by path, not with a Mount: a Mount's pattern (`.*`) does not match a path holding
+    a newline (`%0A`), which then got a plain-text 404 from outside the service's app and its error body.
+    They get no span (a scrape every few seconds is not a trace anyone looks for).
+    """
+
+    def __init__(self, probes: ASGIApp, service_app: ASGIApp | None = None) -> None:
+        self._probes = probes
+        self._service_app = service_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        service_app = self._service_app
+        if scope["type"] != "http":
+            await (service_app or self._probes)(scope, receive, send)
+            return
+        traced = service_app is not None and scope["path"] not in PROBE_PATHS
+        app = service_app if traced and service_app is not None else self._probes
+        status = 500
+        error: BaseException | None = None
+        started = time.perf_counter()
+
+        async def counted_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        metrics.HTTP_IN_FLIGHT.inc()
+        span = ServerSpan(scope) if traced else None
+        try:
+            await app(scope, receive, counted_send)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            metrics.HTTP_IN_FLIGHT.dec()
+            method = scope.get("method", "GET")
+            route = metrics.route_template(scope)
+            if span is not None:
+                span.end(method, None if route == "unmatched" else route, status, error)
+            metrics.observe_http(method, route, status, time.perf_counter() - started)

@@ -17,9 +17,10 @@ applying the events, so the read model can never disagree with the aggregate's r
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 from uuid import UUID
 
+from pydantic_core import to_json
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -31,12 +32,11 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
-    bindparam,
     delete,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, Insert, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import Envelope, Message, MessageRegistry
@@ -49,8 +49,10 @@ from oms_events.messages import (
     OrderStockReserved,
 )
 from oms_runtime.db import Database, add_upgrades
+from oms_runtime.driver import fetch_in_transaction
 from oms_runtime.eventstore import EventStore
 from oms_runtime.logging import get_logger
+from order_service.adapters.order_sql import SUMMARY_COLUMNS, together
 from order_service.domain.order import Order
 
 log = get_logger(__name__)
@@ -220,30 +222,16 @@ def fold(
     return new
 
 
-_COLUMNS = [c.name for c in order_summaries.columns if c.name != "updated_at"]
-
-
-def _upsert() -> Insert:
-    statement = insert(order_summaries).values(
-        {**{k: bindparam(f"summary_{k}") for k in _COLUMNS}, "updated_at": func.now()}
-    )
-    return statement.on_conflict_do_update(
-        index_elements=[order_summaries.c.order_id],
-        set_={k: statement.excluded[k] for k in [*_COLUMNS, "updated_at"] if k != "order_id"},
-        where=order_summaries.c.version < statement.excluded.version,
-    )
-
-
-UPSERT = _upsert()
-"""Writes one row (parameters: `upsert_params`) unless the stored one is at its version or past it.
+SUMMARY_WRITE: Final = together(("summary",))
+"""Writes one row (parameters: `summary_params`) unless the stored one is at its version or past it.
 
 No lock or read first: the event store's unique version lets only one writer of a version commit, and a
-rebuild's table lock makes this wait, then apply on top of the rebuilt row. Built once: building the
-statement per call (and its cache key) cost more CPU than running it."""
+rebuild's table lock makes this wait, then apply on top of the rebuilt row."""
 
 
-def upsert_params(summary: "Summary") -> dict[str, Any]:
-    return {f"summary_{k}": summary[k] for k in _COLUMNS}
+def summary_params(summary: "Summary") -> list[Any]:
+    """The parameters of the `summary` write (`order_sql`), JSON columns as text."""
+    return [to_json(summary[name]).decode() if kind == "jsonb" else summary[name] for name, kind in SUMMARY_COLUMNS]
 
 
 Summary = dict[str, Any]
@@ -263,6 +251,11 @@ class Projection(Protocol):
         """What a rebuild empties before replaying the streams into it."""
         ...
 
+    def placed_writes(self, envelope: Envelope, event: OrderPlaced, version: int) -> list[tuple[str, list[Any]]]:
+        """What a placement writes here, as `order_sql` writes (name, parameters) for the placement's own
+        statement; `apply` is then told `placed_written`."""
+        ...
+
     async def apply(
         self,
         session: AsyncSession,
@@ -271,6 +264,7 @@ class Projection(Protocol):
         events: Sequence[tuple[Envelope, Message]],
         *,
         version: int,
+        placed_written: bool = False,
     ) -> None: ...
 
 
@@ -287,6 +281,9 @@ class Projections:
     def tables(self) -> Sequence[Table]:
         return [table for projection in self._projections for table in projection.tables]
 
+    def placed_writes(self, envelope: Envelope, event: OrderPlaced, version: int) -> list[tuple[str, list[Any]]]:
+        return [w for projection in self._projections for w in projection.placed_writes(envelope, event, version)]
+
     async def apply(
         self,
         session: AsyncSession,
@@ -295,9 +292,10 @@ class Projections:
         events: Sequence[tuple[Envelope, Message]],
         *,
         version: int,
+        placed_written: bool = False,
     ) -> None:
         for projection in self._projections:
-            await projection.apply(session, order_id, status, events, version=version)
+            await projection.apply(session, order_id, status, events, version=version, placed_written=placed_written)
 
 
 class OrderProjection:
@@ -355,7 +353,7 @@ class OrderProjection:
         """Projects newly recorded events (see `summary_after`); returns the row after them, if any."""
         new = self.summary_after(order_id, status, events, version=version, before=before)
         if new is not None:
-            await session.execute(UPSERT, upsert_params(new))
+            await fetch_in_transaction(session, SUMMARY_WRITE, *summary_params(new))
         return new if new is not None else before
 
 

@@ -8,10 +8,14 @@ single-row update, with no shared counter rows that every order would contend fo
 
 Idempotent by stream version: a change is applied only when its event's version is above the row's
 `version`, so re-applying events (a replay over rows already there) changes nothing.
+
+A placement's rows are written by the placement's own statement (`placed_writes`, folded into the
+repository's writes as CTEs: one round trip fewer per order); the rebuild sends the same SQL alone.
 """
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, Final
 from uuid import UUID
 
 from sqlalchemy import (
@@ -29,12 +33,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from oms_events import Envelope, Message
 from oms_events.messages import OrderPlaced
+from oms_runtime.driver import fetch_in_transaction
+from order_service.adapters.order_sql import Write, register, together
 from order_service.adapters.projection import projection_metadata
 from order_service.domain.sales import FactRow, Outcome, outcome_of, refund_of, sold_lines
 
@@ -68,6 +73,46 @@ sales_order_lines = Table(
 )
 
 
+PLACED: Final = "sales_placed"
+register(
+    PLACED,
+    Write(
+        (
+            # Parameters: order id, channel, currency, placed at, units, gross, version, then the lines' skus,
+            # quantities, unit prices and gross values. Both rows are deterministic from the OrderPlaced
+            # event: a row already there (a replay, a race) is kept as it is, with what happened to it since.
+            "INSERT INTO sales_orders (order_id, channel, currency, placed_at, outcome, units, gross_minor, "
+            "refunded_minor, version) VALUES ({0}::uuid, {1}::text, {2}::text, {3}::timestamptz, 'open', "
+            "{4}::int, {5}::bigint, 0, {6}::int) ON CONFLICT (order_id) DO NOTHING",
+            "INSERT INTO sales_order_lines (order_id, sku, quantity, unit_price_minor, gross_minor, "
+            "refunded_units, refunded_minor) SELECT {0}::uuid, l.sku, l.quantity, l.unit_price_minor, "
+            "l.gross_minor, 0, 0 FROM unnest({7}::text[], {8}::int[], {9}::bigint[], {10}::bigint[]) "
+            "AS l(sku, quantity, unit_price_minor, gross_minor) ON CONFLICT ON CONSTRAINT pk_sales_order_lines "
+            "DO NOTHING",
+        ),
+        11,
+    ),
+)
+_PLACED_ALONE: Final = together((PLACED,))
+
+
+def placed_params(envelope: Envelope, event: OrderPlaced, version: int) -> list[Any]:
+    lines = sold_lines(event.lines)
+    return [
+        event.order_id,
+        event.channel.value,
+        event.currency,
+        envelope.occurred_at,
+        sum(line.quantity for line in lines),
+        event.total_minor,
+        version,
+        [line.sku for line in lines],
+        [line.quantity for line in lines],
+        [line.unit_price_minor for line in lines],
+        [line.gross_minor for line in lines],
+    ]
+
+
 class SalesProjection:
     """Keeps the sales rows in step with the order streams, inside the caller's transaction.
 
@@ -75,6 +120,10 @@ class SalesProjection:
     refund paid); every other event costs nothing here."""
 
     tables = (sales_orders, sales_order_lines)
+
+    def placed_writes(self, envelope: Envelope, event: OrderPlaced, version: int) -> list[tuple[str, list[Any]]]:
+        """The writes of a placement (`order_sql` names and their parameters), for the placement's statement."""
+        return [(PLACED, placed_params(envelope, event, version))]
 
     async def apply(
         self,
@@ -84,12 +133,15 @@ class SalesProjection:
         events: Sequence[tuple[Envelope, Message]],
         *,
         version: int,
+        placed_written: bool = False,
     ) -> None:
-        """Projects newly recorded events, versions `version - len(events) + 1 .. version`."""
+        """Projects newly recorded events, versions `version - len(events) + 1 .. version`; an OrderPlaced
+        among them only when its rows are not `placed_written` (by `placed_writes`) already."""
         first = version - len(events) + 1
         for event_version, (envelope, event) in enumerate(events, start=first):
             if isinstance(event, OrderPlaced):
-                await self._placed(session, envelope, event, event_version)
+                if not placed_written:
+                    await fetch_in_transaction(session, _PLACED_ALONE, *placed_params(envelope, event, event_version))
                 continue
             outcome = outcome_of(event)
             if outcome is not None:
@@ -120,43 +172,6 @@ class SalesProjection:
                         + units * sales_order_lines.c.unit_price_minor,
                     )
                 )
-
-    async def _placed(self, session: AsyncSession, envelope: Envelope, event: OrderPlaced, version: int) -> None:
-        lines = sold_lines(event.lines)
-        created = await session.execute(
-            insert(sales_orders)
-            .values(
-                order_id=event.order_id,
-                channel=event.channel.value,
-                currency=event.currency,
-                placed_at=envelope.occurred_at,
-                outcome=Outcome.OPEN.value,
-                units=sum(line.quantity for line in lines),
-                gross_minor=event.total_minor,
-                refunded_minor=0,
-                version=version,
-            )
-            .on_conflict_do_nothing(index_elements=[sales_orders.c.order_id])
-            .returning(sales_orders.c.order_id)
-        )
-        if created.first() is None:
-            return
-        await session.execute(
-            insert(sales_order_lines).values(
-                [
-                    {
-                        "order_id": event.order_id,
-                        "sku": line.sku,
-                        "quantity": line.quantity,
-                        "unit_price_minor": line.unit_price_minor,
-                        "gross_minor": line.gross_minor,
-                        "refunded_units": 0,
-                        "refunded_minor": 0,
-                    }
-                    for line in lines
-                ]
-            )
-        )
 
 
 def _filters(start: datetime, end: datetime, channel: str | None, currency: str | None) -> ColumnElement[bool]:
