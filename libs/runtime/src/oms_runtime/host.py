@@ -14,11 +14,12 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import uvloop
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
@@ -71,6 +72,17 @@ class ConsumerSpec:
     topics: Sequence[str]
     handlers: HandlerMap
     rejection_handler: RejectionHandler | None = None
+
+
+def run_service(main: Coroutine[Any, Any, None], event_loop: str = "uvloop") -> None:
+    """Runs a service's main coroutine to its end on the event loop its settings name (`EVENT_LOOP`).
+
+    uvloop by default: a service spends much of its CPU in the loop itself (socket writes that wake
+    PostgreSQL and the broker, callbacks, timers), which libuv does in C; `asyncio` is the fallback."""
+    if event_loop == "uvloop":
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
 
 
 async def _raw_body(message: StreamMessage[Any]) -> Any:

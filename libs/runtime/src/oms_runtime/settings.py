@@ -33,6 +33,11 @@ class ServiceSettings(KafkaClientSettings):
 
     log_level: str = "INFO"
     log_format: str = Field(default="auto", description="json, console, or auto (console on a terminal)")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="The event loop a service runs on: uvloop (libuv, less CPU per socket write and wake-up) or "
+        "the standard library's asyncio loop",
+    )
 
     consumer_max_attempts: int = Field(default=5, ge=1, description="Handler attempts before dead-lettering")
     consumer_retry_backoff_s: float = Field(default=0.2, gt=0)

@@ -1,6 +1,5 @@
 """Composition root of fulfilment-service: the one place where its parts are wired together."""
 
-import asyncio
 from datetime import time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,7 +21,7 @@ from fulfilment_service.handlers import (
     WarehouseMode,
 )
 from fulfilment_service.performance_report import PerformanceReports
-from oms_runtime.host import ServiceHost
+from oms_runtime.host import ServiceHost, run_service
 from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.logging import configure_logging
 from oms_runtime.settings import ServiceSettings
@@ -117,7 +116,7 @@ async def serve(settings: FulfilmentSettings) -> None:
 def run() -> None:
     settings = FulfilmentSettings()
     configure_logging(SERVICE, settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    run_service(serve(settings), settings.event_loop)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """Composition root of inventory-service: the one place where its parts are wired together."""
 
-import asyncio
 from datetime import timedelta
 
 from pydantic import Field
@@ -23,7 +22,7 @@ from inventory_service.ledger import StockLedger
 from inventory_service.queries import InventoryQueries
 from inventory_service.seed import seed_demo_stock
 from oms_runtime.eventstore import EventStore
-from oms_runtime.host import ServiceHost
+from oms_runtime.host import ServiceHost, run_service
 from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.logging import configure_logging
 from oms_runtime.settings import ServiceSettings
@@ -107,7 +106,7 @@ async def serve(settings: InventorySettings) -> None:
 def run() -> None:
     settings = InventorySettings()
     configure_logging(SERVICE, settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    run_service(serve(settings), settings.event_loop)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,5 @@
 """Composition root of notification-service: the one place where its parts are wired together."""
 
-import asyncio
-
 from pydantic import Field, SecretStr
 
 from notification_service.adapters.http_sms import HttpSmsSender, SmsProviderConfig
@@ -13,7 +11,7 @@ from notification_service.dispatcher import Dispatcher
 from notification_service.entrypoints.consumers import consumers
 from notification_service.entrypoints.http import create_app
 from notification_service.handlers import NotificationHandlers, utc_now
-from oms_runtime.host import ServiceHost
+from oms_runtime.host import ServiceHost, run_service
 from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.logging import configure_logging
 from oms_runtime.settings import ServiceSettings
@@ -138,7 +136,7 @@ async def serve(settings: NotificationSettings) -> None:
 def run() -> None:
     settings = NotificationSettings()
     configure_logging(SERVICE, settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    run_service(serve(settings), settings.event_loop)
 
 
 if __name__ == "__main__":

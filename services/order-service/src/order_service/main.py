@@ -1,13 +1,12 @@
 """Composition root of order-service: the one place where its parts are wired together."""
 
-import asyncio
 from datetime import timedelta
 
 from pydantic import Field, SecretStr
 from redis.asyncio import Redis
 
 from oms_runtime.eventstore import EventStore
-from oms_runtime.host import ServiceHost
+from oms_runtime.host import ServiceHost, run_service
 from oms_runtime.logging import configure_logging
 from oms_runtime.settings import ServiceSettings
 from order_service.adapters.idempotency import IdempotencyStore
@@ -117,7 +116,7 @@ async def serve(settings: OrderSettings) -> None:
 def run() -> None:
     settings = OrderSettings()
     configure_logging(SERVICE, settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    run_service(serve(settings), settings.event_loop)
 
 
 if __name__ == "__main__":

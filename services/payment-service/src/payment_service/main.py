@@ -1,6 +1,5 @@
 """Composition root of payment-service: the one place where its parts are wired together."""
 
-import asyncio
 import json
 from typing import Literal
 
@@ -9,7 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from redis.asyncio import Redis
 
 from oms_runtime.eventstore import EventStore
-from oms_runtime.host import ServiceHost
+from oms_runtime.host import ServiceHost, run_service
 from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.logging import configure_logging
 from oms_runtime.settings import ServiceSettings
@@ -120,7 +119,7 @@ async def serve(settings: PaymentSettings) -> None:
 def run() -> None:
     settings = PaymentSettings()
     configure_logging(SERVICE, settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    run_service(serve(settings), settings.event_loop)
 
 
 if __name__ == "__main__":
