@@ -153,11 +153,11 @@ def refused_address(address: IpAddress) -> str | None:
         if inner is not None:
             return refused_address(inner)
     for flag, reason in (
+        (address.is_unspecified, "unspecified"),
         (address.is_loopback, "loopback"),
         (address.is_link_local, "link-local"),
         (address.is_private, "private"),
         (address.is_multicast, "multicast"),
-        (address.is_unspecified, "unspecified"),
         (address.is_reserved, "reserved"),
     ):
         if flag:

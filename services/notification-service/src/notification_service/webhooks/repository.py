@@ -81,8 +81,8 @@ _CLAIM = text(
 WITH due AS (
     SELECT d.id FROM webhook_deliveries d
     JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.status = 'enabled'
-    WHERE d.status = 'pending' AND d.next_attempt_at <= :now
-      AND (d.lease_until IS NULL OR d.lease_until <= :now)
+    WHERE d.status = 'pending' AND d.next_attempt_at <= CAST(:now AS timestamptz)
+      AND (d.lease_until IS NULL OR d.lease_until <= CAST(:now AS timestamptz))
       AND NOT EXISTS (
           SELECT 1 FROM webhook_deliveries e
           WHERE e.subscription_id = d.subscription_id AND e.subject = d.subject
@@ -93,7 +93,8 @@ WITH due AS (
     FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE webhook_deliveries d
-SET attempts = d.attempts + 1, lease_until = :lease_until, last_attempt_at = :now
+SET attempts = d.attempts + 1, lease_until = CAST(:lease_until AS timestamptz),
+    last_attempt_at = CAST(:now AS timestamptz)
 FROM due, webhook_subscriptions s
 WHERE d.id = due.id AND s.id = d.subscription_id
 RETURNING d.id, d.subscription_id, d.event_id, d.attempts, d.body, d.give_up_at, s.url, s.secret, s.failing_since
@@ -104,9 +105,10 @@ _QUEUE_FOR_EVENT = text(
     """
 INSERT INTO webhook_deliveries
     (id, subscription_id, event_id, event_type, subject, body, status, next_attempt_at, created_at)
-SELECT gen_random_uuid(), s.id, :event_id, :event_type, :subject, :body, 'pending', :now, :now
+SELECT gen_random_uuid(), s.id, CAST(:event_id AS uuid), CAST(:event_type AS varchar), CAST(:subject AS varchar),
+       CAST(:body AS bytea), 'pending', CAST(:now AS timestamptz), CAST(:now AS timestamptz)
 FROM webhook_subscriptions s
-WHERE :event_type = ANY(s.event_types) AND s.created_at <= :occurred_at
+WHERE CAST(:event_type AS varchar) = ANY(s.event_types) AND s.created_at <= CAST(:occurred_at AS timestamptz)
 ON CONFLICT (subscription_id, event_id) DO NOTHING
 RETURNING id
 """
