@@ -212,7 +212,8 @@ async def test_each_event_once_per_subscription_signed_as_a_cloudevent(
     sub_id, secret = await hooks.subscribe(receiver.url + "/erp", "OrderPlaced", "OrderConfirmed")
     listed = (await hooks.api.get("/webhooks/subscriptions")).json()["subscriptions"]
     assert [s["id"] for s in listed] == [sub_id]
-    assert "secret" not in listed[0] and secret not in json.dumps(listed)
+    assert "secret" not in listed[0]
+    assert secret not in json.dumps(listed)
     placed, confirmed = placed_and_confirmed()
     records = [hooks.record(placed), hooks.record(confirmed)]
     assert await hooks.processor.process_batch(records) == [Outcome.PROCESSED, Outcome.PROCESSED]
@@ -234,12 +235,17 @@ async def test_each_event_once_per_subscription_signed_as_a_cloudevent(
     log = await hooks.deliveries(sub_id)
     assert [d["event_type"] for d in log["deliveries"]] == ["OrderConfirmed", "OrderPlaced"]
     first = log["deliveries"][1]
-    assert first["status"] == "delivered" and first["attempts"] == 1 and first["last_http_status"] == 200
-    assert first["attempt_log"][0]["outcome"] == "delivered" and first["attempt_log"][0]["duration_ms"] >= 0
+    assert first["status"] == "delivered"
+    assert first["attempts"] == 1
+    assert first["last_http_status"] == 200
+    assert first["attempt_log"][0]["outcome"] == "delivered"
+    assert first["attempt_log"][0]["duration_ms"] >= 0
     page = await hooks.deliveries(sub_id, limit=1)
-    assert len(page["deliveries"]) == 1 and page["next_cursor"]
+    assert len(page["deliveries"]) == 1
+    assert page["next_cursor"]
     rest = await hooks.deliveries(sub_id, limit=1, cursor=page["next_cursor"])
-    assert rest["deliveries"][0]["event_type"] == "OrderPlaced" and rest["next_cursor"] is None
+    assert rest["deliveries"][0]["event_type"] == "OrderPlaced"
+    assert rest["next_cursor"] is None
 
 
 async def test_types_nobody_wants_are_skipped_before_parsing(hooks: Webhooks, receiver: LocalWebhookReceiver) -> None:
@@ -300,7 +306,8 @@ async def test_a_failing_endpoint_is_disabled_and_enabled_again_gets_what_waited
 
     receiver.answer_with(lambda _: 200)
     enabled = await hooks.api.post(f"/webhooks/subscriptions/{sub_id}/enable")
-    assert enabled.status_code == 200 and enabled.json()["status"] == "enabled"
+    assert enabled.status_code == 200
+    assert enabled.json()["status"] == "enabled"
     assert enabled.json()["failing_since"] is None
     await hooks.run_rounds()
     delivered = [r.json()["type"] for r in receiver.received()[attempts_when_disabled:]]
@@ -345,7 +352,8 @@ async def given_up_then_redelivered(hooks: Webhooks, receiver: LocalWebhookRecei
     assert verified(last, secret)["type"] == "example.oms.OrderPlaced.v1"
     assert last.headers["webhook-id"] == str(by_type["OrderPlaced"]["webhook_id"])
     missing = await hooks.api.post(f"/webhooks/subscriptions/{sub_id}/deliveries/{uuid4()}/redeliver")
-    assert missing.status_code == 404 and missing.json()["error"] == "delivery_not_found"
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "delivery_not_found"
     assert pending_id
 
 
@@ -367,7 +375,8 @@ async def test_a_crash_between_the_2xx_and_its_record_sends_it_again_with_the_sa
     hooks.clock.advance(61)
     await hooks.run_rounds()
     first, second = receiver.received()
-    assert first.headers["webhook-id"] == second.headers["webhook-id"] and first.body == second.body
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert first.body == second.body
     assert (await hooks.deliveries(sub_id))["deliveries"][0]["status"] == "delivered"
 
 
@@ -383,7 +392,8 @@ async def test_a_target_that_rebinds_to_a_private_address_is_refused_at_delivery
             "/webhooks/subscriptions",
             json={"url": "http://erp.example/hook", "event_types": ["OrderPlaced"], "secret": new_secret()},
         )
-        assert refused.status_code == 422 and refused.json()["fields"][0]["field"] == "url"
+        assert refused.status_code == 422
+        assert refused.json()["fields"][0]["field"] == "url"
         sub_id, _ = await hooks.subscribe("https://erp.example/hook", "OrderPlaced")
         answers[:] = [ipaddress.ip_address("127.0.0.1")]  # DNS now answers with loopback
         placed, _ = placed_and_confirmed()
@@ -397,7 +407,8 @@ async def test_a_target_that_rebinds_to_a_private_address_is_refused_at_delivery
             "/webhooks/subscriptions",
             json={"url": "https://erp.example/hook", "event_types": ["OrderPlaced"], "secret": new_secret()},
         )
-        assert private.status_code == 422 and "private" in private.json()["fields"][0]["message"]
+        assert private.status_code == 422
+        assert "private" in private.json()["fields"][0]["message"]
     finally:
         await hooks.close()
 
@@ -432,7 +443,8 @@ async def test_ops_keys_only_and_unknown_subscriptions(hooks: Webhooks) -> None:
 async def test_unsubscribed_types_stop_being_queued(hooks: Webhooks, receiver: LocalWebhookReceiver) -> None:
     sub_id, _ = await hooks.subscribe(receiver.url, "OrderShipped")
     placed, _ = placed_and_confirmed()
-    assert hooks.wanted("OrderShipped") and not hooks.wanted("OrderPlaced")
+    assert hooks.wanted("OrderShipped")
+    assert not hooks.wanted("OrderPlaced")
     assert (await hooks.api.delete(f"/webhooks/subscriptions/{sub_id}")).status_code == 204
     assert not hooks.wanted("OrderShipped")
     assert await hooks.consume(shipped(placed.order_id)) == [Outcome.SKIPPED]
