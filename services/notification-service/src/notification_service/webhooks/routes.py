@@ -9,7 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import JSONResponse, Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, WithJsonSchema, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from notification_service.webhooks.domain import (
     DeliveryStatus,
@@ -47,18 +47,19 @@ class SubscriptionBody(BaseModel):
 
     url: PlainText = Field(min_length=1, max_length=2000, description="Where deliveries are POSTed (https)")
     event_types: list[EventType] = Field(min_length=1, max_length=len(_EVENT_TYPES), description="Event types wanted")
-    secret: SecretStr = Field(
+    secret: PlainText = Field(
         min_length=38,
         max_length=200,
+        repr=False,
         description="Standard Webhooks secret, `whsec_` + base64 of 24-64 random bytes; write-only",
     )
     description: PlainText = Field(default="", max_length=200)
 
     @field_validator("secret")
     @classmethod
-    def _secret(cls, value: SecretStr) -> SecretStr:
+    def _secret(cls, value: str) -> str:
         try:
-            secret_bytes(value.get_secret_value())
+            secret_bytes(value)
         except InvalidSecretError as exc:
             raise ValueError(str(exc)) from None
         return value
@@ -198,7 +199,7 @@ def webhook_router(
                 session,
                 url=body.url,
                 event_types=sorted(set(body.event_types)),
-                secret=body.secret.get_secret_value(),
+                secret=body.secret,
                 description=body.description,
                 created_by=principal.name,
                 now=clock(),
