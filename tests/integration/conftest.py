@@ -33,6 +33,7 @@ from harness import (
 from inventory_service.entrypoints.consumers import AVAILABILITY_GROUP
 from inventory_service.entrypoints.sales_consumer import DEMAND_GROUP
 from notification_service.testing import LocalSmsProvider
+from oms_events.routes import WEBHOOKS_GROUP
 from oms_events.topics import ALL_TOPICS
 from oms_runtime.kafka import ensure_topics
 from order_service.entrypoints.consumers import INTAKE_GROUP
@@ -99,7 +100,7 @@ async def _skip_earlier_messages(infra: Infra) -> None:
     finally:
         await admin.close()
     partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
-    for group in (*SERVICES, INTAKE_GROUP, DEMAND_GROUP, AVAILABILITY_GROUP, PLACEMENTS_GROUP):
+    for group in (*SERVICES, INTAKE_GROUP, DEMAND_GROUP, AVAILABILITY_GROUP, PLACEMENTS_GROUP, WEBHOOKS_GROUP):
         consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka, group_id=group, enable_auto_commit=False)
         await consumer.start()
         try:
@@ -212,6 +213,15 @@ async def system(sms_provider: LocalSmsProvider) -> AsyncIterator[System]:
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": traces.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "200",
+        # Webhooks to receivers in this process (on 127.0.0.1), retried and disabled within seconds
+        # (test_webhooks.py); a lease of seconds, so a killed sender's attempts are made again soon.
+        "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+        "WEBHOOK_RETRY_BASE_S": "0.2",
+        "WEBHOOK_RETRY_MAX_S": "1",
+        "WEBHOOK_DISABLE_AFTER_S": "4",
+        "WEBHOOK_LEASE_S": "5",
+        "WEBHOOK_POLL_INTERVAL_S": "0.2",
+        "WEBHOOK_SUBSCRIPTION_REFRESH_S": "1",
     }
     # Every service may serve HTTP (its API, health and metrics): each gets a port of its own.
     ports = {name: free_port() for name in SERVICES}

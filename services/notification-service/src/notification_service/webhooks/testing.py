@@ -24,6 +24,8 @@ class ReceivedRequest:
 class LocalWebhookReceiver:
     def __init__(self, port: int = 0) -> None:
         self.requests: list[ReceivedRequest] = []
+        self.answers: list[int] = []
+        """The status each request (same index) was answered with."""
         self._lock = threading.Lock()
         self._answer: Callable[[ReceivedRequest], int] = lambda _: 200
         receiver = self
@@ -39,6 +41,7 @@ class LocalWebhookReceiver:
                 with receiver._lock:
                     receiver.requests.append(request)
                     code = receiver._answer(request)
+                    receiver.answers.append(code)
                 body = b'{"ok": true}' if 200 <= code < 300 else b'{"error": "receiver failing"}'
                 self.send_response(code)
                 self.send_header("content-type", "application/json")
@@ -65,6 +68,11 @@ class LocalWebhookReceiver:
     def received(self) -> list[ReceivedRequest]:
         with self._lock:
             return list(self.requests)
+
+    def accepted(self) -> list[ReceivedRequest]:
+        """The requests answered with a 2xx, in the order they came."""
+        with self._lock:
+            return [r for r, code in zip(self.requests, self.answers, strict=True) if 200 <= code < 300]
 
     def start(self) -> Self:
         self._thread.start()
