@@ -421,6 +421,9 @@ async def test_a_target_that_rebinds_to_a_private_address_is_refused_at_delivery
         ({"url": "http://127.0.0.1:1/x", "event_types": [], "secret": new_secret()}, "event_types"),
         ({"url": "http://127.0.0.1:1/x", "event_types": ["OrderPlaced"], "secret": "whsec_" + "*" * 40}, "secret"),
         ({"url": "ftp://127.0.0.1/x", "event_types": ["OrderPlaced"], "secret": new_secret()}, "url"),
+        ({"url": "http://[::1/x", "event_types": ["OrderPlaced"], "secret": new_secret()}, "url"),
+        ({"url": "http://" + "a" * 70 + ".example/x", "event_types": ["OrderPlaced"], "secret": new_secret()}, "url"),
+        ({"url": "http://user:pw@127.0.0.1/x", "event_types": ["OrderPlaced"], "secret": new_secret()}, "url"),
     ],
 )
 async def test_bad_subscriptions_name_the_field(hooks: Webhooks, body: dict[str, Any], field: str) -> None:

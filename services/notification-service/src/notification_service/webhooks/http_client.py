@@ -24,15 +24,23 @@ Resolver = Callable[[str, int], Awaitable[list[IpAddress]]]
 """Host and port -> every address the host resolves to."""
 
 
+RESOLVE_TIMEOUT_S = 5.0
+
+
 async def system_resolver(host: str, port: int) -> list[IpAddress]:
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise TargetRefusedError(f"{host} cannot be resolved ({exc.strerror})") from None
+        infos = await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S
+        )
+    except TimeoutError:
+        raise TargetRefusedError(f"{host} was not resolved within {RESOLVE_TIMEOUT_S:g}s") from None
+    except (OSError, UnicodeError) as exc:
+        # gaierror (no such name), and a name the IDNA codec refuses (a label past 63 characters, ...).
+        raise TargetRefusedError(f"{host} cannot be resolved ({type(exc).__name__})") from None
     found: dict[str, IpAddress] = {}
     for *_, sockaddr in infos:
         # An IPv6 sockaddr may carry a zone (fe80::1%eth0): the address is what is judged.
@@ -43,11 +51,16 @@ async def system_resolver(host: str, port: int) -> list[IpAddress]:
 
 async def check_target(url: str, resolver: Resolver, *, allow_private: bool) -> None:
     """Refuses a URL that is not http(s), or (unless allowed) whose host resolves to a non-public address."""
-    parsed = httpx.URL(url)
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, UnicodeError):
+        raise TargetRefusedError("is not a URL") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise TargetRefusedError("must be an http(s) URL with a host")
     if parsed.scheme == "http" and not allow_private:
         raise TargetRefusedError("must be https (plain http only where WEBHOOK_ALLOW_PRIVATE_TARGETS is set)")
+    if parsed.userinfo:
+        raise TargetRefusedError("must not hold credentials (the signature authenticates the OMS)")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     check_addresses(parsed.host, await resolver(parsed.host, port), allow_private=allow_private)
 

@@ -132,6 +132,10 @@ class WebhookSender:
             return AttemptResult(started_at, took(), None, f"timeout: {type(exc).__name__}")
         except httpx.HTTPError as exc:
             return AttemptResult(started_at, took(), None, f"{type(exc).__name__}: {exc}"[:500])
+        except Exception as exc:
+            # Whatever else an attempt meets is this attempt's failure, recorded and retried like one.
+            log.warning("webhook attempt failed unexpectedly", error=f"{type(exc).__name__}: {exc}")
+            return AttemptResult(started_at, took(), None, f"{type(exc).__name__}: {exc}"[:500])
         if 200 <= response.status_code < 300:
             return AttemptResult(started_at, took(), response.status_code, None)
         # The start of the receiver's answer helps its owner; never more (it is the receiver's text).
