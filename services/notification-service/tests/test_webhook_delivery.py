@@ -90,11 +90,10 @@ class Webhooks:
             producer_name="notification-service",
             db=db,
             registry=default_registry(),
-            handlers=WebhookHandlers(self.repository, clock=self.clock, wake=lambda: None).handler_map(),
+            handlers=WebhookHandlers(self.repository, clock=self.clock, wake=lambda: None).handler_map(self.wanted),
             dead_letters=self.dead_letters,
             max_attempts=2,
             retry_backoff_s=0.01,
-            wants=self.wanted,
         )
         app = ServiceApi(title="test")
         app.include_router(

@@ -35,14 +35,7 @@ from oms_runtime.eventstore import runtime_metadata
 from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.kafka import LagProbe, ensure_topics, idempotent_producer
 from oms_runtime.logging import get_logger
-from oms_runtime.messaging import (
-    DeadLetterPublisher,
-    HandlerMap,
-    MessageProcessor,
-    RejectionHandler,
-    SourceRecord,
-    TypeFilter,
-)
+from oms_runtime.messaging import DeadLetterPublisher, HandlerMap, MessageProcessor, RejectionHandler, SourceRecord
 from oms_runtime.ops_http import DependencyCheck, Readiness, ops_app
 from oms_runtime.relay import OutboxRelay
 from oms_runtime.retention import RetentionPruner
@@ -71,15 +64,12 @@ class ConsumerSpec:
 
     `rejection_handler` (optional) answers a message of a handled type whose payload fails validation,
     e.g. with a rejection event for its sender; the message is dead-lettered all the same.
-    `wants` (optional) is asked with each record's `type` header before the record is parsed: False
-    skips it (`oms_runtime.messaging`).
     """
 
     group_id: str
     topics: Sequence[str]
     handlers: HandlerMap
     rejection_handler: RejectionHandler | None = None
-    wants: TypeFilter | None = None
 
 
 async def _raw_body(message: StreamMessage[Any]) -> Any:
@@ -162,7 +152,6 @@ class ServiceHost:
             max_attempts=self.settings.consumer_max_attempts,
             retry_backoff_s=self.settings.consumer_retry_backoff_s,
             rejection_handler=spec.rejection_handler,
-            wants=spec.wants,
         )
         subscriber = self.broker.subscriber(
             *spec.topics,

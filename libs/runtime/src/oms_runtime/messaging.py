@@ -6,10 +6,7 @@ For every batch of records a consumer polls:
    and the original bytes; the consumer moves on. A consumer may also answer a payload that fails
    validation (its envelope is readable, so there is someone to answer): its `RejectionHandler`
    emits messages in one transaction with an inbox record, before the dead-lettering.
-2. A message type the consumer has no handler for is skipped: topics carry many types. A consumer with a
-   `wants` filter skips a record whose `type` header it does not want before parsing it at all (a
-   consumer of every topic that wants few of its types, e.g. webhooks with no subscriptions, then
-   costs next to nothing per record); a record without the header is parsed as before.
+2. A message type the consumer has no handler for is skipped: topics carry many types.
 3. Otherwise the inbox records, the handlers' state changes and their outgoing messages commit in
    one database transaction for the whole batch, the handlers run in the records' order: one inbox
    statement and one outbox statement per batch instead of a transaction per record, which was most
@@ -97,9 +94,6 @@ class MessageContext:
 
 Handler = Callable[[MessageContext, Any], Awaitable[None]]
 
-TypeFilter = Callable[[str], bool]
-"""Asked with a record's `type` header before it is parsed: False skips the record."""
-
 RejectionHandler = Callable[[MessageContext, Envelope, ContractViolationError], Awaitable[None]]
 """Called for a message of a handled type whose payload fails validation, inside a transaction: it may
 emit messages (e.g. a rejection for the sender). `error.errors` names the bad fields; the raw payload
@@ -182,13 +176,6 @@ class DeadLetterPublisher:
         )
 
 
-def _type_header(record: SourceRecord) -> str | None:
-    for name, value in record.headers:
-        if name == "type":
-            return value.decode(errors="replace")
-    return None
-
-
 def _is_uuid(value: str) -> bool:
     try:
         UUID(value)
@@ -230,10 +217,8 @@ class MessageProcessor:
         max_attempts: int = 5,
         retry_backoff_s: float = 0.2,
         rejection_handler: RejectionHandler | None = None,
-        wants: TypeFilter | None = None,
     ) -> None:
         self.consumer = consumer
-        self._wants = wants
         self._producer_name = producer_name
         self._db = db
         self._registry = registry
@@ -271,10 +256,6 @@ class MessageProcessor:
 
     async def _classify(self, record: SourceRecord) -> "_Done | _Work":
         """Parses a record; dead-letters poison (answering it first if a rejection handler is set)."""
-        if self._wants is not None:
-            header = _type_header(record)
-            if header is not None and not self._wants(header):
-                return _Done(Outcome.SKIPPED, header if self._registry.knows(header) else "unknown")
         try:
             envelope = self._registry.parse_envelope(record.value)
         except ContractViolationError as exc:

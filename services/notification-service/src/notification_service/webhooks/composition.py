@@ -48,7 +48,7 @@ def wire_webhooks(
     )
     wanted = WantedTypes(host.db, repository)
     handlers = WebhookHandlers(repository, clock=clock, wake=sender.wake)
-    host.add_consumer(ConsumerSpec(WEBHOOKS_GROUP, EVENTS_TOPICS, handlers.handler_map(), wants=wanted))
+    host.add_consumer(ConsumerSpec(WEBHOOKS_GROUP, EVENTS_TOPICS, handlers.handler_map(wanted)))
     refresher = PeriodicTask(
         "webhook-subscriptions", wanted.refresh, interval_s=settings.webhook_subscription_refresh_s
     )

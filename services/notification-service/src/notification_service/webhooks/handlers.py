@@ -3,10 +3,12 @@
 commit. So an event is queued for every subscriber exactly once (inbox, and the (subscription, event)
 unique key), and nothing is sent for a transaction that rolled back.
 
-Most records concern no subscriber: `wants` (the consumer's `type`-header filter, asked before a record
-is parsed) answers from `WantedTypes`, the event types some subscription asks for, read from the database
-at start, after every change through this replica's API and every WEBHOOK_SUBSCRIPTION_REFRESH_S (the
-changes other replicas made). With no subscriptions a record costs a header lookup.
+Most records concern no subscriber. `SubscribedHandlers` is a handler map whose `get` answers only for
+the types some subscription asks for (`WantedTypes`: read from the database at start, after every change
+through this replica's API and every WEBHOOK_SUBSCRIPTION_REFRESH_S for the changes other replicas made),
+so the runtime skips every other record by its `type` header before parsing it, as it does any type a
+consumer does not handle. With no subscriptions a record costs a header lookup. `message_types` stays
+every subscribable type (what the contract's routes and the manifests' ACLs say the group may read).
 
 A subscription gets the events that occurred after it was made (the consumer group may read older
 records, e.g. when it starts for the first time at the topics' beginning).
@@ -24,7 +26,7 @@ from oms_events.messages import MESSAGE_TYPES, ContractMessage
 from oms_events.routes import WEBHOOK_EVENT_TYPES
 from oms_runtime.db import Database
 from oms_runtime.logging import get_logger
-from oms_runtime.messaging import HandlerMap, MessageContext
+from oms_runtime.messaging import Handler, HandlerMap, MessageContext
 
 log = get_logger(__name__)
 
@@ -52,14 +54,25 @@ class WantedTypes:
             self._types = await self._repository.wanted_types(session)
 
 
+class SubscribedHandlers(HandlerMap):
+    """Every subscribable type registered; only the subscribed ones handled."""
+
+    def __init__(self, wanted: WantedTypes) -> None:
+        super().__init__()
+        self._wanted = wanted
+
+    def get(self, message_type: str) -> Handler | None:
+        return super().get(message_type) if self._wanted(message_type) else None
+
+
 class WebhookHandlers:
     def __init__(self, repository: WebhookRepository, *, clock: Clock, wake: Callable[[], None]) -> None:
         self._repository = repository
         self._clock = clock
         self._wake = wake
 
-    def handler_map(self) -> HandlerMap:
-        handlers = HandlerMap()
+    def handler_map(self, wanted: WantedTypes) -> HandlerMap:
+        handlers = SubscribedHandlers(wanted)
         for cls in MESSAGE_TYPES:
             if cls.message_type in WEBHOOK_EVENT_TYPES:
                 handlers.register(cls, self.queue)
