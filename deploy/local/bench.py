@@ -308,6 +308,11 @@ def report(
     print(
         f"placed {len(accepted):,} in {placement.seconds:.1f} s ({rate(len(accepted), placement.seconds):.1f} "
         f"orders/s accepted); refused: {refused}"
+        + (
+            f"; {placement.unknown_outcomes} x 503 (outcome not known in time) asked again"
+            if placement.unknown_outcomes
+            else ""
+        )
         + (f"; {placement.late_starts} sent late (>100 ms after their slot)" if args.rate is not None else "")
     )
     if not outcomes:

@@ -48,6 +48,9 @@ class Placement:
 
     accepted: list[str] = field(default_factory=list)
     refused: Counter[str] = field(default_factory=Counter)
+    unknown_outcomes: int = 0
+    """503s answered to a POST /orders (the service could not tell in time whether the order was placed):
+    each was asked again, as a real upstream system would, until it answered placed or refused."""
     http_ms: list[float] = field(default_factory=list)
     began: float = 0.0
     ended: float = 0.0
@@ -73,20 +76,30 @@ class Placer:
     async def close(self) -> None:
         await asyncio.gather(*(c.aclose() for c in self._clients))
 
-    async def _place(self, result: Placement, attempts: int = 3) -> None:
+    async def _place(self, result: Placement, attempts: int = 3, unknown_attempts: int = 20) -> None:
         i = next(self._numbers)
         body = order_body(i, self._run_id)
         began = time.monotonic()
-        for attempt in range(1, attempts + 1):
+        unknown = 0
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 response = await next(self._next).post("/orders", json=body)
-                break
             except httpx.TransportError as exc:
                 # A kept-alive connection the server closed as it was reused. Sending again is safe: the
                 # same channel and external reference are the same order (200 instead of 201).
-                if attempt == attempts:
+                if attempt >= attempts:
                     result.refused[type(exc).__name__] += 1
                     return
+                continue
+            if response.status_code != 503 or unknown >= unknown_attempts:
+                break
+            # 503: not known yet whether it was placed (the placement deadline passed). A client that
+            # gave up here could not tell placed from lost; asking again gets the order once.
+            unknown += 1
+            result.unknown_outcomes += 1
+            await asyncio.sleep(min(float(response.headers.get("Retry-After", "1")), 2.0))
         result.http_ms.append((time.monotonic() - began) * 1000)
         if response.status_code in (200, 201):
             result.accepted.append(response.json()["order_id"])

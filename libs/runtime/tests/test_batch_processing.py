@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import text
 
-from oms_events import default_registry
+from oms_events import default_registry, topics
 from oms_events.messages import ReleaseStock
 from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
@@ -144,3 +144,50 @@ async def test_poison_in_a_batch_goes_to_the_dead_letters_and_the_others_commit_
     ]
     assert [r.offset for r, _ in dead_letters.sent] == [7]
     assert await writers(db, "outbox") == 1
+
+
+def with_type_header(record: SourceRecord, message_type: str, topic: str = "oms.test") -> SourceRecord:
+    return SourceRecord(
+        topic=topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=(("type", message_type.encode()),),
+    )
+
+
+async def test_a_record_whose_type_header_names_an_unhandled_type_is_skipped_without_reading_it(
+    db: Database,
+) -> None:
+    processor, releases, dead_letters = make_processor(db)
+    unreadable = SourceRecord(topic="oms.test", partition=0, offset=0, key=b"k", value=b"not json at all")
+    handled = records(uuid4(), ["ok"])[0]
+
+    outcomes = await processor.process_batch(
+        [
+            with_type_header(unreadable, "OrderPlaced"),  # known, not handled here: never parsed
+            with_type_header(handled, "ReleaseStock"),  # handled: parsed and processed
+            with_type_header(handled, "NoSuchType"),  # unknown to the contract: parsed, as without a header
+        ]
+    )
+
+    assert outcomes == [Outcome.SKIPPED, Outcome.PROCESSED, Outcome.DUPLICATE]
+    assert releases.calls == ["ok"]
+    assert dead_letters.sent == []
+
+
+async def test_on_an_upstream_topic_the_type_header_is_not_trusted(db: Database) -> None:
+    # Upstream systems write the intake topic: a header saying "a type you ignore" must not make a
+    # consumer drop what the value really is.
+    processor, releases, dead_letters = make_processor(db)
+    disguised = with_type_header(records(uuid4(), ["real"])[0], "OrderPlaced", topic=topics.ORDERS_INTAKE)
+    poison = with_type_header(
+        SourceRecord(topic=topics.ORDERS_INTAKE, partition=0, offset=1, key=b"k", value=b"{"),
+        "OrderPlaced",
+        topic=topics.ORDERS_INTAKE,
+    )
+
+    assert await processor.process_batch([disguised, poison]) == [Outcome.PROCESSED, Outcome.DEAD_LETTERED]
+    assert releases.calls == ["real"]
+    assert len(dead_letters.sent) == 1

@@ -33,6 +33,11 @@ FULFILMENT_COMMANDS: Final = "oms.fulfilment.commands"
 
 ORDERS_INTAKE: Final = "oms.orders.intake"
 
+UPSTREAM_TOPICS: Final = frozenset({ORDERS_INTAKE})
+"""Topics that systems outside the OMS write to: what their records' headers say is not trusted (a
+consumer parses the value to know its type); every other topic is written by one OMS service only (its
+Kafka ACLs)."""
+
 SERVICES: Final = (
     "order-service",
     "inventory-service",

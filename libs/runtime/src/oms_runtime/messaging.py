@@ -6,7 +6,10 @@ For every batch of records a consumer polls:
    and the original bytes; the consumer moves on. A consumer may also answer a payload that fails
    validation (its envelope is readable, so there is someone to answer): its `RejectionHandler`
    emits messages in one transaction with an inbox record, before the dead-lettering.
-2. A message type the consumer has no handler for is skipped: topics carry many types.
+2. A message type the consumer has no handler for is skipped: topics carry many types. On the OMS's
+   own topics the record's `type` header says so before any parsing (most records a consumer sees are
+   of types it does not handle); on a topic upstream systems write to (`UPSTREAM_TOPICS`) the header is
+   not trusted, and the value is parsed.
 3. Otherwise the inbox records, the handlers' state changes and their outgoing messages commit in
    one database transaction for the whole batch, the handlers run in the records' order: one inbox
    statement and one outbox statement per batch instead of a transaction per record, which was most
@@ -34,6 +37,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_events import ContractMessage, ContractViolationError, Envelope, MessageRegistry
+from oms_events.topics import UPSTREAM_TOPICS
 from oms_runtime import metrics, tracing
 from oms_runtime.db import Database
 from oms_runtime.eventstore import EventStore
@@ -240,7 +244,7 @@ class MessageProcessor:
         back as a whole and its records are processed again one by one, each in a transaction of its
         own with retries, so a failing message is dead-lettered alone and the others take effect.
         """
-        classified = [await self._classify(record) for record in records]
+        classified = [self._skippable(record) or await self._classify(record) for record in records]
         work = [w for w in classified if isinstance(w, _Work)]
         if work:
             await self._handle_batch(work)
@@ -253,6 +257,18 @@ class MessageProcessor:
             ).inc()
             outcomes.append(outcome)
         return outcomes
+
+    def _skippable(self, record: SourceRecord) -> "_Done | None":
+        """A record of a known type this consumer does not handle, told by its `type` header alone."""
+        if record.topic in UPSTREAM_TOPICS:
+            return None
+        for name, value in record.headers:
+            if name == "type":
+                message_type = value.decode(errors="replace")
+                if self._handlers.get(message_type) is None and self._registry.knows(message_type):
+                    return _Done(Outcome.SKIPPED, message_type)
+                return None
+        return None
 
     async def _classify(self, record: SourceRecord) -> "_Done | _Work":
         """Parses a record; dead-letters poison (answering it first if a rejection handler is set)."""

@@ -29,19 +29,19 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select
 
 from oms_runtime import metrics
 from oms_runtime.db import Database
+from oms_runtime.driver import fetch_in_transaction
 from oms_runtime.logging import get_logger
 from oms_runtime.outbox import OutboxRow, outbox_table
 from oms_runtime.periodic import PeriodicTask
 
 log = get_logger(__name__)
 
-_MARK_PUBLISHED = (
-    update(outbox_table).where(outbox_table.c.id.in_(bindparam("ids", expanding=True))).values(published_at=func.now())
-)
+# Straight to asyncpg, one text whatever the count (an expanding IN would be a new statement per count).
+_MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
 
 
 class OutboxRelay:
@@ -188,7 +188,7 @@ class OutboxRelay:
             return
         try:
             async with self._db.transaction() as session:
-                await session.execute(_MARK_PUBLISHED, {"ids": ids})
+                await fetch_in_transaction(session, _MARK_PUBLISHED, ids)
         except Exception as exc:
             log.warning("outbox rows not marked published yet", rows=len(ids), error=f"{type(exc).__name__}: {exc}")
             self._unmarked = ids + self._unmarked
@@ -263,7 +263,7 @@ class OutboxRelay:
             if not rows:
                 return 0
             await self._publish(rows)
-            await session.execute(_MARK_PUBLISHED, {"ids": [r.id for r in rows]})
+            await fetch_in_transaction(session, _MARK_PUBLISHED, [r.id for r in rows])
         return len(rows)
 
     async def oldest_unpublished_age_s(self) -> float:
