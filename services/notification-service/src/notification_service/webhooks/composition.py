@@ -36,6 +36,7 @@ def wire_webhooks(
         allow_private=settings.webhook_allow_private_targets,
         resolver=resolver,
     )
+    wanted = WantedTypes(host.db, repository)
     sender = WebhookSender(
         host.db,
         repository,
@@ -45,10 +46,20 @@ def wire_webhooks(
         lease_s=settings.webhook_lease_s,
         concurrency=settings.webhook_concurrency,
         poll_interval_s=settings.webhook_poll_interval_s,
+        any_subscriptions=wanted.any,
     )
-    wanted = WantedTypes(host.db, repository)
     handlers = WebhookHandlers(repository, clock=clock, wake=sender.wake)
-    host.add_consumer(ConsumerSpec(WEBHOOKS_GROUP, EVENTS_TOPICS, handlers.handler_map(wanted)))
+    host.add_consumer(
+        ConsumerSpec(
+            WEBHOOKS_GROUP,
+            EVENTS_TOPICS,
+            handlers.handler_map(wanted),
+            # Up to WEBHOOK_FETCH_MAX_WAIT_MS late, in batches of many records: one poll and one offset
+            # commit per batch instead of per record or two (most of its cost with no subscriptions).
+            fetch_min_bytes=settings.webhook_fetch_min_bytes,
+            fetch_max_wait_ms=settings.webhook_fetch_max_wait_ms,
+        )
+    )
     refresher = PeriodicTask(
         "webhook-subscriptions", wanted.refresh, interval_s=settings.webhook_subscription_refresh_s
     )

@@ -46,6 +46,9 @@ class WantedTypes:
     def __call__(self, message_type: str) -> bool:
         return message_type in self._types
 
+    def any(self) -> bool:
+        return bool(self._types)
+
     def replace(self, types: frozenset[str]) -> None:
         self._types = types
 

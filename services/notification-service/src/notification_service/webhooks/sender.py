@@ -62,8 +62,10 @@ class WebhookSender:
         lease_s: float,
         concurrency: int,
         poll_interval_s: float,
+        any_subscriptions: Callable[[], bool] = lambda: True,
     ) -> None:
         self._db = db
+        self._any_subscriptions = any_subscriptions
         self._repository = repository
         self._client = client
         self._policy = policy
@@ -97,7 +99,8 @@ class WebhookSender:
 
     async def round(self) -> int:
         """One round; how many deliveries it attempted (a full round is followed by the next at once)."""
-        if self._stopping:
+        if self._stopping or not self._any_subscriptions():
+            # No subscription, no delivery (a subscription's deliveries go with it): no query while idle.
             return 0
         now = self._clock()
         async with self._db.transaction() as session:

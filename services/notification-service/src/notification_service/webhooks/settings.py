@@ -26,6 +26,12 @@ class WebhookSettings(BaseModel):
     webhook_disable_after_s: float = Field(
         default=21600.0, gt=0, description="An endpoint failing with no success for this long is disabled"
     )
+    webhook_fetch_min_bytes: int = Field(
+        default=65536, ge=1, description="The webhook consumer waits for this much data (or the max wait) per fetch"
+    )
+    webhook_fetch_max_wait_ms: int = Field(
+        default=500, ge=0, le=5000, description="How long a webhook consumer's fetch waits for more records"
+    )
     webhook_subscription_refresh_s: float = Field(
         default=5.0, gt=0, description="How often a replica rereads which event types are subscribed"
     )
