@@ -45,7 +45,8 @@ OTLP_PORT = 4318
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 
 EXTERNAL_PROVIDERS: dict[str, tuple[int, ...]] = {
-    "notification-service": (25, 465, 587, 443),  # the SMTP relay, the SMS provider's HTTPS API
+    # The SMTP relay, the SMS provider's HTTPS API, webhook endpoints (https).
+    "notification-service": (25, 465, 587, 443),
     "payment-service": (443,),  # the payment gateway's HTTPS API
     "fulfilment-service": (443,),  # carriers' APIs
 }

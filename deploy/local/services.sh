@@ -20,7 +20,9 @@ SMS_PORT="${SMS_PORT:-1026}"
 SMS_PROVIDER_URL="${SMS_PROVIDER_URL:-http://127.0.0.1:$SMS_PORT}"
 # Local-only: the smssink reports each SMS delivered to notification-service with this token.
 SMS_WEBHOOK_TOKEN="${SMS_WEBHOOK_TOKEN:-local-sms-webhook-token-0123456789}"
-export SMTP_PORT SMS_PROVIDER_URL SMS_WEBHOOK_TOKEN LOG_FORMAT="${LOG_FORMAT:-json}"
+# Local-only: webhook subscriptions may point at 127.0.0.1 and plain http (refused by default).
+WEBHOOK_ALLOW_PRIVATE_TARGETS="${WEBHOOK_ALLOW_PRIVATE_TARGETS:-true}"
+export SMTP_PORT SMS_PROVIDER_URL SMS_WEBHOOK_TOKEN WEBHOOK_ALLOW_PRIVATE_TARGETS LOG_FORMAT="${LOG_FORMAT:-json}"
 # Local-only credentials (never use these anywhere else): an ops key for the demo, bench and you,
 # one key per sales channel, and a warehouse and a carrier key for fulfilment-service's API.
 OMS_API_KEY="${OMS_API_KEY:-local-ops-key-0123456789}"

@@ -29,6 +29,7 @@ from harness import (
 from inventory_service.entrypoints.consumers import AVAILABILITY_GROUP
 from inventory_service.entrypoints.sales_consumer import DEMAND_GROUP
 from notification_service.testing import LocalSmsProvider
+from oms_events.routes import WEBHOOKS_GROUP
 from oms_events.topics import ALL_TOPICS
 from oms_runtime.kafka import ensure_topics
 from order_service.entrypoints.consumers import INTAKE_GROUP
@@ -95,7 +96,7 @@ async def _skip_earlier_messages(infra: Infra) -> None:
     finally:
         await admin.close()
     partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
-    for group in (*SERVICES, INTAKE_GROUP, DEMAND_GROUP, AVAILABILITY_GROUP):
+    for group in (*SERVICES, INTAKE_GROUP, DEMAND_GROUP, AVAILABILITY_GROUP, WEBHOOKS_GROUP):
         consumer = AIOKafkaConsumer(**infra.kafka.client_args(), group_id=group, enable_auto_commit=False)
         await consumer.start()
         try:

@@ -156,6 +156,15 @@ def service_env(
         "TRACKING_TOKEN_SECRET": "integration-tracking-secret-0123456789",
         "WAREHOUSE_MODES": json.dumps(dict.fromkeys((*MANUAL_WAREHOUSES, REPORT_WAREHOUSE), "manual")),
         "OTEL_TRACES_EXPORTER": "none",
+        # Webhooks to receivers in the test process (on 127.0.0.1), retried and disabled within seconds
+        # (test_webhooks.py); a lease of seconds, so a killed sender's attempts are made again soon.
+        "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+        "WEBHOOK_RETRY_BASE_S": "0.2",
+        "WEBHOOK_RETRY_MAX_S": "1",
+        "WEBHOOK_DISABLE_AFTER_S": "4",
+        "WEBHOOK_LEASE_S": "5",
+        "WEBHOOK_POLL_INTERVAL_S": "0.2",
+        "WEBHOOK_SUBSCRIPTION_REFRESH_S": "1",
     }
     if otlp_endpoint is not None:
         # Spans go to a receiver in the test process, exported within a fraction of a second.

@@ -101,4 +101,4 @@ def test_the_servers_and_who_sends_and_receives_each_message() -> None:
         if op["action"] == "receive" and {"$ref": placed} in op["messages"]
     }
     assert readers == {g.group_id for g in CONSUMERS if "OrderPlaced" in g.message_types}
-    assert readers == {"inventory-service-demand", "notification-service"}
+    assert readers == {"inventory-service-demand", "notification-service", "notification-service-webhooks"}

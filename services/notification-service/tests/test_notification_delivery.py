@@ -48,6 +48,7 @@ from oms_events.messages import (
     ShipmentDeliveryFailed,
     ShipmentOutForDelivery,
 )
+from oms_events.routes import WEBHOOKS_GROUP
 from oms_runtime.db import Database
 from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.logging import configure_logging, get_logger
@@ -634,7 +635,8 @@ async def test_build_wires_the_consumer_the_dispatcher_and_the_api(monkeypatch: 
     assert "s3cret" not in repr(settings)
     host = build(settings)
     try:
-        assert list(host.processors) == [SERVICE]
+        # Email and SMS, and the webhook deliveries in a group of their own.
+        assert list(host.processors) == [SERVICE, WEBHOOKS_GROUP]
         assert host.db.schema == "notification_service"
     finally:
         await host.db.dispose()

@@ -34,6 +34,24 @@ class ConsumerGroup:
     message_types: frozenset[str]
 
 
+EVENTS_TOPICS: Final = (
+    topics.ORDERS_EVENTS,
+    topics.INVENTORY_EVENTS,
+    topics.PAYMENTS_EVENTS,
+    topics.FULFILMENT_EVENTS,
+    topics.NOTIFICATIONS_EVENTS,
+)
+"""Every domain's events topic: what other teams may subscribe to (commands and intake are internal)."""
+
+WEBHOOK_EVENT_TYPES: Final = frozenset(
+    cls.message_type for cls in MESSAGE_TYPES if cls.message_kind == "event" and cls.topic in EVENTS_TOPICS
+)
+"""What a webhook subscription may ask for: every event on an events topic."""
+
+WEBHOOKS_GROUP: Final = "notification-service-webhooks"
+"""notification-service's webhook deliveries: a group of its own, so their progress is independent of email and SMS."""
+
+
 def _group(service: str, group_id: str, topic_names: tuple[str, ...], *types: str) -> ConsumerGroup:
     return ConsumerGroup(service, group_id, topic_names, frozenset(types))
 
@@ -111,6 +129,7 @@ CONSUMERS: Final[tuple[ConsumerGroup, ...]] = (
         "ShipmentDelivered",
         "ShipmentDeliveryFailed",
     ),
+    _group("notification-service", WEBHOOKS_GROUP, EVENTS_TOPICS, *sorted(WEBHOOK_EVENT_TYPES)),
 )
 """Every consumer group the services run (checked against their composition roots)."""
 

@@ -66,12 +66,17 @@ class ConsumerSpec:
 
     `rejection_handler` (optional) answers a message of a handled type whose payload fails validation,
     e.g. with a rejection event for its sender; the message is dead-lettered all the same.
+    `fetch_min_bytes` and `fetch_max_wait_ms` (optional) override the service's settings for this group: a
+    group that may lag a little (one that reads every topic for few of its records) fetches bigger batches,
+    so it polls and commits far less often per record.
     """
 
     group_id: str
     topics: Sequence[str]
     handlers: HandlerMap
     rejection_handler: RejectionHandler | None = None
+    fetch_min_bytes: int | None = None
+    fetch_max_wait_ms: int | None = None
 
 
 def run_service(main: Coroutine[Any, Any, None], event_loop: str = "uvloop") -> None:
@@ -180,8 +185,8 @@ class ServiceHost:
             batch=True,
             max_records=self.settings.consumer_batch_size,
             batch_timeout_ms=100,
-            fetch_min_bytes=self.settings.kafka_fetch_min_bytes,
-            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            fetch_min_bytes=spec.fetch_min_bytes or self.settings.kafka_fetch_min_bytes,
+            fetch_max_wait_ms=spec.fetch_max_wait_ms or self.settings.kafka_fetch_max_wait_ms,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             decoder=_raw_body,

@@ -11,6 +11,8 @@ from notification_service.dispatcher import Dispatcher
 from notification_service.entrypoints.consumers import consumers
 from notification_service.entrypoints.http import create_app
 from notification_service.handlers import NotificationHandlers, utc_now
+from notification_service.webhooks import composition as webhooks
+from notification_service.webhooks.settings import WebhookSettings
 from oms_runtime.host import ServiceHost, run_service
 from oms_runtime.http_api import ApiKeyAuthenticator
 from oms_runtime.logging import configure_logging
@@ -19,7 +21,7 @@ from oms_runtime.settings import ServiceSettings
 SERVICE = "notification-service"
 
 
-class NotificationSettings(ServiceSettings):
+class NotificationSettings(ServiceSettings, WebhookSettings):
     """Defaults match `deploy/local/mailsink.py` and `deploy/local/smssink.py`."""
 
     http_host: str = "127.0.0.1"
@@ -85,7 +87,7 @@ class NotificationSettings(ServiceSettings):
 
 
 def build(settings: NotificationSettings) -> ServiceHost:
-    host = ServiceHost(SERVICE, settings, metadata=[metadata])
+    host = ServiceHost(SERVICE, settings, metadata=[metadata, webhooks.metadata])
     repository = NotificationRepository()
     sms = HttpSmsSender(settings.sms_config())
     email = SmtpEmailSender(settings.smtp_config())
@@ -120,6 +122,7 @@ def build(settings: NotificationSettings) -> ServiceHost:
         webhook_token=settings.sms_webhook_token.get_secret_value() if settings.sms_webhook_token else None,
         max_body_bytes=settings.http_max_body_bytes,
     )
+    webhooks.wire_webhooks(host, app, auth, settings, utc_now)
     host.serve_http(app, settings.http_host, settings.http_port, ops_auth=auth)
     host.on_start(dispatcher.start)
     # Stop hooks run last first: the dispatcher stops before the connections it sends on are closed.
