@@ -36,11 +36,15 @@ class Readiness:
         self._checks = list(checks)
         self._timeout_s = timeout_s
         self.shutting_down = False
+        self.starting: str | None = None
+        """The start-up step the service is on (waiting for its dependency), None once it started."""
 
     async def problems(self) -> dict[str, str]:
         if self.shutting_down:
             # Kubernetes stops routing to a pod that is unready: say so as soon as SIGTERM arrives.
             return {"service": "shutting down"}
+        if self.starting is not None:
+            return {"service": f"starting: {self.starting}"}
 
         async def run(check: DependencyCheck) -> tuple[str, str | None]:
             try:
@@ -53,6 +57,13 @@ class Readiness:
 
         results = await asyncio.gather(*(run(c) for c in self._checks))
         return {name: problem for name, problem in results if problem is not None}
+
+
+STARTING = JSONResponse(
+    {"error": "unavailable", "message": "the service is starting (waiting for its database or broker)"},
+    status_code=503,
+    headers={"Retry-After": "1"},
+)
 
 
 def ops_app(
@@ -98,6 +109,10 @@ def ops_app(
         # By path, not with a Mount: a Mount's pattern (`.*`) does not match a path holding a newline
         # (`%0A`), which then got a plain-text 404 from outside the service's app and its error body.
         if scope["type"] == "http" and scope["path"] not in PROBE_PATHS:
+            if readiness.starting is not None:
+                # Its tables, producer and consumers are not there yet: what the API would do fails.
+                await STARTING(scope, receive, send)
+                return
             await service_app(scope, receive, send)
         else:
             await probes(scope, receive, send)
