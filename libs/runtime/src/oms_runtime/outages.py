@@ -1,0 +1,69 @@
+"""Which failures are a dependency being away (the broker restarting, PostgreSQL recovering, Redis gone),
+as opposed to a bug: the first is expected and handled (a retry, a 503, a round run again), so it is
+logged as a WARNING with its reason and no traceback; the second is an ERROR with its traceback, the line an
+operator must find.
+
+A failure counts as an outage when it, or an exception it was raised from, is a connection or timeout
+error of the socket, asyncpg, SQLAlchemy, Redis or aiokafka, a PostgreSQL error of class 08 (connection),
+53 (insufficient resources) or 57 (operator intervention: "the database system is starting up", a
+shutdown), or an aiokafka error the client itself calls retriable.
+"""
+
+import asyncpg
+import redis.exceptions
+from aiokafka import errors as kafka_errors
+from sqlalchemy import exc as sa_exc
+
+_OUTAGE_TYPES: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable, TimeoutError
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,  # no free pooled connection within DB_POOL_TIMEOUT_S
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    kafka_errors.KafkaConnectionError,
+    kafka_errors.KafkaTimeoutError,
+    kafka_errors.NodeNotReadyError,
+    kafka_errors.RequestTimedOutError,
+)
+_OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or any(current is s for s in seen) or len(seen) > 20:
+            continue
+        seen.append(current)
+        pending += [current.__cause__, current.__context__, getattr(current, "orig", None)]
+        if isinstance(current, BaseExceptionGroup):
+            pending += list(current.exceptions)
+    return seen
+
+
+def is_outage(exc: BaseException) -> bool:
+    for cause in _causes(exc):
+        if isinstance(cause, _OUTAGE_TYPES):
+            return True
+        if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
+            return True
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate[:2] in _OUTAGE_SQLSTATE_CLASSES:
+            return True
+        if isinstance(cause, kafka_errors.KafkaError) and getattr(cause, "retriable", False):
+            return True
+    return False
+
+
+def reason(exc: BaseException) -> str:
+    """`Type: message` of the failure and, when it was raised from another, of the first cause."""
+    text = f"{type(exc).__name__}: {exc}"
+    root = exc.__cause__ or exc.__context__
+    if root is not None and root is not exc:
+        text += f" (from {type(root).__name__}: {root})"
+    return text[:500]
