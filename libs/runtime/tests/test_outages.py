@@ -3,7 +3,7 @@
 
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from aiokafka.errors import KafkaConnectionError, NotLeaderForPartitionError
@@ -11,10 +11,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from oms_runtime.http_api import ServiceApi
-from oms_runtime.outages import is_outage, reason
+from oms_runtime.outages import is_outage, loop_exception_handler, reason
 
 
-class PostgresStartingUp(Exception):
+class PostgresStartingUpError(Exception):
     sqlstate = "57P03"
 
 
@@ -31,7 +31,7 @@ def raised_from(cause: BaseException, exc: BaseException) -> BaseException:
         ConnectionRefusedError(111, "Connect call failed"),
         TimeoutError(),
         OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly")),
-        DBAPIError("SELECT 1", {}, PostgresStartingUp("the database system is starting up")),
+        DBAPIError("SELECT 1", {}, PostgresStartingUpError("the database system is starting up")),
         asyncpg.CannotConnectNowError("the database system is starting up"),
         RedisConnectionError("Error 111 connecting"),
         KafkaConnectionError("No connection to node"),
@@ -94,3 +94,27 @@ async def test_a_503_for_an_outage_is_a_warning_and_for_a_bug_an_error_with_its_
     assert "exc_info" not in fields_1
     assert (level_2, message_2) == ("error", "request failed")
     assert isinstance(fields_2["exc_info"], RuntimeError)
+
+
+def test_an_abandoned_connection_attempt_is_a_warning_and_any_other_lost_exception_keeps_asyncios_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import oms_runtime.outages
+
+    recorder = Recorder()
+    monkeypatch.setattr(oms_runtime.outages, "log", recorder)
+    defaults: list[dict[str, Any]] = []
+
+    class Loop:
+        def default_exception_handler(self, context: dict[str, Any]) -> None:
+            defaults.append(context)
+
+    lost = ConnectionError("unexpected connection_lost() call")
+    bug = ValueError("a bug")
+    loop: Any = Loop()
+    loop_exception_handler(loop, {"message": "Future exception was never retrieved", "exception": lost})
+    loop_exception_handler(loop, {"message": "Future exception was never retrieved", "exception": bug})
+    assert [(level, fields["reason"]) for level, _, fields in recorder.lines] == [
+        ("warning", "ConnectionError: unexpected connection_lost() call")
+    ]
+    assert [c["exception"] for c in defaults] == [bug]

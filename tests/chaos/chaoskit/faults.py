@@ -182,7 +182,9 @@ class Injector:
         """`count` records the run already put on the services' topics, sent again unchanged."""
         topics = {t for group in routes.CONSUMERS for t in group.topics}
         consumer = AIOKafkaConsumer(bootstrap_servers=self._kafka, enable_auto_commit=False, client_id="oms-chaos")
-        producer = AIOKafkaProducer(bootstrap_servers=self._kafka, acks="all", client_id="oms-chaos")
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._kafka, acks="all", enable_idempotence=True, client_id="oms-chaos"
+        )
         try:
             await consumer.start()
             await producer.start()
@@ -208,7 +210,9 @@ class Injector:
             await consumer.stop()
 
     async def poison(self) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self._kafka, acks="all", client_id="oms-chaos")
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._kafka, acks="all", enable_idempotence=True, client_id="oms-chaos"
+        )
         try:
             await producer.start()
             topics = sorted({t for group in routes.CONSUMERS for t in group.topics})

@@ -44,6 +44,7 @@ from oms_runtime.kafka import LagProbe, ensure_topics, idempotent_producer
 from oms_runtime.logging import get_logger
 from oms_runtime.messaging import DeadLetterPublisher, HandlerMap, MessageProcessor, RejectionHandler, SourceRecord
 from oms_runtime.ops_http import DependencyCheck, Readiness, ops_app
+from oms_runtime.outages import loop_exception_handler
 from oms_runtime.relay import OutboxRelay
 from oms_runtime.retention import RetentionPruner
 from oms_runtime.settings import ServiceSettings
@@ -338,6 +339,7 @@ class ServiceHost:
         """
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(loop_exception_handler)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         # A start still waiting for its dependencies ends on SIGTERM too (and then stops what it started).

@@ -9,10 +9,17 @@ error of the socket, asyncpg, SQLAlchemy, Redis or aiokafka, a PostgreSQL error 
 shutdown), or an aiokafka error the client itself calls retriable.
 """
 
-import asyncpg
+import asyncio
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
 import redis.exceptions
 from aiokafka import errors as kafka_errors
 from sqlalchemy import exc as sa_exc
+
+from oms_runtime.logging import get_logger
+
+log = get_logger(__name__)
 
 _OUTAGE_TYPES: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable, TimeoutError
@@ -67,3 +74,16 @@ def reason(exc: BaseException) -> str:
     if root is not None and root is not exc:
         text += f" (from {type(root).__name__}: {root})"
     return text[:500]
+
+
+def loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The event loop's last word on an exception nobody retrieved. asyncpg's connection attempt leaves one
+    behind when its caller gives up on it (a deadline, a connect timeout) while the server is away: the
+    transport's `connection_lost` fails a future no one awaits any more ("Future exception was never
+    retrieved", ConnectionError). That is an outage already answered (a 503, a retry), so a WARNING with
+    its reason; any other exception left unretrieved is a bug, and keeps asyncio's ERROR and traceback."""
+    exc = context.get("exception")
+    if isinstance(exc, BaseException) and is_outage(exc):
+        log.warning("a failed connection attempt no one awaited any more", reason=reason(exc))
+        return
+    loop.default_exception_handler(context)
