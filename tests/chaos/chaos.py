@@ -253,7 +253,7 @@ async def run(opts: Options, state: Path) -> Outcome:
         await checks.check_orders(report, apis, accepted, unacknowledged, f"CHAOS-{run_id}", began_at, stock)
         checks.check_sinks(report, report.figures.pop("facts"), system.spool / "mail", system.spool / "sms")
         await checks.check_dead_letters(report, kafka, start_offsets, injector.log.poison)
-        await checks.check_outboxes(report, urls)
+        await checks.check_outboxes(report, urls, system.database_url, kafka, start_offsets)
         lagging = report("no consumer group lags")
         lagging.checked = 1
         if not settled:
