@@ -101,7 +101,11 @@ async def start_system(opts: Options, state: Path, kafka: str) -> BenchSystem:
     (run_state / "bench" / "mail").mkdir(parents=True)
     (run_state / "bench" / "sms").mkdir(parents=True)
     system = BenchSystem(run_state, kafka, database_url, redis_url, opts.http_port_base, 1, opts.partitions)
-    await system.start()
+    try:
+        await system.start()
+    except BaseException:  # interrupted or failed: no service is left behind
+        system.stop()
+        raise
     return system
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from benchkit.invariants import Apis, fetch_json
