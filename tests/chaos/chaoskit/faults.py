@@ -17,6 +17,7 @@ import random
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,11 +98,12 @@ class Injector:
         self._state = state
         self._rng = rng
         self.log = FaultLog()
-        self._restarting: set[str] = set()
+        self._restarting: Counter[str] = Counter()
+        self._locks: dict[str, asyncio.Lock] = {}
         self._start_offsets: dict[TopicPartition, int] = {}
 
     def expecting_exit(self, name: str) -> bool:
-        return name in self._restarting
+        return self._restarting[name] > 0
 
     def remember_offsets(self, offsets: dict[TopicPartition, int]) -> None:
         """Where the run's records begin: only those are re-published."""
@@ -148,13 +150,16 @@ class Injector:
 
     async def kill(self, service: str) -> None:
         process = self._system.process(f"{service}#1")
-        self._restarting.add(process.name)
+        pause = self._rng.uniform(0.5, 3.0)
+        self._restarting[process.name] += 1
         try:
-            self._system.kill(process)
-            await asyncio.sleep(self._rng.uniform(0.5, 3.0))
-            await self._system.relaunch(process)
+            # A second kill of a service still starting from the first waits until it is up again.
+            async with self._locks.setdefault(process.name, asyncio.Lock()):
+                self._system.kill(process)
+                await asyncio.sleep(pause)
+                await self._system.relaunch(process)
         finally:
-            self._restarting.discard(process.name)
+            self._restarting[process.name] -= 1
 
     def restart_broker(self) -> None:
         _infra("stop", "kafka")

@@ -113,7 +113,7 @@ class Placement:
 
 
 class Upstream:
-    def __init__(self, url: str, api_key: str, *, timeout_s: float = 5.0, patience_s: float = 180.0) -> None:
+    def __init__(self, url: str, api_key: str, *, timeout_s: float = 5.0, patience_s: float = 300.0) -> None:
         self._http = httpx.AsyncClient(
             base_url=url, timeout=timeout_s, headers={"X-API-Key": api_key}, limits=httpx.Limits(max_connections=200)
         )
@@ -184,15 +184,26 @@ class Upstream:
         found: dict[str, Any] = response.json()
         return found
 
-    async def run(self, orders: list[PlannedOrder], per_second: float) -> Placement:
-        """One order every 1/rate s on a fixed schedule, whatever the earlier ones are waiting for."""
+    async def run(self, orders: list[PlannedOrder], per_second: float, max_in_flight: int = 64) -> Placement:
+        """One order every 1/rate s on a fixed schedule, whatever the earlier ones are waiting for, with at
+        most `max_in_flight` orders being placed (retried) at once, as an upstream system's connection
+        pool or worker count bounds it: past that, the next order waits for a free slot."""
         result = Placement(began=time.monotonic())
         tasks = []
+        slots = asyncio.Semaphore(max_in_flight)
+
+        async def one(order: PlannedOrder) -> None:
+            try:
+                await self.place(order, result)
+            finally:
+                slots.release()
+
         for n, order in enumerate(orders):
             delay = result.began + n / per_second - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(self.place(order, result)))
+            await slots.acquire()
+            tasks.append(asyncio.create_task(one(order)))
         await asyncio.gather(*tasks)
         result.ended = time.monotonic()
         return result

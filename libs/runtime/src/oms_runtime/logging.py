@@ -102,6 +102,7 @@ _RETRIED_BY_THE_CLIENT = re.compile(
     r"Unable (?:to )?connect|Unable to (?:update|request) metadata|Connect call failed|NodeNotReady|"
     r"KafkaConnectionError|Connection (?:reset|refused|closed|lost)|RequestTimedOut|NotCoordinator|"
     r"CoordinatorNotAvailable|CoordinatorLoadInProgress|NotLeaderForPartition|LeaderNotAvailable|"
+    r"Heartbeat session expired|"
     r"\[Errno 111\]|\[Errno 104\]"
 )
 
