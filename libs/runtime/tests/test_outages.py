@@ -1,6 +1,7 @@
 """A dependency away is told apart from a bug: the first is a WARNING with its reason (the request got its
 503, the round or the start-up step is retried), the second an ERROR with its traceback."""
 
+import logging
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -11,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from oms_runtime.http_api import ServiceApi
-from oms_runtime.outages import is_outage, loop_exception_handler, reason
+from oms_runtime.outages import OutageRecords, is_outage, loop_exception_handler, reason
 
 
 class PostgresStartingUpError(Exception):
@@ -118,3 +119,23 @@ def test_an_abandoned_connection_attempt_is_a_warning_and_any_other_lost_excepti
         ("warning", "ConnectionError: unexpected connection_lost() call")
     ]
     assert [c["exception"] for c in defaults] == [bug]
+
+
+def test_a_library_record_of_an_outage_is_a_warning_without_traceback_and_any_other_error_stays() -> None:
+    def record(exc: BaseException) -> logging.LogRecord:
+        return logging.LogRecord(
+            "svc.faststream", logging.ERROR, __file__, 1, "%s", (str(exc),), (type(exc), exc, None)
+        )
+
+    outage = record(
+        raised_from(
+            asyncpg.CannotConnectNowError("the database system is starting up"), RuntimeError("database unavailable")
+        )
+    )
+    bug = record(ValueError("a bug"))
+    for r in (outage, bug):
+        assert OutageRecords().filter(r)
+    assert (outage.levelname, outage.exc_info) == ("WARNING", None)
+    assert "the database system is starting up" in outage.getMessage()
+    assert bug.levelname == "ERROR"
+    assert bug.exc_info is not None

@@ -182,8 +182,11 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
         root.setLevel(logging.WARNING)
     for handler in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
         root.removeHandler(handler)
+    from oms_runtime.outages import OutageRecords  # it logs through this module
+
     handler = _StderrHandler()
     handler.addFilter(_RetriedByTheClient())
+    handler.addFilter(OutageRecords())
     handler.setFormatter(_MaskingFormatter("%(levelname)s %(name)s %(message)s"))
     root.addHandler(handler)
 

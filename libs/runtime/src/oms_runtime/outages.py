@@ -10,6 +10,7 @@ shutdown), or an aiokafka error the client itself calls retriable.
 """
 
 import asyncio
+import logging
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -87,3 +88,18 @@ def loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, A
         log.warning("a failed connection attempt no one awaited any more", reason=reason(exc))
         return
     loop.default_exception_handler(context)
+
+
+class OutageRecords(logging.Filter):
+    """A standard-library record at ERROR whose exception is an outage (faststream logging the exception a
+    consumer's batch raised to be retried because the database is restarting, say) becomes a WARNING with
+    the reason instead of a traceback: the condition is expected and handled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.levelno >= logging.ERROR and exc is not None and is_outage(exc):
+            record.msg = f"{record.getMessage()} (a dependency is unavailable, retried: {reason(exc)})"
+            record.args = None
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
