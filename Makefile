@@ -14,7 +14,7 @@ UV = $(shell if $(PYTHON) -m uv --version >/dev/null 2>&1; then echo "$(PYTHON) 
 INFRA := deploy/local/infra.sh
 SERVICES := deploy/local/services.sh
 PACKAGES := -p oms_events -p oms_runtime -p order_service -p inventory_service -p payment_service -p fulfilment_service -p notification_service -p oms_cli -p oms_console
-TEST_DIRS := libs/events/tests libs/runtime/tests $(wildcard services/*/tests) tools/oms-cli/tests console/tests tests/deploy tests/integration
+TEST_DIRS := libs/events/tests libs/runtime/tests $(wildcard services/*/tests) tools/oms-cli/tests console/tests tests/deploy tests/integration tests/chaos
 # kustomize for the offline manifest checks: built once from its Go module into .local/bin (about 2 min on
 # a fresh machine, then cached; the checks themselves take ~10 s).
 KUSTOMIZE_VERSION := v5.7.1
@@ -26,7 +26,7 @@ CHROMIUM := /usr/bin/chromium
 ASYNCAPI_SPECS_VERSION := 6.11.1
 ASYNCAPI_SCHEMA := .local/asyncapi-specs/$(ASYNCAPI_SPECS_VERSION)/asyncapi-3.0.0.json
 
-.PHONY: help uv uv-sync install asyncapi-schema infra infra-down run demo down test lint types schemas openapi manifests kustomize chromium unit integration bench logs
+.PHONY: help uv uv-sync install asyncapi-schema infra infra-down run demo down test lint types schemas openapi manifests kustomize chromium unit integration bench chaos logs
 
 help:
 	@echo "make run     install, start Kafka/PostgreSQL/Redis, the five services and the ops console"
@@ -35,6 +35,9 @@ help:
 	@echo "make test    install, start the infrastructure, run lint, types, unit and integration tests"
 	@echo "make bench   start a fresh system, place N=2000 orders (or RATE=75 a second), print throughput, latency,"
 	@echo "             CPU and memory per process, messages per order, the raw Kafka client ceiling (docs/benchmarks.md)"
+	@echo "make chaos   start a fresh system and place N=1000 orders at RATE=5/s while every service is killed, the broker"
+	@echo "             and the database restart, records are re-published and poison injected; SEED=1; the invariants"
+	@echo "             as a table (docs/chaos.md)"
 	@echo "make down    stop what make run started"
 	@echo "make schemas / make openapi / make manifests   regenerate the JSON Schemas + AsyncAPI / every service's OpenAPI document / the Kubernetes base"
 
@@ -122,6 +125,8 @@ test: install infra lint types $(KUSTOMIZE) $(ASYNCAPI_SCHEMA) $(CHROMIUM)
 	$(UV) run --frozen python -m oms_events.schema --check
 	$(UV) run --frozen python deploy/k8s/manifests.py --check
 	$(UV) run --frozen pytest libs services tools console tests/deploy tests/integration -q -ra
+	@# The small chaos run restarts the broker and runs the services' own consumer groups: a session of its own.
+	$(UV) run --frozen pytest tests/chaos -q -ra
 
 # make bench [N=2000] [CLIENTS=32] [RATE=75 DURATION=60] [REPLICAS=1] [PARTITIONS=12] [BENCH_ARGS=...]
 # (docs/benchmarks.md). The bench starts its own services on a fresh database; make run's would share
@@ -137,3 +142,13 @@ bench: install infra
 	@bash $(SERVICES) stop >/dev/null 2>&1 || true
 	eval "$$(bash $(INFRA) env --export)"; $(UV) run --frozen python deploy/local/bench.py --orders $(N) --clients $(CLIENTS) \
 		$(if $(RATE),--rate $(RATE) --duration $(DURATION)) --replicas $(REPLICAS) --partitions $(PARTITIONS) $(BENCH_ARGS)
+
+# make chaos [N=1000] [RATE=5] [SEED=1] [CHAOS_ARGS=...] (docs/chaos.md). It restarts the broker and the
+# database of infra.sh and runs the services' consumer groups: make run's services are stopped first.
+CHAOS_ORDERS = $(if $(filter command line environment,$(origin N)),$(N),1000)
+SEED ?= 1
+CHAOS_ARGS ?=
+chaos: install infra
+	@bash $(SERVICES) stop >/dev/null 2>&1 || true
+	eval "$$(bash $(INFRA) env --export)"; PYTHONPATH=deploy/local:tests/chaos $(UV) run --frozen python tests/chaos/chaos.py \
+		--orders $(CHAOS_ORDERS) --rate $(or $(RATE),5) --seed $(SEED) $(CHAOS_ARGS)

@@ -69,6 +69,47 @@ started_count() {
   echo "${n:-0}"
 }
 
+# A service that is slow to start (its broker or database still recovering: it waits for them, and its
+# /health/ready says on what) is waited for, and told so every STATUS_EVERY_S; one that exited is started
+# again after a back-off that doubles from 1 s up to RESTART_BACKOFF_MAX_S. Nothing gives up unless
+# START_TIMEOUT_S (0: never) passes.
+START_TIMEOUT_S="${START_TIMEOUT_S:-0}"
+RESTART_BACKOFF_MAX_S="${RESTART_BACKOFF_MAX_S:-30}"
+STATUS_EVERY_S=15
+
+readiness_of() {
+  "$VENV/python" - "http://127.0.0.1:$(port_of "$1")/health/ready" <<'PY' 2>/dev/null || echo "no answer"
+import json, sys, urllib.error, urllib.request
+try:
+    body = json.load(urllib.request.urlopen(sys.argv[1], timeout=2))
+except urllib.error.HTTPError as exc:
+    body = json.load(exc)
+print("; ".join(f"{k}: {v}" for k, v in body.get("problems", {}).items()) or "ready")
+PY
+}
+
+wait_started() {  # service, 'service started' lines its log held before this start
+  local svc="$1" before="$2" began=$SECONDS backoff=1 restarts=0 next_status=$((SECONDS + STATUS_EVERY_S))
+  until (( $(started_count "$svc") > before )); do
+    if ! alive "$svc"; then
+      restarts=$((restarts + 1))
+      echo "  $svc exited (restart $restarts in ${backoff} s); last lines of its log:"; tail -n 5 "$LOGS/$svc.log"
+      sleep "$backoff"; backoff=$(( backoff * 2 > RESTART_BACKOFF_MAX_S ? RESTART_BACKOFF_MAX_S : backoff * 2 ))
+      before=$(started_count "$svc")
+      HTTP_PORT=$(port_of "$svc") launch "$svc" "$VENV/$svc"
+    fi
+    if (( START_TIMEOUT_S > 0 && SECONDS - began > START_TIMEOUT_S )); then
+      echo "  $svc not started after $START_TIMEOUT_S s"; tail -n 20 "$LOGS/$svc.log"; exit 1
+    fi
+    if (( SECONDS >= next_status )); then
+      echo "  $svc still starting after $((SECONDS - began)) s: $(readiness_of "$svc")"
+      next_status=$((SECONDS + STATUS_EVERY_S))
+    fi
+    sleep 0.5
+  done
+  echo "  $svc up (pid $(cat "$RUN/$svc.pid"))$( (( restarts > 0 )) && echo ", after $restarts restart(s)")"
+}
+
 start() {
   echo "starting the OMS services (logs in ${LOGS#"$ROOT"/})"
   # The venv's programs directly (not `uv run`), so the pid file holds the process that gets SIGTERM.
@@ -83,13 +124,7 @@ start() {
   done
   for svc in "${SERVICES[@]}"; do
     [[ ${before[$svc]} == -1 ]] && continue
-    local waited=0
-    until (( $(started_count "$svc") > ${before[$svc]} )); do
-      if ! alive "$svc"; then echo "  $svc exited; last lines of its log:"; tail -n 20 "$LOGS/$svc.log"; exit 1; fi
-      if (( waited > 120 )); then echo "  $svc not started after 60 s"; tail -n 20 "$LOGS/$svc.log"; exit 1; fi
-      sleep 0.5; waited=$((waited + 1))
-    done
-    echo "  $svc up (pid $(cat "$RUN/$svc.pid"))"
+    wait_started "$svc" "${before[$svc]}"
   done
   start_console
   for svc in "${SERVICES[@]}"; do

@@ -89,7 +89,7 @@ async def _each(order_ids: Sequence[str], check: Callable[[str], Awaitable[None]
     await asyncio.gather(*(one(o) for o in order_ids))
 
 
-async def _json(client: httpx.AsyncClient, path: str, attempts: int = 3) -> Any:
+async def fetch_json(client: httpx.AsyncClient, path: str, attempts: int = 3) -> Any:
     for attempt in range(1, attempts + 1):
         try:
             response = await client.get(path)
@@ -109,18 +109,18 @@ async def check(apis: Apis, order_ids: Sequence[str], before: Stock, emails_in_s
 
     async def one(order_id: str) -> None:
         nonlocal emails_sent
-        order = await _json(apis("order-service"), f"/orders/{order_id}")
+        order = await fetch_json(apis("order-service"), f"/orders/{order_id}")
         verdict.statuses[order["status"]] += 1
         if order["status"] != "shipped":
             verdict.fail(f"order {order_id} is {order['status']}, not shipped")
-        payment = await _json(apis("payment-service"), f"/payments/{order_id}")
+        payment = await fetch_json(apis("payment-service"), f"/payments/{order_id}")
         captures = [e for e in payment["history"] if e["type"] == "PaymentCaptured"]
         if len(captures) != 1 or payment["captured_minor"] != order["total_minor"]:
             verdict.fail(
                 f"order {order_id}: {len(captures)} captures, {payment['captured_minor']} captured "
                 f"of {order['total_minor']}"
             )
-        sent = (await _json(apis("notification-service"), f"/orders/{order_id}/notifications"))["notifications"]
+        sent = (await fetch_json(apis("notification-service"), f"/orders/{order_id}/notifications"))["notifications"]
         kinds = Counter(f"{n['kind']} ({n['channel']})" for n in sent)
         verdict.notifications.update(kinds)
         doubled = sorted(k for k, count in kinds.items() if count > 1)

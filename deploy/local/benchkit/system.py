@@ -1,6 +1,9 @@
 """The processes a benchmark run measures: the infrastructure found from infra.sh's pid files, and the
 services and sinks the bench starts itself (fresh database, known settings, K replicas of each service in
 the same consumer groups) or, with --use-running, those services.sh started.
+
+The chaos suite (tests/chaos) runs the same system and kills its processes: `kill` sends SIGKILL and
+`relaunch` starts the process again with the same command and settings, appending to the same log.
 """
 
 import asyncio
@@ -95,6 +98,10 @@ class Process:
     port: int | None = None
     started_before: int = 0
     """`service started` lines the log held before this start (logs are appended to across runs)."""
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    killed: int = 0
+    """Times it was killed on purpose (`BenchSystem.kill`): an exit that is not one of these is a crash."""
 
     @property
     def pid(self) -> int:
@@ -125,6 +132,13 @@ class BenchSystem:
     replicas: int
     partitions: int
     processes: list[Process] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Settings every service gets on top of the bench's own (the chaos suite shortens some timeouts)."""
+
+    @property
+    def spool(self) -> Path:
+        """Where the sinks write: `mail/*.eml` and `sms/*.json`."""
+        return self.state / "bench"
 
     @property
     def logs(self) -> Path:
@@ -143,19 +157,28 @@ class BenchSystem:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / f"{name.replace('#', '-')}.log"
         before = log.read_text(errors="replace").count(STARTED_LINE) if log.exists() else 0
-        with log.open("ab") as out:
-            out.write(f"===== {time.strftime('%Y-%m-%dT%H:%M:%S')} bench start =====\n".encode())
-            popen = subprocess.Popen(
-                argv,
-                env={**os.environ, **env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=REPO,
-            )
-        process = Process(name, group, popen, log, port, before)
+        process = Process(name, group, _popen(argv, env, log), log, port, before, list(argv), dict(env))
         self.processes.append(process)
         return process
+
+    def process(self, name: str) -> Process:
+        [found] = [p for p in self.processes if p.name == name]
+        return found
+
+    def kill(self, process: Process) -> None:
+        """SIGKILL: no shutdown, no final commit, as a crashed node or an OOM kill."""
+        process.killed += 1
+        process.popen.kill()
+        process.popen.wait(10)
+
+    async def relaunch(self, process: Process, wait: bool = True) -> None:
+        """The same command again (after `kill` or a crash); with `wait`, until it is started and ready."""
+        if process.popen.poll() is None:
+            raise RuntimeError(f"{process.name} is still running")
+        process.started_before = process.started_count()
+        process.popen = _popen(process.argv, process.env, process.log)
+        if wait and process.port is not None and process.group not in SINKS:
+            await self._wait_started(process)
 
     async def start(self) -> None:
         smtp_port, sms_port = free_port(), free_port()
@@ -198,6 +221,7 @@ class BenchSystem:
             "SMS_WEBHOOK_TOKEN": SMS_WEBHOOK_TOKEN,
             "SMS_STATUS_CALLBACK_URL": f"http://127.0.0.1:{notification_port}/webhooks/sms/status",
             "LOG_FORMAT": "json",
+            **self.extra_env,
         }
         # One replica of each service at a time: ten Python processes importing at once on two cores take
         # minutes, and each joining replica makes its groups rebalance anyway.
@@ -243,6 +267,19 @@ class BenchSystem:
                 p.popen.kill()
                 p.popen.wait(10)
         self.processes.clear()
+
+
+def _popen(argv: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        out.write(f"===== {time.strftime('%Y-%m-%dT%H:%M:%S')} bench start =====\n".encode())
+        return subprocess.Popen(
+            argv,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+        )
 
 
 async def recreate_database(database_url: str, name: str) -> str:

@@ -253,3 +253,18 @@ async def test_a_loop_drained_once_starts_again() -> None:
         await assert_rounds_stay(job, 3)  # the restart's first round, and it keeps waiting
     finally:
         await task.stop()
+
+
+async def test_a_round_failed_by_a_dependency_outage_is_a_warning_with_its_reason() -> None:
+    job = Job(ConnectionRefusedError(111, "Connect call failed"), ConnectionRefusedError(111, "Connect call failed"))
+    task = PeriodicTask("sweeper", job, interval_s=0.01)
+    with structlog.testing.capture_logs() as logs:
+        await task.start()
+        try:
+            await job.reach(3)
+        finally:
+            await task.stop()
+    assert [entry for entry in logs if entry["log_level"] == "error"] == []
+    warnings = [entry for entry in logs if entry["log_level"] == "warning"]
+    assert len(warnings) == 2
+    assert all("Connect call failed" in entry["reason"] and "exc_info" not in entry for entry in warnings)

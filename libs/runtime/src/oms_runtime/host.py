@@ -1,8 +1,15 @@
 """The service host: one place that starts and stops everything a service runs.
 
-Start order: database schema, topics, producer, outbox relay, consumers, HTTP. Stop order is the
+Start order: HTTP (probes only: readiness says what the start waits on, the API answers 503), then
+database schema, topics, producer, outbox relay, consumers, and then the API. Stop order is the
 reverse, so in-flight messages finish and their outbox rows are published before the producer
 closes.
+
+A dependency that is down or still recovering at start (the broker restarting, PostgreSQL in crash
+recovery) is waited for (`oms_runtime.startup`): each step is retried with a bounded backoff and a
+WARNING naming the step and the reason, while `/health/live` answers and `/health/ready` says
+"starting: <step>". A process that exits instead would be restarted into the same outage by its
+supervisor (a crash loop, and a supervisor that gives up).
 
 Every service serves HTTP: `/health/live`, `/health/ready` (broker, database and cache) and
 `/metrics` come from the host (`oms_runtime.ops_http`), in front of the service's own app if it
@@ -39,9 +46,11 @@ from oms_runtime.kafka import LagProbe, ensure_topics, idempotent_producer
 from oms_runtime.logging import get_logger
 from oms_runtime.messaging import DeadLetterPublisher, HandlerMap, MessageProcessor, RejectionHandler, SourceRecord
 from oms_runtime.ops_http import DependencyCheck, Readiness, ops_app
+from oms_runtime.outages import loop_exception_handler
 from oms_runtime.relay import OutboxRelay
 from oms_runtime.retention import RetentionPruner
 from oms_runtime.settings import ServiceSettings
+from oms_runtime.startup import until_reachable
 from oms_runtime.tracing import configure_tracing, shutdown_tracing
 
 log = get_logger(__name__)
@@ -272,17 +281,33 @@ class ServiceHost:
         self._stop_hooks.append(hook)
 
     async def start(self) -> None:
-        await self.db.create_schema(*self._metadata)
+        self.readiness.starting = "http"
+        await self._start_http()
+        await self._step("database schema", lambda: self.db.create_schema(*self._metadata))
         if self.settings.kafka_create_topics:
-            await ensure_topics(self.kafka, ALL_TOPICS)
-        await self.producer.start()
+            await self._step("topics", lambda: ensure_topics(self.kafka, ALL_TOPICS))
+        await self._step("producer", self.producer.start)
         await self.relay.start()
         await self.retention.start()
         for hook in self._start_hooks:
-            await hook()
-        await self.broker.start()
-        await self._start_http()
+            await self._step("start hook", hook)
+        await self._step("consumers", self._start_consumers)
+        self.readiness.starting = None
         log.info("service started", http=f"{self._http[0]}:{self._http[1]}")
+
+    async def _step(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
+        self.readiness.starting = name
+        await until_reachable(name, step, self.service)
+
+    async def _start_consumers(self) -> None:
+        try:
+            await self.broker.start()
+        except BaseException:
+            # Some subscribers may have started: stopped (and disconnected), so the next attempt starts
+            # each one once.
+            with contextlib.suppress(Exception):
+                await self.broker.stop()
+            raise
 
     async def _start_http(self) -> None:
         import uvicorn
@@ -335,11 +360,23 @@ class ServiceHost:
         """
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(loop_exception_handler)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await self.start()
+        # A start still waiting for its dependencies ends on SIGTERM too (and then stops what it started).
+        starting = asyncio.create_task(self.start(), name="start")
+        stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            if starting.exception() is not None:
+                stopping.cancel()
+                starting.result()
+        else:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
         try:
-            await stop.wait()
+            await stopping
         finally:
             started = time.monotonic()
             grace = self.settings.shutdown_grace_s

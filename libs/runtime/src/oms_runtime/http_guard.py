@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oms_runtime.http_errors import error_response
+from oms_runtime.outages import is_outage, reason
 
 log = structlog.get_logger(__name__)
 
@@ -139,7 +140,13 @@ class RequestGuard:
             await response(scope, receive, send)
             # After the answer: a logger that cannot write must not cost the client its 503.
             with contextlib.suppress(Exception):
-                log.error("request failed", path=scope.get("path"), exc_info=exc)
+                if is_outage(exc):
+                    # Expected while a dependency restarts: the client was told to retry.
+                    log.warning(
+                        "request answered 503: a dependency is unavailable", path=scope.get("path"), reason=reason(exc)
+                    )
+                else:
+                    log.error("request failed", path=scope.get("path"), exc_info=exc)
 
 
 # By id (routes are not hashable), with the route kept beside its checks so an id is never reused for another.

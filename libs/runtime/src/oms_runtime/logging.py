@@ -98,6 +98,30 @@ class _MaskingFormatter(logging.Formatter):
         return mask_text(super().format(record))
 
 
+_RETRIED_BY_THE_CLIENT = re.compile(
+    r"Unable (?:to )?connect|Unable to (?:update|request) metadata|Connect call failed|NodeNotReady|"
+    r"KafkaConnectionError|Connection (?:reset|refused|closed|lost)|RequestTimedOut|NotCoordinator|"
+    r"CoordinatorNotAvailable|CoordinatorLoadInProgress|NotLeaderForPartition|LeaderNotAvailable|"
+    r"Heartbeat session expired|"
+    r"\[Errno 111\]|\[Errno 104\]"
+)
+
+
+class _RetriedByTheClient(logging.Filter):
+    """aiokafka logs at ERROR what it then retries by itself (a broker away, a partition leader or group
+    coordinator moving while the broker restarts): the condition is expected and handled, so it is written
+    as a WARNING, its message (the reason) unchanged. Anything else aiokafka calls an error stays one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.levelno == logging.ERROR
+            and record.name.startswith("aiokafka")
+            and _RETRIED_BY_THE_CLIENT.search(record.getMessage())
+        ):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever sys.stderr is when a record comes (a test's capture, say), not the one at start."""
 
@@ -137,6 +161,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
+        _logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
         _hide_parameters,
@@ -157,9 +182,20 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
         root.setLevel(logging.WARNING)
     for handler in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
         root.removeHandler(handler)
+    from oms_runtime.outages import OutageRecords  # it logs through this module
+
     handler = _StderrHandler()
+    handler.addFilter(_RetriedByTheClient())
+    handler.addFilter(OutageRecords())
     handler.setFormatter(_MaskingFormatter("%(levelname)s %(name)s %(message)s"))
     root.addHandler(handler)
+
+
+def _logger_name(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # Bound as `logger_name` (structlog's get_logger has a `logger` parameter of its own), written as `logger`.
+    if "logger_name" in event_dict:
+        event_dict["logger"] = event_dict.pop("logger_name")
+    return event_dict
 
 
 def _noop(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -167,5 +203,7 @@ def _noop(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMappi
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    # The module's name on every line (`logger`), as the standard library's lines have theirs: an operator
+    # counting or filtering a log's lines by where they come from needs it.
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name, **({"logger_name": name} if name else {}))
     return logger

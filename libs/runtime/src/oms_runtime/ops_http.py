@@ -41,11 +41,15 @@ class Readiness:
         self._checks = list(checks)
         self._timeout_s = timeout_s
         self.shutting_down = False
+        self.starting: str | None = None
+        """The start-up step the service is on (waiting for its dependency), None once it started."""
 
     async def problems(self) -> dict[str, str]:
         if self.shutting_down:
             # Kubernetes stops routing to a pod that is unready: say so as soon as SIGTERM arrives.
             return {"service": "shutting down"}
+        if self.starting is not None:
+            return {"service": f"starting: {self.starting}"}
 
         async def run(check: DependencyCheck) -> tuple[str, str | None]:
             try:
@@ -58,6 +62,13 @@ class Readiness:
 
         results = await asyncio.gather(*(run(c) for c in self._checks))
         return {name: problem for name, problem in results if problem is not None}
+
+
+STARTING = JSONResponse(
+    {"error": "unavailable", "message": "the service is starting (waiting for its database or broker)"},
+    status_code=503,
+    headers={"Retry-After": "1"},
+)
 
 
 def ops_app(
@@ -96,7 +107,7 @@ def ops_app(
             Route(PROBE_PATHS[2], scrape, methods=["GET"]),
         ]
     )
-    return OpsEdge(probes, service_app)
+    return OpsEdge(probes, service_app, readiness)
 
 
 class OpsEdge:
@@ -108,9 +119,10 @@ class OpsEdge:
     They get no span (a scrape every few seconds is not a trace anyone looks for).
     """
 
-    def __init__(self, probes: ASGIApp, service_app: ASGIApp | None = None) -> None:
+    def __init__(self, probes: ASGIApp, service_app: ASGIApp | None = None, readiness: Readiness | None = None) -> None:
         self._probes = probes
         self._service_app = service_app
+        self._readiness = readiness
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         service_app = self._service_app
@@ -119,6 +131,9 @@ class OpsEdge:
             return
         traced = service_app is not None and scope["path"] not in PROBE_PATHS
         app = service_app if traced and service_app is not None else self._probes
+        if traced and self._readiness is not None and self._readiness.starting is not None:
+            # Its tables, producer and consumers are not there yet: what the API would do fails.
+            app = STARTING
         status = 500
         error: BaseException | None = None
         started = time.perf_counter()

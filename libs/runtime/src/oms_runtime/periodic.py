@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 from oms_runtime.logging import get_logger
+from oms_runtime.outages import is_outage, reason
 
 log = get_logger(__name__)
 
@@ -87,8 +88,15 @@ class PeriodicTask:
                 busy = bool(await self._job()) and self._again_while_busy
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("background round failed; will retry", task=self.name)
+            except Exception as exc:
+                if is_outage(exc):
+                    log.warning(
+                        "background round failed: a dependency is unavailable; will retry",
+                        task=self.name,
+                        reason=reason(exc),
+                    )
+                else:
+                    log.exception("background round failed; will retry", task=self.name)
                 if self._failure_pause_s:
                     await self._sleep(self._failure_pause_s)
             if busy:
