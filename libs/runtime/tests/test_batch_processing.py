@@ -126,8 +126,10 @@ async def test_a_failing_message_is_dead_lettered_alone_and_the_rest_of_its_batc
     # The batch's transaction rolled back; then one transaction per record (nothing half-written).
     assert await writers(db, "outbox") == 2
     async with db.transaction() as session:
-        inbox = {r for (r,) in (await session.execute(text("SELECT message_id FROM inbox"))).all()}
+        rows = (await session.execute(text("SELECT message_id, message_type FROM inbox"))).all()
+    inbox = {message_id for message_id, kind in rows if kind != "dead-lettered record"}
     assert inbox == {registry.parse_envelope(batch[i].value).event_id for i in (0, 2)}
+    assert [kind for _, kind in rows].count("dead-lettered record") == 1  # fail-me's place
     # The batch once together (ok1, fail-me), then each record on its own, fail-me twice (its attempts).
     assert releases.calls == ["ok1", "fail-me", "ok1", "fail-me", "fail-me", "ok2"]
 
@@ -191,3 +193,20 @@ async def test_on_an_upstream_topic_the_type_header_is_not_trusted(db: Database)
     assert await processor.process_batch([disguised, poison]) == [Outcome.PROCESSED, Outcome.DEAD_LETTERED]
     assert releases.calls == ["real"]
     assert len(dead_letters.sent) == 1
+
+
+async def test_a_poison_record_read_again_after_a_crash_is_dead_lettered_once(db: Database) -> None:
+    # The dead letter was sent, then the process died before the offset commit: the record comes again.
+    poison = SourceRecord(topic="oms.test", partition=2, offset=7, key=b"k", value=b"{broken")
+    first, _, first_letters = make_processor(db)
+    assert await first.process_batch([poison]) == [Outcome.DEAD_LETTERED]
+    restarted, _, letters_after_restart = make_processor(db)
+
+    assert await restarted.process_batch([poison]) == [Outcome.DEAD_LETTERED]
+
+    assert len(first_letters.sent) == 1
+    assert letters_after_restart.sent == []  # already in the dead-letter topic: not sent again
+    # The same bytes published anew (another offset) are another record: dead-lettered too.
+    copy = SourceRecord(topic="oms.test", partition=2, offset=8, key=b"k", value=b"{broken")
+    assert await restarted.process_batch([copy]) == [Outcome.DEAD_LETTERED]
+    assert len(letters_after_restart.sent) == 1

@@ -10,6 +10,7 @@ from oms_events.topics import ALL_TOPICS, DEFAULT_PARTITIONS, TopicSpec
 from oms_runtime.kafka import ensure_topics, with_partitions
 from oms_runtime.kafka_connection import KafkaConnection
 from oms_runtime.settings import ServiceSettings
+from oms_runtime.testing import free_port
 
 # The broker the environment names, with its security settings (oms_runtime.kafka_connection).
 KAFKA = KafkaConnection.from_env()
@@ -69,8 +70,8 @@ async def test_ensure_topics_creates_with_the_setting_then_raises_but_never_lowe
         await _delete(names)
 
 
-class _StartStoppedError(Exception):
-    pass
+class _StartStoppedError(BaseException):
+    """A BaseException: start-up waits out any Exception a step raises (oms_runtime.startup), not this."""
 
 
 @pytest.mark.parametrize("create", [True, False])
@@ -92,12 +93,15 @@ async def test_a_service_creates_topics_at_start_only_when_its_setting_says_so(
         raise _StartStoppedError
 
     monkeypatch.setattr(host_module, "ensure_topics", record)
-    host = host_module.ServiceHost("payment-service", ServiceSettings(kafka_create_topics=create))
+    host = host_module.ServiceHost(
+        "payment-service", ServiceSettings(kafka_create_topics=create, http_port=free_port())
+    )
     monkeypatch.setattr(host.db, "create_schema", no_schema)
     monkeypatch.setattr(host.producer, "start", stop_here)
     try:
         with pytest.raises(_StartStoppedError):
             await host.start()
     finally:
+        await host.stop()
         await host.db.dispose()
     assert created == ([t.name for t in ALL_TOPICS] if create else [])

@@ -4,7 +4,6 @@ by itself once the dependency is back."""
 
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,15 +15,9 @@ from sqlalchemy.engine import make_url
 from oms_runtime.host import ServiceHost
 from oms_runtime.settings import ServiceSettings
 from oms_runtime.startup import until_reachable
+from oms_runtime.testing import free_port
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def test_a_step_is_retried_until_its_dependency_answers() -> None:

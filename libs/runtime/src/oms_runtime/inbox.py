@@ -33,6 +33,9 @@ RETURNING message_id
 """
 
 
+_SEEN = "SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2"
+
+
 class Inbox:
     async def record(self, session: AsyncSession, consumer: str, envelope: Envelope) -> bool:
         """True the first time; False when this consumer already processed the message."""
@@ -49,3 +52,14 @@ class Inbox:
         )
         # asyncpg's UUID equals and hashes like the standard library's.
         return {row[0] for row in rows}
+
+    async def record_ids(
+        self, session: AsyncSession, consumer: str, ids: Sequence[UUID], message_type: str
+    ) -> set[UUID]:
+        """Records ids that stand for something other than a message (e.g. a dead-lettered record's place)."""
+        rows = await fetch_in_transaction(session, _RECORD, consumer, list(ids), [message_type] * len(ids))
+        return {row[0] for row in rows}
+
+    async def seen(self, session: AsyncSession, consumer: str, message_id: UUID) -> bool:
+        rows = await fetch_in_transaction(session, _SEEN, consumer, message_id)
+        return bool(rows)

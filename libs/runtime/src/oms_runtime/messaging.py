@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -199,6 +199,11 @@ class DeadLetterPublisher:
         )
 
 
+_DEAD_LETTER_PLACES = UUID("6f1d7c2e-3b4a-5c6d-8e9f-0a1b2c3d4e5f")
+"""The namespace of the inbox ids that stand for a dead-lettered record's place (uuid5 of topic/partition/offset)."""
+_DEAD_LETTERED = "dead-lettered record"
+
+
 def _is_uuid(value: str) -> bool:
     try:
         UUID(value)
@@ -294,7 +299,7 @@ class MessageProcessor:
         try:
             envelope = self._registry.parse_envelope(record.value)
         except ContractViolationError as exc:
-            await self._dead_letters.send(record, exc.reason)
+            await self._dead_letter(record, exc.reason)
             return _Done(Outcome.DEAD_LETTERED)
         # Only known types become label values: a flood of made-up types must not blow up the metrics.
         known_type = envelope.type if self._registry.knows(envelope.type) else "unknown"
@@ -302,7 +307,7 @@ class MessageProcessor:
         if handler is None:
             if self._registry.knows(envelope.type):
                 return _Done(Outcome.SKIPPED, known_type)
-            await self._dead_letters.send(record, f"unknown message type {envelope.type!r}")
+            await self._dead_letter(record, f"unknown message type {envelope.type!r}")
             return _Done(Outcome.DEAD_LETTERED, known_type)
         try:
             message = self._registry.decode_any(envelope)
@@ -313,9 +318,32 @@ class MessageProcessor:
                     failure = await self._reject(envelope, exc, self._rejection_handler)
                     if failure is not None:
                         reason = f"{reason}; rejection not sent: {failure}"
-                await self._dead_letters.send(record, reason)
+                await self._dead_letter(record, reason)
             return _Done(Outcome.DEAD_LETTERED, known_type)
         return _Work(record, envelope, message, handler, known_type)
+
+    async def _dead_letter(self, record: SourceRecord, reason: str) -> None:
+        """Sends a record to the dead-letter topic once, even when it is read again.
+
+        The record's offset is committed only after its whole batch: a process that dies after the
+        dead letter was sent reads the record again. Its place (topic, partition, offset) is therefore kept
+        in the inbox once the broker took the dead letter, and a record already there is not sent again. A
+        copy of it published anew has a place of its own, and goes too. When the database does not answer,
+        the record is dead-lettered all the same: a second copy beats a lost one."""
+        place = uuid5(_DEAD_LETTER_PLACES, f"{record.topic}/{record.partition}/{record.offset}")
+        try:
+            async with self._db.transaction() as session:
+                if await self._inbox.seen(session, self.consumer, place):
+                    log.info("record already dead-lettered", source_topic=record.topic, source_offset=record.offset)
+                    return
+        except Exception as exc:
+            log.warning("dead-letter ledger not read; dead-lettering anyway", error=f"{type(exc).__name__}: {exc}")
+        await self._dead_letters.send(record, reason)
+        try:
+            async with self._db.transaction() as session:
+                await self._inbox.record_ids(session, self.consumer, [place], _DEAD_LETTERED)
+        except Exception as exc:
+            log.warning("dead letter not recorded; it may be sent again", error=f"{type(exc).__name__}: {exc}")
 
     def _message_scope(self, envelope: Envelope, record: SourceRecord) -> contextlib.ExitStack:
         """The consuming span and the log context of one message."""
@@ -418,7 +446,12 @@ class MessageProcessor:
                 raise
             except Exception as exc:
                 if attempt == self._max_attempts:
-                    log.exception("rejection handler failed", attempts=attempt)
+                    log.warning(
+                        "rejection handler failed",
+                        attempts=attempt,
+                        error=f"{type(exc).__name__}: {exc}",
+                        exc_info=True,
+                    )
                     return f"rejection handler failed after {attempt} attempts: {type(exc).__name__}: {exc}"
                 log.warning("rejection handler failed; retrying", attempt=attempt, error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(self._retry_backoff_s * 2 ** (attempt - 1))
@@ -460,11 +493,18 @@ class MessageProcessor:
             except Exception as exc:
                 metrics.HANDLER_ERRORS.labels(consumer=self.consumer, type=envelope.type).inc()
                 if attempt == self._max_attempts and not await self._database_answers():
-                    log.error("database unavailable; the batch will be retried", error=f"{type(exc).__name__}: {exc}")
+                    log.warning("database unavailable; the batch will be retried", error=f"{type(exc).__name__}: {exc}")
                     raise DependencyUnavailableError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
                 if attempt == self._max_attempts:
-                    log.exception("handler failed; dead-lettering", attempts=attempt)
-                    await self._dead_letters.send(
+                    # Handled: the message goes aside with its reason and the consumer goes on (the
+                    # traceback is for whoever fixes the handler).
+                    log.warning(
+                        "handler failed; dead-lettering",
+                        attempts=attempt,
+                        error=f"{type(exc).__name__}: {exc}",
+                        exc_info=True,
+                    )
+                    await self._dead_letter(
                         record, f"handler failed after {attempt} attempts: {type(exc).__name__}: {exc}"
                     )
                     return Outcome.DEAD_LETTERED

@@ -181,6 +181,11 @@ class OutboxRelay:
         # (the consumers' inboxes drop the copies).
         await asyncio.sleep(self._mark_pause_s)
         await self._mark_unmarked()
+        # Rows published while that UPDATE ran found this marker still running (`_mark_soon` made none):
+        # one more round for them, or they would wait, held and counted as pending, for the next publish.
+        while self._unmarked and not self._stopping:
+            await asyncio.sleep(self._mark_pause_s)
+            await self._mark_unmarked()
 
     async def _mark_unmarked(self) -> None:
         ids, self._unmarked = self._unmarked, []

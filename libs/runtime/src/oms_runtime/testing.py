@@ -4,6 +4,7 @@ dead-letter stand-in that records, and a harness that drives handlers through th
 
 import os
 import re
+import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -22,6 +23,14 @@ from oms_runtime.messaging import DeadLetterPublisher, HandlerMap, MessageProces
 from oms_runtime.outbox import outbox_table
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://oms:oms@127.0.0.1:5433/oms")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now: a test's server does not meet a running service."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 @asynccontextmanager
