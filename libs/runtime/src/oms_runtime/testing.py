@@ -2,6 +2,7 @@
 dead-letter stand-in that records, and a harness that drives handlers through the real processor
 (inbox, transaction, outbox) without Kafka."""
 
+import itertools
 import os
 import re
 import socket
@@ -31,6 +32,11 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+_OFFSETS = itertools.count(1)
+"""One sequence for every harness in the process: two records never share a place (topic, partition,
+offset), as on a real topic, even when tests share a schema; the processor dead-letters a place once."""
 
 
 @asynccontextmanager
@@ -88,12 +94,11 @@ class HandlerHarness:
             max_attempts=3,
             retry_backoff_s=0.01,
         )
-        self._offset = 0
 
     async def send(self, message: ContractMessage, raw: bytes | None = None) -> Outcome:
-        self._offset += 1
         value = raw if raw is not None else self.registry.wrap(message, producer="test").to_bytes()
-        return await self.processor.process(SourceRecord(message.topic, 0, self._offset, message.key.encode(), value))
+        record = SourceRecord(message.topic, 0, next(_OFFSETS), message.key.encode(), value)
+        return await self.processor.process(record)
 
     async def emitted(self, order_id: UUID) -> list[Message]:
         async with self.db.transaction() as session:
