@@ -1,11 +1,12 @@
 """Builders shared by the order-service unit tests."""
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import select
 
+from oms_events import default_registry
 from oms_events.messages import (
     CapturePayment,
     OrderPlaced,
@@ -15,6 +16,9 @@ from oms_events.messages import (
 )
 from oms_events.values import Address, Allocation, Channel, Customer, DeliveryMethod, OrderLine
 from oms_runtime.db import Database
+from oms_runtime.eventstore import EventStore
+from order_service.adapters.order_repository import OrderRepository
+from order_service.adapters.read_models import read_models
 from order_service.adapters.tables import saga_steps
 from order_service.domain.order import Decision, Order, OrderStatus
 
@@ -105,3 +109,9 @@ async def saga_row(db: Database, order_id: UUID) -> dict[str, Any] | None:
     async with db.transaction() as session:
         row = (await session.execute(select(saga_steps).where(saga_steps.c.order_id == order_id))).mappings().first()
         return dict(row) if row else None
+
+
+def repository() -> OrderRepository:
+    """The repository as the service builds it, with the read models it keeps (the sales report's too)."""
+    models = read_models()
+    return OrderRepository(EventStore(), default_registry(), timedelta(seconds=60), models.summaries, models.others)

@@ -29,13 +29,23 @@ class Database:
     """Engine and sessions bound to the service's schema (by search_path, so table names stay plain)."""
 
     def __init__(
-        self, url: str, schema: str, pool_size: int = 10, connect_timeout_s: float = 5.0, pool_timeout_s: float = 10.0
+        self,
+        url: str,
+        schema: str,
+        pool_size: int = 10,
+        connect_timeout_s: float = 5.0,
+        pool_timeout_s: float = 10.0,
+        max_overflow: int = 0,
     ) -> None:
         self.schema = schema
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
-            max_overflow=pool_size,
+            # No overflow by default: SQLAlchemy closes an overflow connection as soon as it is returned, so
+            # a burst above the pool (32 HTTP clients) opened and closed a connection per request, each a
+            # new PostgreSQL backend and asyncpg's type introspection (509 connections in a 1,500-order
+            # bench); callers above the pool now wait for a free connection (pool_timeout) instead.
+            max_overflow=max_overflow,
             pool_pre_ping=False,
             # Bounded waits while the database is down or every connection is busy (asyncpg would wait
             # 60 s for a connection, SQLAlchemy's pool 30 s for a free one): a caller fails fast and says
@@ -63,6 +73,7 @@ class Database:
             settings.db_pool_size,
             settings.db_connect_timeout_s,
             settings.db_pool_timeout_s,
+            settings.db_pool_overflow,
         )
 
     async def create_schema(self, *metadatas: MetaData) -> None:

@@ -1,7 +1,8 @@
 """Event store on PostgreSQL: one row per event, streams versioned with optimistic concurrency."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from uuid import UUID
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import (
@@ -48,6 +49,12 @@ INSERT INTO events (stream_id, stream_type, version, event_id, event_type, envel
 SELECT $1::text, $2::text, e.version, e.event_id, e.event_type, e.envelope::jsonb
 FROM unnest($3::int[], $4::uuid[], $5::text[], $6::text[]) AS e(version, event_id, event_type, envelope)
 """
+_APPEND_STREAMS = """
+INSERT INTO events (stream_id, stream_type, version, event_id, event_type, envelope)
+SELECT e.stream_id, e.stream_type, e.version, e.event_id, e.event_type, e.envelope::jsonb
+FROM unnest($1::text[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::text[])
+    AS e(stream_id, stream_type, version, event_id, event_type, envelope)
+"""
 _CURRENT_VERSION = select(func.max(events_table.c.version)).where(events_table.c.stream_id == bindparam("stream_id"))
 _LOAD = (
     select(events_table.c.position, events_table.c.version, events_table.c.envelope)
@@ -79,8 +86,67 @@ class StoredEvent:
     envelope: Envelope
 
 
+@dataclass
+class PendingAppends:
+    """Appends to several streams held back to be written by one statement (`EventStore.append_pending`).
+
+    A batch whose handlers decide on streams they keep in memory writes all its events at its end, so
+    that appending costs a statement per batch instead of one per message. The streams' versions are
+    still checked then: a stream someone else appended to first fails the whole statement."""
+
+    stream_ids: list[str] = field(default_factory=list)
+    stream_types: list[str] = field(default_factory=list)
+    versions: list[int] = field(default_factory=list)
+    event_ids: list[UUID] = field(default_factory=list)
+    event_types: list[str] = field(default_factory=list)
+    values: list[str] = field(default_factory=list)
+
+    def add(
+        self,
+        stream_id: str,
+        stream_type: str,
+        expected_version: int,
+        envelopes: Sequence[Envelope],
+        values: Sequence[bytes],
+    ) -> int:
+        """Queues the envelopes after `expected_version`; returns the new version."""
+        for version, (envelope, value) in enumerate(zip(envelopes, values, strict=True), start=expected_version + 1):
+            self.stream_ids.append(stream_id)
+            self.stream_types.append(stream_type)
+            self.versions.append(version)
+            self.event_ids.append(envelope.event_id)
+            self.event_types.append(envelope.type)
+            self.values.append(value.decode())
+        return expected_version + len(envelopes)
+
+    def __len__(self) -> int:
+        return len(self.stream_ids)
+
+
 class EventStore:
     """Append and read streams inside the caller's transaction."""
+
+    async def append_pending(self, session: AsyncSession, pending: PendingAppends) -> None:
+        """Writes the queued appends in one statement and empties the queue."""
+        if not pending:
+            return
+        try:
+            await fetch_in_transaction(
+                session,
+                _APPEND_STREAMS,
+                pending.stream_ids,
+                pending.stream_types,
+                pending.versions,
+                pending.event_ids,
+                pending.event_types,
+                pending.values,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "uq_events_stream_version":
+                raise ConcurrencyError(", ".join(sorted(set(pending.stream_ids))), min(pending.versions) - 1) from exc
+            raise
+        for column in vars(pending).values():
+            column.clear()
 
     async def append(
         self,

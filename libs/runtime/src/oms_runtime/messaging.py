@@ -13,7 +13,11 @@ For every batch of records a consumer polls:
 3. Otherwise the inbox records, the handlers' state changes and their outgoing messages commit in
    one database transaction for the whole batch, the handlers run in the records' order: one inbox
    statement and one outbox statement per batch instead of a transaction per record, which was most
-   of the cost of a message. A message already in the inbox has no second effect.
+   of the cost of a message. A message already in the inbox has no second effect. A consumer whose
+   handlers can share reads and writes across the batch sets a `BatchScope` on its `HandlerMap`: told
+   the batch's messages before the first handler runs and ended after the last one, inside the same
+   transaction, it can load every stream the batch touches in one statement and write each table
+   once (order-service's saga does), so that statements count per batch instead of per message.
 4. If that transaction fails, it rolls back and the batch's records run again one by one, each in
    a transaction of its own. A handler that keeps failing is retried with backoff, then
    dead-lettered with the error, unless the database does not answer (checked after the last
@@ -30,7 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid5
 
 import structlog
@@ -41,7 +45,7 @@ from oms_events import ContractMessage, ContractViolationError, Envelope, Messag
 from oms_events.topics import UPSTREAM_TOPICS
 from oms_runtime import metrics, tracing
 from oms_runtime.db import Database
-from oms_runtime.eventstore import EventStore
+from oms_runtime.eventstore import EventStore, PendingAppends
 from oms_runtime.inbox import Inbox
 from oms_runtime.logging import get_logger
 from oms_runtime.outbox import Outbox
@@ -82,15 +86,20 @@ class MessageContext:
         stream_type: str,
         expected_version: int,
         events: Sequence[ContractMessage],
+        pending: PendingAppends | None = None,
     ) -> list[Envelope]:
-        """Append events to a stream and queue them for publishing, in this one transaction."""
+        """Append events to a stream and queue them for publishing, in this one transaction; with
+        `pending`, the append is queued there, for the caller to write before the transaction ends."""
         trace_context = current_trace_context()
         envelopes = [
             self.registry.wrap(e, producer=self.producer_name, causation=self.envelope, trace_context=trace_context)
             for e in events
         ]
         values = [e.to_bytes() for e in envelopes]
-        await store.append(self.session, stream_id, stream_type, expected_version, envelopes, values)
+        if pending is None:
+            await store.append(self.session, stream_id, stream_type, expected_version, envelopes, values)
+        else:
+            pending.add(stream_id, stream_type, expected_version, envelopes, values)
         for event, envelope, value in zip(events, envelopes, values, strict=True):
             await self.outbox.add(self.session, event.topic, event.key, envelope, value)
         self.emitted.extend(envelopes)
@@ -105,11 +114,25 @@ emit messages (e.g. a rejection for the sender). `error.errors` names the bad fi
 is `envelope.payload`. The message is dead-lettered all the same."""
 
 
+class BatchScope(Protocol):
+    """Work a consumer's handlers share across one batch transaction (see the module's step 3).
+
+    `begin` gets the messages the handlers are about to get (duplicates left out), in order; `end` runs
+    after the last handler, before the inbox and outbox rows are written and the transaction commits. If
+    either raises, the batch rolls back and its records run one by one, each in a transaction of its own
+    without the scope: handlers must then work alone, as they do when a batch holds one record."""
+
+    async def begin(self, session: AsyncSession, messages: Sequence[Any]) -> None: ...
+
+    async def end(self, session: AsyncSession) -> None: ...
+
+
 class HandlerMap:
     """Message type -> handler, for one consumer."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self.batch_scope: BatchScope | None = None
 
     def register(self, message_class: type[M], handler: Callable[[MessageContext, M], Awaitable[None]]) -> None:
         if message_class.message_type in self._handlers:
@@ -383,6 +406,15 @@ class MessageProcessor:
         """All records of the batch in one transaction: one inbox statement, one outbox statement."""
         async with self._db.transaction() as session:
             fresh = await self._inbox.record_many(session, self.consumer, [w.envelope for w in work])
+            scope = self._handlers.batch_scope
+            if scope is not None:
+                firsts: set[UUID] = set()
+                messages = []
+                for item in work:
+                    if item.envelope.event_id in fresh and item.envelope.event_id not in firsts:
+                        firsts.add(item.envelope.event_id)
+                        messages.append(item.message)
+                await scope.begin(session, messages)
             for item in work:
                 event_id = item.envelope.event_id
                 if event_id not in fresh:
@@ -414,6 +446,8 @@ class MessageProcessor:
                         time.perf_counter() - started
                     )
                     item.outcome = Outcome.PROCESSED
+            if scope is not None:
+                await scope.end(session)
         duplicates = sum(1 for w in work if w.outcome is Outcome.DUPLICATE)
         if duplicates:
             log.info("duplicate messages ignored", duplicates=duplicates)

@@ -71,7 +71,13 @@ class ServiceSettings(KafkaClientSettings):
         default=24 * 3600, gt=0, description="Published outbox rows older than this are pruned"
     )
     retention_interval_s: float = Field(default=600.0, gt=0, description="How often old rows are pruned")
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=10, ge=1, description="Connections the service keeps open to PostgreSQL")
+    db_pool_overflow: int = Field(
+        default=0,
+        ge=0,
+        description="Extra connections opened above DB_POOL_SIZE in a burst and closed again when returned (each a "
+        "new PostgreSQL backend); 0: callers wait for a pooled one instead",
+    )
     db_connect_timeout_s: float = Field(default=5.0, gt=0, description="Longest wait for a new database connection")
     db_pool_timeout_s: float = Field(
         default=10.0, gt=0, description="Longest wait for a free connection of the pool before the call fails"

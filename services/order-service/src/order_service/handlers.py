@@ -1,6 +1,6 @@
 """Use cases of order-service: place an order, drive the saga on every reply, read an order."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -135,6 +135,7 @@ class OrderSaga:
             ShipmentReturnedToSender,
         ):
             handlers.register(progress, self._on_progress)
+        handlers.batch_scope = _SagaBatch(self._repo)
         return handlers
 
     async def _on_progress(self, ctx: MessageContext, reply: Message) -> None:
@@ -170,6 +171,27 @@ class OrderSaga:
             log.info("stock reserved for an order past payment; ignored", status=str(order.status))
             return
         await self._repo.save(ctx, loaded, order.on_stock_reserved(reply, token, self._hold_above_minor), _now())
+
+
+class _SagaBatch:
+    """The replies of one batch share their orders and write once (`order_service.adapters.order_batch`)."""
+
+    def __init__(self, repository: OrderRepository) -> None:
+        self._repo = repository
+
+    async def begin(self, session: AsyncSession, messages: Sequence[Any]) -> None:
+        await self._repo.begin_batch(
+            session,
+            [
+                m.order_id
+                for m in messages
+                # An automatic warehouse's progress is not recorded (`_on_progress`): no need to load for it.
+                if isinstance(getattr(m, "order_id", None), UUID) and getattr(m, "mode", None) != "automatic"
+            ],
+        )
+
+    async def end(self, session: AsyncSession) -> None:
+        await self._repo.end_batch(session)
 
 
 def _observe_step(loaded: LoadedOrder, reply: Message) -> None:

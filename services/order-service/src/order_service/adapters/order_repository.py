@@ -9,6 +9,7 @@ its payment token in one statement too (`claim_reference`). The hot statements a
 the session's transaction (`order_sql`).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,13 +24,16 @@ from oms_events.messages import Command, OrderPlaced, OrderRefundFailed
 from oms_runtime.driver import fetch_in_transaction
 from oms_runtime.eventstore import EventStore, StoredEvent
 from oms_runtime.messaging import MessageContext
-from order_service.adapters import order_sql
+from order_service.adapters import order_batch, order_sql
+from order_service.adapters.order_batch import OrderBatch
 from order_service.adapters.projection import OrderProjection, Projection, summary_of, summary_params
 from order_service.adapters.tables import order_references, saga_steps
 from order_service.domain.order import Decision, Order, OrderStatus
 from order_service.domain.saga import awaited_reply
 
 STREAM_TYPE = "order"
+_BATCH = "order_service.batch"
+"""Where a batch transaction keeps its `OrderBatch` (the session's `info`)."""
 
 
 def stream_id(order_id: UUID) -> str:
@@ -93,8 +97,42 @@ class OrderRepository:
         self, session: AsyncSession, order_id: UUID, *, step: bool = False, token: bool = False
     ) -> LoadedOrder:
         """The order, with the step its saga waits on (`step`) and its payment token (`token`) when asked,
-        in one statement: one row per event, the step's and the token's columns beside each."""
+        in one statement: one row per event, the step's and the token's columns beside each.
+
+        Inside a batch (`begin_batch`) the order comes from the batch, as its earlier decisions left it,
+        step and token included."""
+        batch: OrderBatch | None = session.info.get(_BATCH)
+        if batch is not None and order_id in batch.loaded:
+            cached: LoadedOrder = batch.loaded[order_id]
+            return cached
         rows = await fetch_in_transaction(session, order_sql.LOAD, order_id, stream_id(order_id))
+        loaded = self._loaded(order_id, rows, step=step or batch is not None, token=token or batch is not None)
+        if batch is not None:
+            batch.loaded[order_id] = loaded
+        return loaded
+
+    async def begin_batch(self, session: AsyncSession, order_ids: Sequence[UUID]) -> None:
+        """From here to `end_batch`, this transaction's decisions share the orders and write once: the
+        orders named are loaded now, in one statement (see `order_batch`)."""
+        batch = OrderBatch()
+        session.info[_BATCH] = batch
+        wanted = list(dict.fromkeys(order_ids))
+        if not wanted:
+            return
+        rows = await fetch_in_transaction(session, order_batch.LOAD_MANY, wanted, [stream_id(o) for o in wanted])
+        by_order: dict[UUID, list[Any]] = {}
+        for order_id, *row in rows:
+            by_order.setdefault(order_id, []).append(row)
+        for order_id in wanted:
+            batch.loaded[order_id] = self._loaded(order_id, by_order.get(order_id, []), step=True, token=True)
+
+    async def end_batch(self, session: AsyncSession) -> None:
+        """Writes what the batch's decisions queued; the transaction's decisions write at once again."""
+        batch: OrderBatch | None = session.info.pop(_BATCH, None)
+        if batch is not None:
+            await batch.write(session, self._store, self._others)
+
+    def _loaded(self, order_id: UUID, rows: Sequence[Sequence[Any]], *, step: bool, token: bool) -> LoadedOrder:
         history = []
         for version, envelope_json, *_ in rows:
             if version is None:
@@ -116,6 +154,10 @@ class OrderRepository:
         if decision.empty:
             return
         order = loaded.order
+        batch: OrderBatch | None = ctx.session.info.get(_BATCH)
+        if batch is not None and order.version > 0:
+            await self._queue(ctx, batch, loaded, decision, now)
+            return
         before = None
         if decision.events and order.status is not None:
             before = summary_of(order.order_id, order.status.value, loaded.history)
@@ -158,6 +200,47 @@ class OrderRepository:
                 version=order.version,
                 placed_written=placed_written,
             )
+
+    async def _queue(
+        self, ctx: MessageContext, batch: OrderBatch, loaded: LoadedOrder, decision: Decision, now: datetime
+    ) -> None:
+        """`save` inside a batch: the same writes, queued in the batch (an order placed already)."""
+        order = loaded.order
+        if decision.events:
+            assert order.status is not None
+            before = summary_of(order.order_id, order.status.value, loaded.history)
+            first = order.version + 1
+            envelopes = await ctx.record(
+                self._store,
+                stream_id(order.order_id),
+                STREAM_TYPE,
+                order.version,
+                decision.events,
+                pending=batch.appends,
+            )
+            for event in decision.events:
+                order.apply(event)
+            assert order.status is not None
+            recorded = list(zip(envelopes, decision.events, strict=True))
+            loaded.history.extend((v, e, m) for v, (e, m) in enumerate(recorded, start=first))
+            summary = self._projection.summary_after(
+                order.order_id, order.status.value, recorded, version=order.version, before=before
+            )
+            if summary is not None:
+                batch.summaries[order.order_id] = summary_params(summary)
+            if self._others is not None:
+                batch.project(order.order_id, order.status.value, recorded, order.version)
+        sent = [await ctx.emit(command) for command in decision.commands]
+        params: list[list[Any]] = []
+        write = self._step_write(order, decision, now, params, sent[-1] if sent else None)
+        batch.step(order.order_id, write, params[0])
+        # The order as the next decision of the batch finds it: its step and token as now written.
+        if write == "await_reply":
+            loaded.step = AwaitedStep(params[0][3], "waiting", now)
+        elif write == "end":
+            loaded.step, loaded.payment_token = None, None
+        elif loaded.step is not None:
+            loaded.step = AwaitedStep(loaded.step.command_type, "parked" if write == "park" else loaded.step.state, now)
 
     def _step_write(
         self, order: Order, decision: Decision, now: datetime, params: list[list[Any]], last_sent: Envelope | None
