@@ -1,6 +1,7 @@
 """The sales history on the real PostgreSQL: recorded once per order, by the day it was placed; the demand
 consumer through the runtime's processor (inbox, transaction); and a rebuild from a real Kafka topic."""
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID, uuid4
@@ -19,8 +20,8 @@ from oms_events.messages import OrderConfirmed, OrderPlaced
 from oms_events.values import Address, Channel, Customer, DeliveryMethod, OrderLine
 from oms_runtime.db import Database
 from oms_runtime.kafka_connection import KafkaConnection
-from oms_runtime.messaging import Outcome
-from oms_runtime.testing import HandlerHarness, throwaway_schema
+from oms_runtime.messaging import Outcome, SourceRecord
+from oms_runtime.testing import HandlerHarness, StatementCounter, throwaway_schema
 
 # The broker the environment names, with its security settings (oms_runtime.kafka_connection).
 KAFKA = KafkaConnection.from_env()
@@ -110,6 +111,32 @@ async def test_the_consumer_records_demand_by_the_day_the_order_was_placed_once(
 
     assert await units(db) == {("SKU-A", DAY): 7, ("SKU-B", DAY): 1, ("SKU-A", DAY + timedelta(days=1)): 1}
     assert harness.dead_letters.sent == []
+
+
+async def test_a_batch_of_orders_is_recorded_in_one_statement_as_one_by_one(db: Database) -> None:
+    harness = HandlerHarness(db, DEMAND_GROUP, DemandRecorder(HISTORY).handler_map())
+    evening, next_morning = datetime(2026, 3, 10, 23, 30, tzinfo=UTC), datetime(2026, 3, 11, 8, 0, tzinfo=UTC)
+    counted_before = placed([("SKU-B", 4)])
+    async with db.transaction() as session:
+        assert await HISTORY.record_order(session, counted_before.order_id, DAY, [("SKU-B", 4)])
+    first = placed([("SKU-A", 2), ("SKU-B", 1), ("SKU-A", 1)])
+    orders = [
+        (first, evening),
+        (placed([("SKU-A", 5)]), evening),
+        (placed([("SKU-A", 1)]), next_morning),
+        (first, next_morning),  # the same order in another message: counted once, on its first day
+        (counted_before, evening),  # counted before this batch: nothing more
+    ]
+    records = [
+        SourceRecord(order.topic, 0, offset, order.key.encode(), envelope_bytes(order, at))
+        for offset, (order, at) in enumerate(orders)
+    ]
+    statements = StatementCounter(db, re.compile(r"\b(demand_orders|daily_demand)\b"))
+    with statements.counting():
+        assert await harness.processor.process_batch(records) == [Outcome.PROCESSED] * 5
+    assert statements.tables() == [{"demand_orders", "daily_demand"}]
+    assert statements.transactions == 1
+    assert await units(db) == {("SKU-A", DAY): 8, ("SKU-B", DAY): 5, ("SKU-A", DAY + timedelta(days=1)): 1}
 
 
 async def test_a_rebuild_replaces_the_history_with_a_replay_of_the_topic(db: Database) -> None:

@@ -1,6 +1,5 @@
 """The sales history per sku and day: recorded once per order, read as a daily series for forecasting."""
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Final
@@ -12,26 +11,32 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inventory_service.adapters.planning_tables import daily_demand, demand_orders
 from oms_runtime.driver import fetch_in_transaction
 
-# The order is counted and its units added in one statement: the units' insert runs only when the
-# order's row was new (a data-modifying CTE runs whether or not it is referenced, so it is guarded by
-# EXISTS on the claim). Straight on asyncpg (`fetch_in_transaction`), prepared once per connection; the
-# skus and units come as arrays, so one text serves every order. $1 order id, $2 day, $3 skus, $4 units.
-_RECORD_ORDER: Final = """
+# The orders are counted and their units added in one statement: units are added only for the orders
+# whose row was new (the claim's RETURNING rows), summed per sku and day so that no row is changed twice,
+# and in sku order, so that concurrent writers lock the rows in one order and cannot deadlock. Straight on
+# asyncpg (`fetch_in_transaction`), prepared once per connection; one text serves one order or a batch.
+# $1 order ids, $2 days, then one row per line: $3 order ids, $4 skus, $5 units.
+_RECORD_ORDERS: Final = """
 WITH counted AS (
-    INSERT INTO demand_orders (order_id, day) VALUES ($1::uuid, $2::date)
+    INSERT INTO demand_orders (order_id, day)
+    SELECT o.order_id, o.day FROM unnest($1::uuid[], $2::date[]) AS o(order_id, day)
     ON CONFLICT (order_id) DO NOTHING
-    RETURNING order_id
+    RETURNING order_id, day
 ),
 added AS (
     INSERT INTO daily_demand (sku, day, units)
-    SELECT u.sku, $2::date, u.units
-    FROM unnest($3::text[], $4::int[]) AS u(sku, units)
-    WHERE EXISTS (SELECT 1 FROM counted)
-    ORDER BY u.sku
+    SELECT l.sku, c.day, sum(l.units)
+    FROM unnest($3::uuid[], $4::text[], $5::int[]) AS l(order_id, sku, units)
+    JOIN counted AS c ON c.order_id = l.order_id
+    GROUP BY l.sku, c.day
+    ORDER BY l.sku, c.day
     ON CONFLICT ON CONSTRAINT pk_daily_demand DO UPDATE SET units = daily_demand.units + excluded.units
 )
-SELECT count(*) FROM counted
+SELECT order_id FROM counted
 """
+
+OrderDemand = tuple[UUID, date, Iterable[tuple[str, int]]]
+"""An order's id, the day it was placed and its lines (sku, quantity)."""
 
 
 class SalesHistory:
@@ -40,13 +45,29 @@ class SalesHistory:
     ) -> bool:
         """Adds an order's units to its day; True the first time, False (and no change) for an order already
         counted. Lines of the same sku are summed."""
-        units = Counter[str]()
-        for sku, quantity in lines:
-            units[sku] += quantity
-        # Sorted, so that concurrent orders lock the rows in one order and cannot deadlock.
-        skus = sorted(units)
-        [row] = await fetch_in_transaction(session, _RECORD_ORDER, order_id, day, skus, [units[s] for s in skus])
-        return bool(row[0])
+        return bool(await self.record_orders(session, [(order_id, day, lines)]))
+
+    async def record_orders(self, session: AsyncSession, orders: Sequence[OrderDemand]) -> set[UUID]:
+        """`record_order` for many orders in one statement; returns the ids of those counted now (an order
+        given twice counts once, on its first day)."""
+        order_ids: list[UUID] = []
+        days: list[date] = []
+        line_orders: list[UUID] = []
+        skus: list[str] = []
+        units: list[int] = []
+        for order_id, day, lines in orders:
+            if order_id in order_ids:
+                continue
+            order_ids.append(order_id)
+            days.append(day)
+            for sku, quantity in lines:
+                line_orders.append(order_id)
+                skus.append(sku)
+                units.append(quantity)
+        if not order_ids:
+            return set()
+        rows = await fetch_in_transaction(session, _RECORD_ORDERS, order_ids, days, line_orders, skus, units)
+        return {row[0] for row in rows}
 
     async def history(self, session: AsyncSession, sku: str, first_day: date, last_day: date) -> dict[date, int]:
         """Units per day of one sku between the two days (inclusive); days without sales are absent."""

@@ -18,15 +18,18 @@ the retention is lost by a rebuild, so rebuild only to repair a table that is wr
 
 import argparse
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory_service.adapters.planning_tables import daily_demand, demand_orders
-from inventory_service.adapters.sales_history import SalesHistory
+from inventory_service.adapters.sales_history import OrderDemand, SalesHistory
 from inventory_service.adapters.tables import metadata
 from oms_events import ContractViolationError, Envelope, MessageRegistry, default_registry, topics
 from oms_events.messages import OrderPlaced
@@ -51,19 +54,39 @@ def demand_day(envelope: Envelope | None) -> date:
     return placed.astimezone(UTC).date()
 
 
+_BATCH = "inventory_service.demand_batch"
+"""Where a batch transaction keeps the orders it has yet to record (the session's `info`)."""
+
+
 class DemandRecorder:
+    """Records each placed order's units; a polled batch of orders in one statement at its end."""
+
     def __init__(self, history: SalesHistory) -> None:
         self._history = history
 
     def handler_map(self) -> HandlerMap:
         handlers = HandlerMap()
         handlers.register(OrderPlaced, self.order_placed)
+        handlers.batch_scope = self
         return handlers
+
+    async def begin(self, session: AsyncSession, messages: Sequence[Any]) -> None:
+        session.info[_BATCH] = []
+
+    async def end(self, session: AsyncSession) -> None:
+        pending: list[OrderDemand] = session.info.pop(_BATCH, [])
+        counted = await self._history.record_orders(session, pending)
+        log.debug("demand recorded", orders=len(counted))
+        if len(counted) < len(pending):
+            log.info("orders already counted as demand", orders=len(pending) - len(counted))
 
     async def order_placed(self, ctx: MessageContext, event: OrderPlaced) -> None:
         day = demand_day(ctx.envelope)
         lines = [(line.sku, line.quantity) for line in event.lines]
-        if await self._history.record_order(ctx.session, event.order_id, day, lines):
+        pending: list[OrderDemand] | None = ctx.session.info.get(_BATCH)
+        if pending is not None:
+            pending.append((event.order_id, day, lines))
+        elif await self._history.record_order(ctx.session, event.order_id, day, lines):
             log.debug("demand recorded", day=day.isoformat(), units=sum(q for _, q in lines))
         else:
             log.info("order already counted as demand")
@@ -135,10 +158,18 @@ async def rebuild_daily_demand(
                         placed.append((envelope, message))
             if placed:
                 async with db.transaction() as session:
-                    for envelope, message in placed:
-                        lines = [(line.sku, line.quantity) for line in message.lines]
-                        if await history.record_order(session, message.order_id, demand_day(envelope), lines):
-                            orders += 1
+                    counted = await history.record_orders(
+                        session,
+                        [
+                            (
+                                message.order_id,
+                                demand_day(envelope),
+                                [(line.sku, line.quantity) for line in message.lines],
+                            )
+                            for envelope, message in placed
+                        ],
+                    )
+                orders += len(counted)
             for tp in list(remaining):
                 if await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
