@@ -28,7 +28,6 @@ from typing import Any
 
 import uvloop
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from redis.asyncio import Redis
@@ -99,9 +98,13 @@ def run_service(main: Coroutine[Any, Any, None], event_loop: str = "uvloop") -> 
         asyncio.run(main)
 
 
-async def _raw_body(message: StreamMessage[Any]) -> Any:
-    # The processor parses and validates itself, so that poison can be dead-lettered with a reason.
-    return message.body
+async def _raw_records(message: StreamMessage[Any]) -> Any:
+    """The polled records themselves, as the handler's one argument.
+
+    The processor parses and validates itself, so that poison can be dead-lettered with a reason. Taking
+    the records as the body (rather than asking FastStream's dependency injection for the message, a
+    context field it resolves in a worker thread) spares a thread hop per polled batch."""
+    return message.raw_message
 
 
 class ServiceHost:
@@ -198,11 +201,10 @@ class ServiceHost:
             fetch_max_wait_ms=spec.fetch_max_wait_ms or self.settings.kafka_fetch_max_wait_ms,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
-            decoder=_raw_body,
+            decoder=_raw_records,
         )
 
-        async def consume(body: Any, message: KafkaMessage) -> None:
-            records = message.raw_message
+        async def consume(records: Any) -> None:
             await processor.process_batch(
                 [
                     SourceRecord(
