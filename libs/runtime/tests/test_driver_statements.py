@@ -54,6 +54,24 @@ async def test_driver_and_sqlalchemy_statements_share_one_transaction(db: Databa
     assert writers == 1
 
 
+async def test_a_session_that_commits_and_goes_on_runs_its_next_statements_in_the_next_transaction(
+    db: Database,
+) -> None:
+    # The driver keeps the connection of a transaction (asked of SQLAlchemy once per transaction): after a
+    # commit the session's next transaction may be on another connection, and its statements must be in it.
+    async with db.sessions() as session, db.sessions() as other:
+        first = (await fetch_in_transaction(session, "SELECT pg_current_xact_id()::text, pg_backend_pid()"))[0]
+        await session.commit()
+        # Another session takes the connection the first transaction gave back.
+        assert await other.scalar(text("SELECT pg_backend_pid()")) == first[1]
+        second = (await fetch_in_transaction(session, "SELECT pg_current_xact_id()::text, pg_backend_pid()"))[0]
+        assert second[1] != first[1], "the session's next transaction is on another connection"
+        assert second[0] == await session.scalar(text("SELECT pg_current_xact_id()::text"))
+        await EventStore().append(session, "s-2", "Test", 0, [envelope()])
+        await session.rollback()
+    assert await count(db, "events") == 0, "the append rolled back with the second transaction"
+
+
 async def test_outbox_ids_follow_the_order_messages_were_queued(db: Database) -> None:
     queued = [envelope(f"m{i}") for i in range(300)]
     async with db.transaction() as session:
