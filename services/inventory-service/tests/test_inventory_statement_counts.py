@@ -29,6 +29,7 @@ from inventory_service.adapters.availability_view import AvailabilityView
 from inventory_service.adapters.planning_tables import daily_demand
 from inventory_service.adapters.sales_history import SalesHistory
 from inventory_service.adapters.stock_statements import StockWrites
+from inventory_service.adapters.tables import reservations
 from inventory_service.availability import AvailabilityProjection
 from inventory_service.domain.replenishment import ReplenishmentPolicy
 from inventory_service.entrypoints.sales_consumer import DemandRecorder
@@ -233,6 +234,71 @@ async def test_a_batch_of_reservations_adds_one_inbox_and_one_outbox_statement(k
     assert (await kit.levels("A"))["WH-BER"].reserved == 3
     changes = [m for m in await kit.sent("A") if isinstance(m, StockLevelChanged)]
     assert [c.sequence for c in changes] == [1, 2, 3]
+
+
+async def test_a_batch_of_payments_stops_every_expiry_in_one_statement(kit: Kit) -> None:
+    await kit.stock("A", {"WH-BER": 10})
+    orders = [uuid4() for _ in range(3)]
+    for order_id in orders:
+        await kit.harness.send(reserve(order_id, ("A", 1)))
+    # The first order ships in the same batch, before its payment: it is committed, and stays so.
+    batch = [shipped(orders[0], "WH-BER"), *(paid(o) for o in orders)]
+    statements = Statements(kit.db)
+    with statements.counting():
+        outcomes = await kit.harness.processor.process_batch([record(m, i) for i, m in enumerate(batch)])
+    assert outcomes == [Outcome.PROCESSED] * 4
+    assert statements.tables() == [
+        LOAD,
+        {"stock_levels", "events", "reservation_lines", "reservations"},
+        {"reservations"},
+    ]
+    async with kit.db.transaction() as session:
+        rows = (
+            await session.execute(
+                select(reservations.c.order_id, reservations.c.status, reservations.c.expires_at).where(
+                    reservations.c.order_id.in_(orders)
+                )
+            )
+        ).all()
+    found = {order_id: (status, expires_at) for order_id, status, expires_at in rows}
+    assert found[orders[0]][0] == "committed"
+    assert [found[o] for o in orders[1:]] == [("reserved", None)] * 2, "paid: no expiry"
+
+
+async def test_a_batch_of_level_changes_writes_the_newest_of_each_level_in_one_round_trip(kit: Kit) -> None:
+    await kit.stock("A", {"WH-BER": 10, "WH-LON": 10})
+    for _ in range(3):
+        await kit.harness.send(reserve(uuid4(), ("A", 1), to=address("DE")))
+    changes = [m for m in await kit.sent("A") if isinstance(m, StockLevelChanged)]
+    assert [(c.warehouse_id, c.sequence) for c in changes] == [("WH-BER", 1), ("WH-BER", 2), ("WH-BER", 3)]
+    redis = Redis.from_url(_redis_url())
+    view = AvailabilityView(redis, f"test:batch:{uuid4().hex}:")
+    projection = HandlerHarness(kit.db, "inventory-service-availability", AvailabilityProjection(view).handler_map())
+    sent: list[int] = []
+    execute = type(redis.pipeline()).execute
+
+    async def counted(self: object, *args: object, **kwargs: object) -> object:
+        sent.append(1)
+        return await execute(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(type(redis.pipeline()), "execute", counted)
+            # Out of order within the batch, and the newest first: the view ends at the newest.
+            batch = [changes[2], changes[0], changes[1]]
+            outcomes = await projection.processor.process_batch([record(m, 100 + i) for i, m in enumerate(batch)])
+        assert outcomes == [Outcome.PROCESSED] * 3
+        assert sent == [1], "one pipeline for the batch"
+        assert [(w.warehouse_id, w.reserved, w.sequence) for w in await view.availability("A")] == [("WH-BER", 3, 3)]
+        # A batch older than the view changes nothing.
+        assert (
+            await projection.processor.process_batch([record(changes[0], 200), record(changes[1], 201)])
+            == [Outcome.PROCESSED] * 2
+        )
+        assert [(w.warehouse_id, w.reserved, w.sequence) for w in await view.availability("A")] == [("WH-BER", 3, 3)]
+        await view.clear()
+    finally:
+        await redis.aclose()
 
 
 async def test_a_release_is_the_read_and_one_write(kit: Kit) -> None:

@@ -5,9 +5,12 @@ rebuild reads the latest StockLevelChanged of every sku + warehouse from the eve
 only the view: it sends no commands and publishes nothing.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory_service.adapters.availability_view import AvailabilityView
 from inventory_service.ledger import STOCK_STREAM_TYPE
@@ -21,18 +24,40 @@ from oms_runtime.messaging import HandlerMap, MessageContext
 log = get_logger(__name__)
 
 
+_LEVELS = "inventory_service.availability_batch"
+"""Where a batch transaction keeps the newest level of each sku + warehouse it saw (the session's `info`)."""
+
+
 class AvailabilityProjection:
+    """Applies each StockLevelChanged to the view; a polled batch's newest level per sku + warehouse, in one
+    round trip at the batch's end (the view keeps the newest by `sequence` in any case)."""
+
     def __init__(self, view: AvailabilityView) -> None:
         self._view = view
 
     def handler_map(self) -> HandlerMap:
         handlers = HandlerMap()
         handlers.register(StockLevelChanged, self.on_stock_level_changed)
+        handlers.batch_scope = self
         return handlers
+
+    async def begin(self, session: AsyncSession, messages: Sequence[Any]) -> None:
+        session.info[_LEVELS] = {}
+
+    async def end(self, session: AsyncSession) -> None:
+        newest: dict[tuple[str, str], tuple[StockLevelChanged, str]] = session.info.pop(_LEVELS, {})
+        await self._view.apply_many(list(newest.values()))
 
     async def on_stock_level_changed(self, ctx: MessageContext, event: StockLevelChanged) -> None:
         occurred = ctx.envelope.occurred_at.isoformat() if ctx.envelope else ""
-        await self._view.apply(event, occurred)
+        batch: dict[tuple[str, str], tuple[StockLevelChanged, str]] | None = ctx.session.info.get(_LEVELS)
+        if batch is None:
+            await self._view.apply(event, occurred)
+            return
+        key = (event.sku, event.warehouse_id)
+        seen = batch.get(key)
+        if seen is None or seen[0].sequence < event.sequence:
+            batch[key] = (event, occurred)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,11 @@
 """Use cases of inventory-service driven by messages: reserve (or backorder), release, expire and commit an
 order's stock, stop a paid reservation's expiry, and put returned units back on hand."""
 
+from collections.abc import Sequence
+from typing import Any
 from uuid import UUID, uuid4
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory_service.adapters.reservation_statements import stop_expiry
 from inventory_service.adapters.stock_repository import Reservation, StockRepository
@@ -27,6 +31,9 @@ from oms_runtime.messaging import HandlerMap, MessageContext
 
 log = get_logger(__name__)
 
+_PAID = "inventory_service.paid"
+"""Where a batch transaction keeps its paid orders (the session's `info`)."""
+
 
 class InventoryHandlers:
     def __init__(self, ledger: StockLedger) -> None:
@@ -40,7 +47,15 @@ class InventoryHandlers:
         handlers.register(RestockItems, self.restock_items)
         handlers.register(Shipped, self.commit_shipped)
         handlers.register(PaymentCaptured, self.paid)
+        handlers.batch_scope = self
         return handlers
+
+    async def begin(self, session: AsyncSession, messages: Sequence[Any]) -> None:
+        """A batch's paid orders stop their reservations' expiry together, at the batch's end."""
+        session.info[_PAID] = []
+
+    async def end(self, session: AsyncSession) -> None:
+        await stop_expiry(session, session.info.pop(_PAID, []))
 
     async def reserve_stock(self, ctx: MessageContext, command: ReserveStock) -> None:
         # One statement reads the order's reservation and locks its skus' levels; one more writes the
@@ -211,8 +226,16 @@ class InventoryHandlers:
         log.warning("reservation expired", order_id=str(order_id), reservation_id=str(reservation.reservation_id))
 
     async def paid(self, ctx: MessageContext, event: PaymentCaptured) -> None:
-        """A paid order's reservation no longer expires: the stock is the customer's until it ships."""
-        await stop_expiry(ctx.session, event.order_id)
+        """A paid order's reservation no longer expires: the stock is the customer's until it ships.
+
+        In a batch, at its end (`end`): the records of a batch come from several topics in no order
+        between them, so a Shipped or a ReleaseStock of the order may come before its PaymentCaptured
+        as well as after it; each of them ends the reservation, which then no longer expires either."""
+        paid: list[UUID] | None = ctx.session.info.get(_PAID)
+        if paid is not None:
+            paid.append(event.order_id)
+        else:
+            await stop_expiry(ctx.session, [event.order_id])
 
     async def commit_shipped(self, ctx: MessageContext, event: Shipped) -> None:
         stock = await self._ledger.order_stock(ctx.session, event.order_id)

@@ -7,6 +7,7 @@ and a rebuild may run while the service serves.
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -23,6 +24,20 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
+
+
+def _args(event: StockLevelChanged, occurred_at: str) -> list[str | int]:
+    value = json.dumps(
+        {
+            "on_hand": event.on_hand,
+            "reserved": event.reserved,
+            "available": event.available,
+            "safety_stock": event.safety_stock,
+            "sequence": event.sequence,
+            "updated_at": occurred_at,
+        }
+    )
+    return [event.warehouse_id, value, event.sequence]
 
 
 @dataclass(frozen=True)
@@ -47,18 +62,17 @@ class AvailabilityView:
 
     async def apply(self, event: StockLevelChanged, occurred_at: str) -> bool:
         """True when the event was newer than what the view held."""
-        value = json.dumps(
-            {
-                "on_hand": event.on_hand,
-                "reserved": event.reserved,
-                "available": event.available,
-                "safety_stock": event.safety_stock,
-                "sequence": event.sequence,
-                "updated_at": occurred_at,
-            }
-        )
-        written = await self._script(keys=[self.key(event.sku)], args=[event.warehouse_id, value, event.sequence])
+        written = await self._script(keys=[self.key(event.sku)], args=_args(event, occurred_at))
         return bool(written)
+
+    async def apply_many(self, changes: Sequence[tuple[StockLevelChanged, str]]) -> int:
+        """`apply` for many events in one round trip (a pipeline); returns how many were newer."""
+        if not changes:
+            return 0
+        pipe = self._redis.pipeline(transaction=False)
+        for event, occurred_at in changes:
+            await self._script(keys=[self.key(event.sku)], args=_args(event, occurred_at), client=pipe)
+        return sum(bool(written) for written in await pipe.execute())
 
     async def availability(self, sku: str) -> list[WarehouseAvailability]:
         raw = cast(dict[bytes, bytes], await self._redis.hgetall(self.key(sku)))
