@@ -11,7 +11,8 @@ Before this budget, an automatic warehouse's ShipOrder ran 8 statements (a load,
 shipment and again for its four steps: the append, the view, a read of the report row and its write);
 now 3: the load, one append of the five events, one write of both projections and the order's placing
 time. The placing time used to come from a consumer of the orders topic of its own (one statement per
-OrderPlaced, and four other order events per order read and skipped); it comes with ShipOrder now.
+OrderPlaced, and four other order events per order read and skipped); it comes with ShipOrder now. A
+polled batch of ShipOrders is 3 statements too, however many it holds.
 A decision's statements go straight to asyncpg (`oms_runtime.driver`): none of them through SQLAlchemy.
 """
 
@@ -138,17 +139,57 @@ async def test_an_automatic_shipment_is_three_statements_in_one_transaction(db: 
     assert (placing.placed_at, placing.channel) == (PLACED_AT, None)
 
 
-async def test_a_batch_of_orders_adds_one_inbox_and_one_outbox_statement(db: Database) -> None:
+async def test_a_batch_of_orders_is_three_statements_whatever_its_size(db: Database) -> None:
+    # One load for every shipment the batch names, one append of all their events, one write of all their
+    # projections (adapters/shipment_batch.py).
     orders = [uuid4() for _ in range(3)]
     commands = harness(db)
     statements = Statements(db)
+    batch = [ship_order(orders[0]), ship_order(orders[1], "WH-ONE", MANUAL), ship_order(orders[2])]
     with statements.counting():
-        outcomes = await commands.processor.process_batch([record(ship_order(o), i) for i, o in enumerate(orders)])
+        outcomes = await commands.processor.process_batch([record(m, i) for i, m in enumerate(batch)])
     assert outcomes == [Outcome.PROCESSED] * 3
-    assert (len(statements.ours), len(statements.runtime), statements.transactions) == (9, 2, 1)
-    for order_id in orders:
+    assert statements.tables() == [{"events"}, {"events"}, PROJECTIONS]
+    assert (len(statements.runtime), statements.transactions) == (2, 1)
+    for order_id in (orders[0], orders[2]):
         [view], [report] = await rows(db, order_id)
         assert (view.status, report.version) == ("shipped", 5)
+    views, reports = await rows(db, orders[1])
+    assert sorted((v.warehouse_id, v.status, v.version) for v in views) == [
+        ("WH-MANUAL", "created", 1),
+        ("WH-ONE", "shipped", 5),
+    ]
+    assert sorted(r.version for r in reports) == [1, 5]
+    async with db.transaction() as session:
+        placings = (
+            await session.execute(select(order_placements.c.placed_at).where(order_placements.c.order_id.in_(orders)))
+        ).all()
+    assert [p.placed_at for p in placings] == [PLACED_AT] * 3
+
+
+async def test_a_cancel_in_a_batch_sees_the_shipments_the_batch_created_before_it(db: Database) -> None:
+    # The cancel reads the order's shipments through the views: what the batch queued is written first.
+    batched, alone = uuid4(), uuid4()
+    commands = harness(db)
+    outcomes = await commands.processor.process_batch(
+        [
+            record(ship_order(batched, MANUAL), 0),
+            record(CancelShipment(order_id=batched, reason="customer", requested_by="ops"), 1),
+        ]
+    )
+    assert outcomes == [Outcome.PROCESSED] * 2
+    assert await commands.send(ship_order(alone, MANUAL)) is Outcome.PROCESSED
+    assert (
+        await commands.send(CancelShipment(order_id=alone, reason="customer", requested_by="ops")) is Outcome.PROCESSED
+    )
+    for order_id in (batched, alone):
+        [view], [report] = await rows(db, order_id)
+        assert (view.status, view.version, report.version, report.cancelled) == ("cancelled", 2, 2, True)
+        assert [type(m) for m in await commands.emitted(order_id)] == [
+            ShipmentCreated,
+            ShipmentCancelled,
+            FulfilmentCancelled,
+        ]
 
 
 async def test_each_warehouse_adds_an_append_and_a_projection_write(db: Database) -> None:

@@ -16,6 +16,7 @@ from uuid import UUID
 
 import structlog
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulfilment_service.adapters.return_repository import ReturnRepository
 from fulfilment_service.adapters.shipment_repository import LoadedShipment, ShipmentRepository
@@ -121,7 +122,23 @@ class FulfilmentHandlers:
         handlers.register(ShipOrder, self.ship_order)
         handlers.register(CancelShipment, self.cancel_shipment)
         handlers.register(AuthoriseReturn, self.authorise_return)
+        handlers.batch_scope = self
         return handlers
+
+    async def begin(self, session: AsyncSession, messages: Sequence[Any]) -> None:
+        """A batch's ShipOrders share their shipments and write once (`adapters/shipment_batch.py`)."""
+        self._repo.begin_batch(
+            session,
+            [
+                shipment_id_for(m.order_id, warehouse_id)
+                for m in messages
+                if isinstance(m, ShipOrder)
+                for warehouse_id in lines_by_warehouse(m.allocations)
+            ],
+        )
+
+    async def end(self, session: AsyncSession) -> None:
+        await self._repo.end_batch(session)
 
     async def ship_order(self, ctx: MessageContext, command: ShipOrder) -> None:
         """One shipment per warehouse. A re-sent command (a saga retry) creates nothing new: it is answered
@@ -205,6 +222,7 @@ class FulfilmentHandlers:
 
     async def cancel_shipment(self, ctx: MessageContext, command: CancelShipment) -> None:
         """All or nothing: when part of the order has left a warehouse, nothing is cancelled."""
+        await self._repo.write_batch(ctx.session)  # it reads the order's shipments through the views
         loaded = await self._repo.load_of_order(ctx.session, ctx.registry, command.order_id)
         shipments = [found.shipment for found in loaded]
         gone = [s.shipment_id for s in shipments if s.status is not None and s.status.has_left_warehouse]
@@ -296,6 +314,7 @@ class FulfilmentHandlers:
 
     async def authorise_return(self, ctx: MessageContext, command: AuthoriseReturn) -> None:
         """The warehouses expect the units back; a re-sent command gets the first answer again."""
+        await self._repo.write_batch(ctx.session)  # it reads the order's shipments through the views
         returned = await self._returns.load(ctx.session, ctx.registry, command.return_id)
         if returned.exists:
             await ctx.emit(

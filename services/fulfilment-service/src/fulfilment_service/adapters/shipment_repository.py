@@ -26,6 +26,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulfilment_service.adapters.performance_projection import REPORT_COLUMNS, report_row, report_upsert_sql
+from fulfilment_service.adapters.shipment_batch import ShipmentBatch
 from fulfilment_service.adapters.tables import shipment_views
 from fulfilment_service.domain.shipment import STREAM_TYPE, Shipment, stream_id
 from oms_events import Envelope, Message, MessageRegistry
@@ -47,6 +48,10 @@ class LoadedShipment:
         return self.shipment.exists
 
 
+_BATCH = "fulfilment_service.batch"
+"""Where a batch transaction keeps its `ShipmentBatch` (the session's `info`)."""
+
+
 class ShipmentRepository:
     def __init__(self, store: EventStore | None = None) -> None:
         self._store = store or EventStore()
@@ -57,10 +62,40 @@ class ShipmentRepository:
     async def load_many(
         self, session: AsyncSession, registry: MessageRegistry, shipment_ids: Sequence[UUID]
     ) -> dict[UUID, LoadedShipment]:
-        """The shipments' streams in one statement; a shipment without a stream is new (not `exists`)."""
-        streams = {stream_id(s): s for s in shipment_ids}
-        rows = await fetch_in_transaction(session, _LOAD, list(streams))
-        return _loaded(registry, streams, rows)
+        """The shipments' streams in one statement; a shipment without a stream is new (not `exists`).
+
+        Inside a batch (`begin_batch`) the shipments come from the batch, as its earlier decisions left
+        them; the first load of a batch loads every shipment the batch named with the ones asked."""
+        batch: ShipmentBatch | None = session.info.get(_BATCH)
+        if batch is None:
+            streams = {stream_id(s): s for s in shipment_ids}
+            rows = await fetch_in_transaction(session, _LOAD, list(streams))
+            return _loaded(registry, streams, rows)
+        missing = [s for s in dict.fromkeys([*shipment_ids, *batch.wanted]) if s not in batch.loaded]
+        batch.wanted.clear()
+        if missing:
+            streams = {stream_id(s): s for s in missing}
+            rows = await fetch_in_transaction(session, _LOAD, list(streams))
+            batch.loaded.update(_loaded(registry, streams, rows))
+        return {s: batch.loaded[s] for s in shipment_ids}
+
+    def begin_batch(self, session: AsyncSession, shipment_ids: Sequence[UUID]) -> None:
+        """From here to `end_batch`, this transaction's decisions share the shipments and write once (see
+        `shipment_batch`); the shipments named are loaded with the first load."""
+        batch = ShipmentBatch(VIEW_COLUMNS)
+        batch.wanted.extend(shipment_ids)
+        session.info[_BATCH] = batch
+
+    async def write_batch(self, session: AsyncSession) -> None:
+        """Writes what the batch queued so far (before a decision that reads through the views)."""
+        batch: ShipmentBatch | None = session.info.get(_BATCH)
+        if batch is not None:
+            await batch.write(session, self._store)
+
+    async def end_batch(self, session: AsyncSession) -> None:
+        batch: ShipmentBatch | None = session.info.pop(_BATCH, None)
+        if batch is not None:
+            await batch.write(session, self._store)
 
     async def load_of_order(
         self, session: AsyncSession, registry: MessageRegistry, order_id: UUID
@@ -94,12 +129,23 @@ class ShipmentRepository:
         if not events:
             return
         shipment = loaded.shipment
+        batch: ShipmentBatch | None = ctx.session.info.get(_BATCH)
         envelopes = await ctx.record(
-            self._store, stream_id(shipment.shipment_id), STREAM_TYPE, shipment.version, events
+            self._store,
+            stream_id(shipment.shipment_id),
+            STREAM_TYPE,
+            shipment.version,
+            events,
+            pending=batch.appends if batch is not None else None,
         )
         for event in events:
             shipment.apply(event)
         loaded.history.extend(zip(envelopes, events, strict=True))
+        if batch is not None:
+            batch.loaded[shipment.shipment_id] = loaded
+            report = report_row(shipment.shipment_id, loaded.history, version=shipment.version)
+            batch.project(view_row(shipment), report, placed_at)
+            return
         await self.project(ctx.session, loaded, placed_at=placed_at)
 
     async def project(
