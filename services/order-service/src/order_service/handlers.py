@@ -311,6 +311,15 @@ class PlacementRecorder:
         await self._repo.save(ctx, loaded, Order.place(placed), _now())
         return PlacementResult(placed.order_id, created=True, placed=loaded)
 
+    async def place_new(self, ctx: MessageContext, placed: OrderPlaced, payment_token: str) -> PlacementResult | None:
+        """The placement of an order whose reference is expected to be new, in one statement (the claim,
+        the events, the read models and the saga's step); None when the reference was held: the caller
+        rolls the transaction back and places with `place`, which answers with the holder."""
+        loaded = LoadedOrder.new(placed.order_id)
+        if await self._repo.place(ctx, loaded, Order.place(placed), _now(), payment_token):
+            return PlacementResult(placed.order_id, created=True, placed=loaded)
+        return None
+
 
 class OrderPlacement:
     """Places orders from the API: one transaction of its own records the order and its first command."""
@@ -322,8 +331,17 @@ class OrderPlacement:
         self._recorder = PlacementRecorder(repository)
 
     async def place(self, placed: OrderPlaced, payment_token: str) -> PlacementResult:
-        async with self._db.transaction() as session:
-            result = await self._recorder.place(self._context(session), placed, payment_token)
+        # Most submissions are new: one statement places them. A resubmission (its reference held) rolls
+        # that back and is answered by the claim alone, in a second transaction.
+        try:
+            async with self._db.transaction() as session:
+                found = await self._recorder.place_new(self._context(session), placed, payment_token)
+                if found is None:
+                    raise _ReferenceHeldError
+            result = found
+        except _ReferenceHeldError:
+            async with self._db.transaction() as session:
+                result = await self._recorder.place(self._context(session), placed, payment_token)
         if result.created:
             log.info("order placed", order_id=str(placed.order_id), channel=placed.channel.value)
         return result
@@ -343,6 +361,10 @@ class OrderPlacement:
 
 class _ReferenceTakenError(Exception):
     pass
+
+
+class _ReferenceHeldError(Exception):
+    """The reference of a placement expected to be new had an order: roll back, place with the claim alone."""
 
 
 class OrderIntake:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from oms_events import Envelope, Message, MessageRegistry
 from oms_events.messages import Command, OrderPlaced, OrderRefundFailed
 from oms_runtime.driver import fetch_in_transaction
-from oms_runtime.eventstore import EventStore, StoredEvent
+from oms_runtime.eventstore import ConcurrencyError, EventStore, PendingAppends, StoredEvent
 from oms_runtime.messaging import MessageContext
 from order_service.adapters import order_batch, order_sql
 from order_service.adapters.order_batch import OrderBatch
@@ -153,16 +153,44 @@ class OrderRepository:
         """Records the decision's events, sends its commands and moves the saga's deadline, atomically."""
         if decision.empty:
             return
-        order = loaded.order
         batch: OrderBatch | None = ctx.session.info.get(_BATCH)
-        if batch is not None and order.version > 0:
+        if batch is not None and loaded.order.version > 0:
             await self._queue(ctx, batch, loaded, decision, now)
             return
+        await self._write(ctx, loaded, decision, now)
+
+    async def place(
+        self, ctx: MessageContext, loaded: LoadedOrder, decision: Decision, now: datetime, payment_token: str
+    ) -> bool:
+        """A new order's placement (`decision`, starting with OrderPlaced) with the claim of its reference
+        and its payment token, all in one statement. False when the reference was held: the caller must
+        then roll the transaction back (the writes ran, over the holder's rows) and place as `save` would."""
+        placed = decision.events[0]
+        assert isinstance(placed, OrderPlaced)
+        assert loaded.order.version == 0
+        claim = [placed.channel.value, placed.external_reference, placed.order_id, payment_token]
+        claimed, appended = await self._write(ctx, loaded, decision, now, claim=claim)
+        if claimed and not appended:
+            raise ConcurrencyError(stream_id(placed.order_id), 0)
+        return bool(claimed)
+
+    async def _write(
+        self,
+        ctx: MessageContext,
+        loaded: LoadedOrder,
+        decision: Decision,
+        now: datetime,
+        *,
+        claim: list[Any] | None = None,
+    ) -> tuple[int, int]:
+        order = loaded.order
         before = None
         if decision.events and order.status is not None:
             before = summary_of(order.order_id, order.status.value, loaded.history)
+        # A placement's events are appended by its own statement (`order_sql.placing`).
+        staged = PendingAppends() if claim is not None else None
         envelopes = await ctx.record(
-            self._store, stream_id(order.order_id), STREAM_TYPE, order.version, decision.events
+            self._store, stream_id(order.order_id), STREAM_TYPE, order.version, decision.events, pending=staged
         )
         writes: list[str] = []
         params: list[list[Any]] = []
@@ -189,7 +217,23 @@ class OrderRepository:
                 placed_written = True
         sent = [await ctx.emit(command) for command in decision.commands]
         writes.append(self._step_write(order, decision, now, params, sent[-1] if sent else None))
-        await fetch_in_transaction(ctx.session, order_sql.together(tuple(writes)), *order_sql.flatten(params))
+        answer = (0, 0)
+        if staged is None:
+            await fetch_in_transaction(ctx.session, order_sql.together(tuple(writes)), *order_sql.flatten(params))
+        else:
+            assert claim is not None
+            append = [
+                staged.stream_ids[0],
+                STREAM_TYPE,
+                staged.versions,
+                staged.event_ids,
+                staged.event_types,
+                staged.values,
+            ]
+            [row] = await fetch_in_transaction(
+                ctx.session, order_sql.placing(tuple(writes)), *claim, *append, *order_sql.flatten(params)
+            )
+            answer = (int(row[0]), int(row[1]))
         if decision.events and self._others is not None and (len(recorded) > 1 or not placed_written):
             assert order.status is not None
             await self._others.apply(
@@ -200,6 +244,7 @@ class OrderRepository:
                 version=order.version,
                 placed_written=placed_written,
             )
+        return answer
 
     async def _queue(
         self, ctx: MessageContext, batch: OrderBatch, loaded: LoadedOrder, decision: Decision, now: datetime

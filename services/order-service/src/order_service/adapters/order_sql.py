@@ -152,6 +152,38 @@ def together(names: tuple[str, ...]) -> str:
     return f"WITH {', '.join(ctes)} SELECT true"
 
 
+_PLACING_CTES: Final = (
+    "claim AS (INSERT INTO order_references (channel, external_reference, order_id) "
+    "VALUES ($1::text, $2::text, $3::uuid) ON CONFLICT ON CONSTRAINT pk_order_references DO NOTHING "
+    "RETURNING order_id)",
+    "keep_token AS (INSERT INTO payment_tokens (order_id, token) SELECT order_id, $4::text FROM claim)",
+    "appended AS (INSERT INTO events (stream_id, stream_type, version, event_id, event_type, envelope) "
+    "SELECT $5::text, $6::text, e.version, e.event_id, e.event_type, e.envelope::jsonb "
+    "FROM unnest($7::int[], $8::uuid[], $9::text[], $10::text[]) AS e(version, event_id, event_type, envelope) "
+    "WHERE EXISTS (SELECT 1 FROM claim) "
+    "ON CONFLICT ON CONSTRAINT uq_events_stream_version DO NOTHING RETURNING 1)",
+)
+PLACING_PARAMS: Final = 10
+"""The claim's parameters (channel, external reference, order id, payment token), then the append's
+(stream id, stream type, versions, event ids, event types, envelopes as JSON text)."""
+
+
+@cache
+def placing(names: tuple[str, ...]) -> str:
+    """A new order in one statement: the claim of its reference and its token, the append of its events,
+    and the named writes (parameters after `PLACING_PARAMS`). It answers how many references were claimed
+    and how many events appended; the writes run either way, so that a caller that did not claim rolls
+    the transaction back (`OrderRepository.place`)."""
+    ctes = list(_PLACING_CTES)
+    offset = PLACING_PARAMS
+    for name in names:
+        write = WRITES[name]
+        positions = [f"${offset + i + 1}" for i in range(write.params)]
+        ctes += (f"w{len(ctes)} AS ({cte.format(*positions)})" for cte in write.ctes)
+        offset += write.params
+    return f"WITH {', '.join(ctes)} SELECT (SELECT count(*) FROM claim), (SELECT count(*) FROM appended)"
+
+
 def flatten(groups: Sequence[Sequence[Any]]) -> list[Any]:
     """The parameters of `together(names)`, from one group per name (in the same order)."""
     return [value for group in groups for value in group]
